@@ -1,0 +1,16 @@
+# Both targets set everything up on first use (see tasks.py), then run.
+PYTHON ?= python3
+
+.PHONY: lab test bench setup
+
+lab:    ## open the notebook series in JupyterLab
+	$(PYTHON) tasks.py lab
+
+test:   ## unit tests and every notebook re-executed by nbval
+	$(PYTHON) tasks.py test
+
+bench:  ## CAM speed and memory, as ratios to one inference forward
+	$(PYTHON) tasks.py bench
+
+setup:
+	$(PYTHON) tasks.py setup

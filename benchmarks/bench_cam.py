@@ -1,0 +1,171 @@
+"""How much a CAM costs compared with one plain inference forward pass.
+
+Usage: ``python benchmarks/bench_cam.py [--rounds N]`` (or ``make bench``).
+
+One run measures everything on 2 threads at 224x224 and prints one table of
+ratios to the inference forward of the same model: time (median over
+interleaved rounds, so all cases see the same machine state) and peak memory
+(the rise of the process's resident-set high-water mark during one call,
+measured in a fresh subprocess per case, Linux only). ResNet50 has random
+weights, which cost the same time as trained ones.
+
+Targets from the course's issue tracker: one class at most 1.1x the
+inference forward; all 1000 classes at most 2.5x, with peak memory at most
+1.5x the inference forward's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from utilities import grad_cam, load_model  # noqa: E402
+from utilities.models import resnet50_network  # noqa: E402
+
+THREADS = 2
+SIZE = 224
+MODELS = ("resnet50", "efficientnet_lite0")
+CASES = {
+    "inference forward": "torch.inference_mode(), one forward",
+    "Grad-CAM, 1 class": "grad_cam(...).maps, upsampled to 224x224",
+    "Grad-CAM, 1000 classes": "layer4, one forward, maps at layer resolution",
+    "Grad-CAM, 1000 classes + upsampling": "as above, plus all 1000 maps upsampled and normalised",
+    "pytorch-grad-cam, 1 class": "GradCAM(model, [layer4]) called as in its README",
+    "pytorch-grad-cam, 10 classes": "the same, once per class",
+}
+TARGETS = {"Grad-CAM, 1 class": (1.1, None), "Grad-CAM, 1000 classes": (2.5, 1.5)}
+
+
+def build_cases(model_name: str) -> dict[str, Callable[[], object]]:
+    torch.manual_seed(0)
+    if model_name == "resnet50":
+        network = resnet50_network()
+    else:
+        network = load_model(model_name).network
+    inputs = torch.randn(1, 3, SIZE, SIZE)
+    # pytorch-grad-cam needs trainable parameters, as a user's model has them.
+    trainable = copy.deepcopy(network).requires_grad_(True)
+
+    def inference() -> object:
+        with torch.inference_mode():
+            return network(inputs)
+
+    def reference(classes: int) -> object:
+        from pytorch_grad_cam import GradCAM
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        with GradCAM(model=trainable, target_layers=[trainable.layer4]) as cam:
+            return [cam(input_tensor=inputs, targets=[ClassifierOutputTarget(c)]) for c in range(classes)]
+
+    return {
+        "inference forward": inference,
+        "Grad-CAM, 1 class": lambda: grad_cam(network, inputs, 281).maps,
+        "Grad-CAM, 1000 classes": lambda: grad_cam(network, inputs, range(1000)).raw,
+        "Grad-CAM, 1000 classes + upsampling": lambda: grad_cam(network, inputs, range(1000)).maps,
+        "pytorch-grad-cam, 1 class": lambda: reference(1),
+        "pytorch-grad-cam, 10 classes": lambda: reference(10),
+    }
+
+
+def time_cases(cases: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    for run in cases.values():  # warm up: first calls pay for allocation and kernel selection
+        run()
+        run()
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, run in cases.items():
+            start = time.perf_counter()
+            run()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def peak_memory_of(model_name: str, case: str) -> int | None:
+    """Bytes by which one call raises the resident-set high-water mark (in this process)."""
+    run = build_cases(model_name)[case]
+    run()
+    run()
+    gc.collect()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+        before = _status_kib("VmRSS")
+    except OSError:
+        return None
+    run()
+    return (_status_kib("VmHWM") - before) * 1024
+
+
+def measure_peak_in_subprocess(model_name: str, case: str) -> int | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    # Large blocks straight from and back to the OS, so RSS follows live memory.
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+    output = subprocess.run(
+        [sys.executable, __file__, "--peak-memory", model_name, case],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=7, help="timed rounds per case (median is reported)")
+    parser.add_argument("--peak-memory", nargs=2, metavar=("MODEL", "CASE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(THREADS)
+    if args.peak_memory:
+        print(json.dumps(peak_memory_of(*args.peak_memory)))
+        return 0
+
+    print(f"torch {torch.__version__}, {THREADS} threads, input 1x3x{SIZE}x{SIZE}, median of {args.rounds} rounds\n")
+    header = f"| {'model':<18} | {'case':<36} | {'time ms':>8} | {'x forward':>9} | {'peak MiB':>8} | {'x forward':>9} |"
+    print(header)
+    print("|" + "|".join("-" * (len(cell) + 0) for cell in header.split("|")[1:-1]) + "|")
+    verdicts = []
+    for model_name in MODELS:
+        times = time_cases(build_cases(model_name), args.rounds)
+        peaks = {case: measure_peak_in_subprocess(model_name, case) for case in CASES}
+        base_time, base_peak = times["inference forward"], peaks["inference forward"]
+        for case in CASES:
+            time_ratio = times[case] / base_time
+            peak = peaks[case]
+            peak_cells = (f"{peak / 2**20:8.1f}", f"{peak / base_peak:9.2f}") if peak is not None and base_peak else ("n/a".rjust(8), "n/a".rjust(9))
+            print(f"| {model_name:<18} | {case:<36} | {times[case] * 1000:8.1f} | {time_ratio:9.2f} | {peak_cells[0]} | {peak_cells[1]} |")
+            if case in TARGETS:
+                time_target, memory_target = TARGETS[case]
+                ok = time_ratio <= time_target
+                text = f"{model_name}, {case}: time {time_ratio:.2f}x (target <= {time_target}x)"
+                if memory_target is not None and peak is not None and base_peak:
+                    ok = ok and peak / base_peak <= memory_target
+                    text += f", peak memory {peak / base_peak:.2f}x (target <= {memory_target}x)"
+                verdicts.append(("meets" if ok else "MISSES") + " target: " + text)
+    print()
+    for case, description in CASES.items():
+        print(f"  {case}: {description}")
+    print()
+    print("\n".join(verdicts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

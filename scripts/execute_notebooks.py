@@ -1,0 +1,43 @@
+"""Execute notebooks top to bottom in place, as they are committed, and time each.
+
+Usage: ``python scripts/execute_notebooks.py [NOTEBOOK ...]`` (default: all of
+notebooks/). Runs with the bundled model (``GRADCAM_MODEL=efficientnet_lite0``),
+the model nbval uses, so committed outputs and test runs agree.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def execute(path: Path) -> float:
+    notebook = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    elapsed = time.perf_counter() - start
+    nbformat.write(notebook, path)
+    return elapsed
+
+
+def main(paths: list[str]) -> int:
+    os.environ["GRADCAM_MODEL"] = "efficientnet_lite0"
+    notebooks = [Path(p).resolve() for p in paths] or sorted((ROOT / "notebooks").glob("*.ipynb"))
+    total = 0.0
+    for path in notebooks:
+        seconds = execute(path)
+        total += seconds
+        print(f"{path.relative_to(ROOT)}: {seconds:.1f} s", flush=True)
+    print(f"total: {total:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

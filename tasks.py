@@ -1,0 +1,62 @@
+"""Set up the project and run it: ``python tasks.py lab`` or ``python tasks.py test``.
+
+Works on Linux, macOS and Windows with nothing but Python 3.10+. The first
+run creates a virtual environment in ``.venv`` and installs the project with
+its test extras; later runs reuse it, and reinstall only when
+``pyproject.toml`` has changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+STAMP = VENV / "installed-pyproject.sha256"
+
+
+def venv_executable(name: str) -> Path:
+    folder = "Scripts" if os.name == "nt" else "bin"
+    suffix = ".exe" if os.name == "nt" else ""
+    return VENV / folder / f"{name}{suffix}"
+
+
+def ensure_environment() -> Path:
+    """Create and fill .venv if needed; return its Python."""
+    python = venv_executable("python")
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if python.exists() and STAMP.exists() and STAMP.read_text().strip() == wanted:
+        return python
+    if not python.exists():
+        print(f"Creating a virtual environment in {VENV} ...", flush=True)
+        venv.create(VENV, with_pip=True)
+    print("Installing the project and its dependencies (a few minutes the first time) ...", flush=True)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--editable", f"{ROOT}[test]"], check=True)
+    STAMP.write_text(wanted)
+    return python
+
+
+def main(argv: list[str]) -> int:
+    commands = {
+        "lab": lambda python: [str(python), "-m", "jupyter", "lab", str(ROOT / "notebooks")],
+        "test": lambda python: [str(python), "-m", "pytest", *argv[1:]],
+        "bench": lambda python: [str(python), str(ROOT / "benchmarks" / "bench_cam.py"), *argv[1:]],
+        "setup": None,
+    }
+    if not argv or argv[0] not in commands:
+        print(f"usage: python tasks.py {{{'|'.join(commands)}}} [arguments]", file=sys.stderr)
+        return 2
+    python = ensure_environment()
+    if commands[argv[0]] is None:
+        return 0
+    return subprocess.run(commands[argv[0]](python), cwd=ROOT).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

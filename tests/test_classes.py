@@ -1,0 +1,65 @@
+import pytest
+
+from utilities.classes import IMAGENET_CLASS_NAMES, UnknownClassError, class_index, find_classes
+
+
+def test_there_are_1000_unique_names():
+    assert len(IMAGENET_CLASS_NAMES) == 1000
+    assert len(set(IMAGENET_CLASS_NAMES)) == 1000
+    assert IMAGENET_CLASS_NAMES[285] == "Egyptian cat"
+
+
+@pytest.mark.parametrize("name", ["Egyptian cat", "egyptian CAT", "  espresso "])
+def test_lookup_ignores_case_and_spaces(name):
+    assert IMAGENET_CLASS_NAMES[class_index(name)].lower() == name.strip().lower()
+
+
+def test_unique_wordnet_synonym_is_accepted():
+    assert IMAGENET_CLASS_NAMES[class_index("tabby cat")] == "tabby"
+
+
+def test_index_passes_through_and_range_is_checked():
+    assert class_index(967) == 967
+    with pytest.raises(UnknownClassError, match="out of range.*1000 classes, numbered 0 to 999"):
+        class_index(1000)
+    with pytest.raises(UnknownClassError, match="out of range"):
+        class_index(-1)
+
+
+def test_wrong_type_is_a_type_error():
+    with pytest.raises(TypeError, match="name \\(str\\) or index \\(int\\)"):
+        class_index(2.5)
+
+
+def test_miss_lists_closest_real_names():
+    with pytest.raises(UnknownClassError) as caught:
+        class_index("car")
+    suggestions = caught.value.suggestions
+    for expected in ("sports car", "beach wagon", "convertible"):
+        assert expected in suggestions
+    assert "sports car" in str(caught.value)
+    assert all(name in IMAGENET_CLASS_NAMES for name in suggestions)
+
+
+def test_misspelling_suggests_the_right_class():
+    with pytest.raises(UnknownClassError) as caught:
+        class_index("expresso")
+    assert caught.value.suggestions[0] == "espresso"
+
+
+def test_nonsense_says_so():
+    with pytest.raises(UnknownClassError, match="No class name resembles it"):
+        class_index("qwxzv")
+
+
+def test_find_classes_uses_wordnet_meaning():
+    assert "pug" in find_classes("dog")  # WordNet synonym "pug-dog"
+    assert "convertible" in find_classes("car")  # WordNet definition "a car that ..."
+    assert find_classes("cats", limit=3)[0].endswith("cat")
+    assert find_classes("") == []
+
+
+def test_custom_class_names_work_without_wordnet():
+    names = ["apple", "pear", "red apple"]
+    assert class_index("PEAR", names) == 1
+    assert find_classes("apple", names) == ["apple", "red apple"]

@@ -1,0 +1,76 @@
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib import colormaps
+
+from utilities import grad_cam
+from utilities.plotting import overlay_cam, show_cam, show_cams, show_feature_maps, visualize_image_list
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def test_visualize_one_image_and_a_list(data_dir, lite_model):
+    one = visualize_image_list(data_dir / "chelsea.jpg")
+    assert len([ax for ax in one.axes if ax.images]) == 1
+    images = [data_dir / "chelsea.jpg", np.zeros((10, 10)), lite_model.to_input(data_dir / "coffee.jpg")[0]]
+    many = visualize_image_list(images, titles=["cat", "map", "input"], ncols=2)
+    shown = [ax for ax in many.axes if ax.images]
+    assert [ax.get_title() for ax in shown] == ["cat", "map", "input"]
+    assert shown[2].images[0].get_array().shape[-1] == 3  # the normalised tensor shown as RGB
+
+
+def test_visualize_title_count_must_match(data_dir):
+    with pytest.raises(ValueError, match="2 images but 1 titles"):
+        visualize_image_list([data_dir / "chelsea.jpg"] * 2, titles=["only one"])
+
+
+def test_overlay_is_rgb_in_matplotlib_colour_order():
+    image = np.zeros((20, 30, 3), dtype=np.uint8)
+    hot = overlay_cam(image, np.ones((2, 3)), alpha=1.0, cmap="jet")
+    expected = np.rint(np.array(colormaps["jet"](1.0)[:3]) * 255)
+    np.testing.assert_array_equal(hot[5, 5], expected)  # jet's top is red: RGB, not OpenCV's BGR
+    assert hot[5, 5, 0] > hot[5, 5, 2]
+    assert hot.shape == (20, 30, 3) and hot.dtype == np.uint8
+
+
+def test_overlay_with_zero_alpha_is_the_image(data_dir):
+    image = np.asarray(plt.imread(data_dir / "chelsea.jpg"))
+    np.testing.assert_array_equal(overlay_cam(image, torch.rand(7, 7), alpha=0.0), image)
+
+
+def test_overlay_refuses_nan_and_bad_alpha():
+    image = np.zeros((10, 10, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="NaN"):
+        overlay_cam(image, np.full((2, 2), np.nan))
+    with pytest.raises(ValueError, match="alpha"):
+        overlay_cam(image, np.zeros((2, 2)), alpha=1.5)
+
+
+def test_show_cam_has_a_colorbar(data_dir):
+    ax = show_cam(data_dir / "chelsea.jpg", torch.rand(7, 11), title="cat")
+    assert len(ax.figure.axes) == 2  # the image axes and the colorbar
+    assert ax.get_title() == "cat"
+
+
+def test_feature_map_grid(lite_model, chelsea_input):
+    from utilities import LayerRecorder
+
+    with LayerRecorder(lite_model.network, "layer2") as recorder, torch.no_grad():
+        lite_model.network(chelsea_input)
+    figure = show_feature_maps(recorder.activations["layer2"], count=12, ncols=6)
+    shown = [ax for ax in figure.axes if ax.images]
+    assert len(shown) == 12
+    means = recorder.activations["layer2"][0].mean((1, 2))
+    assert shown[0].get_title() == f"channel {int(means.argmax())}"
+
+
+def test_cam_grid_titles(lite_model, data_dir):
+    result = grad_cam(lite_model, data_dir / "cat_and_coffee.png", ["Egyptian cat", "espresso", "cup"])
+    figure = show_cams(data_dir / "cat_and_coffee.png", result, ncols=3)
+    titles = [ax.get_title() for ax in figure.axes if ax.images]
+    assert [title.split(" (")[0] for title in titles] == ["Egyptian cat", "espresso", "cup"]

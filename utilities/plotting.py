@@ -1,0 +1,234 @@
+"""Figures: image lists, CAM overlays, feature-map grids and CAM grids.
+
+Everything is RGB (matplotlib's order); nothing here uses OpenCV.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from skimage.transform import resize
+
+from .cam import CamResult
+from .images import ImageLike, load_image, to_rgb_uint8
+
+__all__ = ["overlay_cam", "show_cam", "show_cams", "show_feature_maps", "visualize_image_list"]
+
+
+def _as_numpy(array: np.ndarray | torch.Tensor) -> np.ndarray:
+    return array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+
+
+def _displayable(image: ImageLike) -> np.ndarray:
+    """An RGB uint8 image, or a 2-D float map to show with a colormap."""
+    if isinstance(image, (np.ndarray, torch.Tensor)):
+        array = _as_numpy(image)
+        if array.ndim == 3 and array.shape[0] == 1:
+            array = array[0]
+        if array.ndim == 2:
+            return array.astype(np.float32)
+        if array.ndim == 3 and np.issubdtype(array.dtype, np.floating) and (array.min() < 0 or array.max() > 1):
+            # A normalised network input: stretch to [0, 1] for display only.
+            array = (array - array.min()) / max(float(array.max() - array.min()), 1e-12)
+            return to_rgb_uint8(torch.from_numpy(array) if isinstance(image, torch.Tensor) else array)
+        return to_rgb_uint8(image)
+    return load_image(image)
+
+
+def _grid(count: int, ncols: int | None, size: float) -> tuple[Figure, list[Axes]]:
+    ncols = max(1, min(count, ncols or min(count, 5)))
+    nrows = math.ceil(count / ncols)
+    figure, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    axes_list = list(axes.ravel())
+    for axis in axes_list[count:]:
+        axis.axis("off")
+    return figure, axes_list[:count]
+
+
+def visualize_image_list(
+    images: ImageLike | Sequence[ImageLike],
+    titles: str | Sequence[str] | None = None,
+    ncols: int | None = None,
+    size: float = 3.0,
+    cmap: str = "gray",
+) -> Figure:
+    """Show images side by side in a grid.
+
+    Args:
+        images: one image or a list: paths, PIL images, arrays (H, W) or
+            (H, W, C), or tensors (C, H, W). 2-D arrays are shown with ``cmap``
+            and their own value range; normalised 3-channel tensors are
+            stretched to [0, 1] for display.
+        titles: one title per image.
+        ncols: images per row (default: up to 5).
+        size: inches per image.
+        cmap: colormap for 2-D arrays.
+
+    Returns:
+        The matplotlib figure.
+
+    Raises:
+        ValueError: the number of titles differs from the number of images.
+    """
+    single = isinstance(images, (str, np.ndarray, torch.Tensor)) or not isinstance(images, Sequence)
+    image_list = [images] if single else list(images)
+    title_list = [titles] if isinstance(titles, str) else list(titles) if titles is not None else [None] * len(image_list)
+    if len(title_list) != len(image_list):
+        raise ValueError(f"Got {len(image_list)} images but {len(title_list)} titles.")
+    figure, axes = _grid(len(image_list), ncols, size)
+    for axis, image, title in zip(axes, image_list, title_list):
+        shown = _displayable(image)
+        axis.imshow(shown, cmap=cmap if shown.ndim == 2 else None)
+        axis.set_title(title or "")
+        axis.axis("off")
+    figure.tight_layout()
+    return figure
+
+
+def _cam_on_image_grid(cam: np.ndarray | torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
+    cam = _as_numpy(cam).astype(np.float32)
+    if cam.ndim != 2:
+        raise ValueError(f"A CAM is a 2-D map, got shape {cam.shape}.")
+    if np.isnan(cam).any():
+        raise ValueError("The CAM contains NaN; normalise with utilities.normalize_cams, which never divides by zero.")
+    if cam.shape != tuple(shape):
+        cam = resize(cam, shape, order=1, mode="edge", anti_aliasing=False)
+    return cam
+
+
+def overlay_cam(image: ImageLike, cam: np.ndarray | torch.Tensor, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
+    """Blend a CAM, coloured with a matplotlib colormap, onto its image.
+
+    Args:
+        image: the image the CAM belongs to.
+        cam: a 2-D map in [0, 1], any size (resized bilinearly to the image).
+        alpha: weight of the colour map; 0 shows only the image.
+        cmap: matplotlib colormap name.
+
+    Returns:
+        An RGB uint8 array of the image's size.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be within [0, 1], got {alpha}.")
+    pixels = load_image(image)
+    cam = np.clip(_cam_on_image_grid(cam, pixels.shape[:2]), 0.0, 1.0)
+    heat = colormaps[cmap](cam)[..., :3]
+    blended = (1.0 - alpha) * pixels / 255.0 + alpha * heat
+    return np.clip(np.rint(blended * 255.0), 0, 255).astype(np.uint8)
+
+
+def show_cam(
+    image: ImageLike,
+    cam: np.ndarray | torch.Tensor,
+    alpha: float = 0.5,
+    cmap: str = "jet",
+    colorbar: bool = True,
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Draw a CAM over its image, with an optional colorbar for the CAM's values.
+
+    Args:
+        image: the image.
+        cam: a 2-D map in [0, 1], any size.
+        alpha: opacity of the map.
+        cmap: matplotlib colormap name.
+        colorbar: add a colorbar.
+        title: axes title.
+        ax: axes to draw into (default: a new figure).
+
+    Returns:
+        The axes.
+    """
+    pixels = load_image(image)
+    cam = _cam_on_image_grid(cam, pixels.shape[:2])
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 5 * pixels.shape[0] / pixels.shape[1]))
+    ax.imshow(pixels)
+    layer = ax.imshow(cam, cmap=cmap, alpha=alpha, vmin=0.0, vmax=1.0)
+    if colorbar:
+        ax.figure.colorbar(layer, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_title(title or "")
+    ax.axis("off")
+    return ax
+
+
+def show_feature_maps(
+    activation: torch.Tensor | np.ndarray,
+    count: int = 16,
+    order: str = "strongest",
+    ncols: int = 8,
+    size: float = 1.6,
+    cmap: str = "viridis",
+    title: str | None = None,
+) -> Figure:
+    """A grid of a layer's feature maps (channels).
+
+    Args:
+        activation: (C, H, W), or (1, C, H, W) for a batch of one.
+        count: how many channels to show.
+        order: ``"strongest"`` (highest mean activation first) or ``"index"``.
+        ncols: maps per row.
+        size: inches per map.
+        cmap: colormap.
+        title: figure title.
+
+    Returns:
+        The matplotlib figure.
+    """
+    maps = _as_numpy(activation)
+    if maps.ndim == 4 and maps.shape[0] == 1:
+        maps = maps[0]
+    if maps.ndim != 3:
+        raise ValueError(f"Expected feature maps (C, H, W), got shape {maps.shape}.")
+    if order not in ("strongest", "index"):
+        raise ValueError(f"order must be 'strongest' or 'index', got {order!r}.")
+    channels = np.argsort(-maps.mean(axis=(1, 2)), kind="stable") if order == "strongest" else np.arange(len(maps))
+    channels = channels[: min(count, len(maps))]
+    figure, axes = _grid(len(channels), ncols, size)
+    for axis, channel in zip(axes, channels):
+        axis.imshow(maps[channel], cmap=cmap)
+        axis.set_title(f"channel {channel}", fontsize=8)
+        axis.axis("off")
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def show_cams(
+    image: ImageLike,
+    result: CamResult,
+    ncols: int | None = None,
+    alpha: float = 0.5,
+    cmap: str = "jet",
+    size: float = 3.0,
+) -> Figure:
+    """One CAM overlay per class of a :class:`~utilities.cam.CamResult`, titled with class and probability.
+
+    Args:
+        image: the image the CAMs belong to.
+        result: the CAMs.
+        ncols: overlays per row (default: up to 5).
+        alpha: opacity of the maps.
+        cmap: colormap.
+        size: inches per overlay.
+
+    Returns:
+        The matplotlib figure.
+    """
+    pixels = load_image(image)
+    figure, axes = _grid(len(result), ncols, size)
+    for position, axis in enumerate(axes):
+        title = f"{result.class_names[position]} ({float(result.probabilities[position]):.1%})"
+        show_cam(pixels, result.maps[position], alpha=alpha, cmap=cmap, colorbar=False, title=title, ax=axis)
+    figure.suptitle(f"{result.method} at {result.layer}")
+    figure.tight_layout()
+    return figure
