@@ -90,6 +90,13 @@ def test_pil_palette_and_16bit_png(tmp_path):
     assert loaded[-1, -1, 0] == round(63000 / 65535 * 255)
 
 
+def test_broken_tiff_names_the_path(tmp_path):
+    path = tmp_path / "broken.tif"
+    path.write_bytes(b"II*\x00garbage")
+    with pytest.raises(ImageLoadError, match="broken.tif.*(no pixels|as a TIFF image)"):
+        load_image(path)
+
+
 def test_16bit_rgb_tiff(tmp_path):
     path = tmp_path / "rgb16.tif"
     tifffile.imwrite(path, np.full((12, 12, 3), 65535, dtype=np.uint16))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
+import tifffile
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -53,6 +54,8 @@ def to_rgb_uint8(array: np.ndarray | torch.Tensor, source: str = "the array") ->
             array = array.permute(1, 2, 0)  # torchvision layout (C, H, W)
         array = array.numpy()
     array = np.asarray(array)
+    if array.size == 0:
+        raise ImageLoadError(f"{source} has no pixels (shape {array.shape}); if it is a file, it may be damaged.")
     if array.ndim == 2:
         array = array[..., None]
     if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4):
@@ -131,13 +134,13 @@ def _read_file(path: Path) -> np.ndarray:
         with Image.open(path) as opened:
             return _pil_to_array(opened)
     except (UnidentifiedImageError, OSError, ValueError) as pil_error:
-        # PIL has no 16-bit RGB; TIFFs of that kind go through tifffile via imageio.
-        try:
-            import imageio.v3 as iio
-
-            return np.asarray(iio.imread(path))
-        except Exception:  # noqa: BLE001 - PIL's reason is the one worth showing
-            raise ImageLoadError(f"Cannot read {label} as an image: {pil_error}") from None
+        if path.suffix.lower() in (".tif", ".tiff"):
+            # PIL has no 16-bit RGB; tifffile reads every TIFF that microscopes and scanners write.
+            try:
+                return np.asarray(tifffile.imread(path))
+            except Exception as tiff_error:  # noqa: BLE001 - reported below
+                raise ImageLoadError(f"Cannot read {label} as a TIFF image: {tiff_error}") from None
+        raise ImageLoadError(f"Cannot read {label} as an image: {pil_error}") from None
 
 
 def load_image(image: ImageLike) -> np.ndarray:
