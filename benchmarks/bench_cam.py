@@ -1,10 +1,11 @@
 """How much a CAM costs compared with one plain inference forward pass.
 
-Usage: ``python benchmarks/bench_cam.py [--rounds N]`` (or ``make bench``).
+Usage: ``python benchmarks/bench_cam.py [--seconds S]`` (or ``make bench``).
 
 One run measures everything on 2 threads at 224x224 and prints one table of
-ratios to the inference forward of the same model: time (median over
-interleaved rounds, so all cases see the same machine state) and peak memory
+ratios to the inference forward of the same model: time (each round times the
+case between two inference forwards; the table gives the median of those
+per-round ratios, which shrugs off a busy or throttling machine) and peak memory
 (the rise of the process's resident-set high-water mark during one call,
 measured in a fresh subprocess per case, Linux only). ResNet50 has random
 weights, which cost the same time as trained ones.
@@ -80,17 +81,39 @@ def build_cases(model_name: str) -> dict[str, Callable[[], object]]:
     }
 
 
-def time_cases(cases: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    for run in cases.values():  # warm up: first calls pay for allocation and kernel selection
+def time_cases(cases: dict[str, Callable[[], object]], seconds: float) -> dict[str, tuple[float, float]]:
+    """Median time of each case and median of its per-round ratio to the inference forward.
+
+    Each round runs the inference forward right before and right after the
+    case, so all three see the same machine state (clock speed, caches, other
+    processes); the case's time over the mean of the two inference times is
+    far steadier than a ratio of two separate medians, and running inference
+    on both sides cancels the advantage of going second.
+    """
+    inference = cases["inference forward"]
+    rounds: dict[str, int] = {}
+    for name, run in cases.items():  # warm up: first calls pay for allocation and kernel selection
         run()
+        start = time.perf_counter()
         run()
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(rounds):
+        # Fast cases get more rounds: about `seconds` per case, 5 to 100 rounds.
+        rounds[name] = int(min(100, max(5, seconds / (time.perf_counter() - start))))
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    ratios: dict[str, list[float]] = {name: [] for name in cases}
+    for round_number in range(max(rounds.values())):
         for name, run in cases.items():
+            if round_number >= rounds[name]:
+                continue
             start = time.perf_counter()
+            inference()
+            case_start = time.perf_counter()
             run()
-            samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in samples.items()}
+            case_end = time.perf_counter()
+            inference()
+            end = time.perf_counter()
+            times[name].append(case_end - case_start)
+            ratios[name].append((case_end - case_start) / ((case_start - start + end - case_end) / 2))
+    return {name: (statistics.median(times[name]), statistics.median(ratios[name])) for name in cases}
 
 
 def _status_kib(field: str) -> int:
@@ -129,7 +152,7 @@ def measure_peak_in_subprocess(model_name: str, case: str) -> int | None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=7, help="timed rounds per case (median is reported)")
+    parser.add_argument("--seconds", type=float, default=6.0, help="time budget per case (5 to 100 rounds; medians are reported)")
     parser.add_argument("--peak-memory", nargs=2, metavar=("MODEL", "CASE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
@@ -137,20 +160,20 @@ def main() -> int:
         print(json.dumps(peak_memory_of(*args.peak_memory)))
         return 0
 
-    print(f"torch {torch.__version__}, {THREADS} threads, input 1x3x{SIZE}x{SIZE}, median of {args.rounds} rounds\n")
+    print(f"torch {torch.__version__}, {THREADS} threads, input 1x3x{SIZE}x{SIZE}, each case timed between two inference forwards in 5 to 100 rounds (about {args.seconds:g} s per case), medians\n")
     header = f"| {'model':<18} | {'case':<36} | {'time ms':>8} | {'x forward':>9} | {'peak MiB':>8} | {'x forward':>9} |"
     print(header)
     print("|" + "|".join("-" * (len(cell) + 0) for cell in header.split("|")[1:-1]) + "|")
     verdicts = []
     for model_name in MODELS:
-        times = time_cases(build_cases(model_name), args.rounds)
+        timings = time_cases(build_cases(model_name), args.seconds)
         peaks = {case: measure_peak_in_subprocess(model_name, case) for case in CASES}
-        base_time, base_peak = times["inference forward"], peaks["inference forward"]
+        base_peak = peaks["inference forward"]
         for case in CASES:
-            time_ratio = times[case] / base_time
+            median_time, time_ratio = timings[case]
             peak = peaks[case]
             peak_cells = (f"{peak / 2**20:8.1f}", f"{peak / base_peak:9.2f}") if peak is not None and base_peak else ("n/a".rjust(8), "n/a".rjust(9))
-            print(f"| {model_name:<18} | {case:<36} | {times[case] * 1000:8.1f} | {time_ratio:9.2f} | {peak_cells[0]} | {peak_cells[1]} |")
+            print(f"| {model_name:<18} | {case:<36} | {median_time * 1000:8.1f} | {time_ratio:9.2f} | {peak_cells[0]} | {peak_cells[1]} |")
             if case in TARGETS:
                 time_target, memory_target = TARGETS[case]
                 ok = time_ratio <= time_target

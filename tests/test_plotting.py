@@ -24,6 +24,17 @@ def test_visualize_one_image_and_a_list(data_dir, lite_model):
     assert shown[2].images[0].get_array().shape[-1] == 3  # the normalised tensor shown as RGB
 
 
+def test_map_constant_up_to_rounding_is_shown_flat():
+    almost_constant = np.full((4, 4), 0.25, dtype=np.float32)
+    almost_constant[0, 0] = np.nextafter(np.float32(0.25), np.float32(1))
+    figure = visualize_image_list(almost_constant)
+    shown = figure.axes[0].images[0]
+    colours = shown.cmap(shown.norm(shown.get_array()))
+    assert np.allclose(colours, colours[0, 0], atol=0.01)  # one colormap step at most
+    varied = visualize_image_list(np.arange(16.0).reshape(4, 4)).axes[0].images[0]
+    assert varied.norm.vmin == 0 and varied.norm.vmax == 15
+
+
 def test_visualize_title_count_must_match(data_dir):
     with pytest.raises(ValueError, match="2 images but 1 titles"):
         visualize_image_list([data_dir / "chelsea.jpg"] * 2, titles=["only one"])

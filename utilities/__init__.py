@@ -6,6 +6,7 @@ from .hooks import LayerRecorder, NotRecordedError, count_hooks, remove_all_hook
 from .images import ImageLoadError, load_image, to_rgb_uint8
 from .models import LoadedModel, ModelUnavailableError, load_model
 from .plotting import overlay_cam, show_cam, show_cams, show_feature_maps, visualize_image_list
+from .widgets import cam_picker
 
 __all__ = [
     "IMAGENET_CLASS_NAMES",
@@ -18,6 +19,7 @@ __all__ = [
     "ModelUnavailableError",
     "NotRecordedError",
     "UnknownClassError",
+    "cam_picker",
     "class_index",
     "count_hooks",
     "find_classes",

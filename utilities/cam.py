@@ -74,6 +74,26 @@ class CamResult:
         """
         return normalize_cams(upsample_cams(self.raw, self.image_size))
 
+    def select(self, positions: Sequence[int] | torch.Tensor) -> "CamResult":
+        """A result holding only some of the classes, by position in this result.
+
+        Example: the 10 most probable of all 1000 classes::
+
+            everything = grad_cam(model, image, range(1000))
+            best = everything.select(everything.probabilities.topk(10).indices)
+        """
+        positions = [int(p) for p in positions]
+        return CamResult(
+            raw=self.raw[positions],
+            class_indices=[self.class_indices[p] for p in positions],
+            class_names=[self.class_names[p] for p in positions],
+            scores=self.scores[positions],
+            probabilities=self.probabilities[positions],
+            layer=self.layer,
+            method=self.method,
+            image_size=self.image_size,
+        )
+
     def map_for(self, target: Target, class_names: Sequence[str] = IMAGENET_CLASS_NAMES) -> torch.Tensor:
         """The (H, W) upsampled, normalised map of one class, given by name or class index."""
         index = class_index(target, class_names)

@@ -42,6 +42,19 @@ def _displayable(image: ImageLike) -> np.ndarray:
     return load_image(image)
 
 
+def _value_limits(values: np.ndarray) -> dict[str, float]:
+    """imshow limits that show a map constant up to float rounding as one flat colour.
+
+    Autoscaling would stretch last-bit differences (from summation order) over
+    the whole colormap and draw a pattern that is not there.
+    """
+    low, high = float(values.min()), float(values.max())
+    if high - low > 1e-6 * max(abs(low), abs(high), 1e-30):
+        return {}
+    margin = max(abs(high), 1e-12)
+    return {"vmin": low - margin, "vmax": high + margin}
+
+
 def _grid(count: int, ncols: int | None, size: float) -> tuple[Figure, list[Axes]]:
     ncols = max(1, min(count, ncols or min(count, 5)))
     nrows = math.ceil(count / ncols)
@@ -85,7 +98,10 @@ def visualize_image_list(
     figure, axes = _grid(len(image_list), ncols, size)
     for axis, image, title in zip(axes, image_list, title_list):
         shown = _displayable(image)
-        axis.imshow(shown, cmap=cmap if shown.ndim == 2 else None)
+        if shown.ndim == 2:
+            axis.imshow(shown, cmap=cmap, **_value_limits(shown))
+        else:
+            axis.imshow(shown)
         axis.set_title(title or "")
         axis.axis("off")
     figure.tight_layout()

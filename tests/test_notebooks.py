@@ -1,0 +1,56 @@
+"""Every notebook can be run twice in the same kernel with the same results.
+
+nbval (run by the same test command) executes each notebook once against its
+committed outputs; this test runs each one twice in one kernel, as a student
+re-running everything would, and compares the checked outputs of both runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+
+
+def _text_outputs(cell) -> list[str]:
+    return [output.get("text", "") for output in cell.outputs if output.output_type == "stream"]
+
+
+def _run_all(client: NotebookClient, notebook) -> list[list[str]]:
+    checked = []
+    for index, cell in enumerate(list(notebook.cells)):
+        if cell.cell_type != "code":
+            continue
+        client.execute_cell(cell, index)
+        if cell.source.startswith(CHECK_MARK):
+            checked.append(_text_outputs(cell))
+    return checked
+
+
+def test_every_notebook_has_checked_cells():
+    assert NOTEBOOKS
+    for path in NOTEBOOKS:
+        notebook = nbformat.read(path, as_version=4)
+        assert any(c.cell_type == "code" and c.source.startswith(CHECK_MARK) for c in notebook.cells), path.name
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_running_twice_in_one_kernel_gives_the_same_results(path):
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(notebook, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
+    with client.setup_kernel():
+        first = _run_all(client, notebook)
+        second = _run_all(client, notebook)
+        probe = nbformat.v4.new_code_cell(
+            "from utilities import count_hooks\nprint(count_hooks(model.network) if 'model' in dir() else 0)"
+        )
+        notebook.cells.append(probe)
+        client.execute_cell(probe, len(notebook.cells) - 1)
+    assert first == second
+    assert _text_outputs(probe) == ["0\n"], "hooks left on the network after two runs"

@@ -1,0 +1,97 @@
+"""An interactive CAM picker for JupyterLab, with a static fallback.
+
+A kernel cannot tell whether a front end will render widgets, so the fallback
+is chosen explicitly: set ``GRADCAM_STATIC_FIGURES=1`` (the tests and
+``scripts/execute_notebooks.py`` do) or pass ``static=True``, and the picker
+draws an ordinary figure for its initial settings instead.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+
+from .cam import CamResult, grad_cam
+from .images import ImageLike, load_image
+from .models import LoadedModel
+from .plotting import show_cam
+
+__all__ = ["STATIC_FIGURES_VARIABLE", "cam_picker"]
+
+#: Environment variable that makes :func:`cam_picker` draw a static figure.
+STATIC_FIGURES_VARIABLE = "GRADCAM_STATIC_FIGURES"
+
+
+def cam_picker(
+    model: LoadedModel,
+    image: ImageLike,
+    class_name: str | None = None,
+    layers: Sequence[str] = ("layer1", "layer2", "layer3", "layer4"),
+    alpha: float = 0.5,
+    static: bool | None = None,
+):
+    """Pick a class by name, a layer and an opacity, and see the Grad-CAM.
+
+    The class box accepts any of the model's class names (with completion);
+    maps are computed on demand and kept, so going back to a choice is instant.
+
+    Args:
+        model: the model.
+        image: the image to explain.
+        class_name: initial class; default: the top predicted class.
+        layers: the layers to choose from; the last is the initial one.
+        alpha: initial opacity of the map.
+        static: draw one static figure instead of widgets; default: whether
+            ``GRADCAM_STATIC_FIGURES`` is set to a non-empty value other than ``0``.
+
+    Returns:
+        The widget box, or the static figure's axes.
+    """
+    pixels = load_image(image)
+    initial_class = class_name or model.predict(pixels, top_k=1)[0][0]
+    initial_layer = layers[-1]
+    if static is None:
+        static = os.environ.get(STATIC_FIGURES_VARIABLE, "") not in ("", "0")
+    cache: dict[tuple[str, str], CamResult] = {}
+
+    def cam_of(name: str, layer: str) -> CamResult:
+        if (name, layer) not in cache:
+            cache[(name, layer)] = grad_cam(model, pixels, name, layer=layer)
+        return cache[(name, layer)]
+
+    def draw(name: str, layer: str, opacity: float):
+        result = cam_of(name, layer)
+        title = f"{result.class_names[0]} ({float(result.probabilities[0]):.1%}) at {layer}"
+        return show_cam(pixels, result.maps[0], alpha=opacity, title=title)
+
+    if static:
+        axes = draw(initial_class, initial_layer, alpha)
+        plt.show()
+        return axes
+
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    class_box = widgets.Combobox(
+        value=initial_class, options=list(model.class_names), ensure_option=True, description="class"
+    )
+    layer_box = widgets.Dropdown(options=list(layers), value=initial_layer, description="layer")
+    alpha_slider = widgets.FloatSlider(value=alpha, min=0.0, max=1.0, step=0.05, description="alpha")
+    output = widgets.Output()
+
+    def update(_change=None) -> None:
+        if class_box.value not in model.class_names:
+            return  # still typing
+        with output:
+            output.clear_output(wait=True)
+            draw(class_box.value, layer_box.value, alpha_slider.value)
+            plt.show()
+
+    for control in (class_box, layer_box, alpha_slider):
+        control.observe(update, names="value")
+    update()
+    box = widgets.VBox([widgets.HBox([class_box, layer_box, alpha_slider]), output])
+    display(box)
+    return box
