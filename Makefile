@@ -1,7 +1,7 @@
 # Both targets set everything up on first use (see tasks.py), then run.
 PYTHON ?= python3
 
-.PHONY: lab test bench setup
+.PHONY: lab test bench grade setup
 
 lab:    ## open the notebook series in JupyterLab
 	$(PYTHON) tasks.py lab
@@ -11,6 +11,9 @@ test:   ## unit tests and every notebook re-executed by nbval
 
 bench:  ## CAM speed and memory, as ratios to one inference forward
 	$(PYTHON) tasks.py bench
+
+grade:  ## score submitted exercise notebooks: make grade SUBMISSIONS=folder
+	$(PYTHON) tasks.py grade $(SUBMISSIONS)
 
 setup:
 	$(PYTHON) tasks.py setup

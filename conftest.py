@@ -5,5 +5,5 @@ import os
 # Tests always use the bundled offline model, so results are the same everywhere;
 # the kernels nbval starts inherit this.
 os.environ["GRADCAM_MODEL"] = "efficientnet_lite0"
-# No widget front end renders during tests: interactive pickers draw static figures.
-os.environ["GRADCAM_STATIC_FIGURES"] = "1"
+# Nobody watches a test run: pickers draw static figures, progress bars stay quiet.
+os.environ["GRADCAM_NONINTERACTIVE"] = "1"

@@ -42,11 +42,17 @@ def ensure_environment() -> Path:
     return python
 
 
+def root_flags() -> list[str]:
+    """JupyterLab refuses to run as root (containers, some CI machines) unless told to."""
+    return ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+
+
 def main(argv: list[str]) -> int:
     commands = {
-        "lab": lambda python: [str(python), "-m", "jupyter", "lab", str(ROOT / "notebooks")],
+        "lab": lambda python: [str(python), "-m", "jupyter", "lab", str(ROOT / "notebooks"), *root_flags(), *argv[1:]],
         "test": lambda python: [str(python), "-m", "pytest", *argv[1:]],
         "bench": lambda python: [str(python), str(ROOT / "benchmarks" / "bench_cam.py"), *argv[1:]],
+        "grade": lambda python: [str(python), "-m", "utilities.grading", *argv[1:]],
         "setup": None,
     }
     if not argv or argv[0] not in commands:

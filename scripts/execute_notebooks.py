@@ -3,7 +3,7 @@
 Usage: ``python scripts/execute_notebooks.py [NOTEBOOK ...]`` (default: all of
 notebooks/). Runs with the bundled model (``GRADCAM_MODEL=efficientnet_lite0``),
 the model nbval uses, so committed outputs and test runs agree, and with static
-figures in place of widgets (``GRADCAM_STATIC_FIGURES=1``).
+figures in place of widgets (``GRADCAM_NONINTERACTIVE=1``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def execute(path: Path) -> float:
 def main(paths: list[str]) -> int:
     os.environ["GRADCAM_MODEL"] = "efficientnet_lite0"
     # Committed outputs show static figures, which render anywhere (e.g. on GitHub).
-    os.environ["GRADCAM_STATIC_FIGURES"] = "1"
+    os.environ["GRADCAM_NONINTERACTIVE"] = "1"
     notebooks = [Path(p).resolve() for p in paths] or sorted((ROOT / "notebooks").glob("*.ipynb"))
     total = 0.0
     for path in notebooks:

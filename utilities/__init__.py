@@ -1,37 +1,60 @@
 """Shared code of the Grad-CAM notebook series."""
 
-from .cam import CamResult, GradCAM, GradientCAM, grad_cam, normalize_cams, upsample_cams
+from .cam import CAMMethod, CamResult, GradCAM, grad_cam, normalize_cams, upsample_cams
 from .classes import IMAGENET_CLASS_NAMES, UnknownClassError, class_index, find_classes
+from .faithfulness import (
+    cascading_randomization,
+    deletion_curve,
+    insertion_curve,
+    pointing_game,
+    random_map,
+    spearman_rank_correlation,
+)
 from .hooks import LayerRecorder, NotRecordedError, count_hooks, remove_all_hooks
-from .images import ImageLoadError, load_image, to_rgb_uint8
+from .images import DATA_DIR, ImageLoadError, load_image, to_rgb_uint8
+from .methods import CAM_METHODS, EigenCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM, XGradCAM
 from .models import LoadedModel, ModelUnavailableError, load_model
 from .plotting import overlay_cam, show_cam, show_cams, show_feature_maps, visualize_image_list
 from .widgets import cam_picker
 
 __all__ = [
-    "IMAGENET_CLASS_NAMES",
+    "CAMMethod",
+    "CAM_METHODS",
     "CamResult",
+    "DATA_DIR",
+    "EigenCAM",
     "GradCAM",
-    "GradientCAM",
+    "GradCAMPlusPlus",
+    "HiResCAM",
+    "IMAGENET_CLASS_NAMES",
     "ImageLoadError",
+    "LayerCAM",
     "LayerRecorder",
     "LoadedModel",
     "ModelUnavailableError",
     "NotRecordedError",
+    "ScoreCAM",
     "UnknownClassError",
+    "XGradCAM",
     "cam_picker",
+    "cascading_randomization",
     "class_index",
     "count_hooks",
+    "deletion_curve",
     "find_classes",
     "grad_cam",
+    "insertion_curve",
     "load_image",
     "load_model",
     "normalize_cams",
     "overlay_cam",
+    "pointing_game",
+    "random_map",
     "remove_all_hooks",
     "show_cam",
     "show_cams",
     "show_feature_maps",
+    "spearman_rank_correlation",
     "to_rgb_uint8",
     "upsample_cams",
     "visualize_image_list",

@@ -3,8 +3,10 @@
 CAM methods differ only in how they turn a layer's activations A (C, h, w)
 and the gradients G (K, C, h, w) of K class scores into K maps. The shared
 work (forward pass, recording, batched gradients, upsampling, normalising)
-lives in :class:`GradientCAM`; a method is a subclass with one
-:meth:`~GradientCAM.combine` method, like :class:`GradCAM`.
+lives in :class:`CAMMethod`; a method is a subclass with one
+:meth:`~CAMMethod.combine` method, like :class:`GradCAM`. The methods that
+need no gradients (Score-CAM, Eigen-CAM) implement
+:meth:`~CAMMethod.maps_without_gradients` instead.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from .models import LoadedModel
 
 __all__ = [
     "CamResult",
+    "CAMMethod",
     "GradCAM",
-    "GradientCAM",
     "grad_cam",
     "normalize_cams",
     "upsample_cams",
@@ -140,8 +142,14 @@ def _evaluated_frozen(network: nn.Module) -> Iterator[None]:
     """
     # Touch only what needs changing: the models of load_model are already
     # frozen and in eval mode, and walking every module costs a millisecond.
-    training = [module for module in network.modules() if module.training]
-    trainable = [parameter for parameter in network.parameters() if parameter.requires_grad]
+    training, trainable = [], []
+    stack = [network]
+    while stack:  # one plain walk; modules() and parameters() would each walk with names and a memo
+        module = stack.pop()
+        if module.training:
+            training.append(module)
+        trainable.extend(p for p in module._parameters.values() if p is not None and p.requires_grad)
+        stack.extend(child for child in module._modules.values() if child is not None)
     for module in training:
         module.training = False
     for parameter in trainable:
@@ -155,10 +163,12 @@ def _evaluated_frozen(network: nn.Module) -> Iterator[None]:
             module.training = True
 
 
-class GradientCAM:
-    """Shared machinery of gradient-based CAM methods.
+class CAMMethod:
+    """Shared machinery of CAM methods: one base, one small subclass per method.
 
-    Subclasses implement :meth:`combine`. Calling an instance runs one forward
+    Gradient methods implement :meth:`combine`; gradient-free ones set
+    ``uses_gradients = False`` and implement :meth:`maps_without_gradients`.
+    Calling an instance runs one forward
     pass with the layer recorded, then backpropagates the scores of all
     requested classes as batches of one-hot vectors (``is_grads_batched``), in
     chunks whose gradients take at most :data:`GRADIENT_CHUNK_BYTES`, so memory
@@ -173,7 +183,9 @@ class GradientCAM:
     """
 
     #: Name shown in results and figures.
-    name = "gradient CAM"
+    name = "CAM method"
+    #: Whether the method backpropagates class scores (else it implements maps_without_gradients).
+    uses_gradients = True
 
     def __init__(self, model: LoadedModel | nn.Module, layer: LayerSpec = "layer4", chunk_size: int | None = None) -> None:
         if isinstance(model, LoadedModel):
@@ -186,10 +198,6 @@ class GradientCAM:
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1, got {chunk_size}.")
         self.chunk_size = chunk_size
-
-    def combine(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
-        """Turn activations (C, h, w) and per-class gradients (K, C, h, w) into (K, h, w) maps, before the ReLU."""
-        raise NotImplementedError
 
     def _inputs(self, image: ImageLike | torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """The network input (1, 3, h, w) and the size to upsample maps to."""
@@ -249,38 +257,22 @@ class GradientCAM:
                 influence the output.
         """
         inputs, image_size = self._inputs(image)
-        with _evaluated_frozen(self.network), torch.inference_mode(False), torch.enable_grad():
+        with _evaluated_frozen(self.network), torch.inference_mode(False), torch.set_grad_enabled(self.uses_gradients):
             # Inputs made under inference mode cannot enter autograd; a clone made outside it can.
             inputs = inputs.clone()
             with LayerRecorder(self.network, {self.layer_name: self.layer}, record_gradients=False) as recorder:
                 logits = self.network(inputs)
             if logits.ndim != 2 or logits.shape[0] != 1:
                 raise ValueError(f"Expected the network to return logits (1, classes), got {tuple(logits.shape)}.")
-            output = recorder.outputs[self.layer_name]
-            if not logits.requires_grad:
-                raise ValueError(f"The output does not depend on layer {self.layer_name!r}, so it has no gradient.")
             activation = recorder.activations[self.layer_name][0]
             indices = self._target_indices(targets, logits)
-            maps: list[torch.Tensor] = []
-            # Start by assuming each class's gradient is a full copy of the activation;
-            # gradients that are broadcast views (see GlobalAveragePool) allow larger chunks.
-            bytes_per_class = activation.numel() * activation.element_size()
-            done = 0
-            while done < len(indices):
-                batch = indices[done : done + self._chunk_size(bytes_per_class)]
-                done += len(batch)
-                one_hot = torch.zeros(len(batch), *logits.shape, dtype=logits.dtype, device=logits.device)
-                one_hot[torch.arange(len(batch)), 0, batch] = 1.0
-                retain = done < len(indices)
-                if len(batch) == 1:  # vmap's batching costs more than it saves for one class
-                    gradients = torch.autograd.grad(logits, output, one_hot[0], retain_graph=retain)[0].unsqueeze(0)
-                else:
-                    (gradients,) = torch.autograd.grad(
-                        logits, output, one_hot, retain_graph=retain, is_grads_batched=True
-                    )
-                bytes_per_class = gradients.untyped_storage().nbytes() // len(batch)
-                maps.append(self.combine(activation, gradients[:, 0]))
-        raw = F.relu(torch.cat(maps)).detach()
+            if self.uses_gradients:
+                if not logits.requires_grad:
+                    raise ValueError(f"The output does not depend on layer {self.layer_name!r}, so it has no gradient.")
+                raw = self._maps_from_gradients(logits, recorder.outputs[self.layer_name], activation, indices)
+            else:
+                raw = self.maps_without_gradients(inputs, activation, indices)
+        raw = F.relu(raw).detach()
         probabilities = logits.detach()[0].softmax(-1)
         return CamResult(
             raw=raw,
@@ -293,8 +285,38 @@ class GradientCAM:
             image_size=tuple(output_size or image_size),
         )
 
+    def _maps_from_gradients(
+        self, logits: torch.Tensor, output: torch.Tensor, activation: torch.Tensor, indices: list[int]
+    ) -> torch.Tensor:
+        maps: list[torch.Tensor] = []
+        # Start by assuming each class's gradient is a full copy of the activation;
+        # gradients that are broadcast views (see GlobalAveragePool) allow larger chunks.
+        bytes_per_class = activation.numel() * activation.element_size()
+        done = 0
+        while done < len(indices):
+            batch = indices[done : done + self._chunk_size(bytes_per_class)]
+            done += len(batch)
+            one_hot = torch.zeros(len(batch), *logits.shape, dtype=logits.dtype, device=logits.device)
+            one_hot[torch.arange(len(batch)), 0, batch] = 1.0
+            retain = done < len(indices)
+            if len(batch) == 1:  # vmap's batching costs more than it saves for one class
+                gradients = torch.autograd.grad(logits, output, one_hot[0], retain_graph=retain)[0].unsqueeze(0)
+            else:
+                (gradients,) = torch.autograd.grad(logits, output, one_hot, retain_graph=retain, is_grads_batched=True)
+            bytes_per_class = gradients.untyped_storage().nbytes() // len(batch)
+            maps.append(self.combine(activation, gradients[:, 0]))
+        return torch.cat(maps)
 
-class GradCAM(GradientCAM):
+    def combine(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+        """Gradient methods: activations (C, h, w) and per-class gradients (K, C, h, w) to (K, h, w) maps, before the ReLU."""
+        raise NotImplementedError
+
+    def maps_without_gradients(self, inputs: torch.Tensor, activations: torch.Tensor, indices: list[int]) -> torch.Tensor:
+        """Gradient-free methods: the network input, activations (C, h, w) and K class indices to (K, h, w) maps."""
+        raise NotImplementedError
+
+
+class GradCAM(CAMMethod):
     """Grad-CAM (Selvaraju et al., 2017): channels weighted by their mean gradient."""
 
     name = "Grad-CAM"
@@ -315,7 +337,7 @@ def grad_cam(
     """Grad-CAM of one image for one or many classes at one layer.
 
     All classes share one forward pass; their gradients come from batched
-    backward passes. See :class:`GradientCAM` for the arguments.
+    backward passes. See :class:`CAMMethod` for the arguments.
 
     Example::
 

@@ -11,9 +11,12 @@ import tifffile
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageLike", "ImageLoadError", "MIN_IMAGE_SIDE", "load_image", "to_rgb_uint8"]
+__all__ = ["DATA_DIR", "ImageLike", "ImageLoadError", "MIN_IMAGE_SIDE", "load_image", "to_rgb_uint8"]
 
 ImageLike = Union[str, os.PathLike, np.ndarray, Image.Image, torch.Tensor]
+
+#: The course's example images (see data/README.md).
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 
 #: Images with a side shorter than this carry too little to classify.
 MIN_IMAGE_SIDE = 8

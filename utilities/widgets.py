@@ -1,7 +1,7 @@
 """An interactive CAM picker for JupyterLab, with a static fallback.
 
 A kernel cannot tell whether a front end will render widgets, so the fallback
-is chosen explicitly: set ``GRADCAM_STATIC_FIGURES=1`` (the tests and
+is chosen explicitly: set ``GRADCAM_NONINTERACTIVE=1`` (the tests and
 ``scripts/execute_notebooks.py`` do) or pass ``static=True``, and the picker
 draws an ordinary figure for its initial settings instead.
 """
@@ -18,10 +18,11 @@ from .images import ImageLike, load_image
 from .models import LoadedModel
 from .plotting import show_cam
 
-__all__ = ["STATIC_FIGURES_VARIABLE", "cam_picker"]
+__all__ = ["NONINTERACTIVE_VARIABLE", "cam_picker"]
 
-#: Environment variable that makes :func:`cam_picker` draw a static figure.
-STATIC_FIGURES_VARIABLE = "GRADCAM_STATIC_FIGURES"
+#: Environment variable for runs without a person watching (tests, batch
+#: execution): pickers draw static figures and progress bars stay quiet.
+NONINTERACTIVE_VARIABLE = "GRADCAM_NONINTERACTIVE"
 
 
 def cam_picker(
@@ -44,7 +45,7 @@ def cam_picker(
         layers: the layers to choose from; the last is the initial one.
         alpha: initial opacity of the map.
         static: draw one static figure instead of widgets; default: whether
-            ``GRADCAM_STATIC_FIGURES`` is set to a non-empty value other than ``0``.
+            ``GRADCAM_NONINTERACTIVE`` is set to a non-empty value other than ``0``.
 
     Returns:
         The widget box, or the static figure's axes.
@@ -53,7 +54,7 @@ def cam_picker(
     initial_class = class_name or model.predict(pixels, top_k=1)[0][0]
     initial_layer = layers[-1]
     if static is None:
-        static = os.environ.get(STATIC_FIGURES_VARIABLE, "") not in ("", "0")
+        static = os.environ.get(NONINTERACTIVE_VARIABLE, "") not in ("", "0")
     cache: dict[tuple[str, str], CamResult] = {}
 
     def cam_of(name: str, layer: str) -> CamResult:

@@ -1,0 +1,188 @@
+"""More CAM methods, each a small subclass of :class:`~utilities.cam.CAMMethod`.
+
+The gradient methods differ only in :meth:`combine`, which turns activations
+A (C, h, w) and per-class gradients G (K, C, h, w) into K maps (before the
+ReLU that every method applies at the end):
+
+==============  =====================================================================
+Grad-CAM        channel weight = spatial mean of G  (in :mod:`utilities.cam`)
+Grad-CAM++      channel weight = sum over space of ReLU(G) * a, with a from G^2, G^3, sum(A)
+HiResCAM        no channel weight: sum over channels of G * A, cell by cell
+XGrad-CAM       channel weight = sum(G * A) / sum(A) over space
+Layer-CAM       no channel weight: sum over channels of ReLU(G) * A, cell by cell
+==============  =====================================================================
+
+Two methods need no gradients:
+
+==============  =====================================================================
+Score-CAM       channel weight = softmax over channels of the class logit when the
+                input is masked by that channel's upsampled, [0, 1]-scaled map
+Eigen-CAM       the activations' first principal component; the same map for every class
+==============  =====================================================================
+
+The constants (small epsilons, Score-CAM's corner-aligned upsampling and its
+softmax over logits) follow pytorch-grad-cam, which the tests compare against.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .cam import CAMMethod, GradCAM
+from .widgets import NONINTERACTIVE_VARIABLE
+
+__all__ = ["CAM_METHODS", "EigenCAM", "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "ScoreCAM", "XGradCAM"]
+
+
+class GradCAMPlusPlus(CAMMethod):
+    """Grad-CAM++ (Chattopadhyay et al., 2018): pixel-wise weighting of positive gradients."""
+
+    name = "Grad-CAM++"
+
+    def combine(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+        squared = gradients.pow(2)
+        cubed = squared * gradients
+        activation_sums = activations.sum(dim=(-2, -1), keepdim=True)  # (C, 1, 1)
+        # Equation 19 of the paper; where the gradient is zero, so is the coefficient.
+        alphas = squared / (2 * squared + activation_sums * cubed + 1e-6)
+        alphas = torch.where(gradients != 0, alphas, torch.zeros_like(alphas))
+        weights = (F.relu(gradients) * alphas).sum(dim=(-2, -1))  # (K, C)
+        return torch.einsum("kc,chw->khw", weights, activations)
+
+
+class HiResCAM(CAMMethod):
+    """HiResCAM (Draelos & Carin, 2020): gradient times activation, summed over channels.
+
+    Unlike Grad-CAM it does not average the gradient over space first, so the
+    map shows exactly how each cell's activations add to the score when the
+    network's head is linear. At a layer followed only by global average
+    pooling and a linear layer, the gradient is constant over space and
+    HiResCAM equals Grad-CAM.
+    """
+
+    name = "HiResCAM"
+
+    def combine(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+        return (gradients * activations).sum(dim=1)
+
+
+class XGradCAM(CAMMethod):
+    """XGrad-CAM (Fu et al., 2020): channel weight = sum(G * A) / sum(A)."""
+
+    name = "XGrad-CAM"
+
+    def combine(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+        activation_sums = activations.sum(dim=(-2, -1))  # (C,)
+        weights = (gradients * activations).sum(dim=(-2, -1)) / (activation_sums + 1e-7)  # (K, C)
+        return torch.einsum("kc,chw->khw", weights, activations)
+
+
+class LayerCAM(CAMMethod):
+    """Layer-CAM (Jiang et al., 2021): positive gradient times activation, cell by cell.
+
+    Keeping the weights per cell makes it usable at early, high-resolution layers.
+    """
+
+    name = "Layer-CAM"
+
+    def combine(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+        return (F.relu(gradients) * activations).sum(dim=1)
+
+
+def _show_progress(requested: bool | None) -> bool:
+    if requested is not None:
+        return requested
+    return os.environ.get(NONINTERACTIVE_VARIABLE, "") in ("", "0")
+
+
+class ScoreCAM(CAMMethod):
+    """Score-CAM (Wang et al., 2020): weights from masked forward passes, no gradients.
+
+    Each channel's map is upsampled to the input size, scaled to [0, 1], and
+    multiplied into the input; the class logit of that masked input, put
+    through a softmax over all channels, is the channel's weight. That is one
+    forward pass per channel (run in batches), but one set serves all classes.
+
+    Args:
+        model: as for :class:`~utilities.cam.CAMMethod`.
+        layer: the layer to explain.
+        batch_size: masked inputs per forward pass; on a laptop CPU, larger
+            batches are not faster per image (16 measured best here).
+        progress: show a progress bar; default: yes, unless
+            ``GRADCAM_NONINTERACTIVE`` is set (as under tests).
+    """
+
+    name = "Score-CAM"
+    uses_gradients = False
+
+    def __init__(self, model, layer="layer4", batch_size: int = 16, progress: bool | None = None) -> None:
+        super().__init__(model, layer)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        self.batch_size = batch_size
+        self.progress = progress
+
+    def maps_without_gradients(self, inputs: torch.Tensor, activations: torch.Tensor, indices: list[int]) -> torch.Tensor:
+        channels = activations.shape[0]
+        scores = torch.empty(channels, len(indices), dtype=activations.dtype, device=activations.device)
+        starts = range(0, channels, self.batch_size)
+        for start in tqdm(starts, desc=f"Score-CAM at {self.layer_name}", unit="batch", disable=not _show_progress(self.progress)):
+            # Masks are made per batch: all of them at once would be C copies of the input.
+            masks = F.interpolate(
+                activations[None, start : start + self.batch_size], size=inputs.shape[-2:], mode="bilinear", align_corners=True
+            )[0]
+            flat = masks.flatten(1)
+            low, high = flat.amin(dim=1)[:, None, None], flat.amax(dim=1)[:, None, None]
+            masks = (masks - low) / (high - low + 1e-8)
+            logits = self.network(inputs * masks[:, None])
+            scores[start : start + len(masks)] = logits[:, indices]
+        weights = scores.softmax(dim=0)  # (C, K): softmax over channels, per class
+        return torch.einsum("ck,chw->khw", weights, activations)
+
+
+class EigenCAM(CAMMethod):
+    """Eigen-CAM (Muhammad & Yeasin, 2020): the first principal component of the activations.
+
+    It ignores the class: every class gets the same map, which shows what the
+    layer responds to most, not what makes it decide for one class. The sign of
+    a principal component is arbitrary; it is chosen here so that the map
+    correlates positively with the sum of the activations (pytorch-grad-cam
+    keeps whatever sign the SVD returns, which can invert the map).
+    """
+
+    name = "Eigen-CAM"
+    uses_gradients = False
+
+    def maps_without_gradients(self, inputs: torch.Tensor, activations: torch.Tensor, indices: list[int]) -> torch.Tensor:
+        projection = eigen_projection(activations)
+        return projection.expand(len(indices), *projection.shape)
+
+
+def eigen_projection(activations: torch.Tensor) -> torch.Tensor:
+    """Projection of each cell's activation vector on the first principal component, (h, w).
+
+    Args:
+        activations: (C, h, w).
+
+    Returns:
+        The (h, w) projection, signed to correlate positively with the activations' sum.
+    """
+    channels, height, width = activations.shape
+    cells = activations.reshape(channels, -1).T.double()  # (h*w, C): one row per cell
+    centred = cells - cells.mean(dim=0)
+    _, _, right_vectors = torch.linalg.svd(centred, full_matrices=False)
+    projection = centred @ right_vectors[0]
+    total = cells.sum(dim=1)
+    if torch.dot(projection, total - total.mean()) < 0:
+        projection = -projection
+    return projection.reshape(height, width).to(activations.dtype)
+
+
+#: Every method by its name, in the order the notebooks show them.
+CAM_METHODS: dict[str, type[CAMMethod]] = {
+    method.name: method for method in (GradCAM, GradCAMPlusPlus, HiResCAM, XGradCAM, LayerCAM, ScoreCAM, EigenCAM)
+}
