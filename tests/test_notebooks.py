@@ -22,7 +22,13 @@ CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 
 
 def _text_outputs(cell) -> list[str]:
-    return [output.get("text", "") for output in cell.outputs if output.output_type == "stream"]
+    # A kernel may split one print's output into several stream messages, at
+    # different places on each run; compare the joined text per stream.
+    streams: dict[str, str] = {}
+    for output in cell.outputs:
+        if output.output_type == "stream":
+            streams[output.name] = streams.get(output.name, "") + output.get("text", "")
+    return [streams[name] for name in sorted(streams)]
 
 
 def _run_all(client: NotebookClient, notebook) -> list[list[str]]:
