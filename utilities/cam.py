@@ -141,7 +141,7 @@ def _evaluated_frozen(network: nn.Module) -> Iterator[None]:
     layer, which is what makes one CAM cost about one inference forward.
     """
     # Touch only what needs changing: the models of load_model are already
-    # frozen and in eval mode, and walking every module costs a millisecond.
+    # frozen and in eval mode. This runs on every call, so the walk is kept plain.
     training, trainable = [], []
     stack = [network]
     while stack:  # one plain walk; modules() and parameters() would each walk with names and a memo

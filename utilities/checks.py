@@ -78,7 +78,10 @@ class _Checker:
         self.catch_not_implemented = catch_not_implemented
 
     def require(self, name: str, condition: bool, problem: str) -> bool:
-        (self.result.passed.append(name) if condition else self.result.problems.append(problem))
+        if condition:
+            self.result.passed.append(name)
+        else:
+            self.result.problems.append(problem)
         return condition
 
     def call(self, name: str, function: Callable, *args: Any) -> tuple[bool, Any]:
