@@ -26,14 +26,12 @@ softmax over logits) follow pytorch-grad-cam, which the tests compare against.
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .cam import CAMMethod, GradCAM
-from .widgets import NONINTERACTIVE_VARIABLE
+from .widgets import noninteractive
 
 __all__ = ["CAM_METHODS", "EigenCAM", "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "ScoreCAM", "XGradCAM"]
 
@@ -93,12 +91,6 @@ class LayerCAM(CAMMethod):
         return (F.relu(gradients) * activations).sum(dim=1)
 
 
-def _show_progress(requested: bool | None) -> bool:
-    if requested is not None:
-        return requested
-    return os.environ.get(NONINTERACTIVE_VARIABLE, "") in ("", "0")
-
-
 class ScoreCAM(CAMMethod):
     """Score-CAM (Wang et al., 2020): weights from masked forward passes, no gradients.
 
@@ -130,7 +122,7 @@ class ScoreCAM(CAMMethod):
         channels = activations.shape[0]
         scores = torch.empty(channels, len(indices), dtype=activations.dtype, device=activations.device)
         starts = range(0, channels, self.batch_size)
-        for start in tqdm(starts, desc=f"Score-CAM at {self.layer_name}", unit="batch", disable=not _show_progress(self.progress)):
+        for start in tqdm(starts, desc=f"Score-CAM at {self.layer_name}", unit="batch", disable=noninteractive() if self.progress is None else not self.progress):
             # Masks are made per batch: all of them at once would be C copies of the input.
             masks = F.interpolate(
                 activations[None, start : start + self.batch_size], size=inputs.shape[-2:], mode="bilinear", align_corners=True

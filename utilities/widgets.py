@@ -18,11 +18,16 @@ from .images import ImageLike, load_image
 from .models import LoadedModel
 from .plotting import show_cam
 
-__all__ = ["NONINTERACTIVE_VARIABLE", "cam_picker"]
+__all__ = ["NONINTERACTIVE_VARIABLE", "cam_picker", "noninteractive"]
 
 #: Environment variable for runs without a person watching (tests, batch
 #: execution): pickers draw static figures and progress bars stay quiet.
 NONINTERACTIVE_VARIABLE = "GRADCAM_NONINTERACTIVE"
+
+
+def noninteractive() -> bool:
+    """Whether ``GRADCAM_NONINTERACTIVE`` is set to a non-empty value other than ``0``."""
+    return os.environ.get(NONINTERACTIVE_VARIABLE, "") not in ("", "0")
 
 
 def cam_picker(
@@ -45,7 +50,7 @@ def cam_picker(
         layers: the layers to choose from; the last is the initial one.
         alpha: initial opacity of the map.
         static: draw one static figure instead of widgets; default: whether
-            ``GRADCAM_NONINTERACTIVE`` is set to a non-empty value other than ``0``.
+            :func:`noninteractive`.
 
     Returns:
         The widget box, or the static figure's axes.
@@ -54,7 +59,7 @@ def cam_picker(
     initial_class = class_name or model.predict(pixels, top_k=1)[0][0]
     initial_layer = layers[-1]
     if static is None:
-        static = os.environ.get(NONINTERACTIVE_VARIABLE, "") not in ("", "0")
+        static = noninteractive()
     cache: dict[tuple[str, str], CamResult] = {}
 
     def cam_of(name: str, layer: str) -> CamResult:
