@@ -86,6 +86,24 @@ def test_environment_variable_picks_the_model(monkeypatch):
         load_model()
 
 
+def test_untrained_resnet50_is_torchvisions_architecture_seeded_and_marked(random_resnet50):
+    first, second = load_model("resnet50_untrained"), load_model("ResNet50-Untrained")
+    assert first.name == "resnet50_untrained" and not first.pretrained
+    assert load_model("efficientnet_lite0").pretrained
+    # The same random weights every time, and torchvision's own layout and initialisation.
+    for (name, a), (_, b) in zip(first.network.state_dict().items(), second.network.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert first.network.state_dict().keys() == random_resnet50.state_dict().keys()
+    assert isinstance(first.network.avgpool, GlobalAveragePool)
+    assert first.network.layer4[-1].conv3.out_channels == 2048
+    # Loading it does not move the global random state that notebooks seed themselves.
+    torch.manual_seed(1)
+    expected = torch.rand(3)
+    torch.manual_seed(1)
+    load_model("resnet50_untrained")
+    assert torch.equal(torch.rand(3), expected)
+
+
 @pytest.fixture
 def offline(monkeypatch, tmp_path):
     """No network and an empty torch hub cache."""

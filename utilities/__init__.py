@@ -1,6 +1,7 @@
 """Shared code of the Grad-CAM notebook series."""
 
 from .cam import CAMMethod, CamResult, GradCAM, grad_cam, normalize_cams, upsample_cams
+from .claims import ClaimError, claim
 from .classes import IMAGENET_CLASS_NAMES, UnknownClassError, class_index, find_classes
 from .faithfulness import (
     cascading_randomization,
@@ -21,6 +22,7 @@ __all__ = [
     "CAMMethod",
     "CAM_METHODS",
     "CamResult",
+    "ClaimError",
     "DATA_DIR",
     "EigenCAM",
     "GradCAM",
@@ -38,6 +40,7 @@ __all__ = [
     "XGradCAM",
     "cam_picker",
     "cascading_randomization",
+    "claim",
     "class_index",
     "count_hooks",
     "deletion_curve",

@@ -38,8 +38,10 @@ __all__ = [
     "resnet50_weights_path",
 ]
 
-#: Names that :func:`load_model` accepts.
-MODEL_NAMES = ("resnet50", "efficientnet_lite0")
+#: Names that :func:`load_model` accepts. ``resnet50_untrained`` is ResNet50's
+#: real architecture with seeded random weights (no download): for real shapes,
+#: and for running every notebook on ResNet50's layout in the tests.
+MODEL_NAMES = ("resnet50", "efficientnet_lite0", "resnet50_untrained")
 
 #: Environment variable that picks the model of ``load_model()``.
 MODEL_ENV_VARIABLE = "GRADCAM_MODEL"
@@ -90,6 +92,9 @@ class LoadedModel:
         mean: input normalisation mean the model was trained with.
         std: input normalisation standard deviation.
         preprocess: RGB uint8 (H, W, 3) array to normalised tensor (3, h, w).
+        pretrained: ``False`` for a network with random weights, whose maps
+            and predictions mean nothing; lessons skip their claims about
+            trained behaviour then (see :func:`utilities.claims.claim`).
     """
 
     network: nn.Module
@@ -98,6 +103,7 @@ class LoadedModel:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     preprocess: Callable[[Any], torch.Tensor] = field(default=None, repr=False)  # type: ignore[assignment]
+    pretrained: bool = True
 
     def __post_init__(self) -> None:
         if self.preprocess is None:
@@ -297,9 +303,18 @@ def _load_resnet50() -> LoadedModel:
     )
 
 
+def _load_resnet50_untrained() -> LoadedModel:
+    # Seeded, so every run (and every notebook) gets the same random network.
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        network = resnet50_network()
+    return LoadedModel(network=network, name="resnet50_untrained", pretrained=False)
+
+
 _LOADERS: dict[str, Callable[[], LoadedModel]] = {
     "resnet50": _load_resnet50,
     "efficientnet_lite0": _load_efficientnet_lite0,
+    "resnet50_untrained": _load_resnet50_untrained,
 }
 
 
@@ -311,7 +326,8 @@ def load_model(name: str | None = None, device: str | torch.device = "cpu") -> L
     be downloaded; else the bundled EfficientNet-Lite0, with a one-line notice.
 
     Args:
-        name: ``"resnet50"`` or ``"efficientnet_lite0"`` (case and ``-``/``_`` do not matter).
+        name: ``"resnet50"``, ``"efficientnet_lite0"`` or ``"resnet50_untrained"``
+            (random weights; case and ``-``/``_`` do not matter).
         device: where to put the network, e.g. ``"cpu"`` or ``"cuda"``.
 
     Returns:
