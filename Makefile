@@ -1,7 +1,7 @@
 # Both targets set everything up on first use (see tasks.py), then run.
 PYTHON ?= python3
 
-.PHONY: lab test bench grade setup
+.PHONY: lab test bench grade no-answers setup
 
 lab:    ## open the notebook series in JupyterLab
 	$(PYTHON) tasks.py lab
@@ -14,6 +14,9 @@ bench:  ## CAM speed and memory, as ratios to one inference forward
 
 grade:  ## score submitted exercise notebooks: make grade SUBMISSIONS=folder
 	$(PYTHON) tasks.py grade $(SUBMISSIONS)
+
+no-answers:  ## the notebooks without the worked answers, for teachers: make no-answers [OUT=folder]
+	$(PYTHON) tasks.py no-answers $(OUT)
 
 setup:
 	$(PYTHON) tasks.py setup

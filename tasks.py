@@ -53,6 +53,7 @@ def main(argv: list[str]) -> int:
         "test": lambda python: [str(python), "-m", "pytest", *argv[1:]],
         "bench": lambda python: [str(python), str(ROOT / "benchmarks" / "bench_cam.py"), *argv[1:]],
         "grade": lambda python: [str(python), "-m", "utilities.grading", *argv[1:]],
+        "no-answers": lambda python: [str(python), str(ROOT / "scripts" / "strip_answers.py"), str(ROOT / "notebooks"), *argv[1:]],
         "setup": None,
     }
     if not argv or argv[0] not in commands:
