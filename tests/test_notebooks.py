@@ -63,3 +63,27 @@ def test_running_twice_in_one_kernel_gives_the_same_results(path):
         client.execute_cell(probe, len(notebook.cells) - 1)
     assert first == second
     assert _text_outputs(probe) == ["0\n"], "hooks left on the network after two runs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_notebook_runs_on_resnet50s_architecture(path, monkeypatch):
+    """The series on torchvision's ResNet50 (seeded random weights, no download).
+
+    Every cell must run (shapes, strides, hooks and code paths are ResNet50's
+    own); only the lessons' claims about trained behaviour are skipped, which
+    ``utilities.claim`` does for a model with ``pretrained == False``.
+    """
+    monkeypatch.setenv("GRADCAM_MODEL", "resnet50_untrained")  # the kernel inherits the environment
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(notebook, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
+    with client.setup_kernel():
+        for index, cell in enumerate(list(notebook.cells)):
+            if cell.cell_type == "code":
+                client.execute_cell(cell, index)  # raises CellExecutionError, naming the cell, on any error
+        probe = nbformat.v4.new_code_cell(
+            "from utilities import count_hooks\n"
+            "print(model.name, count_hooks(model.network) if 'model' in dir() else 0)"
+        )
+        notebook.cells.append(probe)
+        client.execute_cell(probe, len(notebook.cells) - 1)
+    assert _text_outputs(probe) == ["resnet50_untrained 0\n"], "the notebook did not run ResNet50, or left hooks on it"
