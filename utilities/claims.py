@@ -24,7 +24,7 @@ class ClaimError(AssertionError):
     """A lesson's sentence does not hold for the model it was written for."""
 
 
-def claim(model: LoadedModel, holds: bool, statement: str) -> bool:
+def claim(model: LoadedModel, holds: bool, statement: str) -> None:
     """Check one sentence of a lesson and print the verdict.
 
     Args:
@@ -32,8 +32,8 @@ def claim(model: LoadedModel, holds: bool, statement: str) -> bool:
         holds: whether the sentence is true for what the notebook computed.
         statement: the sentence, as the lesson states it.
 
-    Returns:
-        ``holds``, as a plain bool.
+    Nothing is returned, so that a claim at the end of a notebook cell adds
+    no output besides its verdict.
 
     Raises:
         ClaimError: the sentence is false for the reference model.
@@ -47,4 +47,3 @@ def claim(model: LoadedModel, holds: bool, statement: str) -> bool:
         raise ClaimError(f"The lesson says {statement!r}, but that is not what {model.name} computed here.")
     else:
         print(f"DOES NOT HOLD for {model.name} (the text was checked on {REFERENCE_MODEL}): {statement}")
-    return holds
