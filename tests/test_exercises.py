@@ -7,7 +7,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from exercise_helpers import SOLUTION_DIR
+from exercise_helpers import SOLUTION_DIR, one_thread_kernels  # noqa: F401 - an autouse fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDENT_DIR = ROOT / "exercises" / "student"

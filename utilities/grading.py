@@ -4,9 +4,11 @@ Each submission is a folder with some of the notebooks
 ``exercise_a_*.ipynb`` .. ``exercise_d_*.ipynb`` (any other file is ignored).
 A PATH that holds no exercise notebook is taken as a folder of submissions,
 one sub-folder each. Every notebook runs in a fresh kernel, top to bottom and
-past errors, then the exercise's checks run on what it defined. A notebook
-that crashes its kernel or runs past the time limit scores zero for its
-exercise, with the reason, and grading goes on.
+past errors, then the exercise's checks run on what it defined. On top of the
+checks, each exercise has one point for a notebook whose own cells all run
+without an error; the notes name the first failing cell and its error. A
+notebook that crashes its kernel or runs past the time limit scores zero for
+its exercise, with the reason, and grading goes on.
 
 **Grading runs the students' code** with your permissions. Run it in a
 throw-away account, container or virtual machine.
@@ -27,10 +29,14 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from .checks import CHECK_COUNTS, EXERCISES, CheckResult
 
-__all__ = ["Submission", "find_submissions", "grade_notebook", "grade_submission", "main", "score_table"]
+__all__ = ["GRADED_TOTALS", "RUNS_WITHOUT_ERRORS", "Submission", "find_submissions", "grade_notebook", "grade_submission", "main", "score_table"]
 
 NOTEBOOK_PATTERN = re.compile(r"^exercise_([a-d])_.*\.ipynb$")
 RESULT_MARK = "GRADING-RESULT:"
+#: The name of the extra point every graded exercise has.
+RUNS_WITHOUT_ERRORS = "the notebook's cells run without errors"
+#: Points per exercise when grading: its checks, and one for a notebook that runs without errors.
+GRADED_TOTALS = {exercise: count + 1 for exercise, count in CHECK_COUNTS.items()}
 GRADING_CELL = """\
 import json as _grading_json
 from utilities.checks import grade as _grade
@@ -48,7 +54,26 @@ class Submission:
 
 
 def _zero(exercise: str, reason: str) -> CheckResult:
-    return CheckResult(exercise, CHECK_COUNTS[exercise], problems=[reason])
+    return CheckResult(exercise, GRADED_TOTALS[exercise], problems=[reason])
+
+
+def _cell_errors(cells: list) -> str:
+    """Empty if no cell has an error output, else the first failing cell, its error, and how many cells failed."""
+    failing = []
+    for number, cell in enumerate(cells, start=1):
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if output.get("output_type") == "error":
+                failing.append((number, cell, output))
+                break
+    if not failing:
+        return ""
+    number, cell, output = failing[0]
+    first_line = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")
+    first_line = first_line if len(first_line) <= 60 else first_line[:57] + "..."
+    error = f"{output.get('ename', 'Error')}: {output.get('evalue', '')}".strip().rstrip(":")
+    error = error if len(error) <= 200 else error[:197] + "..."
+    others = f" ({len(failing) - 1} later cell{'s' if len(failing) > 2 else ''} failed too)" if len(failing) > 1 else ""
+    return f"cell {number} (`{first_line}`) raised {error}{others}"
 
 
 def grade_notebook(path: Path, exercise: str, timeout: float = 300) -> CheckResult:
@@ -83,7 +108,13 @@ def grade_notebook(path: Path, exercise: str, timeout: float = 300) -> CheckResu
         for line in output.get("text", "").splitlines():
             if line.startswith(RESULT_MARK):
                 data = json.loads(line[len(RESULT_MARK) :])
-                return CheckResult(exercise, CHECK_COUNTS[exercise], data["passed"], data["problems"])
+                result = CheckResult(exercise, GRADED_TOTALS[exercise], data["passed"], data["problems"])
+                errors = _cell_errors(notebook.cells[:-1])
+                if errors:
+                    result.problems.append(errors)
+                else:
+                    result.passed.append(RUNS_WITHOUT_ERRORS)
+                return result
     return _zero(exercise, "the checks did not run (the notebook may have changed the grading environment)")
 
 

@@ -1,0 +1,28 @@
+"""One wrong answer: what the student did, the names it replaces, and what the check must say."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from utilities import LoadedModel
+
+__all__ = ["WrongAnswer"]
+
+
+@dataclass(frozen=True)
+class WrongAnswer:
+    """A plausible wrong answer.
+
+    Attributes:
+        exercise: ``"a"`` .. ``"d"``.
+        mistake: what the student did wrong, in a few words.
+        message: a regular expression the check's messages must match: the named cause.
+        build: ``build(model, solution)`` -> the notebook names this answer replaces; the other
+            names come from the solution notebook's namespace ``solution``.
+    """
+
+    exercise: str
+    mistake: str
+    message: str
+    build: Callable[[LoadedModel, dict[str, Any]], dict[str, Any]]

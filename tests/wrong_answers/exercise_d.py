@@ -1,0 +1,92 @@
+"""Wrong answers to exercise d: shares of the map on the object per stage, and the first stage reaching a threshold."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from utilities import grad_cam
+
+from .answers import WrongAnswer
+
+__all__ = ["WRONG_D", "shares_function"]
+
+STAGES = ["layer1", "layer2", "layer3", "layer4"]
+
+
+def shares_function(
+    *,
+    layer: bool = True,
+    mask_of=lambda mask, image: mask,
+    share=lambda cam, mask: float(cam[mask].sum()) / float(cam.sum()) if float(cam.sum()) > 0 else 0.0,
+    class_of=lambda name: name,
+    model_of=lambda model: model,
+    keys=lambda stage: stage,
+    result=dict,
+):
+    """localisation_shares as a student writes it, with one switch per mistake (the defaults are right)."""
+
+    def localisation_shares(model, image, class_name, object_mask):
+        mask = torch.as_tensor(mask_of(object_mask, image), dtype=torch.bool)
+        values = {}
+        for stage in STAGES:
+            options = {"layer": stage} if layer else {}
+            cam = grad_cam(model_of(model), image, class_of(class_name), **options).maps[0]
+            values[keys(stage)] = share(cam, mask)
+        return result(values)
+
+    return localisation_shares
+
+
+def _cat_mask(mask, image):
+    left = np.zeros(image.shape[:2], dtype=bool)
+    left[:, : image.shape[1] // 2] = True
+    return left
+
+
+def _shares(**mistake):
+    return lambda model, solution: {"localisation_shares": shares_function(**mistake)}
+
+
+def _first(function):
+    return lambda model, solution: {"first_localised_stage": function}
+
+
+def _in_order(shares, threshold, compare=lambda share, threshold: share >= threshold, order=STAGES):
+    return next((stage for stage in order if compare(shares[stage], threshold)), None)
+
+
+WRONG_D = [
+    WrongAnswer("d", "layer=stage forgotten", r"all four shares are equal.*layer=stage", _shares(layer=False)),
+    WrongAnswer("d", "the notebook's cat_mask instead of object_mask", r"inside the notebook's cat_mask", _shares(mask_of=_cat_mask)),
+    WrongAnswer("d", "share outside the mask", r"shares \*outside\* the mask", _shares(mask_of=lambda mask, image: ~mask)),
+    WrongAnswer("d", "mean of the map inside the mask", r"mean of the map inside the mask", _shares(share=lambda cam, mask: float(cam[mask].mean()))),
+    WrongAnswer("d", "mass inside over mass outside", r"divides the mass inside by the mass outside",
+                _shares(share=lambda cam, mask: float(cam[mask].sum() / cam[~mask].sum()))),
+    WrongAnswer("d", "the top class instead of class_name", r"shares of (the model's top class|'Egyptian cat')", _shares(class_of=lambda name: None)),
+    WrongAnswer("d", "'Egyptian cat' hard-coded", r"shares of 'Egyptian cat'", _shares(class_of=lambda name: "Egyptian cat")),
+    WrongAnswer("d", "the notebook's model instead of the model argument", r"notebook's model",
+                lambda model, solution: {"localisation_shares": shares_function(model_of=lambda given: model)}),
+    WrongAnswer("d", "NaN for an all-zero map", r"share is NaN.*share of a map with no mass is 0",
+                _shares(share=lambda cam, mask: float(cam[mask].sum() / cam.sum()))),
+    WrongAnswer("d", "ZeroDivisionError for an all-zero map", r"divides by it: the share of a map with no mass is 0",
+                _shares(share=lambda cam, mask: float(cam[mask].sum()) / float(cam.sum()))),
+    WrongAnswer("d", "a list instead of a dict", r"should return a dict \{stage: share\}; got list", _shares(result=lambda values: list(values.values()))),
+    WrongAnswer("d", "stage numbers as keys", r"exactly the keys layer1", _shares(keys=lambda stage: int(stage[-1]))),
+    WrongAnswer("d", "shares in reversed stage order", r"belong to other stages",
+                _shares(result=lambda values: dict(zip(STAGES, reversed(list(values.values())))))),
+    WrongAnswer("d", "share > threshold", r"equal to the threshold reaches it: compare with >=",
+                _first(lambda shares, threshold=0.8: _in_order(shares, threshold, compare=lambda s, t: s > t))),
+    WrongAnswer("d", "threshold hard-coded to 0.8", r"ignores its threshold argument",
+                _first(lambda shares, threshold=0.8: _in_order(shares, 0.8))),
+    WrongAnswer("d", "the dict's order", r"follows the dict's order",
+                _first(lambda shares, threshold=0.8: _in_order(shares, threshold, order=list(shares)))),
+    WrongAnswer("d", "never None", r"when no stage reaches the threshold, return None",
+                _first(lambda shares, threshold=0.8: _in_order(shares, threshold) or "layer4")),
+    WrongAnswer("d", "the stage with the largest share", r"stage with the largest share",
+                _first(lambda shares, threshold=0.8: max(STAGES, key=shares.get) if max(shares.values()) >= threshold else None)),
+    WrongAnswer("d", "the last stage reaching the threshold", r"last stage that reaches the threshold",
+                _first(lambda shares, threshold=0.8: _in_order(shares, threshold, order=STAGES[::-1]))),
+    WrongAnswer("d", "default threshold 0.5", r"the default threshold is 0\.8",
+                _first(lambda shares, threshold=0.5: _in_order(shares, threshold))),
+]

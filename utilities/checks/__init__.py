@@ -1,0 +1,64 @@
+"""Checks for the exercise notebooks.
+
+Each ``check_*`` runs a student's functions on inputs of its own choosing
+(other classes, images of other sizes, made-up maps and shares with known
+answers, a folder with broken files) and returns a :class:`CheckResult`:
+"correct", or one message per failed check that names the mistake and what to
+do, without giving the solution away. Many messages come from comparing the
+answer with what known mistakes produce. :func:`grade` runs the same checks on
+the names a notebook defined, for the grading command.
+
+A student's ``NotImplementedError`` (an unfinished exercise) is let through,
+so the notebook shows its hint; any other error inside a student's function
+fails the checks that needed it, with a short message.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from . import exercise_a, exercise_b, exercise_c, exercise_d
+from ._common import CheckResult
+from .exercise_a import check_a
+from .exercise_b import check_b
+from .exercise_c import check_c
+from .exercise_d import check_d
+
+__all__ = ["CHECK_COUNTS", "EXERCISES", "CheckResult", "check_a", "check_b", "check_c", "check_d", "grade"]
+
+#: Number of checks per exercise.
+CHECK_COUNTS = {
+    "a": exercise_a.CHECK_COUNT,
+    "b": exercise_b.CHECK_COUNT,
+    "c": exercise_c.CHECK_COUNT,
+    "d": exercise_d.CHECK_COUNT,
+}
+
+#: Exercise letter -> (check function, names the notebook must define, in the check's argument order).
+EXERCISES: dict[str, tuple[Callable[..., CheckResult], tuple[str, ...]]] = {
+    "a": (check_a, ("model", "cams_for_classes", "dominant_class")),
+    "b": (check_b, ("model", "explain_file", "explain_folder")),
+    "c": (check_c, ("model", "changed_preprocess", "new_top_class")),
+    "d": (check_d, ("model", "localisation_shares", "first_localised_stage")),
+}
+
+
+def grade(exercise: str, namespace: Mapping[str, Any]) -> CheckResult:
+    """Run an exercise's checks on the names a notebook defined; never raises for a student's mistake.
+
+    Args:
+        exercise: ``"a"`` .. ``"d"``.
+        namespace: the notebook's globals.
+
+    Returns:
+        The result; missing names or unfinished functions score zero for the checks that need them.
+    """
+    check, names = EXERCISES[exercise]
+    missing = [name for name in names if name not in namespace]
+    total = CHECK_COUNTS[exercise]
+    if missing:
+        return CheckResult(exercise, total, problems=[f"the notebook does not define {', '.join(missing)}."])
+    try:
+        return check(*(namespace[name] for name in names), _grading=True)
+    except Exception as error:  # noqa: BLE001 - the grader must go on with the next exercise
+        return CheckResult(exercise, total, problems=[f"the checks could not run: {type(error).__name__}: {error}"])
