@@ -85,3 +85,21 @@ def test_cam_grid_titles(lite_model, data_dir):
     figure = show_cams(data_dir / "cat_and_coffee.png", result, ncols=3)
     titles = [ax.get_title() for ax in figure.axes if ax.images]
     assert [title.split(" (")[0] for title in titles] == ["Egyptian cat", "espresso", "cup"]
+
+
+def test_signed_feature_maps_share_a_scale_centred_at_zero():
+    maps = np.stack([np.full((3, 3), -2.0), np.full((3, 3), 1.0), np.zeros((3, 3))])
+    figure = show_feature_maps(maps, count=2, order="magnitude", signed=True)
+    shown = [ax for ax in figure.axes if ax.images]
+    assert [ax.get_title() for ax in shown] == ["channel 0", "channel 1"]
+    for ax in shown:
+        assert ax.images[0].norm.vmin == -2.0 and ax.images[0].norm.vmax == 2.0
+        assert ax.images[0].cmap.name == "RdBu_r"
+    assert len(figure.axes) == 3  # two maps and one colorbar
+
+
+def test_signed_image_list_is_centred_at_zero_with_colorbars():
+    figure = visualize_image_list([np.array([[-1.0, 3.0]]), np.array([[0.5, 1.0]])], signed=True, colorbar=True)
+    shown = [ax for ax in figure.axes if ax.images and ax.get_label() != "<colorbar>"]
+    assert [(ax.images[0].norm.vmin, ax.images[0].norm.vmax) for ax in shown[:2]] == [(-3.0, 3.0), (-1.0, 1.0)]
+    assert len(figure.axes) == 4

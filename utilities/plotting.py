@@ -55,6 +55,12 @@ def _value_limits(values: np.ndarray) -> dict[str, float]:
     return {"vmin": low - margin, "vmax": high + margin}
 
 
+def _symmetric_limits(values: np.ndarray) -> dict[str, float]:
+    """imshow limits centred at zero: -max|values| .. +max|values| (never an empty range)."""
+    largest = max(float(np.abs(values).max()), 1e-12)
+    return {"vmin": -largest, "vmax": largest}
+
+
 def _grid(count: int, ncols: int | None, size: float) -> tuple[Figure, list[Axes]]:
     ncols = max(1, min(count, ncols or min(count, 5)))
     nrows = math.ceil(count / ncols)
@@ -70,7 +76,9 @@ def visualize_image_list(
     titles: str | Sequence[str] | None = None,
     ncols: int | None = None,
     size: float = 3.0,
-    cmap: str = "gray",
+    cmap: str | None = None,
+    signed: bool = False,
+    colorbar: bool = False,
 ) -> Figure:
     """Show images side by side in a grid.
 
@@ -82,7 +90,11 @@ def visualize_image_list(
         titles: one title per image.
         ncols: images per row (default: up to 5).
         size: inches per image.
-        cmap: colormap for 2-D arrays.
+        cmap: colormap for 2-D arrays (default ``"gray"``, or ``"RdBu_r"``
+            when ``signed``).
+        signed: show each 2-D array on a scale centred at zero, from
+            -max|map| to +max|map| of that array, for maps with both signs.
+        colorbar: add a colorbar next to each 2-D array.
 
     Returns:
         The matplotlib figure.
@@ -90,6 +102,7 @@ def visualize_image_list(
     Raises:
         ValueError: the number of titles differs from the number of images.
     """
+    cmap = cmap or ("RdBu_r" if signed else "gray")
     single = isinstance(images, (str, np.ndarray, torch.Tensor)) or not isinstance(images, Sequence)
     image_list = [images] if single else list(images)
     title_list = [titles] if isinstance(titles, str) else list(titles) if titles is not None else [None] * len(image_list)
@@ -99,7 +112,10 @@ def visualize_image_list(
     for axis, image, title in zip(axes, image_list, title_list):
         shown = _displayable(image)
         if shown.ndim == 2:
-            axis.imshow(shown, cmap=cmap, **_value_limits(shown))
+            limits = _symmetric_limits(shown) if signed else _value_limits(shown)
+            drawn = axis.imshow(shown, cmap=cmap, **limits)
+            if colorbar:
+                figure.colorbar(drawn, ax=axis, fraction=0.046, pad=0.04)
         else:
             axis.imshow(shown)
         axis.set_title(title or "")
@@ -182,40 +198,55 @@ def show_feature_maps(
     order: str = "strongest",
     ncols: int = 8,
     size: float = 1.6,
-    cmap: str = "viridis",
+    cmap: str | None = None,
     title: str | None = None,
+    signed: bool = False,
 ) -> Figure:
     """A grid of a layer's feature maps (channels).
 
     Args:
         activation: (C, H, W), or (1, C, H, W) for a batch of one.
         count: how many channels to show.
-        order: ``"strongest"`` (highest mean activation first) or ``"index"``.
+        order: ``"strongest"`` (highest mean activation first), ``"magnitude"``
+            (highest mean absolute activation first) or ``"index"``.
         ncols: maps per row.
         size: inches per map.
-        cmap: colormap.
+        cmap: colormap (default ``"viridis"``, or ``"RdBu_r"`` when ``signed``).
         title: figure title.
+        signed: for maps with both signs: all shown maps share one scale
+            centred at zero (-max|value| .. +max|value| over the shown maps),
+            with one colorbar. Without it, each map is stretched from its own
+            minimum to its own maximum and there is no colorbar.
 
     Returns:
         The matplotlib figure.
     """
+    cmap = cmap or ("RdBu_r" if signed else "viridis")
     maps = _as_numpy(activation)
     if maps.ndim == 4 and maps.shape[0] == 1:
         maps = maps[0]
     if maps.ndim != 3:
         raise ValueError(f"Expected feature maps (C, H, W), got shape {maps.shape}.")
-    if order not in ("strongest", "index"):
-        raise ValueError(f"order must be 'strongest' or 'index', got {order!r}.")
-    channels = np.argsort(-maps.mean(axis=(1, 2)), kind="stable") if order == "strongest" else np.arange(len(maps))
+    if order not in ("strongest", "magnitude", "index"):
+        raise ValueError(f"order must be 'strongest', 'magnitude' or 'index', got {order!r}.")
+    if order == "strongest":
+        channels = np.argsort(-maps.mean(axis=(1, 2)), kind="stable")
+    elif order == "magnitude":
+        channels = np.argsort(-np.abs(maps).mean(axis=(1, 2)), kind="stable")
+    else:
+        channels = np.arange(len(maps))
     channels = channels[: min(count, len(maps))]
     figure, axes = _grid(len(channels), ncols, size)
+    limits = _symmetric_limits(maps[channels]) if signed else {}
     for axis, channel in zip(axes, channels):
-        axis.imshow(maps[channel], cmap=cmap)
+        drawn = axis.imshow(maps[channel], cmap=cmap, **limits)
         axis.set_title(f"channel {channel}", fontsize=8)
         axis.axis("off")
     if title:
         figure.suptitle(title)
     figure.tight_layout()
+    if signed:
+        figure.colorbar(drawn, ax=axes, fraction=0.02, pad=0.01)
     return figure
 
 
