@@ -5,7 +5,9 @@ from torch import nn
 
 from utilities import GradCAM
 from utilities.faithfulness import (
+    Curve,
     cascading_randomization,
+    deletion_and_insertion,
     deletion_curve,
     insertion_curve,
     pointing_game,
@@ -139,3 +141,56 @@ def test_randomization_is_reproducible_and_leaves_the_global_seed_alone(lite_mod
     assert torch.rand(1) == expected_next
     second = cascading_randomization(lite_model.network, chelsea_input, explain, [("fc", ("fc",))], seed=5)
     assert first[1].correlation == second[1].correlation
+
+
+def test_deletion_and_insertion_equals_the_single_curves(toy):
+    network, inputs, perfect = toy
+    maps = {"perfect": perfect, "random": random_map((SIZE, SIZE), seed=2), "coarse": random_map((SIZE, SIZE), 3, (4, 4))}
+    together = deletion_and_insertion(network, inputs, maps, target=0, steps=8, batch_size=5, seed=1)
+    assert list(together) == list(maps)
+    for name, saliency in maps.items():
+        deletion, insertion = together[name]
+        alone = (
+            deletion_curve(network, inputs, saliency, target=0, steps=8, score="logit", seed=1),
+            insertion_curve(network, inputs, saliency, target=0, steps=8, score="logit", seed=1),
+        )
+        for shared, single in zip((deletion, insertion), alone):
+            assert shared.kind == single.kind
+            np.testing.assert_allclose(shared.fractions, single.fractions)
+            np.testing.assert_allclose(shared.scores, single.scores, atol=1e-6)
+
+
+def test_deletion_and_insertion_checks_its_inputs(toy):
+    network, inputs, perfect = toy
+    with pytest.raises(ValueError, match="score must be"):
+        deletion_and_insertion(network, inputs, {"m": perfect}, target=0, score="loss")
+    with pytest.raises(ValueError, match="one preprocessed image"):
+        deletion_and_insertion(network, inputs[0], {"m": perfect}, target=0)
+    probabilities = deletion_and_insertion(network, inputs, {"m": perfect}, target=0, steps=4, score="probability")
+    deletion, _ = probabilities["m"]
+    assert np.all((deletion.scores >= 0) & (deletion.scores <= 1))
+
+
+def test_normalized_curves_run_from_the_photo_to_the_perturbed_image(toy):
+    network, inputs, perfect = toy
+    deletion = deletion_curve(network, inputs, perfect, target=0, steps=8, score="logit")
+    insertion = insertion_curve(network, inputs, perfect, target=0, steps=8, score="logit")
+    assert (deletion.kind, insertion.kind) == ("deletion", "insertion")
+    assert deletion.normalized().scores[0] == pytest.approx(1.0) and deletion.normalized().scores[-1] == pytest.approx(0.0)
+    assert insertion.normalized().scores[0] == pytest.approx(0.0) and insertion.normalized().scores[-1] == pytest.approx(1.0)
+    # a linear rescaling by the curve's own ends
+    photo, grey = deletion.scores[0], deletion.scores[-1]
+    assert deletion.normalized_area == pytest.approx((deletion.area - grey) / (photo - grey))
+    # the perfect map removes the evidence first: its normalised deletion area is small, insertion large
+    assert deletion.normalized_area < 0.3 and insertion.normalized_area > 0.7
+
+
+def test_normalization_with_negative_logits_and_degenerate_curves():
+    fractions = np.linspace(0, 1, 5)
+    curve = Curve(fractions, np.array([-1.0, -2.0, -4.0, -6.0, -5.0]), "deletion")  # photo -1, grey -5
+    np.testing.assert_allclose(curve.normalized().scores, [1.0, 0.75, 0.25, -0.25, 0.0])  # may leave [0, 1]
+    flat = Curve(fractions, np.full(5, 2.0), "insertion")
+    assert np.isnan(flat.normalized_area)  # both ends score the same: no scale
+    with pytest.raises(ValueError, match="kind"):
+        Curve(fractions, np.zeros(5)).normalized()
+    assert Curve(fractions, np.ones(5)).area == pytest.approx(1.0)  # old two-argument form still works

@@ -5,6 +5,7 @@ from .claims import ClaimError, claim
 from .classes import IMAGENET_CLASS_NAMES, UnknownClassError, class_index, find_classes
 from .faithfulness import (
     cascading_randomization,
+    deletion_and_insertion,
     deletion_curve,
     insertion_curve,
     pointing_game,
@@ -43,6 +44,7 @@ __all__ = [
     "claim",
     "class_index",
     "count_hooks",
+    "deletion_and_insertion",
     "deletion_curve",
     "find_classes",
     "grad_cam",

@@ -1,13 +1,15 @@
 """Is an explanation faithful to the model? Sanity checks and metrics.
 
-- :func:`cascading_randomization`: randomise the network from the classifier
-  down, stage by stage, and see whether the explanation changes (Adebayo et
+- :func:`cascading_randomization`: re-initialise the network from the classifier
+  down, stage by stage (PyTorch's default initialisation of each layer), and see whether the explanation changes (Adebayo et
   al., 2018). An explanation that stays the same does not depend on what the
   model learnt.
 - :func:`deletion_curve`, :func:`insertion_curve`: remove (or add) pixels in
-  order of importance and follow the class probability (Petsiuk et al., 2018).
-  A faithful map makes the probability fall fast (low deletion area) and rise
-  fast (high insertion area).
+  order of importance and follow the class probability or logit (Petsiuk et
+  al., 2018). A faithful map makes the score fall fast (low deletion area) and
+  rise fast (high insertion area). :func:`deletion_and_insertion` computes both
+  curves for several maps at once, sharing the forward passes they have in
+  common; :attr:`Curve.normalized_area` makes areas of different photos comparable.
 - :func:`pointing_game`: does the map's peak fall on the object (Zhang et al., 2018)?
 """
 
@@ -15,12 +17,11 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.stats import spearmanr
 from torch import nn
 from torchvision.transforms.v2.functional import gaussian_blur
 
@@ -29,6 +30,7 @@ __all__ = [
     "Curve",
     "RandomizationStep",
     "cascading_randomization",
+    "deletion_and_insertion",
     "deletion_curve",
     "insertion_curve",
     "pointing_game",
@@ -61,6 +63,9 @@ def spearman_rank_correlation(first: torch.Tensor | np.ndarray, second: torch.Te
         raise ValueError(f"Maps of different shapes: {a.shape} and {b.shape}.")
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         return 0.0
+    # Imported here: scipy.stats costs over a second at import, and every notebook imports utilities.
+    from scipy.stats import spearmanr
+
     return float(spearmanr(a, b).statistic)
 
 
@@ -80,6 +85,13 @@ class RandomizationStep:
 
 
 def _reinitialise(module: nn.Module) -> None:
+    """PyTorch's default initialisation, as for a newly built layer.
+
+    Convolutions and linear layers: weights Kaiming-uniform (``a=sqrt(5)``,
+    i.e. uniform in +-1/sqrt(fan_in)), biases uniform in +-1/sqrt(fan_in).
+    Batch norm: scale 1, shift 0, running mean 0 and variance 1, so it passes
+    its input through unchanged. (Adebayo et al. drew truncated normal weights.)
+    """
     for submodule in module.modules():
         if hasattr(submodule, "reset_parameters"):
             submodule.reset_parameters()  # batch norm: also its running statistics
@@ -93,6 +105,10 @@ def cascading_randomization(
     seed: int = 0,
 ) -> list[RandomizationStep]:
     """Randomise a copy of the network stage by stage, from the top, and compare explanations.
+
+    Each stage's layers are re-initialised as newly built PyTorch layers (see
+    :func:`_reinitialise`); the stages below keep their trained weights until
+    their turn.
 
     Args:
         network: the trained network (not modified; a copy is randomised).
@@ -130,15 +146,43 @@ class Curve:
     Attributes:
         fractions: share of pixels removed (deletion) or inserted (insertion), 0 to 1.
         scores: the class's probability (or logit) at each fraction.
+        kind: ``"deletion"``, ``"insertion"``, or ``""`` when not known.
     """
 
     fractions: np.ndarray
     scores: np.ndarray
+    kind: str = ""
 
     @property
     def area(self) -> float:
-        """Area under the curve (trapezoidal rule)."""
+        """Area under the curve (trapezoidal rule), in the units of the scores."""
         return float(np.trapezoid(self.scores, self.fractions))
+
+    def normalized(self) -> "Curve":
+        """The curve rescaled so that the photo scores 1 and the fully perturbed image 0.
+
+        Deletion runs from the photo (first point) to the all-grey image (last
+        point); insertion from the blurred image (first point) to the photo
+        (last point). The rescaling ``(score - perturbed) / (photo - perturbed)``
+        is linear, so it keeps the order of maps on one photo and makes
+        photos with different logit ranges comparable. Logits may be negative,
+        and points between the ends may fall below 0 or above 1. When both ends
+        score the same the scale is undefined and the scores are NaN.
+        """
+        if self.kind == "deletion":
+            photo, perturbed = self.scores[0], self.scores[-1]
+        elif self.kind == "insertion":
+            photo, perturbed = self.scores[-1], self.scores[0]
+        else:
+            raise ValueError("Only a curve that knows its kind ('deletion' or 'insertion') can be normalised.")
+        span = photo - perturbed
+        scores = (self.scores - perturbed) / span if span != 0 else np.full_like(self.scores, np.nan, dtype=np.float64)
+        return Curve(self.fractions, scores, self.kind)
+
+    @property
+    def normalized_area(self) -> float:
+        """Area under :meth:`normalized`: 0 to 1 for a curve between its ends."""
+        return self.normalized().area
 
 
 def random_map(shape: tuple[int, int], seed: int = 0, cells: tuple[int, int] | None = None) -> torch.Tensor:
@@ -150,9 +194,10 @@ def random_map(shape: tuple[int, int], seed: int = 0, cells: tuple[int, int] | N
         cells: draw the values on this coarser grid, e.g. the CAM's own (h, w),
             and upsample them bilinearly. Compare coarse maps with a coarse
             random map: removing pixels in a per-pixel random order scatters
-            holes over the whole image, which destroys a CNN's features faster
-            than removing any coherent region, so a per-pixel random map is an
-            unfairly strong deletion baseline.
+            holes over the whole image, which often destroys a CNN's features
+            faster than removing coherent regions, so a per-pixel random map
+            is often a strong deletion baseline that a coarse map cannot fairly
+            be compared with.
 
     Returns:
         An (H, W) map with values in [0, 1].
@@ -176,6 +221,57 @@ def _pixel_order(saliency: torch.Tensor, seed: int) -> torch.Tensor:
     return shuffle[by_salience]
 
 
+def _check_inputs(start: torch.Tensor, score: str) -> None:
+    if start.ndim != 4 or start.shape[0] != 1:
+        raise ValueError(f"Expected one preprocessed image (1, 3, H, W), got {tuple(start.shape)}.")
+    if score not in ("probability", "logit"):
+        raise ValueError(f"score must be 'probability' or 'logit', got {score!r}.")
+
+
+def _prepare_saliency(saliency: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    saliency = torch.as_tensor(saliency, dtype=torch.float32)
+    if torch.isnan(saliency).any():
+        raise ValueError("The saliency map contains NaN.")
+    if saliency.shape != (height, width):
+        saliency = F.interpolate(saliency[None, None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
+    return saliency
+
+
+def _counts(height: int, width: int, steps: int) -> list[int]:
+    return [round(step * height * width / steps) for step in range(steps + 1)]
+
+
+def _perturbed(start: torch.Tensor, finish: torch.Tensor, order: torch.Tensor, count: int) -> torch.Tensor:
+    height, width = start.shape[-2:]
+    changed = torch.zeros(height * width, dtype=torch.bool)
+    changed[order[:count]] = True
+    return torch.where(changed.view(1, 1, height, width), finish, start)[0]
+
+
+def _scores(
+    network: nn.Module, images: Iterator[torch.Tensor], target: int, score: str, batch_size: int
+) -> list[float]:
+    """The target's score for every image, in batches of ``batch_size``."""
+    scores: list[float] = []
+    batch: list[torch.Tensor] = []
+
+    def flush() -> None:
+        # channels-last memory is faster for convolutions on CPU; the values are the same up to rounding
+        logits = network(torch.stack(batch).contiguous(memory_format=torch.channels_last))
+        values = logits.softmax(dim=1)[:, target] if score == "probability" else logits[:, target]
+        scores.extend(values.tolist())
+        batch.clear()
+
+    with torch.inference_mode():
+        for image in images:
+            batch.append(image)
+            if len(batch) == batch_size:
+                flush()
+        if batch:
+            flush()
+    return scores
+
+
 def _perturbation_curve(
     network: nn.Module,
     start: torch.Tensor,
@@ -186,31 +282,19 @@ def _perturbation_curve(
     score: str,
     batch_size: int,
     seed: int,
+    kind: str = "",
 ) -> Curve:
-    if start.ndim != 4 or start.shape[0] != 1:
-        raise ValueError(f"Expected one preprocessed image (1, 3, H, W), got {tuple(start.shape)}.")
-    if score not in ("probability", "logit"):
-        raise ValueError(f"score must be 'probability' or 'logit', got {score!r}.")
+    _check_inputs(start, score)
     height, width = start.shape[-2:]
-    saliency = torch.as_tensor(saliency, dtype=torch.float32)
-    if torch.isnan(saliency).any():
-        raise ValueError("The saliency map contains NaN.")
-    if saliency.shape != (height, width):
-        saliency = F.interpolate(saliency[None, None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
-    order = _pixel_order(saliency, seed)
-    counts = [round(step * height * width / steps) for step in range(steps + 1)]
-    scores: list[float] = []
-    with torch.inference_mode():
-        for first in range(0, len(counts), batch_size):
-            batch = []
-            for count in counts[first : first + batch_size]:
-                changed = torch.zeros(height * width, dtype=torch.bool)
-                changed[order[:count]] = True
-                batch.append(torch.where(changed.view(1, 1, height, width), finish, start)[0])
-            logits = network(torch.stack(batch))
-            values = logits.softmax(dim=1)[:, target] if score == "probability" else logits[:, target]
-            scores.extend(values.tolist())
-    return Curve(np.array(counts, dtype=np.float64) / (height * width), np.array(scores))
+    order = _pixel_order(_prepare_saliency(saliency, height, width), seed)
+    counts = _counts(height, width, steps)
+    scores = _scores(network, (_perturbed(start, finish, order, count) for count in counts), target, score, batch_size)
+    return Curve(np.array(counts, dtype=np.float64) / (height * width), np.array(scores), kind)
+
+
+def _blurred(inputs: torch.Tensor, blur_sigma: float) -> torch.Tensor:
+    kernel = 2 * round(3 * blur_sigma) + 1
+    return gaussian_blur(inputs, kernel_size=[kernel, kernel], sigma=[blur_sigma, blur_sigma])
 
 
 def deletion_curve(
@@ -238,7 +322,9 @@ def deletion_curve(
     Returns:
         The curve; a lower area means a more faithful map.
     """
-    return _perturbation_curve(network, inputs, torch.zeros_like(inputs), saliency, target, steps, score, batch_size, seed)
+    return _perturbation_curve(
+        network, inputs, torch.zeros_like(inputs), saliency, target, steps, score, batch_size, seed, "deletion"
+    )
 
 
 def insertion_curve(
@@ -262,9 +348,67 @@ def insertion_curve(
     Returns:
         The curve; a higher area means a more faithful map.
     """
-    kernel = 2 * round(3 * blur_sigma) + 1
-    blurred = gaussian_blur(inputs, kernel_size=[kernel, kernel], sigma=[blur_sigma, blur_sigma])
-    return _perturbation_curve(network, blurred, inputs, saliency, target, steps, score, batch_size, seed)
+    blurred = _blurred(inputs, blur_sigma)
+    return _perturbation_curve(network, blurred, inputs, saliency, target, steps, score, batch_size, seed, "insertion")
+
+
+def deletion_and_insertion(
+    network: nn.Module,
+    inputs: torch.Tensor,
+    saliency_maps: Mapping[str, torch.Tensor],
+    target: int,
+    steps: int = 16,
+    score: str = "logit",
+    batch_size: int = 16,
+    seed: int = 0,
+    blur_sigma: float = 5.0,
+) -> dict[str, tuple[Curve, Curve]]:
+    """Deletion and insertion curves of several maps of one image, sharing forward passes.
+
+    Every curve of one image starts or ends at the same three images: the
+    photo, the all-grey image and the blurred image. They are scored once,
+    and the perturbed images of all maps go through the network in batches of
+    ``batch_size``. The curves equal those of :func:`deletion_curve` and
+    :func:`insertion_curve` with the same arguments (up to float rounding
+    between batch sizes); note the default score here is the logit.
+
+    Args:
+        network: the classifier.
+        inputs: the preprocessed image (1, 3, H, W).
+        saliency_maps: name -> map (any size; resized bilinearly to H x W).
+        target: class index whose score to follow.
+        steps, score, seed, blur_sigma: as for :func:`insertion_curve`.
+        batch_size: perturbed images per forward pass.
+
+    Returns:
+        name -> (deletion curve, insertion curve).
+    """
+    _check_inputs(inputs, score)
+    height, width = inputs.shape[-2:]
+    grey, blurred = torch.zeros_like(inputs), _blurred(inputs, blur_sigma)
+    counts = _counts(height, width, steps)
+    inner = counts[1:-1]
+    orders = {name: _pixel_order(_prepare_saliency(m, height, width), seed) for name, m in saliency_maps.items()}
+
+    def images() -> Iterator[torch.Tensor]:
+        yield from (inputs[0], grey[0], blurred[0])
+        for order in orders.values():
+            yield from (_perturbed(inputs, grey, order, count) for count in inner)
+            yield from (_perturbed(blurred, inputs, order, count) for count in inner)
+
+    scores = _scores(network, images(), target, score, batch_size)
+    photo, all_grey, all_blurred = scores[:3]
+    fractions = np.array(counts, dtype=np.float64) / (height * width)
+    curves: dict[str, tuple[Curve, Curve]] = {}
+    for position, name in enumerate(orders):
+        first = 3 + 2 * len(inner) * position
+        removed = scores[first : first + len(inner)]
+        inserted = scores[first + len(inner) : first + 2 * len(inner)]
+        curves[name] = (
+            Curve(fractions, np.array([photo, *removed, all_grey]), "deletion"),
+            Curve(fractions, np.array([all_blurred, *inserted, photo]), "insertion"),
+        )
+    return curves
 
 
 def pointing_game(cam: torch.Tensor | np.ndarray, object_mask: torch.Tensor | np.ndarray, tolerance: int = 0) -> bool:
