@@ -37,7 +37,8 @@ def main(paths: list[str]) -> int:
     for path in notebooks:
         seconds = execute(path)
         total += seconds
-        print(f"{path.relative_to(ROOT)}: {seconds:.1f} s", flush=True)
+        shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+        print(f"{shown}: {seconds:.1f} s", flush=True)
     print(f"total: {total:.1f} s")
     return 0
 

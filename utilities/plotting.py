@@ -14,7 +14,6 @@ import torch
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from skimage.transform import resize
 
 from .cam import CamResult
 from .images import ImageLike, load_image, to_rgb_uint8
@@ -131,6 +130,9 @@ def _cam_on_image_grid(cam: np.ndarray | torch.Tensor, shape: tuple[int, int]) -
     if np.isnan(cam).any():
         raise ValueError("The CAM contains NaN; normalise with utilities.normalize_cams, which never divides by zero.")
     if cam.shape != tuple(shape):
+        # Imported here: scikit-image adds half a second to every notebook's `import utilities`.
+        from skimage.transform import resize
+
         cam = resize(cam, shape, order=1, mode="edge", anti_aliasing=False)
     return cam
 
