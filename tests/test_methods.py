@@ -122,3 +122,35 @@ def test_every_method_is_registered_and_never_nan(lite_model, data_dir):
         assert result.method == name
         assert not torch.isnan(result.maps).any(), name
     assert count_hooks(lite_model.network) == 0
+
+
+def test_score_cam_max_channels_uses_the_channels_of_largest_mean_activation(lite_model):
+    torch.manual_seed(4)
+    x = torch.randn(1, 3, 64, 96)
+    classes = [285, 967]
+    full = ScoreCAM(lite_model, "layer3", batch_size=64)
+    subset = ScoreCAM(lite_model, "layer3", batch_size=64, max_channels=5)
+    with torch.no_grad():
+        features = {}
+        handle = lite_model.network.layer3.register_forward_hook(lambda m, i, o: features.update(a=o))
+        lite_model.network(x)
+        handle.remove()
+    activations = features["a"][0]
+    chosen = subset.selected_channels(activations)
+    expected = activations.mean(dim=(-2, -1)).argsort(descending=True)[:5]
+    assert sorted(chosen.tolist()) == sorted(expected.tolist())
+    # The approximation is Score-CAM run on the chosen channels alone.
+    with torch.no_grad():
+        approximate = subset.maps_without_gradients(x, activations, classes)
+        reference = full.maps_without_gradients(x, activations[chosen], classes)
+    torch.testing.assert_close(approximate, reference, atol=1e-6, rtol=1e-5)
+    assert count_hooks(lite_model.network) == 0
+
+
+def test_score_cam_max_channels_at_least_the_channel_count_is_full_score_cam(lite_model):
+    x = torch.randn(1, 3, 64, 96)
+    full = ScoreCAM(lite_model, "layer3", batch_size=64)(x, [285])
+    same = ScoreCAM(lite_model, "layer3", batch_size=64, max_channels=112)(x, [285])
+    torch.testing.assert_close(full.raw, same.raw)
+    with pytest.raises(ValueError, match="max_channels"):
+        ScoreCAM(lite_model, "layer3", max_channels=0)

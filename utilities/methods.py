@@ -17,6 +17,7 @@ Two methods need no gradients:
 ==============  =====================================================================
 Score-CAM       channel weight = softmax over channels of the class logit when the
                 input is masked by that channel's upsampled, [0, 1]-scaled map
+                (optionally only for the channels of largest mean activation)
 Eigen-CAM       the activations' first principal component; the same map for every class
 ==============  =====================================================================
 
@@ -37,7 +38,11 @@ __all__ = ["CAM_METHODS", "EigenCAM", "GradCAMPlusPlus", "HiResCAM", "LayerCAM",
 
 
 class GradCAMPlusPlus(CAMMethod):
-    """Grad-CAM++ (Chattopadhyay et al., 2018): pixel-wise weighting of positive gradients."""
+    """Grad-CAM++ (Chattopadhyay et al., 2018): pixel-wise weighting of positive gradients.
+
+    Its coefficients are derived for non-negative (post-ReLU) activations; with
+    signed activations the denominator can approach zero or change sign.
+    """
 
     name = "Grad-CAM++"
 
@@ -55,11 +60,12 @@ class GradCAMPlusPlus(CAMMethod):
 class HiResCAM(CAMMethod):
     """HiResCAM (Draelos & Carin, 2020): gradient times activation, summed over channels.
 
-    Unlike Grad-CAM it does not average the gradient over space first, so the
-    map shows exactly how each cell's activations add to the score when the
-    network's head is linear. At a layer followed only by global average
-    pooling and a linear layer, the gradient is constant over space and
-    HiResCAM equals Grad-CAM.
+    Unlike Grad-CAM it does not average the gradient over space first. When
+    the logit is a linear function of the layer's activations (the layer is
+    followed only by global average pooling and one linear layer), the map
+    before the ReLU sums over cells to the logit minus the linear layer's
+    bias, and, the gradient being constant over space there, HiResCAM equals
+    Grad-CAM. At earlier layers neither holds.
     """
 
     name = "HiResCAM"
@@ -69,7 +75,11 @@ class HiResCAM(CAMMethod):
 
 
 class XGradCAM(CAMMethod):
-    """XGrad-CAM (Fu et al., 2020): channel weight = sum(G * A) / sum(A)."""
+    """XGrad-CAM (Fu et al., 2020): channel weight = sum(G * A) / sum(A).
+
+    Assumes non-negative (post-ReLU) activations: with signed ones, sum(A) can
+    be near zero or negative, which inflates or flips a channel's weight.
+    """
 
     name = "XGrad-CAM"
 
@@ -83,6 +93,8 @@ class LayerCAM(CAMMethod):
     """Layer-CAM (Jiang et al., 2021): positive gradient times activation, cell by cell.
 
     Keeping the weights per cell makes it usable at early, high-resolution layers.
+    It reads ReLU(G) * A as positive evidence, which assumes non-negative
+    (post-ReLU) activations; a negative activation turns it into negative evidence.
     """
 
     name = "Layer-CAM"
@@ -106,19 +118,44 @@ class ScoreCAM(CAMMethod):
             batches are not faster per image (16 measured best here).
         progress: show a progress bar; default: yes, unless
             ``GRADCAM_NONINTERACTIVE`` is set (as under tests).
+        max_channels: use only this many channels, those with the largest
+            mean activation, instead of all of them (``None``: all, which is
+            Score-CAM as published). This is an approximation that makes
+            Score-CAM affordable at wide layers (ResNet50's ``layer4`` has 2048
+            channels): the other channels get no masked pass and no weight,
+            and the softmax runs over the chosen channels only.
     """
 
     name = "Score-CAM"
     uses_gradients = False
 
-    def __init__(self, model, layer="layer4", batch_size: int = 16, progress: bool | None = None) -> None:
+    def __init__(
+        self,
+        model,
+        layer="layer4",
+        batch_size: int = 16,
+        progress: bool | None = None,
+        max_channels: int | None = None,
+    ) -> None:
         super().__init__(model, layer)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        if max_channels is not None and max_channels < 1:
+            raise ValueError(f"max_channels must be at least 1 (or None for all channels), got {max_channels}.")
         self.batch_size = batch_size
         self.progress = progress
+        self.max_channels = max_channels
+
+    def selected_channels(self, activations: torch.Tensor) -> torch.Tensor:
+        """Indices of the channels that get a masked pass: all, or the ``max_channels`` with the largest mean activation."""
+        channels = activations.shape[0]
+        if self.max_channels is None or self.max_channels >= channels:
+            return torch.arange(channels, device=activations.device)
+        return activations.mean(dim=(-2, -1)).topk(self.max_channels).indices
 
     def maps_without_gradients(self, inputs: torch.Tensor, activations: torch.Tensor, indices: list[int]) -> torch.Tensor:
+        if self.max_channels is not None and self.max_channels < activations.shape[0]:
+            activations = activations[self.selected_channels(activations)]
         channels = activations.shape[0]
         scores = torch.empty(channels, len(indices), dtype=activations.dtype, device=activations.device)
         starts = range(0, channels, self.batch_size)
