@@ -154,8 +154,7 @@ class ScoreCAM(CAMMethod):
         return activations.mean(dim=(-2, -1)).topk(self.max_channels).indices
 
     def maps_without_gradients(self, inputs: torch.Tensor, activations: torch.Tensor, indices: list[int]) -> torch.Tensor:
-        if self.max_channels is not None and self.max_channels < activations.shape[0]:
-            activations = activations[self.selected_channels(activations)]
+        activations = activations[self.selected_channels(activations)]
         channels = activations.shape[0]
         scores = torch.empty(channels, len(indices), dtype=activations.dtype, device=activations.device)
         starts = range(0, channels, self.batch_size)
