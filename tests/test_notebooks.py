@@ -42,6 +42,18 @@ def _run_all(client: NotebookClient, notebook) -> list[list[str]]:
     return checked
 
 
+def _client(notebook) -> NotebookClient:
+    return NotebookClient(notebook, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
+
+
+def _probe(client: NotebookClient, notebook, source: str) -> list[str]:
+    """Run one more cell in the notebook's kernel and return what it printed."""
+    probe = nbformat.v4.new_code_cell(source)
+    notebook.cells.append(probe)
+    client.execute_cell(probe, len(notebook.cells) - 1)
+    return _text_outputs(probe)
+
+
 def test_every_notebook_has_checked_cells():
     assert NOTEBOOKS
     for path in NOTEBOOKS:
@@ -52,17 +64,13 @@ def test_every_notebook_has_checked_cells():
 @pytest.mark.parametrize("path", CORE_SERIES, ids=[p.stem for p in CORE_SERIES])
 def test_running_twice_in_one_kernel_gives_the_same_results(path):
     notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(notebook, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
+    client = _client(notebook)
     with client.setup_kernel():
         first = _run_all(client, notebook)
         second = _run_all(client, notebook)
-        probe = nbformat.v4.new_code_cell(
-            "from utilities import count_hooks\nprint(count_hooks(model.network) if 'model' in dir() else 0)"
-        )
-        notebook.cells.append(probe)
-        client.execute_cell(probe, len(notebook.cells) - 1)
+        hooks = _probe(client, notebook, "from utilities import count_hooks\nprint(count_hooks(model.network) if 'model' in dir() else 0)")
     assert first == second
-    assert _text_outputs(probe) == ["0\n"], "hooks left on the network after two runs"
+    assert hooks == ["0\n"], "hooks left on the network after two runs"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -75,15 +83,10 @@ def test_every_notebook_runs_on_resnet50s_architecture(path, monkeypatch):
     """
     monkeypatch.setenv("GRADCAM_MODEL", "resnet50_untrained")  # the kernel inherits the environment
     notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(notebook, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
+    client = _client(notebook)
     with client.setup_kernel():
-        for index, cell in enumerate(list(notebook.cells)):
-            if cell.cell_type == "code":
-                client.execute_cell(cell, index)  # raises CellExecutionError, naming the cell, on any error
-        probe = nbformat.v4.new_code_cell(
-            "from utilities import count_hooks\n"
-            "print(model.name, count_hooks(model.network) if 'model' in dir() else 0)"
+        _run_all(client, notebook)  # raises CellExecutionError, naming the cell, on any error
+        model_and_hooks = _probe(
+            client, notebook, "from utilities import count_hooks\nprint(model.name, count_hooks(model.network) if 'model' in dir() else 0)"
         )
-        notebook.cells.append(probe)
-        client.execute_cell(probe, len(notebook.cells) - 1)
-    assert _text_outputs(probe) == ["resnet50_untrained 0\n"], "the notebook did not run ResNet50, or left hooks on it"
+    assert model_and_hooks == ["resnet50_untrained 0\n"], "the notebook did not run ResNet50, or left hooks on it"
