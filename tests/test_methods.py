@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from utilities import CAM_METHODS, EigenCAM, GradCAM, HiResCAM, ScoreCAM
+from utilities import CAM, CAM_METHODS, EigenCAM, GradCAM, HiResCAM, ScoreCAM
 from utilities.hooks import count_hooks
 from utilities.methods import eigen_projection
 
@@ -154,3 +154,36 @@ def test_score_cam_max_channels_at_least_the_channel_count_is_full_score_cam(lit
     torch.testing.assert_close(full.raw, same.raw)
     with pytest.raises(ValueError, match="max_channels"):
         ScoreCAM(lite_model, "layer3", max_channels=0)
+
+
+@pytest.mark.parametrize("model_kind", ["bundled", "resnet50"])
+def test_cam_is_grad_cam_times_the_number_of_cells_at_the_last_stage(model_kind, lite_model, random_resnet50):
+    network = lite_model.network if model_kind == "bundled" else random_resnet50
+    torch.manual_seed(5)
+    x = torch.randn(1, 3, 96, 128)
+    cam = CAM(network)(x, range(1000))
+    grad = GradCAM(network, "layer4")(x, range(1000))
+    cells = cam.raw.shape[-2] * cam.raw.shape[-1]
+    assert cam.raw.amax() > 0
+    scale = grad.raw.amax()  # float32 sums of 2048 terms: compare relative to the largest value
+    torch.testing.assert_close(cam.raw / cells / scale, grad.raw / scale, atol=1e-6, rtol=0)
+    torch.testing.assert_close(cam.maps[:5], grad.maps[:5], atol=1e-5, rtol=0)
+
+
+def test_cam_written_out_is_one_einsum(lite_model, chelsea_input):
+    from utilities import LayerRecorder
+
+    with torch.no_grad(), LayerRecorder(lite_model.network, "layer4") as recorder:
+        lite_model.network(chelsea_input)
+    by_hand = torch.einsum("kc,chw->khw", lite_model.network.fc.weight, recorder.activations["layer4"][0])
+    torch.testing.assert_close(CAM(lite_model)(chelsea_input, range(1000)).raw, by_hand.relu())
+
+
+def test_cam_refuses_layers_and_heads_it_is_not_defined_for(lite_model, chelsea_input):
+    with pytest.raises(ValueError, match="layer has 112 channels but the linear layer expects 1280 inputs"):
+        CAM(lite_model, "layer3")(chelsea_input)
+    with pytest.raises(ValueError, match="one nn.Linear after global average pooling; got Sequential"):
+        CAM(lite_model, "layer4", classifier="layer1")
+    with pytest.raises(ValueError, match="no module 'head'"):
+        CAM(lite_model, "layer4", classifier="head")
+    assert count_hooks(lite_model.network) == 0

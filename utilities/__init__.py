@@ -14,12 +14,14 @@ from .faithfulness import (
 )
 from .hooks import LayerRecorder, NotRecordedError, count_hooks, remove_all_hooks
 from .images import DATA_DIR, ImageLoadError, load_image, to_rgb_uint8
-from .methods import CAM_METHODS, EigenCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM, XGradCAM
+from .guided import GuidedGradCAM, GuidedReLUs, gradient_image, guided_backprop
+from .methods import CAM, CAM_METHODS, EigenCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM, XGradCAM
 from .models import LoadedModel, ModelUnavailableError, load_model
 from .plotting import overlay_cam, show_cam, show_cams, show_feature_maps, visualize_image_list
 from .widgets import cam_picker
 
 __all__ = [
+    "CAM",
     "CAMMethod",
     "CAM_METHODS",
     "CamResult",
@@ -28,6 +30,8 @@ __all__ = [
     "EigenCAM",
     "GradCAM",
     "GradCAMPlusPlus",
+    "GuidedGradCAM",
+    "GuidedReLUs",
     "HiResCAM",
     "IMAGENET_CLASS_NAMES",
     "ImageLoadError",
@@ -48,6 +52,8 @@ __all__ = [
     "deletion_curve",
     "find_classes",
     "grad_cam",
+    "gradient_image",
+    "guided_backprop",
     "insertion_curve",
     "load_image",
     "load_model",

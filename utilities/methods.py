@@ -12,9 +12,11 @@ XGrad-CAM       channel weight = sum(G * A) / sum(A) over space
 Layer-CAM       no channel weight: sum over channels of ReLU(G) * A, cell by cell
 ==============  =====================================================================
 
-Two methods need no gradients:
+Three methods need no gradients:
 
 ==============  =====================================================================
+CAM             channel weight = the final linear layer's weight for the class
+                (only where global average pooling and that layer follow)
 Score-CAM       channel weight = softmax over channels of the class logit when the
                 input is masked by that channel's upsampled, [0, 1]-scaled map
                 (optionally only for the channels of largest mean activation)
@@ -31,10 +33,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from torch import nn
+
 from .cam import CAMMethod, GradCAM
+from .hooks import LayerSpec
 from .widgets import noninteractive
 
-__all__ = ["CAM_METHODS", "EigenCAM", "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "ScoreCAM", "XGradCAM"]
+__all__ = ["CAM", "CAM_METHODS", "EigenCAM", "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "ScoreCAM", "XGradCAM"]
 
 
 class GradCAMPlusPlus(CAMMethod):
@@ -170,6 +175,64 @@ class ScoreCAM(CAMMethod):
             scores[start : start + len(masks)] = logits[:, indices]
         weights = scores.softmax(dim=0)  # (C, K): softmax over channels, per class
         return torch.einsum("ck,chw->khw", weights, activations)
+
+
+class CAM(CAMMethod):
+    """CAM (Zhou et al., 2016): channels weighted by the classifier's own weights, no gradients.
+
+    For a network that ends in global average pooling and one linear layer
+    after ``layer`` (``layer4`` then ``fc`` in both models of this course),
+    the logit of class c is ``b_c + mean over cells of sum_k W[c, k] A_k``:
+    the map ``sum_k W[c, k] A_k`` (before the ReLU) is exactly what each
+    cell adds to the logit, times the number of cells. All classes come from
+    one forward pass and one ``einsum``.
+
+    At that layer, Grad-CAM equals CAM divided by the number of cells h * w:
+    the gradient of logit c with respect to every cell of channel k is
+    ``W[c, k] / (h * w)``, so Grad-CAM's channel weights are CAM's divided by
+    h * w. After the ReLU and each map's own normalisation the two are the
+    same maps. With any other head (two linear layers, flattening instead of
+    pooling) CAM is not defined; use Grad-CAM.
+
+    Args:
+        model: as for :class:`~utilities.cam.CAMMethod`.
+        layer: the layer right before the global pooling.
+        classifier: the linear layer after the pooling, by name or as a module.
+
+    Raises:
+        ValueError: ``classifier`` is not a linear layer, or the layer's
+            channel count differs from the linear layer's input width (the
+            layer is not the last one before pooling).
+    """
+
+    name = "CAM"
+    uses_gradients = False
+
+    def __init__(self, model, layer: LayerSpec = "layer4", classifier: str | nn.Module = "fc") -> None:
+        super().__init__(model, layer)
+        if isinstance(classifier, str):
+            try:
+                classifier = self.network.get_submodule(classifier)
+            except AttributeError:
+                raise ValueError(
+                    f"The network has no module {classifier!r}; pass classifier= the linear layer after the global pooling."
+                ) from None
+        if not isinstance(classifier, nn.Linear):
+            raise ValueError(
+                f"CAM needs the final layer to be one nn.Linear after global average pooling; got {type(classifier).__name__}. "
+                "Use Grad-CAM for other heads."
+            )
+        self.classifier = classifier
+
+    def maps_without_gradients(self, inputs: torch.Tensor, activations: torch.Tensor, indices: list[int]) -> torch.Tensor:
+        weight = self.classifier.weight
+        if activations.shape[0] != weight.shape[1]:
+            raise ValueError(
+                f"CAM at {self.layer_name!r}: the layer has {activations.shape[0]} channels but the linear layer expects "
+                f"{weight.shape[1]} inputs, so pooling and that layer do not directly follow it. "
+                "Use the last stage before the pooling (layer4), or Grad-CAM at this layer."
+            )
+        return torch.einsum("kc,chw->khw", weight[indices], activations)
 
 
 class EigenCAM(CAMMethod):
