@@ -48,6 +48,8 @@ def main(out_dir: Path = DATA_DIR) -> None:
         Image.fromarray(image).save(out_dir / name, quality=92)
     camera = skimage.data.camera()
     Image.fromarray(camera).save(out_dir / "camera.png")
+    # A wall clock photographed while the camera moved: a real photo the model gets wrong.
+    Image.fromarray(skimage.data.clock()).save(out_dir / "clock.png")
     # 16 bits: scale 0..255 to 0..65535 exactly, as a scanner or microscope would store it.
     tifffile.imwrite(out_dir / "camera_16bit.tif", camera.astype(np.uint16) * 257, compression="zlib")
     rgba = np.dstack([chelsea, circular_alpha(*chelsea.shape[:2])])
