@@ -6,24 +6,28 @@ Each check's diagnoses of wrong answers are tested in ``test_wrong_answers.py``.
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torchvision.transforms import v2
 
 from exercise_helpers import one_thread, solution_namespace  # noqa: F401 - one_thread is an autouse fixture
-from utilities.checks import CHECK_COUNTS, check_a, check_b, check_c, check_d, grade
+from utilities.checks import CHECK_COUNTS, check_a, check_b, check_c, check_d, check_e, grade
 from utilities.checks._common import describe_error
+from utilities import count_hooks, grad_cam
 from utilities.checks.exercise_c import changed_steps, recorded_steps
+from utilities.checks.exercise_e import _references, check_image, made_up_image, made_up_model
 
 CHECKS = [
     ("a", check_a, ("cams_for_classes", "dominant_class")),
     ("b", check_b, ("explain_file", "explain_folder")),
     ("c", check_c, ("changed_preprocess", "new_top_class")),
     ("d", check_d, ("localisation_shares", "first_localised_stage")),
+    ("e", check_e, ("class_activation_maps", "grad_cam_from_cams")),
 ]
 
 
 @pytest.fixture(scope="module")
 def solutions():
-    return {letter: solution_namespace(f"exercise_{letter}_") for letter in "abcd"}
+    return {letter: solution_namespace(f"exercise_{letter}_") for letter in "abcde"}
 
 
 def test_solutions_pass_every_check(solutions, lite_model):
@@ -38,7 +42,7 @@ def test_checks_that_need_no_trained_model_pass_the_solutions_on_resnet50_too(so
 
     resnet = load_model("resnet50_untrained")
     for letter, check, names in CHECKS:
-        if letter in "ad":  # b and c are cheap to trust: they call the same library functions per model
+        if letter in "ade":  # b and c are cheap to trust: they call the same library functions per model
             functions = [solutions[letter][name] for name in names]
             assert check(resnet, *functions).correct, letter
 
@@ -58,6 +62,47 @@ def test_recorded_steps_see_a_pipeline_and_leave_torchvision_as_it_was(lite_mode
         v2.Compose([v2.Compose(list(lite_model.preprocess.transforms)[:2]), v2.ToDtype(torch.float32, scale=True)])(image)
     assert [type(step).__name__ for step in steps] == ["ToImage", "Resize", "ToDtype"]
     assert v2.Transform.__call__ is before
+
+
+def test_exercise_e_rests_on_the_identities_it_teaches(lite_model):
+    # On both models and the made-up network: each CAM's mean plus the bias is the logit, and
+    # Grad-CAM at layer4 is ReLU(CAM) / (h * w), the answer grad_cam_from_cams is checked against.
+    from utilities import load_model
+
+    for model, image in [(lite_model, check_image()), (load_model("resnet50_untrained"), check_image()), (made_up_model(), made_up_image())]:
+        cams = _references(model, image, model)["reference"]
+        with torch.inference_mode():
+            logits = model.network(model.to_input(image))[0]
+        assert torch.allclose(cams.mean(dim=(1, 2)) + model.network.fc.bias, logits, rtol=1e-4, atol=1e-4), model.name
+        height, width = cams.shape[-2:]
+        library = grad_cam(model, image, range(1000)).raw
+        assert torch.allclose(library, cams.clamp(min=0) / (height * width), rtol=1e-4, atol=1e-6 * float(cams.abs().max())), model.name
+
+
+def test_exercise_e_made_up_network_has_the_cams_worked_out_by_hand():
+    model, image = made_up_model(), made_up_image()
+    network = model.network
+    inputs = model.to_input(image)
+    assert tuple(inputs.shape[-2:]) == (32, 57)
+    activation = F.conv2d(F.avg_pool2d(inputs, 4), network.layer4.weight, network.layer4.bias, stride=4)[0]  # (5, 2, 3)
+    by_hand = torch.stack([sum(network.fc.weight[k, c] * activation[c] for c in range(5)) for k in range(1000)])
+    assert by_hand.shape == (1000, 2, 3) and (by_hand < 0).any() and (by_hand > 0).any()
+    assert torch.allclose(_references(model, image, model)["reference"], by_hand, atol=1e-5)
+    assert float(network.fc.bias.min()) >= 4  # large: a map with the bias in it is far from the right one
+
+
+def test_check_e_removes_the_hooks_a_student_leaves(lite_model, solutions):
+    def class_activation_maps(model, image):
+        stored = {}
+        model.network.layer4.register_forward_hook(lambda module, inputs, output: stored.__setitem__("A", output))
+        with torch.no_grad():
+            model.network(model.to_input(image))
+        return torch.einsum("kc,chw->khw", model.network.fc.weight, stored["A"][0])
+
+    before = count_hooks(lite_model.network), count_hooks(made_up_model().network)
+    result = check_e(lite_model, class_activation_maps, solutions["e"]["grad_cam_from_cams"])
+    assert len(result.passed) == CHECK_COUNTS["e"] - 1 and "left 1 hook" in "\n".join(result.problems)
+    assert (count_hooks(lite_model.network), count_hooks(made_up_model().network)) == before
 
 
 def test_errors_from_deep_inside_torch_become_a_short_hint():

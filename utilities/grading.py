@@ -1,7 +1,7 @@
 """Grade folders of submitted exercise notebooks: ``python -m utilities.grading PATH ...``.
 
 Each submission is a folder with some of the notebooks
-``exercise_a_*.ipynb`` .. ``exercise_d_*.ipynb`` (any other file is ignored).
+``exercise_a_*.ipynb`` .. ``exercise_e_*.ipynb`` (any other file is ignored).
 A PATH that holds no exercise notebook is taken as a folder of submissions,
 one sub-folder each. Every notebook runs in a fresh kernel, top to bottom and
 past errors, then the exercise's checks run on what it defined. On top of the
@@ -31,7 +31,7 @@ from .checks import CHECK_COUNTS, EXERCISES, CheckResult
 
 __all__ = ["GRADED_TOTALS", "RUNS_WITHOUT_ERRORS", "Submission", "find_submissions", "grade_notebook", "grade_submission", "main", "score_table"]
 
-NOTEBOOK_PATTERN = re.compile(r"^exercise_([a-d])_.*\.ipynb$")
+NOTEBOOK_PATTERN = re.compile(r"^exercise_([a-e])_.*\.ipynb$")
 RESULT_MARK = "GRADING-RESULT:"
 #: The name of the extra point every graded exercise has.
 RUNS_WITHOUT_ERRORS = "the notebook's cells run without errors"

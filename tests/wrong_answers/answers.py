@@ -15,7 +15,7 @@ class WrongAnswer:
     """A plausible wrong answer.
 
     Attributes:
-        exercise: ``"a"`` .. ``"d"``.
+        exercise: ``"a"`` .. ``"e"``.
         mistake: what the student did wrong, in a few words.
         message: a regular expression the check's messages must match: the named cause.
         build: ``build(model, solution)`` -> the notebook names this answer replaces; the other

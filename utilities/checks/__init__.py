@@ -17,14 +17,15 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from . import exercise_a, exercise_b, exercise_c, exercise_d
+from . import exercise_a, exercise_b, exercise_c, exercise_d, exercise_e
 from ._common import CheckResult
 from .exercise_a import check_a
 from .exercise_b import check_b
 from .exercise_c import check_c
 from .exercise_d import check_d
+from .exercise_e import check_e
 
-__all__ = ["CHECK_COUNTS", "EXERCISES", "CheckResult", "check_a", "check_b", "check_c", "check_d", "grade"]
+__all__ = ["CHECK_COUNTS", "EXERCISES", "CheckResult", "check_a", "check_b", "check_c", "check_d", "check_e", "grade"]
 
 #: Number of checks per exercise.
 CHECK_COUNTS = {
@@ -32,6 +33,7 @@ CHECK_COUNTS = {
     "b": exercise_b.CHECK_COUNT,
     "c": exercise_c.CHECK_COUNT,
     "d": exercise_d.CHECK_COUNT,
+    "e": exercise_e.CHECK_COUNT,
 }
 
 #: Exercise letter -> (check function, names the notebook must define, in the check's argument order).
@@ -40,6 +42,7 @@ EXERCISES: dict[str, tuple[Callable[..., CheckResult], tuple[str, ...]]] = {
     "b": (check_b, ("model", "explain_file", "explain_folder")),
     "c": (check_c, ("model", "changed_preprocess", "new_top_class")),
     "d": (check_d, ("model", "localisation_shares", "first_localised_stage")),
+    "e": (check_e, ("model", "class_activation_maps", "grad_cam_from_cams")),
 }
 
 
@@ -47,7 +50,7 @@ def grade(exercise: str, namespace: Mapping[str, Any]) -> CheckResult:
     """Run an exercise's checks on the names a notebook defined; never raises for a student's mistake.
 
     Args:
-        exercise: ``"a"`` .. ``"d"``.
+        exercise: ``"a"`` .. ``"e"``.
         namespace: the notebook's globals.
 
     Returns:

@@ -1,0 +1,160 @@
+"""Wrong answers to exercise e: the original CAM of all classes from one forward pass, and Grad-CAM from it."""
+
+from __future__ import annotations
+
+import torch
+
+from utilities import DATA_DIR, LayerRecorder, normalize_cams, upsample_cams
+
+from .answers import WrongAnswer
+
+__all__ = ["WRONG_E", "cams_function"]
+
+
+def _activation(model, inputs, layer="layer4"):
+    with LayerRecorder(model.network, layer) as recorder, torch.no_grad():
+        logits = model.network(inputs)
+    return recorder.activations[layer], logits
+
+
+def cams_function(
+    *,
+    layer: str = "layer4",
+    image_of=lambda image: image,
+    batch: bool = False,
+    weights_of=lambda weight: weight,
+    equation: str = "kc,chw->khw",
+    finish=lambda cams, model, image, logits: cams,
+):
+    """class_activation_maps as a student writes it, with one switch per mistake (the defaults are right)."""
+
+    def class_activation_maps(model, image):
+        activation, logits = _activation(model, model.to_input(image_of(image)), layer)
+        cams = torch.einsum(equation, weights_of(model.network.fc.weight), activation if batch else activation[0])
+        return finish(cams, model, image, logits[0])
+
+    return class_activation_maps
+
+
+def _cams(**mistake):
+    return lambda model, solution: {"class_activation_maps": cams_function(**mistake)}
+
+
+def _finish(function):
+    return _cams(finish=function)
+
+
+def _cells(cams):
+    return cams.shape[-2] * cams.shape[-1]
+
+
+def _bias(model):
+    return model.network.fc.bias[:, None, None]
+
+
+def _leaking_hook(model, image):
+    """A bare forward hook that is never removed."""
+    stored = {}
+    model.network.layer4.register_forward_hook(lambda module, inputs, output: stored.__setitem__("A", output.detach()))
+    with torch.no_grad():
+        model.network(model.to_input(image))
+    return torch.einsum("kc,chw->khw", model.network.fc.weight, stored["A"][0])
+
+
+def _hard_coded_channels_of(channels):
+    """class_activation_maps with one model's channel count written into a reshape."""
+
+    def class_activation_maps(model, image):
+        activation, _ = _activation(model, model.to_input(image))
+        flat = activation[0].reshape(channels, -1)
+        return (model.network.fc.weight @ flat).reshape(-1, *activation.shape[-2:])
+
+    return class_activation_maps
+
+
+_hard_coded_channels = _hard_coded_channels_of(1280)  # the bundled model's layer4: right there, wrong elsewhere
+
+
+def _relu_in_place(cams):
+    height, width = cams.shape[-2:]
+    return cams.clamp_(min=0) / (height * width)
+
+
+def _grad(function):
+    return lambda model, solution: {"grad_cam_from_cams": function}
+
+
+WRONG_E = [
+    # class_activation_maps: what goes into the maps
+    WrongAnswer("e", "fc's bias added to every cell", r"include fc's bias, added to every cell",
+                _finish(lambda cams, model, image, logits: cams + _bias(model))),
+    WrongAnswer("e", "fc's bias spread over the cells", r"include fc's bias, spread over the cells",
+                _finish(lambda cams, model, image, logits: cams + _bias(model) / _cells(cams))),
+    WrongAnswer("e", "maps that add up to the logit", r"\(CAM \+ bias\) / \(h \* w\)",
+                _finish(lambda cams, model, image, logits: (cams + _bias(model)) / _cells(cams))),
+    WrongAnswer("e", "CAM divided by the number of cells", r"divided by the number of cells, h \* w: CAM is",
+                _finish(lambda cams, model, image, logits: cams / _cells(cams))),
+    WrongAnswer("e", "Grad-CAM returned instead of CAM", r"these are Grad-CAM's maps",
+                _finish(lambda cams, model, image, logits: cams.clamp(min=0) / _cells(cams))),
+    WrongAnswer("e", "ReLU applied", r"negative values are cut off \(a ReLU\): CAM has no ReLU",
+                _finish(lambda cams, model, image, logits: torch.relu(cams))),
+    WrongAnswer("e", "each map min-max normalised", r"each map is normalised to \[0, 1\]",
+                _finish(lambda cams, model, image, logits: normalize_cams(cams))),
+    WrongAnswer("e", "maps weighted by the probabilities", r"weighted by its class's probability",
+                _finish(lambda cams, model, image, logits: cams * logits.softmax(dim=0)[:, None, None])),
+    WrongAnswer("e", "softmax over the classes at each cell", r"probabilities over the classes \(a softmax\)",
+                _finish(lambda cams, model, image, logits: cams.softmax(dim=0))),
+    WrongAnswer("e", "softmax of fc's weights", r"fc's weights went through a softmax", _cams(weights_of=lambda weight: weight.softmax(dim=1))),
+    WrongAnswer("e", "weighted channels averaged instead of summed", r"averaged, not summed",
+                _finish(lambda cams, model, image, logits: cams / model.network.fc.in_features)),
+    WrongAnswer("e", "mean over the channels, one map for all classes", r"mean \(or sum\) of layer4's channels",
+                _finish(lambda cams, model, image, logits: _activation(model, model.to_input(image))[0][0].mean(dim=0))),
+    WrongAnswer("e", "mean over the channels, repeated for every class", r"all maps are identical",
+                _finish(lambda cams, model, image, logits: _activation(model, model.to_input(image))[0][0].mean(dim=0).expand_as(cams))),
+    WrongAnswer("e", "layer3 instead of layer4", r"like layer3.*record layer4", _cams(layer="layer3")),
+    WrongAnswer("e", "fc applied to every cell (bias included)", r"include fc's bias, added to every cell",
+                _finish(lambda cams, model, image, logits: model.network.fc(_activation(model, model.to_input(image))[0][0].permute(1, 2, 0)).permute(2, 0, 1))),
+    WrongAnswer("e", "the pooled activation recorded (avgpool)", r"single cell.*before the global average pooling", _cams(layer="avgpool")),
+    WrongAnswer("e", "the notebook's photo instead of the image argument", r"size of the notebook's photo's maps.*use the image argument",
+                _cams(image_of=lambda image: DATA_DIR / "cat_and_coffee.png")),
+    # class_activation_maps: the form of the result
+    WrongAnswer("e", "upsampled to the image's size", r"upsampled to the image's size",
+                _finish(lambda cams, model, image, logits: upsample_cams(cams, image.shape[:2]))),
+    WrongAnswer("e", "upsampled to the network input's size", r"upsampled to the network input's size",
+                _finish(lambda cams, model, image, logits: upsample_cams(cams, model.to_input(image).shape[-2:]))),
+    WrongAnswer("e", "a leading batch dimension", r"has a batch dimension, shape \(1, ",
+                _finish(lambda cams, model, image, logits: cams.unsqueeze(0))),
+    WrongAnswer("e", "the batch dimension left in the einsum", r"einsum got a tensor with more dimensions.*batch dimension", _cams(batch=True)),
+    WrongAnswer("e", "only the top class's map", r"returned one map \(the top class's map\)",
+                _finish(lambda cams, model, image, logits: cams[int(logits.argmax())])),
+    WrongAnswer("e", "one map per channel (einsum keeps c)", r"one map per channel of layer4, not per class", _cams(equation="kc,chw->chw")),
+    WrongAnswer("e", "fc's weight transposed in the einsum", r"torch.einsum could not combine fc.weight", _cams(equation="ck,chw->khw")),
+    WrongAnswer("e", "height and width swapped", r"height and width are swapped", _cams(equation="kc,chw->kwh")),
+    WrongAnswer("e", "classes last, (h, w, classes)", r"the class dimension last", _cams(equation="kc,chw->hwk")),
+    WrongAnswer("e", "flattened maps, (classes, h * w)", r"each map is flattened",
+                _finish(lambda cams, model, image, logits: cams.flatten(1))),
+    WrongAnswer("e", "a forward hook never removed", r"left 1 hook on the network.*handle.remove\(\)",
+                lambda model, solution: {"class_activation_maps": _leaking_hook}),
+    WrongAnswer("e", "the number of channels hard-coded", r"made-up network.*a size is hard-coded",
+                lambda model, solution: {"class_activation_maps": _hard_coded_channels}),
+    WrongAnswer("e", "another model's number of channels hard-coded", r"class_activation_maps raised RuntimeError: .*hard-coded",
+                lambda model, solution: {"class_activation_maps": _hard_coded_channels_of(2048)}),
+    # grad_cam_from_cams
+    WrongAnswer("e", "Grad-CAM not divided by h * w", r"not divided by the number of cells.*divided by h \* w",
+                _grad(lambda cams: cams.clamp(min=0))),
+    WrongAnswer("e", "Grad-CAM without the ReLU", r"the negative values are kept: Grad-CAM applies a ReLU",
+                _grad(lambda cams: cams / _cells(cams))),
+    WrongAnswer("e", "abs instead of the ReLU", r"negative cells became positive \(abs\)", _grad(lambda cams: cams.abs() / _cells(cams))),
+    WrongAnswer("e", "divided by K * h * w", r"number of values in the whole tensor", _grad(lambda cams: cams.clamp(min=0) / cams.numel())),
+    WrongAnswer("e", "divided by w * w, square maps assumed", r"divided by w \* w, as if they were square",
+                _grad(lambda cams: cams.clamp(min=0) / cams.shape[-1] ** 2)),
+    WrongAnswer("e", "divided by the height only", r"divided by the height only", _grad(lambda cams: cams.clamp(min=0) / cams.shape[-2])),
+    WrongAnswer("e", "divided by 7 * 7 = 49, ResNet50's cells at 224 x 224", r"divided by the same number \(49\) whatever their size",
+                _grad(lambda cams: cams.clamp(min=0) / 49)),
+    WrongAnswer("e", "Grad-CAM normalised", r"normalised to \[0, 1\]: return what grad_cam\(\.\.\.\)\.raw holds",
+                _grad(lambda cams: normalize_cams(cams.clamp(min=0)))),
+    WrongAnswer("e", "each map divided by its own sum", r"divided by its own sum", _grad(lambda cams: cams.clamp(min=0) / cams.clamp(min=0).sum(dim=(1, 2), keepdim=True).clamp(min=1e-12))),
+    WrongAnswer("e", "NaN for a map with no positive cell", r"contain NaN.*negative everywhere", _grad(lambda cams: torch.relu(cams) / torch.relu(cams).amax(dim=(1, 2), keepdim=True))),
+    WrongAnswer("e", "one weight per map instead of maps", r"same shape as cams", _grad(lambda cams: cams.clamp(min=0).mean(dim=(1, 2)))),
+    WrongAnswer("e", "ReLU in place on the caller's CAMs", r"changed the CAMs it was given", _grad(_relu_in_place)),
+]

@@ -1,0 +1,510 @@
+"""Exercise e: the original CAM (Zhou et al., 2016) of all classes from one forward pass, and Grad-CAM from it."""
+
+from __future__ import annotations
+
+import functools
+import re
+import weakref
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from ..cam import grad_cam, normalize_cams, upsample_cams
+from ..images import DATA_DIR, load_image
+from ..models import LoadedModel, make_preprocess
+from ._common import Checker, CheckResult, as_tensor, cached, describe_error, smaller_input
+
+__all__ = ["CHECK_COUNT", "CHECK_IMAGE_SIZE", "check_e", "made_up_model"]
+
+CHECK_COUNT = 6
+#: (H, W) of the check's photo: not the notebook's photo, not the network input's size.
+CHECK_IMAGE_SIZE = (136, 184)
+NOTEBOOK_PHOTO = "cat_and_coffee.png"
+RELATIVE_TOLERANCE = 2e-5  # of each right map's largest absolute value; float rounding is about 2e-6
+
+_CHECKS = ("CAM shape", "CAM at layer4", "works on another network", "no hooks left", "Grad-CAM from CAMs", "CAMs left unchanged")
+
+
+def check_image() -> np.ndarray:
+    """Chelsea the cat at :data:`CHECK_IMAGE_SIZE`."""
+    photo = Image.fromarray(load_image(DATA_DIR / "chelsea.jpg"))
+    return np.array(photo.resize(CHECK_IMAGE_SIZE[::-1], Image.Resampling.BILINEAR))
+
+
+class _MadeUpNetwork(nn.Module):
+    """ResNet's head on a toy body: ``layer3`` (3 channels), ``layer4`` (5 channels), global average pooling, ``fc``.
+
+    ``fc`` has a large bias, so that a map with the bias in it is far from the right one, and ``layer4``
+    has fewer channels than ``layer3`` has, so that combining ``fc`` with ``layer3`` cannot work.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(5)
+        self.layer3 = nn.AvgPool2d(4)  # (3, H/4, W/4)
+        self.layer4 = nn.Conv2d(3, 5, kernel_size=4, stride=4)  # (5, H/16, W/16), negative values too
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(5, 1000)
+        with torch.no_grad():
+            self.layer4.weight.copy_(torch.randn(self.layer4.weight.shape, generator=generator) / 4)
+            self.layer4.bias.copy_(torch.randn(5, generator=generator))
+            self.fc.weight.copy_(torch.randn(1000, 5, generator=generator))
+            self.fc.bias.copy_(4 + torch.rand(1000, generator=generator))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.avgpool(self.layer4(self.layer3(x))), 1))
+
+
+@functools.cache
+def made_up_model() -> LoadedModel:
+    """A tiny network with ``layer4`` -> global average pooling -> ``fc`` (5 channels, 1000 classes) and small inputs."""
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    network = _MadeUpNetwork().eval().requires_grad_(False)
+    return LoadedModel(network=network, name="a made-up network", mean=mean, std=std, preprocess=make_preprocess(mean, std, 32), pretrained=False)
+
+
+def made_up_image() -> np.ndarray:
+    """A 40 x 72 colour ramp: 32 x 57 after the made-up model's preprocessing, 2 x 3 cells at layer4."""
+    rows, columns = np.mgrid[0:40, 0:72]
+    return np.stack([rows * 6, columns * 3, (rows * columns) % 256], axis=-1).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- references
+
+
+def _record(network: nn.Module, inputs: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """layer3 and layer4 activations (C, h, w) and the logits (classes,) of one preprocessed image (1, 3, H, W)."""
+    outputs: dict[str, torch.Tensor] = {}
+    handles = [
+        getattr(network, name).register_forward_hook(lambda _m, _i, out, name=name: outputs.__setitem__(name, out[0].detach().cpu()))
+        for name in ("layer3", "layer4")
+    ]
+    try:
+        with torch.inference_mode():
+            logits = network(inputs)[0].cpu()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return outputs, logits
+
+
+def _references(model: LoadedModel, image: np.ndarray, full_size: LoadedModel) -> dict[str, Any]:
+    """The right CAMs of ``image`` and what known mistakes give, with the sizes the shape diagnosis needs."""
+    activations, logits = _record(model.network, model.to_input(image))
+    activation = activations["layer4"]
+    weight, bias = model.network.fc.weight.detach().cpu(), model.network.fc.bias.detach().cpu()
+    cams = torch.einsum("kc,chw->khw", weight, activation)
+    cells = activation.shape[1] * activation.shape[2]
+    column = bias[:, None, None]
+    probabilities = logits.softmax(dim=0)[:, None, None]
+
+    # Only maps of a wrong size ask for these: two forward passes that a right answer does not wait for.
+    # The references are cached per network, so they must not hold on to it (a weak reference).
+    network, device = weakref.ref(model.network), model.device
+    preprocesses = (model.preprocess, full_size.preprocess)
+
+    @functools.cache
+    def notebook_sizes() -> set[tuple[int, int]]:
+        photo = load_image(DATA_DIR / NOTEBOOK_PHOTO)
+        inputs = [preprocess(photo).unsqueeze(0).to(device) for preprocess in preprocesses]
+        return {tuple(_record(network(), batch)[0]["layer4"].shape[1:]) for batch in inputs}
+
+    mistakes = {
+        "bias": cams + column,
+        "bias per cell": cams + column / cells,
+        "divided, with bias": (cams + column) / cells,
+        "Grad-CAM": cams.clamp(min=0) / cells,
+        "divided": cams / cells,
+        "ReLU": cams.clamp(min=0),
+        "normalised": normalize_cams(cams),
+        "ReLU, normalised": normalize_cams(cams.clamp(min=0)),
+        "probabilities": cams * probabilities,
+        "softmax over classes": cams.softmax(dim=0),
+        "softmax of the weights": torch.einsum("kc,chw->khw", weight.softmax(dim=1), activation),
+        "softmax of the weights over classes": torch.einsum("kc,chw->khw", weight.softmax(dim=0), activation),
+        "negated": -cams,
+        "channel mean": cams / weight.shape[1],
+    }
+    return {
+        "reference": cams,
+        "mistakes": mistakes,
+        "activation": activation,
+        "classes": weight.shape[0],
+        "channels": weight.shape[1],
+        "layer3 channels": activations["layer3"].shape[0],
+        "top": int(logits.argmax()),
+        "image size": tuple(image.shape[:2]),
+        "input size": tuple(model.preprocess(image).shape[-2:]),
+        "notebook sizes": notebook_sizes,
+    }
+
+
+# ----------------------------------------------------------------------------- class_activation_maps
+
+
+def _close(answer: torch.Tensor, reference: torch.Tensor) -> bool:
+    """Same shape and, map by map, equal up to float rounding (relative to each map's largest value).
+
+    Map by map, so that a small change to every map (fc's bias spread over the cells) is not lost in the
+    rounding of the strongest class's map.
+    """
+    if answer.shape != reference.shape:
+        return False
+    if not reference.numel():
+        return True
+    if not bool(torch.isfinite(answer).all()):
+        return False
+    per_map = reference.abs().amax(dim=(-2, -1), keepdim=True) if reference.ndim >= 2 else reference.abs()
+    tolerance = RELATIVE_TOLERANCE * per_map + 1e-6 * float(reference.abs().max()) + 1e-12
+    return bool(((answer - reference).abs() <= tolerance).all())
+
+
+_WITHOUT_GIVING = "the raw maps: no bias, no ReLU, no scaling, no normalisation"
+_CAM_MISTAKES = {
+    "bias": "the maps include fc's bias, added to every cell: CAM is the weighted sum of layer4's channels only. The bias "
+    "is one number per class, the same wherever the object is, so it is no part of the map.",
+    "bias per cell": "the maps include fc's bias, spread over the cells (bias / (h * w) in each): CAM is the weighted sum "
+    "of layer4's channels only; the bias does not depend on where anything is, so it is no part of the map.",
+    "divided, with bias": "these maps are (CAM + bias) / (h * w), so that they add up to the logit: CAM has neither the "
+    "bias nor the division by the number of cells; return " + _WITHOUT_GIVING + ".",
+    "Grad-CAM": "these are Grad-CAM's maps (ReLU, then divided by h * w), not CAM: class_activation_maps returns "
+    + _WITHOUT_GIVING + "; grad_cam_from_cams does the rest.",
+    "divided": "the maps are divided by the number of cells, h * w: CAM is the weighted sum of the channels as it is; "
+    "the division belongs to Grad-CAM's weights (grad_cam_from_cams).",
+    "ReLU": "the negative values are cut off (a ReLU): CAM has no ReLU; return " + _WITHOUT_GIVING + ". Negative cells "
+    "are where the channels speak against the class.",
+    "normalised": "each map is normalised to [0, 1]: return " + _WITHOUT_GIVING + "; normalise only for display.",
+    "ReLU, normalised": "the maps are cut at 0 and normalised to [0, 1]: return " + _WITHOUT_GIVING + "; normalise only "
+    "for display.",
+    "probabilities": "each map is weighted by its class's probability: CAM uses fc's weights only, the same for every "
+    "image; return " + _WITHOUT_GIVING + ".",
+    "softmax over classes": "at each cell, the maps are turned into probabilities over the classes (a softmax): CAM has "
+    "no softmax; return " + _WITHOUT_GIVING + ".",
+    "softmax of the weights": "fc's weights went through a softmax: use model.network.fc.weight as it is; a softmax "
+    "turns negative weights (evidence against a class) into small positive ones.",
+    "softmax of the weights over classes": "fc's weights went through a softmax: use model.network.fc.weight as it is; "
+    "a softmax turns negative weights (evidence against a class) into small positive ones.",
+    "negated": "the maps have the wrong sign: CAM is + sum over the channels of fc.weight[k, c] times the channel's map.",
+    "channel mean": "the weighted channels are averaged, not summed (the maps are C times too small): CAM is the sum "
+    "over the channels of fc.weight[k, c] times the channel's map, as in the logit.",
+}
+
+
+def _shape_problem(cams: torch.Tensor, references: dict[str, Any]) -> tuple[str, str]:
+    """(mistake, message) for maps of the wrong shape; ("", "") for the right shape."""
+    reference, activation = references["reference"], references["activation"]
+    classes, channels = references["classes"], references["channels"]
+    shape, expected = tuple(cams.shape), tuple(reference.shape)
+    height, width = expected[1:]
+    if shape == expected:
+        return "", ""
+    if cams.ndim == 4 and shape[0] == 1 and shape[1:] == expected:
+        return "batch", (f"the result has a batch dimension, shape {shape}: return the maps of the one image, "
+                         f"(classes, h, w) = {expected}, e.g. with [0] or squeeze(0).")
+    if cams.ndim == 3 and shape[1:] == references["image size"]:
+        return "image size", (f"the maps are upsampled to the image's size, {shape[1]}x{shape[2]}: return them at "
+                              f"layer4's resolution, {height}x{width}, as the weighted sum gives them.")
+    if cams.ndim == 3 and shape[1:] == references["input size"]:
+        return "input size", (f"the maps are upsampled to the network input's size, {shape[1]}x{shape[2]}: return them "
+                              f"at layer4's resolution, {height}x{width}, as the weighted sum gives them.")
+    if cams.ndim == 3 and shape[1:] != (height, width) and shape[1:] in references["notebook sizes"]():
+        return "notebook photo", (f"the maps are {shape[1]}x{shape[2]}, the size of the notebook's photo's maps, not of "
+                                  "the image you were given: use the image argument.")
+    if cams.ndim == 3 and shape == (classes, 1, 1):
+        return "pooled", (f"the maps have a single cell, shape {shape}: these come from the pooled activation; record "
+                          f"layer4's output, before the global average pooling, so each map keeps its {height}x{width} cells.")
+    if cams.ndim == 3 and shape == (classes, width, height):
+        return "swapped", (f"the maps are {shape[1]}x{shape[2]}: height and width are swapped; keep the activation's "
+                           f"order, (classes, h, w) = {expected}.")
+    if cams.ndim == 3 and shape == (height, width, classes):
+        return "classes last", (f"the result has shape {shape}, the class dimension last: put one map per class first, "
+                                f"(classes, h, w) = {expected}.")
+    if cams.ndim == 2 and shape == (classes, height * width):
+        return "flattened", (f"the result has shape {shape}: each map is flattened into a row of {height * width} cells; "
+                             f"reshape to (classes, h, w) = {expected}.")
+    if cams.ndim == 3 and shape == (channels, height, width) and channels != classes:
+        return "per channel", (f"the result has shape {shape}: one map per channel of layer4, not per class. The sum "
+                               "runs over the channels (fc.weight's second index, the activation's first) and keeps "
+                               f"the class index: {classes} maps.")
+    if shape in ((height, width), (1, height, width)):
+        single = cams.reshape(height, width)
+        if _close(single, activation.mean(dim=0)) or _close(single, activation.sum(dim=0)):
+            return "channel mean", ("this is the mean (or sum) of layer4's channels, one map for all classes: weight each "
+                                    "channel by fc's weight for the class and sum, for every class.")
+        top = "" if not _close(single, reference[references["top"]]) else " (the top class's map)"
+        return "one map", (f"class_activation_maps returned one map{top}, shape {shape}: return the maps of all "
+                           f"{classes} classes at once, (classes, h, w) = {expected}.")
+    return "shape", (f"expected one map per class at layer4's resolution, (classes, h, w) = {expected}; got shape "
+                     f"{shape}.")
+
+
+def _value_problem(cams: torch.Tensor, references: dict[str, Any]) -> tuple[str, str]:
+    """(mistake, message) for maps of the right shape; ("", "") for the right maps."""
+    if not bool(torch.isfinite(cams).all()):
+        return "NaN", "the maps contain NaN or infinity: CAM is a weighted sum of the activations, no division is needed."
+    if _close(cams, references["reference"]):
+        return "", ""
+    for mistake, wrong in references["mistakes"].items():
+        if _close(cams, wrong):
+            return mistake, _CAM_MISTAKES[mistake]
+    flat = cams.flatten(1)
+    if float((flat - flat[:1]).abs().max()) <= 1e-6 * (float(flat.abs().max()) + 1e-6):
+        return "identical", ("all maps are identical although the classes differ (a mean or sum over the channels?): "
+                             "weight each channel of layer4 by fc's weight for the class, fc.weight[k, c], and sum over "
+                             "the channels, for every class k.")
+    return "generic", ("the maps do not match CAM at layer4: for each class k, the sum over the channels c of "
+                       "fc.weight[k, c] times layer4's activation A[c] of this image (" + _WITHOUT_GIVING + ").")
+
+
+def _problem(answer: Any, references: dict[str, Any]) -> tuple[str, str]:
+    """(mistake, message) for one answer of class_activation_maps; ("", "") if it is right."""
+    if isinstance(answer, (list, tuple)) and answer and all(as_tensor(item) is not None for item in answer):
+        return "list", "class_activation_maps returns a list of maps; return one tensor (classes, h, w)."
+    cams = as_tensor(answer)
+    if cams is None:
+        return "type", f"class_activation_maps should return a tensor (classes, h, w); got {type(answer).__name__}."
+    return _shape_problem(cams, references) if tuple(cams.shape) != tuple(references["reference"].shape) else _value_problem(cams, references)
+
+
+def _explain(references: dict[str, Any]) -> Callable[[BaseException], str | None]:
+    """Messages for the errors that known mistakes raise inside class_activation_maps."""
+    channels = references["channels"]
+
+    def explain(error: BaseException) -> str | None:
+        text = str(error)
+        start = f"class_activation_maps raised {type(error).__name__}: "
+        if "number of subscripts" in text:
+            return start + ("torch.einsum got a tensor with more dimensions than its subscripts: the recorded activation "
+                            "has a batch dimension, (1, C, h, w); combine fc's weights with the one image's activation, "
+                            "(C, h, w).")
+        sizes = [int(size) for size in re.findall(r"size (\d+)", text)]
+        if "einsum" in text and references["layer3 channels"] in sizes and channels in sizes:
+            return start + (f"the activations have {references['layer3 channels']} channels, like layer3, but fc has "
+                            f"one weight per channel of layer4 ({channels}): record layer4, the stage right before the "
+                            "pooling and fc.")
+        if "einsum" in text:
+            return start + ("torch.einsum could not combine fc.weight, (classes, channels), with the activation, "
+                            "(channels, h, w): the index they share is the channel, summed over; the class index stays.")
+        if "cannot be multiplied" in text:
+            return start + ("fc.weight, (classes, channels), and the activation could not be multiplied: is a size "
+                            "hard-coded (the channels or cells of one model?), or is the activation still (1, C, h, w)? "
+                            "Take the sizes from the tensors, e.g. activation.shape and fc.weight.shape.")
+        if "invalid for input of size" in text or ("size" in text and "must match" in text):
+            return start + ("a size is hard-coded (a number of channels, classes or cells of one model?): take the "
+                            "sizes from the tensors, e.g. activation.shape and fc.weight.shape.")
+        return None
+
+    return explain
+
+
+def _hooks(network: nn.Module) -> dict[tuple[int, str], set]:
+    """The keys of every hook dict of every module: to find (and remove) the hooks a call leaves behind."""
+    found = {}
+    for index, module in enumerate(network.modules()):
+        for kind in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
+            found[index, kind] = set(getattr(module, kind, {}))
+    return found
+
+
+def _remove_new_hooks(network: nn.Module, before: dict[tuple[int, str], set]) -> int:
+    """Remove the hooks added since ``before``; returns how many there were."""
+    removed = 0
+    for index, module in enumerate(network.modules()):
+        for kind in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
+            hooks = getattr(module, kind, None)
+            if hooks is None:
+                continue
+            for key in set(hooks) - before.get((index, kind), set()):
+                del hooks[key]
+                removed += 1
+                for extra in ("_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs"):
+                    getattr(module, extra, {}).pop(key, None)
+    return removed
+
+
+def _attempt(checker: Checker, function: Callable, *args: Any, explain: Callable[[BaseException], str | None]) -> tuple[bool, Any, str, int]:
+    """Call a student's function: (returned, result, message if it raised, hooks it left behind, removed again)."""
+    network = args[0].network
+    before = _hooks(network)
+    try:
+        result = True, function(*args), ""
+    except NotImplementedError as error:
+        if not checker.catch_not_implemented:
+            _remove_new_hooks(network, before)
+            raise
+        result = False, None, f"{getattr(function, '__name__', 'a function')} is not implemented yet ({error})."
+    except Exception as error:  # noqa: BLE001 - any student error is reported, not raised
+        result = False, None, explain(error) or describe_error(function, error)
+    return (*result, _remove_new_hooks(network, before))
+
+
+def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, class_activation_maps: Callable) -> None:
+    image = check_image()
+    references = cached(model, "exercise e", lambda: _references(model, image, full_size))
+    ok, answer, error, left = _attempt(checker, class_activation_maps, model, image, explain=_explain(references))
+    if not ok:
+        checker.require(_CHECKS[0], False, error)
+        checker.skip(_CHECKS[1:4], "class_activation_maps must run first")
+        return
+    mistake, problem = _problem(answer, references)
+    shape_mistake = mistake and tuple(getattr(as_tensor(answer), "shape", ())) != tuple(references["reference"].shape)
+    checker.require(_CHECKS[0], not shape_mistake, problem)
+    if shape_mistake:
+        checker.skip(_CHECKS[1:2], "fix the shape first")
+    else:
+        checker.require(_CHECKS[1], not mistake, problem)
+
+    # The same function on a made-up network and image: nothing may be hard-coded for one model.
+    # A mistake already reported above is not counted twice.
+    toy = made_up_model()
+    toy_references = cached(toy, "exercise e", lambda: _references(toy, made_up_image(), toy))
+    toy_ok, toy_answer, toy_error, toy_left = _attempt(checker, class_activation_maps, toy, made_up_image(), explain=_explain(toy_references))
+    toy_mistake, toy_problem = _problem(toy_answer, toy_references) if toy_ok else ("error", toy_error)
+    same_as_above = bool(toy_mistake) and toy_mistake == mistake and mistake not in ("generic", "shape", "type")
+    checker.require(
+        _CHECKS[2], not toy_mistake or same_as_above,
+        "on a made-up network (layer4 with 5 channels, global average pooling, fc with a large bias) and a 40x72 image: "
+        + (toy_problem[0].lower() + toy_problem[1:] if toy_problem else ""),
+    )
+    hooks = max(left, toy_left)
+    checker.require(
+        _CHECKS[3], hooks == 0,
+        f"class_activation_maps left {hooks} hook{'s' if hooks > 1 else ''} on the network after a call: remove each hook after the "
+        "forward pass (handle.remove()), or record with LayerRecorder in a with block. Hooks left behind pile up and run "
+        "on every later forward pass (the check removed these; utilities.remove_all_hooks(model.network) clears the ones "
+        "your notebook's cells left).",
+    )
+
+
+# ----------------------------------------------------------------------------- grad_cam_from_cams
+
+
+def _grad_cam(cams: torch.Tensor) -> torch.Tensor:
+    return cams.clamp(min=0) / (cams.shape[-2] * cams.shape[-1])
+
+
+def _made_up_cams() -> list[torch.Tensor]:
+    """Made-up CAMs with negative and positive cells; K, h and w all differ, within and across the two."""
+    first = torch.tensor([
+        [[-1.0, 2.0, 0.0, 4.0], [3.0, -4.0, 8.0, 1.0]],
+        [[0.5, -0.5, 6.0, -2.0], [1.0, 1.0, -3.0, 2.0]],
+        [[-6.0, -1.0, -2.0, -8.0], [-1.0, -0.5, -3.0, -2.0]],  # nowhere positive: all zero after the ReLU
+    ])
+    second = torch.randn(2, 3, 5, generator=torch.Generator().manual_seed(3)) * 3
+    return [first, second]
+
+
+_GRAD_CAM_MISTAKES: list[tuple[Callable[[torch.Tensor], torch.Tensor], str]] = [
+    (lambda c: c.clamp(min=0),
+     "the maps are not divided by the number of cells: at layer4, the gradient of logit k with respect to every cell of "
+     "channel c is fc.weight[k, c] / (h * w) (global average pooling), so Grad-CAM's channel weights are CAM's divided "
+     "by h * w."),
+    (lambda c: c / (c.shape[-2] * c.shape[-1]),
+     "the negative values are kept: Grad-CAM applies a ReLU to the weighted sum of the channels."),
+    (lambda c: c.abs() / (c.shape[-2] * c.shape[-1]),
+     "negative cells became positive (abs): Grad-CAM's ReLU sets them to 0."),
+    (lambda c: c.clamp(min=0) / c.numel(),
+     "the maps are divided by the number of values in the whole tensor (K * h * w): divide by the number of cells of "
+     "one map, h * w."),
+    (lambda c: c.clamp(min=0) / c.shape[0],
+     "the maps are divided by the number of maps, K: divide by the number of cells of one map, h * w."),
+    (lambda c: c.clamp(min=0) / c.shape[-2],
+     "the maps are divided by the height only: divide by the number of cells of one map, h * w."),
+    (lambda c: c.clamp(min=0) / c.shape[-1],
+     "the maps are divided by the width only: divide by the number of cells of one map, h * w."),
+    (lambda c: c.clamp(min=0) / c.shape[-1] ** 2,
+     "the maps are divided by w * w, as if they were square: divide by h * w; the maps of an image that is not square "
+     "are not square either."),
+    (lambda c: c.clamp(min=0) / c.shape[-2] ** 2,
+     "the maps are divided by h * h, as if they were square: divide by h * w; the maps of an image that is not square "
+     "are not square either."),
+    (lambda c: c.clamp(min=0) * (c.shape[-2] * c.shape[-1]),
+     "the maps are multiplied by the number of cells: Grad-CAM's weights are CAM's weights divided by h * w."),
+    (lambda c: normalize_cams(c.clamp(min=0)),
+     "the maps are normalised to [0, 1]: return what grad_cam(...).raw holds, after the ReLU but not normalised."),
+    (lambda c: c.clamp(min=0) / c.clamp(min=0).sum(dim=(-2, -1), keepdim=True).clamp(min=1e-12),
+     "each map is divided by its own sum: Grad-CAM's factor is the same for every class, 1 / (h * w), from the "
+     "gradient of the average pooling."),
+]
+
+
+def _grad_cam_problem(cases: list[torch.Tensor], expected: list[torch.Tensor], answers: list[Any]) -> str:
+    for cams, answer in zip(cases, answers):
+        result = as_tensor(answer)
+        if result is None:
+            return f"grad_cam_from_cams should return a tensor of the same shape as cams; got {type(answer).__name__}."
+        if tuple(result.shape) != tuple(cams.shape):
+            return (f"grad_cam_from_cams should return one map per CAM, the same shape as cams: for cams of shape "
+                    f"{tuple(cams.shape)} it returned shape {tuple(result.shape)}.")
+    results = [as_tensor(answer) for answer in answers]
+    if all(_close(result, right) for result, right in zip(results, expected)):
+        return ""
+    if not all(bool(torch.isfinite(result).all()) for result in results):
+        return ("the maps contain NaN or infinity: a division by zero? A map that is negative everywhere is all zero "
+                "after the ReLU, so its sum and its maximum are 0; the number of cells never is.")
+    for wrong, message in _GRAD_CAM_MISTAKES:
+        if all(_close(result, wrong(cams)) for result, cams in zip(results, cases)):
+            return message
+    # The same factor whatever the size: a number of cells taken from somewhere else.
+    ratios = []
+    for result, cams in zip(results, cases[:2]):
+        positive = cams.clamp(min=0)
+        mask = positive > 0
+        ratio = result[mask] / positive[mask]
+        if bool((result[~mask].abs() < 1e-6).all()) and float(ratio.max() - ratio.min()) < 1e-4 * float(ratio.abs().max()):
+            ratios.append(float(ratio.mean()))
+    if len(ratios) == 2 and abs(ratios[0] - ratios[1]) < 1e-4 * abs(ratios[0]) and ratios[0] != 0:
+        return (f"the maps are divided by the same number ({1 / ratios[0]:.4g}) whatever their size: divide by the number "
+                "of cells of the maps you are given, h * w from cams.shape, not a number from the notebook or one model.")
+    cams = cases[1]
+    return (f"on made-up CAMs of shape {tuple(cams.shape)}, grad_cam_from_cams does not return what grad_cam(...).raw "
+            "gives at layer4: work out the gradient of logit k with respect to one cell of channel c of layer4 "
+            "(global average pooling, then fc), hence Grad-CAM's channel weights, then its map.")
+
+
+def _check_grad_cam(checker: Checker, model: LoadedModel, grad_cam_from_cams: Callable) -> None:
+    # Two made-up cases, then the CAMs of the check's photo, whose right answer is the library's Grad-CAM.
+    references = cached(model, "exercise e", lambda: _references(model, check_image(), model))
+    library = cached(model, "exercise e: grad_cam", lambda: grad_cam(model, check_image(), range(references["classes"])).raw.cpu())
+    cases = [*_made_up_cams(), references["reference"]]
+    expected = [_grad_cam(cams) for cams in cases[:2]] + [library]
+    answers, changed = [], False
+    for cams in cases:
+        given = cams.clone()
+        ok, answer = checker.call(grad_cam_from_cams, given)
+        if not ok:
+            checker.skip(_CHECKS[4:], "grad_cam_from_cams must run first")
+            return
+        changed = changed or given.shape != cams.shape or not torch.equal(given, cams)
+        answers.append(answer)
+    problem = _grad_cam_problem(cases, expected, answers)
+    checker.require(_CHECKS[4], not problem, problem)
+    checker.require(
+        _CHECKS[5], not changed,
+        "grad_cam_from_cams changed the CAMs it was given (an in-place operation such as clamp_, relu_, /= or "
+        "cams[cams < 0] = 0): the caller's CAMs lose their values. Compute a new tensor and leave cams as it was.",
+    )
+
+
+def check_e(model: LoadedModel, class_activation_maps: Callable, grad_cam_from_cams: Callable, *, _grading: bool = False) -> CheckResult:
+    """Exercise e: the original CAM of all classes from one forward pass, and Grad-CAM from it.
+
+    Args:
+        model: the model the notebook uses.
+        class_activation_maps: ``class_activation_maps(model, image)`` -> (classes, h, w): for each class k, the sum
+            over the channels c of ``fc.weight[k, c]`` times layer4's activation of the image, no bias, ReLU or scaling.
+        grad_cam_from_cams: ``grad_cam_from_cams(cams)`` -> what ``grad_cam(...).raw`` gives at layer4,
+            ReLU(cams) / (h * w), without changing ``cams``.
+        _grading: count an unfinished function as failed instead of raising its ``NotImplementedError``.
+
+    Returns:
+        The checks' result.
+    """
+    checker = Checker("e", CHECK_COUNT, catch_not_implemented=_grading)
+    small = smaller_input(model)  # a quick check; CAMs are computed the same way on smaller inputs
+    _check_cams(checker, small, model, class_activation_maps)
+    _check_grad_cam(checker, small, grad_cam_from_cams)
+    return checker.result
