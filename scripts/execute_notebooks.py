@@ -30,6 +30,8 @@ def execute(path: Path) -> float:
 
 def main(paths: list[str]) -> int:
     os.environ["GRADCAM_MODEL"] = "efficientnet_lite0"
+    # As under the tests (conftest.py): idle OpenMP threads sleep instead of spinning, which a busy machine punishes.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # Committed outputs show static figures, which render anywhere (e.g. on GitHub).
     os.environ["GRADCAM_NONINTERACTIVE"] = "1"
     notebooks = [Path(p).resolve() for p in paths] or sorted((ROOT / "notebooks").glob("*.ipynb"))
