@@ -1,7 +1,7 @@
 # Both targets set everything up on first use (see tasks.py), then run.
 PYTHON ?= python3
 
-.PHONY: lab test bench grade no-answers setup
+.PHONY: lab test bench grade no-answers explain setup
 
 lab:    ## open the notebook series in JupyterLab
 	$(PYTHON) tasks.py lab
@@ -17,6 +17,9 @@ grade:  ## score submitted exercise notebooks: make grade SUBMISSIONS=folder
 
 no-answers:  ## the notebooks without the worked answers, for teachers: make no-answers [OUT=folder]
 	$(PYTHON) tasks.py no-answers $(OUT)
+
+explain:  ## CAM overlays and a CSV for a folder of images: make explain ARGS='data --top-k 3 --out cams'
+	$(PYTHON) tasks.py explain $(ARGS)
 
 setup:
 	$(PYTHON) tasks.py setup

@@ -54,6 +54,7 @@ def main(argv: list[str]) -> int:
         "bench": lambda python: [str(python), str(ROOT / "benchmarks" / "bench_cam.py"), *argv[1:]],
         "grade": lambda python: [str(python), "-m", "utilities.grading", *argv[1:]],
         "no-answers": lambda python: [str(python), str(ROOT / "scripts" / "strip_answers.py"), str(ROOT / "notebooks"), *argv[1:]],
+        "explain": lambda python: [str(python), "-m", "utilities.explain", *argv[1:]],
         "setup": None,
     }
     if not argv or argv[0] not in commands:
@@ -62,7 +63,9 @@ def main(argv: list[str]) -> int:
     python = ensure_environment()
     if commands[argv[0]] is None:
         return 0
-    return subprocess.run(commands[argv[0]](python), cwd=ROOT).returncode
+    # explain reads and writes the paths it is given, so they are relative to where it was called from.
+    cwd = None if argv[0] == "explain" else ROOT
+    return subprocess.run(commands[argv[0]](python), cwd=cwd).returncode
 
 
 if __name__ == "__main__":
