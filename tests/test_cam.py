@@ -3,8 +3,10 @@ import copy
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from utilities import UnknownClassError, grad_cam, normalize_cams, upsample_cams
+from utilities import UnknownClassError, find_target_layer, grad_cam, normalize_cams, upsample_cams
 from utilities.cam import GradCAM
 from utilities.hooks import count_hooks
 
@@ -162,3 +164,155 @@ def test_method_name_and_layer_are_reported(lite_model, chelsea_input):
     result = GradCAM(lite_model, "layer2")(chelsea_input, [1, 2])
     assert (result.method, result.layer, len(result)) == ("Grad-CAM", "layer2", 2)
     assert result.raw.shape[-2:] == (28, 42)
+
+
+# --- the layer, when none is given ---------------------------------------------------------------------------
+
+
+class WithAuxiliaryBranch(nn.Module):
+    """A small CNN whose auxiliary branch runs last and is thrown away, as an auxiliary classifier at test time."""
+
+    def __init__(self, classes: int = 5) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.body = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU())
+        self.auxiliary = nn.Conv2d(16, 4, 1)
+        self.head = nn.Linear(16, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.body(self.stem(x))
+        self.auxiliary(features)  # spatial, executed last, unused: must not be chosen
+        return self.head(features.mean(dim=(2, 3)))
+
+
+def _auxiliary_network() -> nn.Module:
+    torch.manual_seed(0)
+    return WithAuxiliaryBranch().eval()
+
+
+def test_automatic_layer_is_the_last_spatial_one_the_output_depends_on(capsys):
+    network, x = _auxiliary_network(), torch.randn(1, 3, 16, 16)
+    assert find_target_layer(network, x) == "body"
+    first = grad_cam(network, x, "class 3")
+    second = GradCAM(network)(x, 4)
+    assert first.layer == second.layer == "body"
+    assert first.raw.shape == (1, 8, 8) and torch.isfinite(first.maps).all()
+    notice = capsys.readouterr().err.strip().splitlines()
+    assert notice == [
+        "No layer given and WithAuxiliaryBranch has no default, so CAMs explain 'body' (16 channels, 8 x 8 here): "
+        "the last layer with a spatial output that the logits depend on. Pass layer= to choose another."
+    ]  # once per network, however many calls
+    assert count_hooks(network) == 0
+
+
+def test_default_layer_is_the_models_then_layer4_and_says_nothing(lite_model, random_resnet50, chelsea_input, capsys):
+    assert grad_cam(lite_model, chelsea_input).layer == "layer4"
+    assert GradCAM(random_resnet50)(torch.randn(1, 3, 64, 64)).layer == "layer4"
+    assert capsys.readouterr().err == ""
+
+
+def test_in_place_operation_after_the_layer_does_not_change_its_gradient():
+    """DenseNet applies F.relu(..., inplace=True) after its last layer; the gradient must be the layer's own."""
+
+    class InPlaceAfter(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 6, 3, padding=1)
+            self.fc = nn.Linear(6, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = F.relu(self.conv(x), inplace=True)
+            return self.fc(out.mean(dim=(2, 3)))
+
+    torch.manual_seed(0)
+    network, x = InPlaceAfter().eval(), torch.randn(1, 3, 8, 8)
+    result = grad_cam(network, x, [0, 1, 2], layer="conv")
+    activation = network.conv(x).detach()[0]
+    gradient = network.fc.weight[:, :, None, None] / 64 * (activation > 0)  # the ReLU's derivative, per cell
+    expected = torch.einsum("kc,chw->khw", gradient.mean(dim=(-2, -1)), activation).relu()
+    torch.testing.assert_close(result.raw, expected.detach())
+
+
+def test_layer_without_a_spatial_output_names_its_shape_and_the_choice(random_resnet50):
+    x = torch.randn(1, 3, 64, 64)
+    with pytest.raises(ValueError) as caught:
+        grad_cam(random_resnet50, x, layer="fc")
+    assert str(caught.value) == (
+        "Layer 'fc' outputs shape (1, 1000) for this 64 x 64 input, not a spatial map (1, C, h, w with h*w > 1), so it "
+        "has no class activation map. Leave layer out (layer=None) to explain this network's default, 'layer4', which "
+        "outputs (1, 2048, 2, 2)."
+    )
+    with pytest.raises(ValueError, match="Layer 'avgpool' outputs shape \\(1, 2048, 1, 1\\)"):
+        GradCAM(random_resnet50, "avgpool")(x)
+    # At 32 x 32, layer4 is 1 x 1; its first block's 1x1 convolution still sees 2 x 2 (the stride comes after).
+    with pytest.raises(ValueError, match="'layer4' outputs shape \\(1, 2048, 1, 1\\) for this 32 x 32 input.*"
+                       "automatic choice for this input is 'layer4.0.bn1', which outputs \\(1, 512, 2, 2\\)"):
+        grad_cam(random_resnet50, torch.randn(1, 3, 32, 32))
+    assert count_hooks(random_resnet50) == 0
+
+
+def test_network_with_no_spatial_layer_is_explained():
+    torch.manual_seed(0)
+    network = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4)).eval()
+    with pytest.raises(ValueError, match="No layer of Sequential outputs a spatial map .* for an input of \\(8, 8\\) pixels"):
+        grad_cam(network, torch.randn(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="No layer of Sequential outputs a spatial map"):
+        find_target_layer(network, torch.randn(1, 3, 8, 8))
+    assert count_hooks(network) == 0
+
+
+def test_unknown_layer_suggests_the_default_not_a_lookalike(lite_model):
+    network = _auxiliary_network()
+    with pytest.raises(ValueError) as caught:
+        GradCAM(network, "layer4")
+    assert str(caught.value) == (
+        "WithAuxiliaryBranch has no layer 'layer4'. Leave layer out (layer=None) and the last layer with a spatial "
+        "output is found for you, or print(network) to see its layer names."
+    )
+    with pytest.raises(ValueError, match="Did you mean 'layer4', .*\\? The default layer of efficientnet_lite0 is 'layer4'"):
+        grad_cam(lite_model, torch.zeros(1, 3, 32, 32), layer="layer5")
+
+
+# --- class names -----------------------------------------------------------------------------------------------
+
+
+def test_bare_network_without_names_gets_numbered_classes_never_imagenet(random_resnet50):
+    x = torch.randn(1, 3, 16, 16)
+    result = grad_cam(_auxiliary_network(), x, [0, "class 4"])
+    assert result.class_names == ["class 0", "class 4"]
+    assert torch.equal(result.map_for("CLASS 4"), result.maps[1])
+    with pytest.raises(UnknownClassError, match="No class called 'tabby'"):
+        grad_cam(_auxiliary_network(), x, "tabby")
+    assert grad_cam(random_resnet50, torch.randn(1, 3, 64, 64), 285).class_names == ["Egyptian cat"]
+
+
+def test_class_names_are_used_and_checked(lite_model, chelsea_input):
+    names = ["apple", "pear", "plum", "fig", "kiwi"]
+    network, x = _auxiliary_network(), torch.randn(1, 3, 16, 16)
+    result = grad_cam(network, x, ["Pear", 4], class_names=names)
+    assert result.class_names == ["pear", "kiwi"] and result.class_indices == [1, 4]
+    assert torch.equal(result.select([1]).map_for("kiwi"), result.maps[1])
+    with pytest.raises(ValueError, match="Got 4 names in class_names but the network has 5 outputs"):
+        grad_cam(network, x, class_names=names[:4])
+    with pytest.raises(ValueError, match="Got 5 names in class_names but the network has 1000 outputs"):
+        grad_cam(lite_model, chelsea_input, class_names=names)
+    with pytest.raises(ValueError, match="'pear' twice"):
+        GradCAM(network, class_names=["pear", "pear", "a", "b", "c"])
+    assert count_hooks(network) == 0
+
+
+# --- never NaN -------------------------------------------------------------------------------------------------
+
+
+def test_non_finite_maps_are_refused_not_normalised():
+    maps = torch.rand(3, 4, 4)
+    maps[1, 0, 0] = float("nan")
+    maps[2, 1, 1] = float("inf")
+    with pytest.raises(ValueError, match="hold 2 NaN and infinite values in 2 of 3 maps \\(first: map 1\\)"):
+        normalize_cams(maps)
+
+
+def test_nan_input_is_a_clear_error(random_resnet50):
+    with pytest.raises(ValueError, match="The Grad-CAM maps at 'layer4' hold .* NaN .*check the input for NaN"):
+        grad_cam(random_resnet50, torch.full((1, 3, 64, 64), float("nan")), 1)
+    assert count_hooks(random_resnet50) == 0

@@ -1,6 +1,13 @@
 import pytest
 
-from utilities.classes import IMAGENET_CLASS_NAMES, UnknownClassError, class_index, find_classes
+from utilities.classes import (
+    IMAGENET_CLASS_NAMES,
+    UnknownClassError,
+    check_class_names,
+    class_index,
+    default_class_names,
+    find_classes,
+)
 
 
 def test_there_are_1000_unique_names():
@@ -63,3 +70,20 @@ def test_custom_class_names_work_without_wordnet():
     names = ["apple", "pear", "red apple"]
     assert class_index("PEAR", names) == 1
     assert find_classes("apple", names) == ["apple", "red apple"]
+
+
+def test_default_names_are_imagenet_only_for_1000_outputs():
+    assert default_class_names(1000) == IMAGENET_CLASS_NAMES
+    assert default_class_names(3) == ("class 0", "class 1", "class 2")
+
+
+def test_checked_names_say_what_is_wrong():
+    assert check_class_names(["cat", "Cat"], 2) == ("cat", "Cat")  # ImageNet itself has "Cardigan" and "cardigan"
+    with pytest.raises(ValueError, match="Got 1 class names but the network has 2 outputs; pass one name per output"):
+        check_class_names(["cat"], 2)
+    with pytest.raises(ValueError, match="'cat' twice \\(positions 0 and 2\\)"):
+        check_class_names(["cat", "dog", "cat"])
+    with pytest.raises(TypeError, match="a list of strings, one per output, got str 'cat'"):
+        check_class_names("cat")
+    with pytest.raises(TypeError, match="must be strings; got 3 \\(int\\)"):
+        check_class_names(["cat", 3])

@@ -141,3 +141,34 @@ def test_remove_all_hooks_cleans_up_bare_hooks():
     assert count_hooks(net) == 3
     assert remove_all_hooks(net) == 3
     assert count_hooks(net) == 0
+
+
+def test_outputs_keep_their_gradient_through_a_later_in_place_operation():
+    """autograd.grad on a tensor that is later changed in place would differentiate the changed tensor."""
+
+    class ReluInPlaceAfter(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu_(self.conv(x)).sum()
+
+    torch.manual_seed(0)
+    net, x = ReluInPlaceAfter().requires_grad_(False), torch.randn(1, 3, 6, 6)
+    for inputs in (x, x.clone().requires_grad_(True)):  # the graph starting at the layer, or at the input
+        with LayerRecorder(net, "conv", record_gradients=False) as recorder:
+            total = net(inputs)
+        (gradient,) = torch.autograd.grad(total, recorder.outputs["conv"])
+        torch.testing.assert_close(gradient, (recorder.activations["conv"] > 0).float())
+        assert (recorder.activations["conv"] < 0).any()  # recorded before the ReLU
+
+
+def test_unknown_layer_hint_replaces_the_list_and_lookalikes_must_be_close(lite_model):
+    with pytest.raises(ValueError) as caught:
+        resolve_layers(_small_net(False), "layer4", hint="Leave layer out.")
+    assert str(caught.value) == "Sequential has no layer 'layer4'. Leave layer out."
+    with pytest.raises(ValueError, match="no layer 'layer5'. Did you mean 'layer4', 'layer3'"):
+        resolve_layers(lite_model.network, "layer5")  # stages before their blocks
+    with pytest.raises(TypeError, match="by its name \\(str\\) or as a module, not int"):
+        resolve_layers(lite_model.network, [4])

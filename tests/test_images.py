@@ -145,3 +145,12 @@ def test_conversion_returns_a_new_array():
     converted = to_rgb_uint8(original)
     converted[0, 0, 0] = 1
     assert original[0, 0, 0] == 0
+
+
+@pytest.mark.parametrize("url", ["https://example.org/photos/cat.jpg?size=large", "HTTP://example.org/cat.jpg"])
+def test_url_is_not_downloaded_and_says_how_to_save_it(url):
+    with pytest.raises(ImageLoadError) as caught:
+        load_image(url)
+    message = str(caught.value)
+    assert message.startswith(f"{url!r} is a URL; images are not downloaded here.")
+    assert f"curl -L -o cat.jpg '{url}'" in message and "load_image('cat.jpg')" in message

@@ -1,12 +1,23 @@
+import re
 import socket
 import time
+from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 import torch
 
 import utilities.models as models
-from utilities import LoadedModel, load_model
-from utilities.models import EfficientNetLite0AsResNet, GlobalAveragePool, ModelUnavailableError
+from utilities import IMAGENET_CLASS_NAMES, LoadedModel, find_target_layer, grad_cam, load_model
+from utilities.hooks import count_hooks
+from utilities.models import (
+    MODEL_NAMES,
+    TORCHVISION_MODELS,
+    EfficientNetLite0AsResNet,
+    GlobalAveragePool,
+    ModelUnavailableError,
+)
 
 
 @pytest.mark.parametrize(
@@ -81,8 +92,8 @@ def test_loaded_model_carries_names_and_own_normalisation(lite_model):
 def test_environment_variable_picks_the_model(monkeypatch):
     monkeypatch.setenv("GRADCAM_MODEL", "EfficientNet-Lite0")
     assert load_model().name == "efficientnet_lite0"
-    monkeypatch.setenv("GRADCAM_MODEL", "vgg16")
-    with pytest.raises(ValueError, match="Unknown model 'vgg16' \\(from \\$GRADCAM_MODEL\\); choose one of resnet50"):
+    monkeypatch.setenv("GRADCAM_MODEL", "alexnet")
+    with pytest.raises(ValueError, match="Unknown model 'alexnet' \\(from \\$GRADCAM_MODEL\\). Choose one of resnet50"):
         load_model()
 
 
@@ -173,3 +184,174 @@ def test_probe_is_bounded_in_time(monkeypatch):
     start = time.perf_counter()
     assert models._host_reachable("https://example.invalid/x", timeout=0.2) is False
     assert time.perf_counter() - start < 3
+
+
+# --- torchvision models by name, each with its default layer -------------------------------------------------
+
+#: Input side for the architecture tests: small, so that all eight stay fast; a multiple of 32.
+SMALL_SIDE = 96
+
+#: What find_target_layer picks on each loaded network (no default involved). VGG16's AdaptiveAvgPool2d((7, 7))
+#: still outputs a map, which is why VGG16 has its own default; the others' choice names the stage holding the default.
+AUTOMATIC_CHOICE = {
+    "resnet18": "layer4",
+    "resnet50": "layer4",
+    "mobilenet_v2": "features",
+    "mobilenet_v3_large": "features",
+    "vgg16": "avgpool",
+    "efficientnet_b0": "features",
+    "densenet121": "features",
+    "convnext_tiny": "features",
+}
+
+
+@pytest.fixture(scope="module", params=list(TORCHVISION_MODELS))
+def untrained(request):
+    """Each torchvision architecture once, with seeded random weights (no download)."""
+    return request.param, load_model(request.param + "_untrained")
+
+
+def test_table_names_real_torchvision_builders_and_weights():
+    import torchvision.models
+
+    assert set(TORCHVISION_MODELS) == set(AUTOMATIC_CHOICE)
+    for name, row in TORCHVISION_MODELS.items():
+        assert callable(getattr(torchvision.models, row.builder))
+        weights = getattr(torchvision.models, row.weights).DEFAULT
+        assert len(weights.meta["categories"]) == 1000
+        assert name in MODEL_NAMES and name + "_untrained" in MODEL_NAMES
+
+
+def test_each_architecture_explains_its_default_layer(untrained):
+    name, loaded = untrained
+    assert loaded.name == f"{name}_untrained" and not loaded.pretrained
+    assert loaded.target_layer == TORCHVISION_MODELS[name].target_layer
+    assert loaded.class_names == IMAGENET_CLASS_NAMES
+    assert not loaded.network.training and not any(p.requires_grad for p in loaded.network.parameters())
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, SMALL_SIDE, SMALL_SIDE)
+    result = grad_cam(loaded, x, [0, 1])
+    stride = 16 if name == "vgg16" else 32
+    assert result.layer == loaded.target_layer
+    assert result.raw.shape == (2, SMALL_SIDE // stride, SMALL_SIDE // stride)
+    assert result.maps.shape == (2, SMALL_SIDE, SMALL_SIDE)
+    assert torch.isfinite(result.maps).all()
+    assert count_hooks(loaded.network) == 0
+    assert find_target_layer(loaded.network, x) == AUTOMATIC_CHOICE[name]
+    assert count_hooks(loaded.network) == 0
+
+
+def test_preprocessing_follows_the_weights_without_cropping(untrained):
+    name, loaded = untrained
+    import torchvision.models
+
+    reference = getattr(torchvision.models, TORCHVISION_MODELS[name].weights).DEFAULT.transforms()
+    assert loaded.mean == pytest.approx(tuple(reference.mean)) and loaded.std == pytest.approx(tuple(reference.std))
+    resize = next(step for step in loaded.preprocess.transforms if type(step).__name__ == "Resize")
+    assert resize.interpolation == reference.interpolation
+    wide = np.full((32, 48, 3), 255, dtype=np.uint8)
+    assert loaded.preprocess(wide).shape == (3, reference.crop_size[0], reference.crop_size[0] * 3 // 2)
+
+
+def test_names_ignore_case_dashes_and_underscores_and_suggest_a_close_one():
+    assert load_model("MobileNet-V2-Untrained").name == "mobilenet_v2_untrained"
+    with pytest.raises(ValueError, match="Unknown model 'resnet5' \\(from load_model\\). Did you mean 'resnet50'\\?"):
+        load_model("resnet5")
+
+
+def test_offline_torchvision_model_by_name_says_where_to_put_the_file(offline):
+    with pytest.raises(ModelUnavailableError) as caught:
+        load_model("vgg16")
+    message = str(caught.value)
+    assert message.startswith("VGG16's ImageNet weights are not in torchvision's cache")
+    assert str(offline / "vgg16-397923af.pth") in message
+    assert "https://download.pytorch.org/models/vgg16-397923af.pth" in message
+
+
+def test_densenet_loads_legacy_keys_with_weights_only_and_its_added_relu_changes_nothing(offline, monkeypatch):
+    """The hub's DenseNet file stores old key names; features.relu5 must not change the outputs."""
+    from torchvision.models import densenet121
+
+    torch.manual_seed(0)
+    reference = densenet121().eval()
+    # As in the hub's file: "norm.1" for "norm1", and no num_batches_tracked (it predates them).
+    legacy = {
+        re.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.", r"\1.\2.", key): value
+        for key, value in reference.state_dict().items()
+        if not key.endswith("num_batches_tracked")
+    }
+    assert "features.denseblock1.denselayer1.norm.1.weight" in legacy
+    offline.mkdir(parents=True)
+    torch.save(legacy, offline / "densenet121-a639ec97.pth")
+    calls = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(k.get("weights_only")) or real_load(*a, **k))
+    loaded = load_model("densenet121")
+    assert calls and all(flag is True for flag in calls)
+    assert loaded.pretrained and loaded.target_layer == "features.relu5"
+    assert isinstance(loaded.network.features.relu5, torch.nn.ReLU)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded.network(x), reference(x))
+
+
+# --- your own network ----------------------------------------------------------------------------------------
+
+
+def _tiny_network(classes: int = 4) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, classes)
+    )
+
+
+def test_wrap_gives_preprocessing_names_and_a_frozen_network(data_dir):
+    network = _tiny_network().train()
+    model = LoadedModel.wrap(network, ["apple", "pear", "plum", "fig"], mean=(0.5,) * 3, std=(0.25,) * 3, input_size=32)
+    assert model.name == "Sequential" and model.class_names == ("apple", "pear", "plum", "fig")
+    assert model.network is network and not network.training
+    assert not any(p.requires_grad for p in network.parameters())
+    assert model.to_input(data_dir / "chelsea.jpg").shape[-2:] == (32, 48)  # short side 32, aspect kept
+    assert model.predict(data_dir / "chelsea.jpg", top_k=1)[0][0] in model.class_names
+    exact = LoadedModel.wrap(_tiny_network(), input_size=(20, 30), target_layer="1", name="tiny")
+    assert exact.to_input(data_dir / "chelsea.jpg").shape[-2:] == (20, 30)
+    assert (exact.name, exact.target_layer) == ("tiny", "1")
+    assert exact.class_names == ("class 0", "class 1", "class 2", "class 3")
+    assert grad_cam(exact, data_dir / "chelsea.jpg", "class 2").layer == "1"
+
+
+def test_wrap_refuses_what_would_fail_later():
+    with pytest.raises(ValueError, match="Got 2 class names but the network has 4 outputs"):
+        LoadedModel.wrap(_tiny_network(), ["a", "b"])
+    with pytest.raises(ValueError, match="'a' twice \\(positions 0 and 2\\)"):
+        LoadedModel.wrap(_tiny_network(), ["a", "b", "a", "c"])
+    with pytest.raises(TypeError, match="a list of strings.*'abcd'"):
+        LoadedModel.wrap(_tiny_network(), "abcd")
+    with pytest.raises(ValueError, match="Sequential has no layer 'layer4'"):
+        LoadedModel.wrap(_tiny_network(), target_layer="layer4")
+    with pytest.raises(ValueError, match="input_size must be a positive int"):
+        LoadedModel.wrap(_tiny_network(), input_size=0)
+    fixed = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
+    with pytest.raises(ValueError, match="Sequential failed on a blank input of shape \\(1, 3, 224, 224\\): RuntimeError.*input_size"):
+        LoadedModel.wrap(fixed)
+    with pytest.raises(TypeError, match="needs an nn.Module"):
+        LoadedModel.wrap("resnet50")
+    with pytest.raises(ValueError, match="mean must be three numbers, one per RGB channel"):
+        LoadedModel.wrap(_tiny_network(), mean=(0.5,))
+    with pytest.raises(ValueError, match="Conv2d must return logits \\(1, classes\\) for one image; it returned \\(1, 4, 8, 8\\)"):
+        LoadedModel.wrap(torch.nn.Conv2d(3, 4, 1), input_size=8)
+
+
+def test_readme_example_runs(monkeypatch, capsys):
+    """The "Bring your own model" example of the README, as written."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Bring your own model", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    try:
+        exec(compile(code, "README.md", "exec"), {})
+    finally:
+        plt.close("all")
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "4 ['cat', 'dog'] (2, 32, 48)"
+    assert "CAMs explain '4'" in captured.err

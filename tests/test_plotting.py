@@ -4,7 +4,7 @@ import pytest
 import torch
 from matplotlib import colormaps
 
-from utilities import grad_cam
+from utilities import CamResult, grad_cam
 from utilities.plotting import overlay_cam, show_cam, show_cams, show_feature_maps, visualize_image_list
 
 
@@ -103,3 +103,27 @@ def test_signed_image_list_is_centred_at_zero_with_colorbars():
     shown = [ax for ax in figure.axes if ax.images and ax.get_label() != "<colorbar>"]
     assert [(ax.images[0].norm.vmin, ax.images[0].norm.vmax) for ax in shown[:2]] == [(-3.0, 3.0), (-1.0, 1.0)]
     assert len(figure.axes) == 4
+
+
+def _result_for_classes(indices):
+    count = len(indices)
+    return CamResult(
+        raw=torch.rand(count, 2, 3),
+        class_indices=list(indices),
+        class_names=[f"class {index}" for index in indices],
+        scores=torch.zeros(count),
+        probabilities=torch.full((count,), 0.5),
+        layer="body",
+        method="Grad-CAM",
+        image_size=(20, 30),
+    )
+
+
+def test_cam_grid_titles_with_own_class_names():
+    image, result = np.zeros((20, 30, 3), dtype=np.uint8), _result_for_classes([2, 0])
+    default = show_cams(image, result)
+    assert [ax.get_title() for ax in default.axes if ax.images] == ["class 2 (50.0%)", "class 0 (50.0%)"]
+    named = show_cams(image, result, class_names=["apple", "pear", "plum"])
+    assert [ax.get_title() for ax in named.axes if ax.images] == ["plum (50.0%)", "apple (50.0%)"]
+    with pytest.raises(ValueError, match="class_names has 2 names, but the result holds class index 2"):
+        show_cams(image, result, class_names=["apple", "pear"])

@@ -1,6 +1,6 @@
 """Shared code of the Grad-CAM notebook series."""
 
-from .cam import CAMMethod, CamResult, GradCAM, grad_cam, normalize_cams, upsample_cams
+from .cam import CAMMethod, CamResult, GradCAM, find_target_layer, grad_cam, normalize_cams, upsample_cams
 from .claims import ClaimError, claim
 from .classes import IMAGENET_CLASS_NAMES, UnknownClassError, class_index, find_classes
 from .faithfulness import (
@@ -16,7 +16,8 @@ from .hooks import LayerRecorder, NotRecordedError, count_hooks, remove_all_hook
 from .images import DATA_DIR, ImageLoadError, load_image, to_rgb_uint8
 from .guided import GuidedGradCAM, GuidedReLUs, gradient_image, guided_backprop
 from .methods import CAM, CAM_METHODS, EigenCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM, XGradCAM
-from .models import LoadedModel, ModelUnavailableError, load_model
+from .models import MODEL_NAMES, LoadedModel, ModelUnavailableError, load_model
+from .pooling import broadcast_pooling
 from .plotting import overlay_cam, show_cam, show_cams, show_feature_maps, visualize_image_list
 from .widgets import cam_picker
 
@@ -38,11 +39,13 @@ __all__ = [
     "LayerCAM",
     "LayerRecorder",
     "LoadedModel",
+    "MODEL_NAMES",
     "ModelUnavailableError",
     "NotRecordedError",
     "ScoreCAM",
     "UnknownClassError",
     "XGradCAM",
+    "broadcast_pooling",
     "cam_picker",
     "cascading_randomization",
     "claim",
@@ -51,6 +54,7 @@ __all__ = [
     "deletion_and_insertion",
     "deletion_curve",
     "find_classes",
+    "find_target_layer",
     "grad_cam",
     "gradient_image",
     "guided_backprop",

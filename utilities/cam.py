@@ -12,23 +12,27 @@ need no gradients (Score-CAM, Eigen-CAM) implement
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
-from functools import cached_property
-from typing import Iterator, Sequence, Union
+import sys
+import weakref
+from dataclasses import dataclass, field
+from functools import cached_property, partial
+from typing import Iterator, NamedTuple, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .classes import IMAGENET_CLASS_NAMES, class_index
+from .classes import IMAGENET_CLASS_NAMES, check_class_names, class_index, default_class_names
 from .hooks import LayerRecorder, LayerSpec, resolve_layers
 from .images import ImageLike, load_image
 from .models import LoadedModel
+from .pooling import broadcast_pooling
 
 __all__ = [
     "CamResult",
     "CAMMethod",
     "GradCAM",
+    "find_target_layer",
     "grad_cam",
     "normalize_cams",
     "upsample_cams",
@@ -53,6 +57,8 @@ class CamResult:
         layer: name of the layer the maps come from.
         method: name of the CAM method.
         image_size: (H, W) that :attr:`maps` are upsampled to.
+        model_class_names: all the model's class names, by class index, for
+            :meth:`map_for` (empty: ImageNet's).
     """
 
     raw: torch.Tensor
@@ -63,6 +69,7 @@ class CamResult:
     layer: str
     method: str
     image_size: tuple[int, int]
+    model_class_names: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.class_indices)
@@ -94,11 +101,16 @@ class CamResult:
             layer=self.layer,
             method=self.method,
             image_size=self.image_size,
+            model_class_names=self.model_class_names,
         )
 
-    def map_for(self, target: Target, class_names: Sequence[str] = IMAGENET_CLASS_NAMES) -> torch.Tensor:
-        """The (H, W) upsampled, normalised map of one class, given by name or class index."""
-        index = class_index(target, class_names)
+    def map_for(self, target: Target, class_names: Sequence[str] | None = None) -> torch.Tensor:
+        """The (H, W) upsampled, normalised map of one class, given by name or class index.
+
+        Names are looked up in ``class_names``, by default the model's own
+        (:attr:`model_class_names`, or ImageNet's when that is empty).
+        """
+        index = class_index(target, class_names or self.model_class_names or IMAGENET_CLASS_NAMES)
         if index not in self.class_indices:
             shown = ", ".join(self.class_names[:10]) + (", ..." if len(self) > 10 else "")
             raise KeyError(f"No map for class {target!r}; this result holds {shown}.")
@@ -112,20 +124,45 @@ def normalize_cams(cams: torch.Tensor) -> torch.Tensor:
     """Scale each map (the last two dimensions) to [0, 1] by its own minimum and maximum.
 
     A constant map has no range to scale: an all-zero map stays zero, and a
-    constant positive map becomes all ones. The result is never NaN.
+    constant positive map becomes all ones. The result is never NaN: maps
+    with NaN or infinite values are refused, because no scaling of them is
+    right (replacing the values would hide a broken input or network).
 
     Args:
         cams: (..., H, W) maps.
 
     Returns:
         Maps of the same shape in [0, 1].
+
+    Raises:
+        ValueError: a map holds NaN or infinite values.
     """
+    if not cams.is_floating_point():
+        cams = cams.float()
+    finite = torch.isfinite(cams)
+    if not bool(finite.all()):
+        raise ValueError(_non_finite_message(cams, finite, "The maps given to normalize_cams"))
     flat = cams.flatten(-2)
     low = flat.amin(dim=-1, keepdim=True).unsqueeze(-1)
     high = flat.amax(dim=-1, keepdim=True).unsqueeze(-1)
     spread = high - low
     scaled = (cams - low) / torch.where(spread > 0, spread, torch.ones_like(spread))
     return torch.where(spread > 0, scaled, (high > 0).to(cams.dtype).expand_as(cams))
+
+
+def _non_finite_message(cams: torch.Tensor, finite: torch.Tensor, what: str) -> str:
+    bad = ~finite
+    count = int(bad.sum())
+    kinds = " and ".join(kind for kind, present in (("NaN", bool(cams.isnan().any())), ("infinite", bool(cams.isinf().any()))) if present)
+    where = ""
+    if cams.ndim >= 3:
+        maps = bad.flatten(-2).any(-1).flatten().nonzero().flatten().tolist()
+        where = f" in {len(maps)} of {bad.flatten(-2).any(-1).numel()} maps (first: map {maps[0]})"
+    return (
+        f"{what} hold {count} {kinds} values{where}, so they cannot be scaled to [0, 1]. They come from NaN or "
+        "infinite activations or gradients: check the input for NaN, the network's weights, and use float32 "
+        "rather than half precision, which overflows."
+    )
 
 
 def upsample_cams(cams: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -163,6 +200,114 @@ def _evaluated_frozen(network: nn.Module) -> Iterator[None]:
             module.training = True
 
 
+def _has_submodule(network: nn.Module, name: str) -> bool:
+    try:
+        network.get_submodule(name)
+    except AttributeError:
+        return False
+    return True
+
+
+class _LayerOutput(NamedTuple):
+    """What one module output in a probe forward pass (its last call, if called several times)."""
+
+    name: str
+    shape: tuple[int, ...]
+    on_path: bool  # the logits depend on it
+
+    @property
+    def spatial(self) -> bool:
+        return len(self.shape) == 4 and self.shape[-2] * self.shape[-1] > 1
+
+
+def _layer_outputs(network: nn.Module, inputs: torch.Tensor) -> list[_LayerOutput]:
+    """Every submodule's tensor output in one forward pass, in the order the modules finished.
+
+    A module finishes after its children, so a stage (``layer4``) comes after
+    its last block. Whether the logits depend on an output is read from the
+    autograd graph, not guessed from module types: an output is on the path
+    if its graph node is reachable backwards from the logits.
+    """
+    calls: list[tuple[str, tuple[int, ...], object]] = []
+
+    def record(name: str, module: nn.Module, args: tuple, output: object) -> None:
+        if isinstance(output, torch.Tensor):
+            # The node as it is now: an in-place operation later gives the tensor a new one.
+            calls.append((name, tuple(output.shape), output.grad_fn))
+
+    handles = [module.register_forward_hook(partial(record, name)) for name, module in network.named_modules() if name]
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            # A gradient-requiring input builds the graph through every layer, frozen or not.
+            logits = network(inputs.detach().clone().requires_grad_(True))
+    finally:
+        for handle in handles:
+            handle.remove()
+    reachable: dict[int, object] = {}  # id -> node; holding the nodes keeps their ids unique
+    stack = [logits.grad_fn] if isinstance(logits, torch.Tensor) else []
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in reachable:
+            continue
+        reachable[id(node)] = node
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    last_call = {name: position for position, (name, _, _) in enumerate(calls)}
+    return [
+        _LayerOutput(name, shape, node is not None and id(node) in reachable)
+        for position, (name, shape, node) in enumerate(calls)
+        # A module called several times (a shared ReLU) is recorded at its last call, as LayerRecorder does.
+        if last_call[name] == position
+    ]
+
+
+def _automatic_choice(outputs: list[_LayerOutput]) -> _LayerOutput | None:
+    candidates = [output for output in outputs if output.spatial and output.on_path]
+    return candidates[-1] if candidates else None
+
+
+def _no_spatial_layer_message(network: nn.Module, inputs: torch.Tensor) -> str:
+    return (
+        f"No layer of {type(network).__name__} outputs a spatial map (N, C, h, w with h*w > 1) that the logits "
+        f"depend on, for an input of {tuple(inputs.shape[-2:])} pixels, so there is nothing to explain. "
+        "Use a larger image, or pass layer= a convolutional layer."
+    )
+
+
+def find_target_layer(network: nn.Module, inputs: torch.Tensor) -> str:
+    """The layer CAM methods explain when none is given and the network has no default.
+
+    It is the last module, in the order modules finish, whose output is a
+    spatial map (N, C, h, w with h*w > 1) and on the path to the output: the
+    logits depend on it. One forward pass of ``inputs`` finds it, with a hook
+    on every module (all removed afterwards). A stage finishes after its own
+    last block, so the answer names the stage (``features``) rather than its
+    last ReLU when both output the same map. A branch whose output the
+    logits do not use (an auxiliary head) is never chosen, and neither is
+    anything after the global pooling.
+
+    Args:
+        network: the classifier; run in eval mode with frozen parameters for
+            the pass, then restored.
+        inputs: a preprocessed batch of one (1, 3, H, W).
+
+    Returns:
+        The dotted module name.
+
+    Raises:
+        ValueError: no module output is spatial and on the path to the output.
+    """
+    with _evaluated_frozen(network):
+        chosen = _automatic_choice(_layer_outputs(network, inputs))
+    if chosen is None:
+        raise ValueError(_no_spatial_layer_message(network, inputs))
+    return chosen.name
+
+
+#: The layer found for each network without a default, so that it is found,
+#: and announced, once per network.
+_AUTOMATIC_LAYERS: "weakref.WeakKeyDictionary[nn.Module, str]" = weakref.WeakKeyDictionary()
+
+
 class CAMMethod:
     """Shared machinery of CAM methods: one base, one small subclass per method.
 
@@ -174,12 +319,26 @@ class CAMMethod:
     chunks whose gradients take at most :data:`GRADIENT_CHUNK_BYTES`, so memory
     stays bounded however many classes are asked for.
 
+    Without a layer, the method explains the model's default layer
+    (:attr:`LoadedModel.target_layer <utilities.models.LoadedModel>`), else
+    ``layer4`` if the network has one, else the layer that
+    :func:`find_target_layer` finds on the first call: then one line on
+    standard error says which, once per network, and :attr:`CamResult.layer`
+    names it in every result.
+
     Args:
-        model: a :class:`~utilities.models.LoadedModel`, or a bare ``nn.Module``
-            with ImageNet class names assumed.
-        layer: the layer to explain, by name (``"layer4"``) or as a module.
+        model: a :class:`~utilities.models.LoadedModel`, or a bare ``nn.Module``.
+        layer: the layer to explain, by name (``"layer4"``) or as a module;
+            ``None`` for the default described above.
         chunk_size: classes per backward pass; by default as many as fit
             :data:`GRADIENT_CHUNK_BYTES`.
+        class_names: the names of the network's outputs, in order; by default
+            the model's own, and for a bare network ImageNet's if it has 1000
+            outputs, else ``"class 0"`` .. ``"class N-1"``.
+
+    Raises:
+        TypeError: ``model`` is neither a LoadedModel nor an nn.Module.
+        ValueError: a layer name the network does not have, or duplicate class names.
     """
 
     #: Name shown in results and figures.
@@ -187,21 +346,93 @@ class CAMMethod:
     #: Whether the method backpropagates class scores (else it implements maps_without_gradients).
     uses_gradients = True
 
-    def __init__(self, model: LoadedModel | nn.Module, layer: LayerSpec = "layer4", chunk_size: int | None = None) -> None:
+    def __init__(
+        self,
+        model: LoadedModel | nn.Module,
+        layer: LayerSpec | None = None,
+        chunk_size: int | None = None,
+        class_names: Sequence[str] | None = None,
+    ) -> None:
         if isinstance(model, LoadedModel):
-            self.network, self.class_names, self._model = model.network, model.class_names, model
+            self.network, self._model = model.network, model
+            default_layer = model.target_layer
         elif isinstance(model, nn.Module):
-            self.network, self.class_names, self._model = model, IMAGENET_CLASS_NAMES, None
+            self.network, self._model = model, None
+            default_layer = None
         else:
             raise TypeError(f"Expected a LoadedModel or an nn.Module, got {type(model).__name__}.")
-        ((self.layer_name, self.layer),) = resolve_layers(self.network, layer).items()
+        if class_names is not None:
+            self._class_names: tuple[str, ...] | None = check_class_names(class_names)
+            self._class_names_source = "class_names"
+        else:
+            self._class_names = model.class_names if isinstance(model, LoadedModel) else None
+            self._class_names_source = f"{model.name}'s class_names" if isinstance(model, LoadedModel) else ""
+        #: The output names; for a bare network without class_names, known after the first call.
+        self.class_names: tuple[str, ...] | None = self._class_names
+        if layer is None:
+            if default_layer is not None:
+                layer = default_layer
+            elif _has_submodule(self.network, "layer4"):
+                layer = "layer4"
+        self.layer_name: str | None = None
+        self.layer: nn.Module | None = None
+        if layer is not None:
+            ((self.layer_name, self.layer),) = resolve_layers(self.network, layer, hint=self._layer_hint()).items()
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1, got {chunk_size}.")
         self.chunk_size = chunk_size
 
+    def _layer_hint(self) -> str:
+        """What to suggest for a layer name the network does not have."""
+        if self._model is not None and self._model.target_layer is not None:
+            return f"The default layer of {self._model.name} is {self._model.target_layer!r}: leave layer out (layer=None) to use it."
+        if _has_submodule(self.network, "layer4"):
+            return "Leave layer out (layer=None) to use 'layer4', or print(network) to see its layer names."
+        return (
+            "Leave layer out (layer=None) and the last layer with a spatial output is found for you, "
+            "or print(network) to see its layer names."
+        )
+
+    def _choose_layer(self, inputs: torch.Tensor) -> None:
+        """Find the layer for a network without a default, once per network, and say which."""
+        name = _AUTOMATIC_LAYERS.get(self.network)
+        if name is not None and not _has_submodule(self.network, name):
+            name = None  # the network was changed since: find the layer again
+        if name is None:
+            outputs = _layer_outputs(self.network, inputs)
+            chosen = _automatic_choice(outputs)
+            if chosen is None:
+                raise ValueError(_no_spatial_layer_message(self.network, inputs))
+            name = chosen.name
+            _AUTOMATIC_LAYERS[self.network] = name
+            channels, height, width = chosen.shape[1:]
+            print(
+                f"No layer given and {type(self.network).__name__} has no default, so CAMs explain {name!r} "
+                f"({channels} channels, {height} x {width} here): the last layer with a spatial output that the "
+                "logits depend on. Pass layer= to choose another.",
+                file=sys.stderr,
+            )
+        self.layer_name, self.layer = name, self.network.get_submodule(name)
+
+    def _names_for(self, logits: torch.Tensor) -> tuple[str, ...]:
+        """The class names of the network's outputs, checked against their number."""
+        count = logits.shape[-1]
+        if self._class_names is None:
+            names = default_class_names(count)
+        else:
+            names = self._class_names
+            if len(names) != count:
+                raise ValueError(
+                    f"Got {len(names)} names in {self._class_names_source} but the network has {count} outputs; "
+                    "pass one name per output, in the order of the outputs."
+                )
+        self.class_names = names
+        return names
+
     def _inputs(self, image: ImageLike | torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """The network input (1, 3, h, w) and the size to upsample maps to."""
-        device = next(self.network.parameters()).device
+        parameter = next(self.network.parameters(), None)
+        device = parameter.device if parameter is not None else torch.device("cpu")
         if isinstance(image, torch.Tensor) and image.dtype.is_floating_point and image.ndim in (3, 4):
             inputs = image if image.ndim == 4 else image.unsqueeze(0)
             if inputs.shape[0] != 1:
@@ -210,16 +441,20 @@ class CAMMethod:
                 raise ValueError(f"Expected a preprocessed tensor (1, 3, H, W), got shape {tuple(image.shape)}.")
             return inputs.detach().to(device), tuple(inputs.shape[-2:])
         if self._model is None:
-            raise TypeError("A bare nn.Module cannot preprocess images; pass a preprocessed tensor (1, 3, H, W).")
+            raise TypeError(
+                "A bare nn.Module cannot preprocess images; pass a preprocessed tensor (1, 3, H, W), or wrap the "
+                "network with its preprocessing: LoadedModel.wrap(network, class_names, mean=..., std=..., input_size=...)."
+            )
         pixels = load_image(image)
         return self._model.preprocess(pixels).unsqueeze(0).to(device), pixels.shape[:2]
 
     def _target_indices(self, targets: Target | Sequence[Target] | None, logits: torch.Tensor) -> list[int]:
+        names = self._names_for(logits)
         if targets is None:
             return [int(logits.argmax())]
         if isinstance(targets, (str, int)) or not isinstance(targets, Sequence) and hasattr(targets, "__index__"):
             targets = [targets]
-        indices = [class_index(target, self.class_names) for target in targets]
+        indices = [class_index(target, names) for target in targets]
         if not indices:
             raise ValueError("No target classes given; pass a class name, an index, a list of them, or None for the top class.")
         return indices
@@ -228,6 +463,31 @@ class CAMMethod:
         if self.chunk_size is not None:
             return self.chunk_size
         return max(1, GRADIENT_CHUNK_BYTES // max(1, bytes_per_class))
+
+    def _not_spatial_message(self, shape: tuple[int, ...], inputs: torch.Tensor) -> str:
+        """Why the layer has no CAM, and which layer has one."""
+        outputs = _layer_outputs(self.network, inputs)
+        shapes = {output.name: output.shape for output in outputs if output.spatial and output.on_path}
+        default = self._model.target_layer if self._model is not None and self._model.target_layer else None
+        if default is None and _has_submodule(self.network, "layer4"):
+            default = "layer4"
+        automatic = _automatic_choice(outputs)
+        if default is not None and default != self.layer_name and default in shapes:
+            suggestion = (
+                f"Leave layer out (layer=None) to explain this network's default, {default!r}, "
+                f"which outputs {shapes[default]}."
+            )
+        elif automatic is not None and automatic.name != self.layer_name:
+            suggestion = (
+                f"The automatic choice for this input is {automatic.name!r}, which outputs {automatic.shape}: "
+                f"pass layer={automatic.name!r}, or use a larger image."
+            )
+        else:
+            suggestion = "No layer of this network has a spatial output for this input; use a larger image."
+        return (
+            f"Layer {self.layer_name!r} outputs shape {shape} for this {inputs.shape[-2]} x {inputs.shape[-1]} input, "
+            f"not a spatial map (1, C, h, w with h*w > 1), so it has no class activation map. {suggestion}"
+        )
 
     def __call__(
         self,
@@ -249,22 +509,34 @@ class CAMMethod:
                 size, or the tensor's for a tensor.
 
         Returns:
-            The maps and what they belong to.
+            The maps and what they belong to; ``layer`` names the layer explained.
 
         Raises:
             UnknownClassError: a class name or index the model does not have.
-            ValueError: a batch of several images, or a layer that does not
-                influence the output.
+            ValueError: a batch of several images; a layer that does not
+                influence the output or whose output is not a spatial map (the
+                message names a layer that is); class names whose number
+                differs from the network's outputs; maps with NaN or infinite
+                values (from a NaN input or an overflowing network).
         """
         inputs, image_size = self._inputs(image)
         with _evaluated_frozen(self.network), torch.inference_mode(False), torch.set_grad_enabled(self.uses_gradients):
             # Inputs made under inference mode cannot enter autograd; a clone made outside it can.
             inputs = inputs.clone()
-            with LayerRecorder(self.network, {self.layer_name: self.layer}, record_gradients=False) as recorder:
+            if self.layer is None:
+                self._choose_layer(inputs)
+            # A global nn.AdaptiveAvgPool2d would write a full gradient per class; GlobalAveragePool broadcasts one.
+            with broadcast_pooling(self.network, keep=[self.layer]), LayerRecorder(
+                self.network, {self.layer_name: self.layer}, record_gradients=False
+            ) as recorder:
                 logits = self.network(inputs)
-            if logits.ndim != 2 or logits.shape[0] != 1:
-                raise ValueError(f"Expected the network to return logits (1, classes), got {tuple(logits.shape)}.")
-            activation = recorder.activations[self.layer_name][0]
+            if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != 1:
+                shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+                raise ValueError(f"Expected the network to return logits (1, classes), got {shape}.")
+            recorded = recorder.activations[self.layer_name]
+            if recorded.ndim != 4 or recorded.shape[-2] * recorded.shape[-1] <= 1:
+                raise ValueError(self._not_spatial_message(tuple(recorded.shape), inputs))
+            activation = recorded[0]
             indices = self._target_indices(targets, logits)
             if self.uses_gradients:
                 if not logits.requires_grad:
@@ -273,6 +545,9 @@ class CAMMethod:
             else:
                 raw = self.maps_without_gradients(inputs, activation, indices)
         raw = F.relu(raw).detach()
+        finite = torch.isfinite(raw)
+        if not bool(finite.all()):
+            raise ValueError(_non_finite_message(raw, finite, f"The {self.name} maps at {self.layer_name!r}"))
         probabilities = logits.detach()[0].softmax(-1)
         return CamResult(
             raw=raw,
@@ -283,6 +558,7 @@ class CAMMethod:
             layer=self.layer_name,
             method=self.name,
             image_size=tuple(output_size or image_size),
+            model_class_names=self.class_names,
         )
 
     def _maps_from_gradients(
@@ -330,18 +606,21 @@ def grad_cam(
     model: LoadedModel | nn.Module,
     image: ImageLike | torch.Tensor,
     targets: Target | Sequence[Target] | None = None,
-    layer: LayerSpec = "layer4",
+    layer: LayerSpec | None = None,
     output_size: tuple[int, int] | None = None,
     chunk_size: int | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> CamResult:
     """Grad-CAM of one image for one or many classes at one layer.
 
     All classes share one forward pass; their gradients come from batched
-    backward passes. See :class:`CAMMethod` for the arguments.
+    backward passes. See :class:`CAMMethod` for the arguments, and for the
+    layer explained when ``layer`` is ``None`` (the model's default layer,
+    else ``layer4``, else the last layer with a spatial output).
 
     Example::
 
         result = grad_cam(model, "data/cat_and_coffee.png", ["Egyptian cat", "espresso"])
         result.maps.shape  # (2, 224, 448)
     """
-    return GradCAM(model, layer, chunk_size)(image, targets, output_size)
+    return GradCAM(model, layer, chunk_size, class_names)(image, targets, output_size)

@@ -18,7 +18,9 @@ from torchvision.models import ResNet50_Weights
 __all__ = [
     "IMAGENET_CLASS_NAMES",
     "UnknownClassError",
+    "check_class_names",
     "class_index",
+    "default_class_names",
     "find_classes",
 ]
 
@@ -36,6 +38,59 @@ class UnknownClassError(ValueError):
     def __init__(self, message: str, suggestions: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.suggestions = list(suggestions)
+
+
+def default_class_names(count: int) -> tuple[str, ...]:
+    """Names for a classifier that came without any: ImageNet's for 1000 outputs, else ``"class 0"`` .. ``"class N-1"``.
+
+    Args:
+        count: the number of outputs.
+
+    Returns:
+        ``count`` names.
+    """
+    if count == len(IMAGENET_CLASS_NAMES):
+        return IMAGENET_CLASS_NAMES
+    return tuple(f"class {index}" for index in range(count))
+
+
+def check_class_names(class_names: Sequence[str], count: int | None = None) -> tuple[str, ...]:
+    """Class names as a tuple, after checking they can name a classifier's outputs.
+
+    Args:
+        class_names: one name per output, in output order.
+        count: the number of outputs, if known.
+
+    Returns:
+        The names as a tuple.
+
+    Raises:
+        TypeError: a single string, or names that are not strings.
+        ValueError: the wrong number of names, or the same name twice.
+    """
+    if isinstance(class_names, str) or not isinstance(class_names, Sequence):
+        raise TypeError(
+            f"class_names must be a list of strings, one per output, got {type(class_names).__name__}"
+            + (f" {class_names!r}." if isinstance(class_names, str) else ".")
+        )
+    names = tuple(class_names)
+    not_strings = [name for name in names if not isinstance(name, str)]
+    if not_strings:
+        raise TypeError(f"class_names must be strings; got {not_strings[0]!r} ({type(not_strings[0]).__name__}).")
+    if count is not None and len(names) != count:
+        raise ValueError(
+            f"Got {len(names)} class names but the network has {count} outputs; "
+            "pass one name per output, in the order of the outputs."
+        )
+    seen: dict[str, int] = {}
+    for position, name in enumerate(names):
+        if name in seen:
+            raise ValueError(
+                f"class_names has {name!r} twice (positions {seen[name]} and {position}); "
+                "each output needs its own name to be found by name."
+            )
+        seen[name] = position
+    return names
 
 
 @lru_cache(maxsize=1)

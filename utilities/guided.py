@@ -165,7 +165,7 @@ class GuidedGradCAM(GradCAM):
 
     name = "Guided Grad-CAM"
 
-    def __init__(self, model: LoadedModel | nn.Module, layer: LayerSpec = "layer4", chunk_size: int | None = None) -> None:
+    def __init__(self, model: LoadedModel | nn.Module, layer: LayerSpec | None = None, chunk_size: int | None = None) -> None:
         super().__init__(model, layer, chunk_size)
         GuidedReLUs(self.network)  # fail now, with the message, if nothing can be guided
 

@@ -28,13 +28,19 @@ class NotRecordedError(KeyError):
         return str(self.args[0])
 
 
-def resolve_layers(network: nn.Module, layers: LayerSpec | Iterable[LayerSpec] | Mapping[str, nn.Module]) -> dict[str, nn.Module]:
+def resolve_layers(
+    network: nn.Module,
+    layers: LayerSpec | Iterable[LayerSpec] | Mapping[str, nn.Module],
+    hint: str | None = None,
+) -> dict[str, nn.Module]:
     """Name -> module for each requested layer.
 
     Args:
         network: the model that contains the layers.
         layers: a dotted module name (``"layer4"``, ``"layer4.2.conv3"``), a
             module of ``network``, a list of those, or a ready name -> module map.
+        hint: what to suggest for a name the network does not have, instead
+            of listing its top-level layers (names spelt alike are suggested either way).
 
     Returns:
         The layers by name, in the order given.
@@ -55,14 +61,19 @@ def resolve_layers(network: nn.Module, layers: LayerSpec | Iterable[LayerSpec] |
                 raise ValueError(f"The {type(layer).__name__} module given is not part of this network.")
             resolved[names_by_module[layer] or type(layer).__name__] = layer
             continue
+        if not isinstance(layer, str):
+            raise TypeError(f"A layer is given by its name (str) or as a module, not {type(layer).__name__}.")
         try:
             resolved[layer] = network.get_submodule(layer)
         except AttributeError:
             names = [name for name in names_by_module.values() if name]
-            close = difflib.get_close_matches(layer, names, n=5, cutoff=0.5)
+            # A high cutoff: "layer5" finds "layer4", but "layer4" must not find "classifier".
+            close = difflib.get_close_matches(layer, names, n=5, cutoff=0.75)
+            close.sort(key=lambda name: name.count("."))  # stages before their blocks; stable otherwise
             top_level = [name for name, _ in network.named_children()]
-            hint = f"Did you mean {', '.join(map(repr, close))}?" if close else f"Top-level layers: {', '.join(top_level)}."
-            raise ValueError(f"{type(network).__name__} has no layer {layer!r}. {hint}") from None
+            parts = [f"Did you mean {', '.join(map(repr, close))}?"] if close else []
+            parts.append(hint if hint is not None else f"Top-level layers: {', '.join(top_level)}.")
+            raise ValueError(f"{type(network).__name__} has no layer {layer!r}. {' '.join(parts)}") from None
     return resolved
 
 
@@ -98,7 +109,9 @@ class LayerRecorder:
         activations: name -> detached copy of the layer's output, (N, C, H, W).
         gradients: name -> gradient of the last backward pass with respect to that output.
         outputs: name -> the output itself, still part of the autograd graph
-            (for ``torch.autograd.grad``).
+            (for ``torch.autograd.grad``). The network goes on with a copy, so
+            an in-place operation after the layer does not change what
+            gradients with respect to it mean.
     """
 
     def __init__(
@@ -149,19 +162,21 @@ class LayerRecorder:
             )
         # A copy: an in-place operation after this layer must not change what we recorded.
         self.activations[name] = output.detach().clone()
-        replaced = None
-        if torch.is_grad_enabled() and not output.requires_grad:
-            # Nothing before this layer needs a gradient (frozen weights): start the
-            # graph here. The clone keeps the leaf safe from later in-place operations.
-            output = output.detach().requires_grad_(True).clone()
-            replaced = output
-        if self.record_gradients and output.requires_grad:
+        if not torch.is_grad_enabled() or not output.is_floating_point():
+            return None
+        # Nothing before this layer needs a gradient (frozen weights): start the graph here.
+        recorded = output if output.requires_grad else output.detach().requires_grad_(True)
+        if self.record_gradients:
             # The hook must not refer to the recorder: recorder -> outputs -> graph ->
             # hook -> recorder would be a cycle through autograd's C++ nodes, which
             # Python's garbage collector cannot see, so every forward would leak.
-            output.register_hook(partial(_store_gradient, self.gradients, name))
-        self.outputs[name] = output
-        return replaced
+            recorded.register_hook(partial(_store_gradient, self.gradients, name))
+        self.outputs[name] = recorded
+        # The network goes on with a copy. An in-place operation later (DenseNet's
+        # F.relu(..., inplace=True), `x += y`) then changes the copy, so autograd's
+        # gradient with respect to `recorded` stays the gradient with respect to this
+        # layer's output, not with respect to what the in-place operation made of it.
+        return recorded.clone()
 
     def __repr__(self) -> str:
         state = "active" if self.active else "inactive"

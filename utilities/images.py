@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Union
+from urllib.parse import urlparse
 
 import numpy as np
 import tifffile
@@ -20,6 +22,9 @@ DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 
 #: Images with a side shorter than this carry too little to classify.
 MIN_IMAGE_SIDE = 8
+
+# "https://...", "ftp://...": a scheme and "://" (a Windows path "C:\\..." has no "//").
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
 class ImageLoadError(ValueError):
@@ -162,8 +167,17 @@ def load_image(image: ImageLike) -> np.ndarray:
 
     Raises:
         ImageLoadError: a missing, empty, unreadable or unusable image; the
-            message names the path and what is wrong.
+            message names the path and what is wrong. A URL (``https://...``)
+            is not downloaded: the message says how to save it as a file first.
     """
+    if isinstance(image, str) and _URL.match(image.strip()):
+        url = image.strip()
+        file_name = Path(urlparse(url).path).name or "image.jpg"
+        raise ImageLoadError(
+            f"{url!r} is a URL; images are not downloaded here. Save the image as a file first (in a browser: "
+            f"right-click, 'Save image as'; in a terminal: curl -L -o {file_name} '{url}') and pass its path, "
+            f"e.g. load_image('{file_name}')."
+        )
     if isinstance(image, (str, os.PathLike)):
         path = Path(image).expanduser()
         return to_rgb_uint8(_read_file(path), source=f"'{path}'")

@@ -137,7 +137,7 @@ class ScoreCAM(CAMMethod):
     def __init__(
         self,
         model,
-        layer="layer4",
+        layer=None,
         batch_size: int = 16,
         progress: bool | None = None,
         max_channels: int | None = None,
@@ -208,7 +208,7 @@ class CAM(CAMMethod):
     name = "CAM"
     uses_gradients = False
 
-    def __init__(self, model, layer: LayerSpec = "layer4", classifier: str | nn.Module = "fc") -> None:
+    def __init__(self, model, layer: LayerSpec | None = None, classifier: str | nn.Module = "fc") -> None:
         super().__init__(model, layer)
         if isinstance(classifier, str):
             try:

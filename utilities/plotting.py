@@ -16,6 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .cam import CamResult
+from .classes import check_class_names
 from .images import ImageLike, load_image, to_rgb_uint8
 
 __all__ = ["overlay_cam", "show_cam", "show_cams", "show_feature_maps", "visualize_image_list"]
@@ -259,6 +260,7 @@ def show_cams(
     alpha: float = 0.5,
     cmap: str = "jet",
     size: float = 3.0,
+    class_names: Sequence[str] | None = None,
 ) -> Figure:
     """One CAM overlay per class of a :class:`~utilities.cam.CamResult`, titled with class and probability.
 
@@ -269,14 +271,31 @@ def show_cams(
         alpha: opacity of the maps.
         cmap: colormap.
         size: inches per overlay.
+        class_names: all the model's class names, by class index, to title
+            the overlays with; by default the names in ``result`` (those of
+            the model or the ``class_names`` it was computed with).
 
     Returns:
         The matplotlib figure.
+
+    Raises:
+        ValueError: ``class_names`` too short for the result's class indices.
     """
+    if class_names is None:
+        titles = list(result.class_names)
+    else:
+        names = check_class_names(class_names)
+        missing = [index for index in result.class_indices if index >= len(names)]
+        if missing:
+            raise ValueError(
+                f"class_names has {len(names)} names, but the result holds class index {missing[0]}; "
+                "pass all the model's class names, one per output, in output order."
+            )
+        titles = [names[index] for index in result.class_indices]
     pixels = load_image(image)
     figure, axes = _grid(len(result), ncols, size)
     for position, axis in enumerate(axes):
-        title = f"{result.class_names[position]} ({float(result.probabilities[position]):.1%})"
+        title = f"{titles[position]} ({float(result.probabilities[position]):.1%})"
         show_cam(pixels, result.maps[position], alpha=alpha, cmap=cmap, colorbar=False, title=title, ax=axis)
     figure.suptitle(f"{result.method} at {result.layer}")
     figure.tight_layout()
