@@ -180,10 +180,18 @@ def test_cam_written_out_is_one_einsum(lite_model, chelsea_input):
 
 
 def test_cam_refuses_layers_and_heads_it_is_not_defined_for(lite_model, chelsea_input):
-    with pytest.raises(ValueError, match="layer has 112 channels but the linear layer expects 1280 inputs"):
+    with pytest.raises(ValueError, match="layer has 112 channels but the linear layer expects 1280 inputs, so that linear layer does not directly follow"):
         CAM(lite_model, "layer3")(chelsea_input)
     with pytest.raises(ValueError, match="one nn.Linear after global average pooling; got Sequential"):
         CAM(lite_model, "layer4", classifier="layer1")
     with pytest.raises(ValueError, match="no module 'head'"):
         CAM(lite_model, "layer4", classifier="head")
     assert count_hooks(lite_model.network) == 0
+
+
+def test_cam_refuses_an_inner_layer_with_the_right_channel_count(random_resnet50):
+    x = torch.randn(1, 3, 64, 64)
+    with pytest.raises(ValueError, match="does not receive this layer's output averaged over its cells"):
+        CAM(random_resnet50, "layer4.1")(x, 3)
+    assert CAM(random_resnet50, "layer4")(x, 3).raw.shape == (1, 2, 2)
+    assert count_hooks(random_resnet50) == 0

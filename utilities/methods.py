@@ -224,13 +224,36 @@ class CAM(CAMMethod):
             )
         self.classifier = classifier
 
+    def __call__(self, image, targets=None, output_size=None):
+        """As :meth:`CAMMethod.__call__`; also records what the linear layer receives, to check the head."""
+        received: list[torch.Tensor] = []
+        handle = self.classifier.register_forward_pre_hook(lambda module, args: received.append(args[0].detach()))
+        self._classifier_inputs = received
+        try:
+            return super().__call__(image, targets, output_size)
+        finally:
+            handle.remove()
+            self._classifier_inputs = []
+
     def maps_without_gradients(self, inputs: torch.Tensor, activations: torch.Tensor, indices: list[int]) -> torch.Tensor:
         weight = self.classifier.weight
+        undefined = (
+            "CAM is defined only for the layer right before a head of global average pooling and one linear layer; "
+            "use Grad-CAM at this layer, or CAM at the last stage before the pooling."
+        )
         if activations.shape[0] != weight.shape[1]:
             raise ValueError(
                 f"CAM at {self.layer_name!r}: the layer has {activations.shape[0]} channels but the linear layer expects "
-                f"{weight.shape[1]} inputs, so pooling and that layer do not directly follow it. "
-                "Use the last stage before the pooling (layer4), or Grad-CAM at this layer."
+                f"{weight.shape[1]} inputs, so that linear layer does not directly follow its pooled output. {undefined}"
+            )
+        # Matching channel counts are not enough (ResNet50's layer4.1 has layer4's 2048): the linear
+        # layer must receive exactly this layer's output averaged over its cells.
+        pooled = activations.mean(dim=(-2, -1))
+        received = self._classifier_inputs[-1].flatten() if getattr(self, "_classifier_inputs", None) else None
+        if received is None or received.shape != pooled.shape or not torch.allclose(received, pooled, rtol=1e-4, atol=1e-5 * float(pooled.abs().max()) + 1e-7):
+            raise ValueError(
+                f"CAM at {self.layer_name!r}: the linear layer does not receive this layer's output averaged over its cells "
+                f"(another layer, or more layers, come in between). {undefined}"
             )
         return torch.einsum("kc,chw->khw", weight[indices], activations)
 
