@@ -59,7 +59,7 @@ def _stub_hints(notebook):
 @pytest.mark.parametrize("path", sorted(STUDENT_DIR.glob("*.ipynb")), ids=lambda p: p.stem[:10])
 def test_student_notebooks_raise_each_stub_and_nothing_else(path):
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, timeout=300, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(notebook, timeout=300, kernel_name="python3", allow_errors=True, shutdown_kernel="immediate", resources={"metadata": {"path": str(path.parent)}}).execute()
     errors = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs if output.output_type == "error"]
     assert {error.ename for error in errors} == {"NotImplementedError"}, [f"{e.ename}: {e.evalue}" for e in errors]
     assert {error.evalue for error in errors} == _stub_hints(notebook)

@@ -43,7 +43,10 @@ def _run_all(client: NotebookClient, notebook) -> list[list[str]]:
 
 
 def _client(notebook) -> NotebookClient:
-    return NotebookClient(notebook, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
+    # Immediate shutdown: a graceful one of a kernel that has loaded torch takes about 2 s more.
+    return NotebookClient(
+        notebook, kernel_name="python3", timeout=600, shutdown_kernel="immediate", resources={"metadata": {"path": str(NOTEBOOK_DIR)}}
+    )
 
 
 def _probe(client: NotebookClient, notebook, source: str) -> list[str]:

@@ -304,7 +304,7 @@ def deletion_curve(
     target: int,
     steps: int = 32,
     score: str = "probability",
-    batch_size: int = 11,
+    batch_size: int = 8,
     seed: int = 0,
 ) -> Curve:
     """Remove the most salient pixels first, replacing them with zeros (the mean colour after normalisation).
@@ -334,7 +334,7 @@ def insertion_curve(
     target: int,
     steps: int = 32,
     score: str = "probability",
-    batch_size: int = 11,
+    batch_size: int = 8,
     seed: int = 0,
     blur_sigma: float = 5.0,
 ) -> Curve:
@@ -359,7 +359,7 @@ def deletion_and_insertion(
     target: int,
     steps: int = 16,
     score: str = "logit",
-    batch_size: int = 16,
+    batch_size: int = 8,
     seed: int = 0,
     blur_sigma: float = 5.0,
 ) -> dict[str, tuple[Curve, Curve]]:

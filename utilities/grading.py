@@ -94,7 +94,8 @@ def grade_notebook(path: Path, exercise: str, timeout: float = 300) -> CheckResu
     notebook.cells.append(nbformat.v4.new_code_cell(GRADING_CELL.format(exercise=exercise, mark=RESULT_MARK)))
     client = NotebookClient(
         notebook, timeout=timeout, kernel_name="python3", allow_errors=True,
-        resources={"metadata": {"path": str(path.parent)}},
+        # Immediate shutdown: a graceful one of a kernel that has loaded torch takes about 2 s more per submission.
+        shutdown_kernel="immediate", resources={"metadata": {"path": str(path.parent)}},
     )
     try:
         client.execute()
