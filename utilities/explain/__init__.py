@@ -4,26 +4,7 @@ The command (argument parsing, exit codes) is in :mod:`utilities.explain.__main_
 the work, usable from Python too, is in :mod:`utilities.explain.folder`.
 """
 
-from .folder import (
-    CSV_COLUMNS,
-    CSV_NAME,
-    ExplainUsageError,
-    FolderReport,
-    Skipped,
-    check_output_folder,
-    explain_images,
-    find_images,
-    overlay_name,
-)
+from . import folder
+from .folder import *  # noqa: F403 - the package offers what its work module offers
 
-__all__ = [
-    "CSV_COLUMNS",
-    "CSV_NAME",
-    "ExplainUsageError",
-    "FolderReport",
-    "Skipped",
-    "check_output_folder",
-    "explain_images",
-    "find_images",
-    "overlay_name",
-]
+__all__ = list(folder.__all__)
