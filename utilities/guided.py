@@ -182,8 +182,9 @@ class GuidedGradCAM(GradCAM):
         Returns:
             The Grad-CAM result with ``guided`` added; ``guided_grad_cam`` is their product.
         """
-        cams = super().__call__(image, targets, output_size)
-        inputs, _ = self._inputs(image)
+        # Load and preprocess once: both passes start from the same network input.
+        inputs, image_size = self._inputs(image)
+        cams = super().__call__(inputs, targets, output_size or image_size)
         guided = guided_backprop(self._model or self.network, inputs, cams.class_indices)
         fields = {name: getattr(cams, name) for name in cams.__dataclass_fields__}
         return GuidedGradCamResult(**fields, guided=guided)

@@ -226,17 +226,17 @@ class CAM(CAMMethod):
                 "Use Grad-CAM for other heads."
             )
         self.classifier = classifier
+        #: What the linear layer received in the current call (filled by a hook in __call__).
+        self._classifier_inputs: list[torch.Tensor] = []
 
     def __call__(self, image, targets=None, output_size=None):
         """As :meth:`CAMMethod.__call__`; also records what the linear layer receives, to check the head."""
-        received: list[torch.Tensor] = []
-        handle = self.classifier.register_forward_pre_hook(lambda module, args: received.append(args[0].detach()))
-        self._classifier_inputs = received
+        handle = self.classifier.register_forward_pre_hook(lambda module, args: self._classifier_inputs.append(args[0].detach()))
         try:
             return super().__call__(image, targets, output_size)
         finally:
             handle.remove()
-            self._classifier_inputs = []
+            self._classifier_inputs.clear()
 
     def maps_without_gradients(self, inputs: torch.Tensor, activations: torch.Tensor, indices: list[int]) -> torch.Tensor:
         weight = self.classifier.weight
@@ -252,7 +252,7 @@ class CAM(CAMMethod):
         # Matching channel counts are not enough (ResNet50's layer4.1 has layer4's 2048): the linear
         # layer must receive exactly this layer's output averaged over its cells.
         pooled = activations.mean(dim=(-2, -1))
-        received = self._classifier_inputs[-1].flatten() if getattr(self, "_classifier_inputs", None) else None
+        received = self._classifier_inputs[-1].flatten() if self._classifier_inputs else None
         if received is None or received.shape != pooled.shape or not torch.allclose(received, pooled, rtol=1e-4, atol=1e-5 * float(pooled.abs().max()) + 1e-7):
             raise ValueError(
                 f"CAM at {self.layer_name!r}: the linear layer does not receive this layer's output averaged over its cells "
