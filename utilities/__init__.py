@@ -1,6 +1,19 @@
 """Shared code of the Grad-CAM notebook series."""
 
-from .cam import CAMMethod, CamResult, GradCAM, find_target_layer, grad_cam, normalize_cams, upsample_cams
+from ._imports import import_torchvision
+
+import_torchvision()  # first, before any module below imports torchvision: see _imports.py
+
+from .cam import (
+    CAMMethod,
+    CamResult,
+    GradCAM,
+    MapsTooLargeError,
+    find_target_layer,
+    grad_cam,
+    normalize_cams,
+    upsample_cams,
+)
 from .claims import ClaimError, claim
 from .classes import IMAGENET_CLASS_NAMES, UnknownClassError, class_index, find_classes
 from .faithfulness import (
@@ -40,6 +53,7 @@ __all__ = [
     "LayerRecorder",
     "LoadedModel",
     "MODEL_NAMES",
+    "MapsTooLargeError",
     "ModelUnavailableError",
     "NotRecordedError",
     "ScoreCAM",
