@@ -316,3 +316,21 @@ def test_nan_input_is_a_clear_error(random_resnet50):
     with pytest.raises(ValueError, match="The Grad-CAM maps at 'layer4' hold .* NaN .*check the input for NaN"):
         grad_cam(random_resnet50, torch.full((1, 3, 64, 64), float("nan")), 1)
     assert count_hooks(random_resnet50) == 0
+
+
+def test_maps_of_many_classes_on_a_large_image_are_refused_with_the_ways_out(lite_model, chelsea_input, monkeypatch):
+    result = grad_cam(lite_model, chelsea_input, range(1000), output_size=(3024, 4032))  # a phone photo's size
+    with pytest.raises(MemoryError, match=r"1000 classes at 3024x4032 pixels would take 48\.8 GB") as refused:
+        result.maps
+    for way_out in ("map_for", "select", "output_size", "maps_limit_bytes"):
+        assert way_out in str(refused.value)
+    assert "maps" not in result.__dict__  # nothing half-computed is kept
+    # the ways out work: one class, a few classes
+    assert result.map_for("Egyptian cat").shape == (3024, 4032)
+    assert result.select([285, 281]).maps.shape == (2, 3024, 4032)
+    # the limit is a setting
+    monkeypatch.setattr(type(result), "maps_limit_bytes", 10 * 3024 * 4032 * 4)
+    assert result.select(range(10)).maps.shape == (10, 3024, 4032)
+    with pytest.raises(MemoryError, match="11 classes"):
+        result.select(range(11)).maps
+

@@ -154,3 +154,64 @@ def test_url_is_not_downloaded_and_says_how_to_save_it(url):
     message = str(caught.value)
     assert message.startswith(f"{url!r} is a URL; images are not downloaded here.")
     assert f"curl -L -o cat.jpg '{url}'" in message and "load_image('cat.jpg')" in message
+
+
+def _traced_peak(work) -> int:
+    """Peak bytes that Python and NumPy allocate during work() (NumPy reports its buffers to tracemalloc)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        work()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    ("make", "bound"),
+    [
+        # uint8 RGB, what files hold: one copy, the result
+        (lambda rng: rng.integers(0, 256, (600, 800, 3), dtype=np.uint8), 1.2),
+        # RGBA composited in integers; a float64 path would need over 10 times the result
+        (lambda rng: rng.integers(0, 256, (600, 800, 4), dtype=np.uint8), 6.0),
+        # 16-bit and float images through float32, not float64 (which alone is 8 times the result)
+        (lambda rng: rng.integers(0, 65536, (600, 800, 3), dtype=np.uint16), 6.0),
+        (lambda rng: rng.random((600, 800, 3), dtype=np.float32), 6.0),
+    ],
+    ids=["uint8 RGB", "uint8 RGBA", "uint16", "float32"],
+)
+def test_conversion_memory_is_a_small_multiple_of_the_image(make, bound):
+    image = make(np.random.default_rng(0))
+    result_bytes = 600 * 800 * 3
+    peak = _traced_peak(lambda: to_rgb_uint8(image))
+    assert peak <= bound * result_bytes, f"peak {peak / result_bytes:.1f} x the RGB uint8 result"
+
+
+def test_a_jpeg_file_is_loaded_without_float_copies(tmp_path):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (600, 800, 3), dtype=np.uint8)).save(tmp_path / "photo.jpg")
+    loaded = {}
+    peak = _traced_peak(lambda: loaded.setdefault("image", load_image(tmp_path / "photo.jpg")))
+    image = loaded["image"]
+    assert image.dtype == np.uint8 and image.shape == (600, 800, 3) and image.flags.writeable
+    # the decoded bytes and the writable result; converting through float64 would add 8 times the image
+    assert peak <= 2.5 * image.nbytes, f"peak {peak / image.nbytes:.1f} x the image"
+
+
+def test_rgba_integer_compositing_equals_the_float_formula():
+    rng = np.random.default_rng(1)
+    rgba = rng.integers(0, 256, (64, 64, 4), dtype=np.uint8)
+    values = rgba / 255.0
+    expected = np.rint((values[..., :3] * values[..., 3:] + 1.0 - values[..., 3:]) * 255.0).astype(np.uint8)
+    np.testing.assert_array_equal(to_rgb_uint8(rgba), expected)
+
+
+def test_the_result_never_shares_memory_with_the_input():
+    rgb = np.zeros((10, 10, 3), dtype=np.uint8)
+    result = to_rgb_uint8(rgb)
+    result[0, 0, 0] = 9
+    assert rgb[0, 0, 0] == 0
+    tensor = torch.zeros(10, 10, 3, dtype=torch.uint8)
+    to_rgb_uint8(tensor)[0, 0, 0] = 9
+    assert tensor[0, 0, 0] == 0

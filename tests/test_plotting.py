@@ -5,7 +5,15 @@ import torch
 from matplotlib import colormaps
 
 from utilities import CamResult, grad_cam
-from utilities.plotting import overlay_cam, show_cam, show_cams, show_feature_maps, visualize_image_list
+from utilities.plotting import (
+    DISPLAY_OVERSAMPLING,
+    display_shape,
+    overlay_cam,
+    show_cam,
+    show_cams,
+    show_feature_maps,
+    visualize_image_list,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -127,3 +135,74 @@ def test_cam_grid_titles_with_own_class_names():
     assert [ax.get_title() for ax in named.axes if ax.images] == ["plum (50.0%)", "apple (50.0%)"]
     with pytest.raises(ValueError, match="class_names has 2 names, but the result holds class index 2"):
         show_cams(image, result, class_names=["apple", "pear"])
+
+
+def _photo(height, width):
+    """A large RGB uint8 image with a gradient, so that resampling shows."""
+    rows = np.linspace(0, 255, height, dtype=np.float32)[:, None, None]
+    columns = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
+    return np.broadcast_to((rows + columns) / 2, (height, width, 3)).astype(np.uint8)
+
+
+def test_display_shape_downscales_only_what_the_axes_cannot_show():
+    figure, axis = plt.subplots(figsize=(4, 3), dpi=100)
+    box = axis.get_window_extent()
+    height, width = display_shape((3024, 4032), axis)
+    assert (height, width) != (3024, 4032)
+    assert abs(width / height - 4032 / 3024) < 0.01  # aspect kept
+    # twice the pixels the axes have along the side that limits the image
+    assert min(width / box.width, height / box.height) == pytest.approx(DISPLAY_OVERSAMPLING, rel=0.01)
+    assert display_shape((224, 448), axis) == (224, 448)  # the course's images are drawn as they are
+    assert display_shape((3024, 4032)) == (round(3024 * 1000 / 4032), 1000)  # show_cam's figure: 5 in at 100 dpi, x2
+
+
+def test_show_cam_draws_a_phone_photo_at_display_size_in_its_own_coordinates():
+    photo = _photo(3024, 4032)
+    ax = show_cam(photo, torch.rand(7, 9), title="phone photo", colorbar=False)  # a colorbar shrinks the axes after
+    drawn_image, drawn_map = ax.images
+    assert drawn_image.get_array().shape[:2] == drawn_map.get_array().shape == display_shape((3024, 4032), ax)
+    assert drawn_image.get_array().shape[0] < 3024
+    # the axes keep the photo's pixel coordinates: a box drawn at (x, y) lands on the photo's (x, y)
+    assert tuple(drawn_image.get_extent()) == (-0.5, 4031.5, 3023.5, -0.5)
+    assert tuple(drawn_map.get_extent()) == (-0.5, 4031.5, 3023.5, -0.5)
+    # downscaled with antialiasing, not by dropping pixels: the gradient's middle value survives
+    middle = drawn_image.get_array()[drawn_image.get_array().shape[0] // 2, drawn_image.get_array().shape[1] // 2, 0]
+    assert abs(int(middle) - int(photo[1512, 2016, 0])) <= 2
+
+
+def test_show_cam_of_a_course_image_is_drawn_at_full_size(data_dir):
+    ax = show_cam(data_dir / "cat_and_coffee.png", torch.rand(7, 14))
+    assert ax.images[0].get_array().shape[:2] == (224, 448)
+    assert ax.images[1].get_array().shape == (224, 448)
+
+
+def test_show_cams_upsamples_only_what_it_shows(lite_model):
+    photo = _photo(1500, 2000)
+    result = grad_cam(lite_model, photo, ["Egyptian cat", "espresso"])
+    figure = show_cams(photo, result)
+    assert "maps" not in result.__dict__  # result.maps, at the photo's size, was never computed
+    assert all(ax.images[1].get_array().shape[0] < 1500 for ax in figure.axes if ax.images)
+
+
+def test_visualize_image_list_downscales_large_photos():
+    figure = visualize_image_list([_photo(3000, 4000)])
+    drawn = figure.axes[0].images[0]
+    assert drawn.get_array().shape[0] < 3000
+    assert tuple(drawn.get_extent()) == (-0.5, 3999.5, 2999.5, -0.5)
+
+
+def test_overlay_of_a_large_image_makes_no_float_copy_of_it():
+    import tracemalloc
+
+    photo = _photo(1200, 1600)
+    cam = torch.rand(7, 9)
+    tracemalloc.start()
+    try:
+        overlay = overlay_cam(photo, cam)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert overlay.shape == photo.shape and overlay.dtype == np.uint8
+    # the map at full size (float32), its colour indices, the result, and small bands; a float64 RGBA copy
+    # of the colours alone would be 32 bytes a pixel, more than 10 times the photo
+    assert peak <= 4 * photo.nbytes, f"peak {peak / photo.nbytes:.1f} x the photo"

@@ -16,7 +16,7 @@ import sys
 import weakref
 from dataclasses import dataclass, field
 from functools import cached_property, partial
-from typing import Iterator, NamedTuple, Sequence, Union
+from typing import ClassVar, Iterator, NamedTuple, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,7 @@ __all__ = [
     "CamResult",
     "CAMMethod",
     "GradCAM",
+    "MapsTooLargeError",
     "find_target_layer",
     "grad_cam",
     "normalize_cams",
@@ -42,6 +43,14 @@ Target = Union[int, str]
 
 #: Largest gradient batch, in bytes, that one backward pass may produce.
 GRADIENT_CHUNK_BYTES = 4 * 2**20
+
+
+class MapsTooLargeError(MemoryError):
+    """:attr:`CamResult.maps` would need more memory than :attr:`CamResult.maps_limit_bytes`."""
+
+
+def _megabytes(count: int) -> str:
+    return f"{count / 1e9:.1f} GB" if count >= 1e9 else f"{count / 1e6:.0f} MB"
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,13 @@ class CamResult:
     image_size: tuple[int, int]
     model_class_names: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
+    #: The largest :attr:`maps`, in bytes, that is computed; beyond it, a
+    #: :class:`MapsTooLargeError` that says what to do instead. 500 MB (all
+    #: 1000 classes of a 224 x 448 input take 401 MB): computing them takes
+    #: twice that for a moment, half of the 2 GB a class server typically gives
+    #: a learner. A setting: ``CamResult.maps_limit_bytes = 4 * 10**9``.
+    maps_limit_bytes: ClassVar[int] = 500 * 10**6
+
     def __len__(self) -> int:
         return len(self.class_indices)
 
@@ -80,7 +96,23 @@ class CamResult:
 
         Computed on first use: for all 1000 classes this is far more work (and
         memory) than the CAMs themselves; :meth:`map_for` upsamples just one.
+
+        Raises:
+            MapsTooLargeError: the maps would take more than
+                :attr:`maps_limit_bytes` (1000 classes of a 12-megapixel photo
+                would take 48 GB); the message gives the size and the ways out.
         """
+        height, width = self.image_size
+        needed = len(self) * height * width * self.raw.element_size()
+        if needed > self.maps_limit_bytes:
+            raise MapsTooLargeError(
+                f"The maps of {len(self)} classes at {height}x{width} pixels would take {_megabytes(needed)} "
+                f"(limit: CamResult.maps_limit_bytes = {_megabytes(self.maps_limit_bytes)}). Instead: "
+                "result.map_for('class name') upsamples one class; result.select(positions) keeps a few, e.g. "
+                "result.select(result.probabilities.topk(5).indices).maps; a smaller output_size=(h, w) in the call "
+                "that made the result gives smaller maps; result.raw holds all of them at the layer's resolution. "
+                "Or raise the limit: CamResult.maps_limit_bytes = ... (bytes)."
+            )
         return normalize_cams(upsample_cams(self.raw, self.image_size))
 
     def select(self, positions: Sequence[int] | torch.Tensor) -> "CamResult":
@@ -575,8 +607,10 @@ class CAMMethod:
             one_hot = torch.zeros(len(batch), *logits.shape, dtype=logits.dtype, device=logits.device)
             one_hot[torch.arange(len(batch)), 0, batch] = 1.0
             retain = done < len(indices)
-            if len(batch) == 1:  # vmap's batching costs more than it saves for one class
-                gradients = torch.autograd.grad(logits, output, one_hot[0], retain_graph=retain)[0].unsqueeze(0)
+            if len(batch) == 1:
+                # One class: the gradient of its logit itself. vmap's batching would cost more than it saves, and a
+                # scalar needs no grad_outputs tensor (torch checks one's shape with sympy: 0.6 s to import).
+                gradients = torch.autograd.grad(logits[0, batch[0]], output, retain_graph=retain)[0].unsqueeze(0)
             else:
                 (gradients,) = torch.autograd.grad(logits, output, one_hot, retain_graph=retain, is_grads_batched=True)
             bytes_per_class = gradients.untyped_storage().nbytes() // len(batch)

@@ -37,6 +37,25 @@ def _composite_on_white(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return colour * weight + (1.0 - weight)
 
 
+def _uint8_as_rgb(array: np.ndarray) -> np.ndarray:
+    """(H, W, C) uint8 to (H, W, 3) uint8 in integer arithmetic: no float copy of the image.
+
+    Returns the array itself when it already is C-contiguous RGB.
+    """
+    channels = array.shape[-1]
+    if channels in (2, 4):
+        # round((colour * alpha + 255 * (255 - alpha)) / 255), exactly as the float formula with values / 255;
+        # at most 255 * 255 + 127, so uint16 holds it.
+        alpha = array[..., -1:].astype(np.uint16)
+        blended = array[..., :-1] * alpha
+        blended += (255 - alpha) * 255 + 127
+        blended //= 255
+        array = blended.astype(np.uint8)
+    if array.shape[-1] == 1:
+        return np.repeat(array, 3, axis=-1)
+    return np.ascontiguousarray(array)
+
+
 def to_rgb_uint8(array: np.ndarray | torch.Tensor, source: str = "the array") -> np.ndarray:
     """Convert an image array to RGB uint8 of shape (H, W, 3).
 
@@ -56,6 +75,13 @@ def to_rgb_uint8(array: np.ndarray | torch.Tensor, source: str = "the array") ->
     Raises:
         ImageLoadError: a layout, value range or size that is not an image.
     """
+    array = _checked_layout(array, source)
+    converted = _converted(array, source)
+    return converted.copy() if np.may_share_memory(converted, array) else converted
+
+
+def _checked_layout(array: np.ndarray | torch.Tensor, source: str) -> np.ndarray:
+    """The image as a 3-D (H, W, C) NumPy array (a view where possible), or an error that says what is wrong."""
     if isinstance(array, torch.Tensor):
         array = array.detach().cpu()
         if array.ndim == 3 and array.shape[0] in (1, 2, 3, 4) and array.shape[-1] not in (1, 2, 3, 4):
@@ -81,12 +107,22 @@ def to_rgb_uint8(array: np.ndarray | torch.Tensor, source: str = "the array") ->
             f"{source} is {height}x{width} pixels; an image needs at least "
             f"{MIN_IMAGE_SIDE} pixels on each side to be classified."
         )
+    return array
+
+
+def _converted(array: np.ndarray, source: str) -> np.ndarray:
+    """The checks and conversions of :func:`to_rgb_uint8`, for a 3-D array; may return ``array`` itself.
+
+    uint8 images (what files hold) are converted in integer arithmetic; other
+    types through float32, never float64, so a phone photo costs no more
+    than a few of its own size.
+    """
+    if array.dtype == np.uint8:
+        return _uint8_as_rgb(array)
     if array.dtype == np.bool_:
-        values = array.astype(np.float64)
-    elif array.dtype == np.uint8:
-        values = array / 255.0
+        values = array.astype(np.float32)
     elif array.dtype == np.uint16:
-        values = array / 65535.0
+        values = array / np.float32(65535.0)
     elif np.issubdtype(array.dtype, np.integer):
         low, high = int(array.min()), int(array.max())
         if low < 0 or high > 255:
@@ -94,7 +130,7 @@ def to_rgb_uint8(array: np.ndarray | torch.Tensor, source: str = "the array") ->
                 f"{source} has {array.dtype} values from {low} to {high}; integer images must be within "
                 "0..255 (or uint16 for 16-bit). Convert it, e.g. to uint16 or to floats in [0, 1]."
             )
-        values = array / 255.0
+        values = array.astype(np.float32) / np.float32(255.0)
     elif np.issubdtype(array.dtype, np.floating):
         if not np.all(np.isfinite(array)):
             raise ImageLoadError(f"{source} contains NaN or infinite values.")
@@ -104,15 +140,19 @@ def to_rgb_uint8(array: np.ndarray | torch.Tensor, source: str = "the array") ->
                 f"{source} has float values from {low:.3g} to {high:.3g}; float images must be within [0, 1]. "
                 "Rescale it, e.g. (image - image.min()) / (image.max() - image.min())."
             )
-        values = array.astype(np.float64)
+        values = array.astype(np.float32, copy=False)
     else:
         raise ImageLoadError(f"{source} has dtype {array.dtype}, which is not an image type.")
-    channels = values.shape[-1]
-    if channels in (2, 4):
+    if values.shape[-1] in (2, 4):
         values = _composite_on_white(values[..., :-1], values[..., -1])
-    if values.shape[-1] == 1:
-        values = np.repeat(values, 3, axis=-1)
-    return np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
+    if np.may_share_memory(values, array):
+        values = values * np.float32(255.0)
+    else:
+        values *= np.float32(255.0)  # a copy already: scale it in place
+    np.rint(values, out=values)
+    np.clip(values, 0, 255, out=values)
+    rgb = values.astype(np.uint8)
+    return np.repeat(rgb, 3, axis=-1) if rgb.shape[-1] == 1 else rgb
 
 
 def _pil_to_array(image: Image.Image) -> np.ndarray:
@@ -180,7 +220,10 @@ def load_image(image: ImageLike) -> np.ndarray:
         )
     if isinstance(image, (str, os.PathLike)):
         path = Path(image).expanduser()
-        return to_rgb_uint8(_read_file(path), source=f"'{path}'")
+        # The decoded array is ours: convert it without the defensive copy of to_rgb_uint8 (a phone photo is 36 MB),
+        # unless it is read-only (NumPy arrays over PIL's bytes are).
+        pixels = _converted(_checked_layout(_read_file(path), f"'{path}'"), f"'{path}'")
+        return pixels if pixels.flags.writeable else pixels.copy()
     if isinstance(image, Image.Image):
         return to_rgb_uint8(_pil_to_array(image), source="the PIL image")
     if isinstance(image, (np.ndarray, torch.Tensor)):

@@ -11,15 +11,24 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+import torch.nn.functional as F
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .cam import CamResult
+from .cam import CamResult, normalize_cams, upsample_cams
 from .classes import check_class_names
 from .images import ImageLike, load_image, to_rgb_uint8
 
-__all__ = ["overlay_cam", "show_cam", "show_cams", "show_feature_maps", "visualize_image_list"]
+__all__ = [
+    "DISPLAY_OVERSAMPLING",
+    "display_shape",
+    "overlay_cam",
+    "show_cam",
+    "show_cams",
+    "show_feature_maps",
+    "visualize_image_list",
+]
 
 
 def _as_numpy(array: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -117,29 +126,91 @@ def visualize_image_list(
             if colorbar:
                 figure.colorbar(drawn, ax=axis, fraction=0.046, pad=0.04)
         else:
-            axis.imshow(shown)
+            axis.imshow(_resized_pixels(shown, display_shape(shown.shape[:2], axis)), extent=_image_extent(shown.shape[:2]))
         axis.set_title(title or "")
         axis.axis("off")
     figure.tight_layout()
     return figure
 
 
-def _cam_on_image_grid(cam: np.ndarray | torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
-    cam = _as_numpy(cam).astype(np.float32)
-    if cam.ndim != 2:
-        raise ValueError(f"A CAM is a 2-D map, got shape {cam.shape}.")
-    if np.isnan(cam).any():
-        raise ValueError("The CAM contains NaN; normalise with utilities.normalize_cams, which never divides by zero.")
-    if cam.shape != tuple(shape):
-        # Imported here: scikit-image adds half a second to every notebook's `import utilities`.
-        from skimage.transform import resize
+#: Figures draw images at up to this many image pixels per screen pixel of
+#: their axes: 2 keeps them sharp on high-density screens and in figures saved
+#: at twice the screen's resolution. Larger images are downscaled first, so a
+#: phone photo costs a figure what the figure can show, not its 12 megapixels.
+DISPLAY_OVERSAMPLING = 2.0
 
-        cam = resize(cam, shape, order=1, mode="edge", anti_aliasing=False)
-    return cam
+
+def display_shape(shape: tuple[int, int], ax: Axes | None = None) -> tuple[int, int]:
+    """The (height, width) at which an image of ``shape`` is drawn into ``ax``.
+
+    The image's own shape when the axes show every pixel (at
+    :data:`DISPLAY_OVERSAMPLING` image pixels per screen pixel), otherwise
+    scaled down to that, keeping the aspect ratio. Without axes: those of
+    :func:`show_cam`'s own figure.
+
+    Args:
+        shape: the image's (height, width).
+        ax: the axes it will be drawn into.
+
+    Returns:
+        (height, width), each at least 1 and at most the image's.
+    """
+    height, width = int(shape[0]), int(shape[1])
+    if ax is None:
+        dpi = plt.rcParams["figure.dpi"]
+        box_width, box_height = _CAM_FIGURE_WIDTH * dpi, _CAM_FIGURE_WIDTH * dpi * height / width
+    else:
+        box = ax.get_window_extent()
+        box_width, box_height = box.width, box.height
+    if box_width <= 0 or box_height <= 0:
+        return height, width
+    # imshow fits the image into the box at one scale; downscale to DISPLAY_OVERSAMPLING times that scale.
+    scale = min(1.0, DISPLAY_OVERSAMPLING * min(box_width / width, box_height / height))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def _resized_pixels(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """RGB uint8 (H, W, 3) resized to ``shape`` with antialiasing, in uint8 (no float copy of the image)."""
+    if tuple(shape) == pixels.shape[:2]:
+        return pixels
+    tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).unsqueeze(0)  # channels-last view
+    resized = F.interpolate(tensor, size=tuple(shape), mode="bilinear", antialias=True, align_corners=False)
+    return resized[0].permute(1, 2, 0).contiguous().numpy()
+
+
+def _cam_on_image_grid(cam: np.ndarray | torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
+    """A 2-D map as float32 of ``shape``, bilinear with pixel centres aligned (antialiased when shrinking)."""
+    cam = torch.as_tensor(_as_numpy(cam)).float()
+    if cam.ndim != 2:
+        raise ValueError(f"A CAM is a 2-D map, got shape {tuple(cam.shape)}.")
+    if torch.isnan(cam).any():
+        raise ValueError("The CAM contains NaN; normalise with utilities.normalize_cams, which never divides by zero.")
+    if tuple(cam.shape) != tuple(shape):
+        shrinking = shape[0] < cam.shape[0] or shape[1] < cam.shape[1]
+        cam = F.interpolate(cam[None, None], size=tuple(shape), mode="bilinear", align_corners=False, antialias=shrinking)[0, 0]
+    return cam.numpy()
+
+
+def _colours(cmap: str, cam: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """A colormap's colour table (N, 3), float32 times ``scale``, and each value's row in it.
+
+    The rows are those matplotlib picks for values in [0, 1]: min(floor(N value), N - 1).
+    """
+    colormap = colormaps[cmap]
+    table = colormap(np.arange(colormap.N))[:, :3].astype(np.float32) * np.float32(scale)
+    values = np.clip(cam, 0.0, 1.0)
+    values *= colormap.N
+    rows = np.minimum(values, colormap.N - 1).astype(np.uint8 if colormap.N <= 256 else np.int32)
+    return table, rows
 
 
 def overlay_cam(image: ImageLike, cam: np.ndarray | torch.Tensor, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
     """Blend a CAM, coloured with a matplotlib colormap, onto its image.
+
+    Works at the image's full resolution (this is what gets saved), in
+    bands of rows, so that a 12-megapixel photo needs little more memory
+    than the image and the result: the map's colours come from the colormap's
+    table of (usually 256) colours, never as a float RGBA copy of the whole image.
 
     Args:
         image: the image the CAM belongs to.
@@ -152,11 +223,35 @@ def overlay_cam(image: ImageLike, cam: np.ndarray | torch.Tensor, alpha: float =
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be within [0, 1], got {alpha}.")
-    pixels = load_image(image)
-    cam = np.clip(_cam_on_image_grid(cam, pixels.shape[:2]), 0.0, 1.0)
-    heat = colormaps[cmap](cam)[..., :3]
-    blended = (1.0 - alpha) * pixels / 255.0 + alpha * heat
-    return np.clip(np.rint(blended * 255.0), 0, 255).astype(np.uint8)
+    pixels = image if _is_rgb_uint8(image) else load_image(image)
+    colours, indices = _colours(cmap, _cam_on_image_grid(cam, pixels.shape[:2]), 255.0 * alpha)
+    blended = np.empty_like(pixels)
+    band = max(1, _BAND_PIXELS // pixels.shape[1])
+    for top in range(0, pixels.shape[0], band):
+        rows = slice(top, top + band)
+        values = pixels[rows].astype(np.float32)
+        values *= np.float32(1.0 - alpha)
+        values += np.take(colours, indices[rows], axis=0)  # twice as fast as colours[indices[rows]]
+        np.rint(values, out=values)
+        blended[rows] = np.clip(values, 0, 255, out=values)
+    return blended
+
+
+#: Pixels per band of rows in :func:`overlay_cam` (3 MB of float32 RGB, which stays in the CPU's cache).
+_BAND_PIXELS = 1 << 18
+
+#: Width in inches of the figure :func:`show_cam` makes.
+_CAM_FIGURE_WIDTH = 5.0
+
+
+def _is_rgb_uint8(image: object) -> bool:
+    return isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[-1] == 3
+
+
+def _image_extent(shape: tuple[int, int]) -> tuple[float, float, float, float]:
+    """imshow's extent for the full-size image, so that axes keep the image's pixel coordinates when it is downscaled."""
+    height, width = shape
+    return (-0.5, width - 0.5, height - 0.5, -0.5)
 
 
 def show_cam(
@@ -170,6 +265,11 @@ def show_cam(
 ) -> Axes:
     """Draw a CAM over its image, with an optional colorbar for the CAM's values.
 
+    The image and the map are drawn at the size the axes can show (see
+    :func:`display_shape`): a phone photo is downscaled first, and a small
+    map is upsampled only to that size. The axes keep the image's own pixel
+    coordinates, so boxes and points drawn on them land where they belong.
+
     Args:
         image: the image.
         cam: a 2-D map in [0, 1], any size.
@@ -182,12 +282,15 @@ def show_cam(
     Returns:
         The axes.
     """
-    pixels = load_image(image)
-    cam = _cam_on_image_grid(cam, pixels.shape[:2])
+    pixels = image if _is_rgb_uint8(image) else load_image(image)
+    full_shape = pixels.shape[:2]
     if ax is None:
-        _, ax = plt.subplots(figsize=(5, 5 * pixels.shape[0] / pixels.shape[1]))
-    ax.imshow(pixels)
-    layer = ax.imshow(cam, cmap=cmap, alpha=alpha, vmin=0.0, vmax=1.0)
+        _, ax = plt.subplots(figsize=(_CAM_FIGURE_WIDTH, _CAM_FIGURE_WIDTH * full_shape[0] / full_shape[1]))
+    shape = display_shape(full_shape, ax)
+    cam = _cam_on_image_grid(cam, shape)
+    extent = _image_extent(full_shape)
+    ax.imshow(_resized_pixels(pixels, shape), extent=extent)
+    layer = ax.imshow(cam, cmap=cmap, alpha=alpha, vmin=0.0, vmax=1.0, extent=extent)
     if colorbar:
         ax.figure.colorbar(layer, ax=ax, fraction=0.046, pad=0.04)
     ax.set_title(title or "")
@@ -296,7 +399,9 @@ def show_cams(
     figure, axes = _grid(len(result), ncols, size)
     for position, axis in enumerate(axes):
         title = f"{titles[position]} ({float(result.probabilities[position]):.1%})"
-        show_cam(pixels, result.maps[position], alpha=alpha, cmap=cmap, colorbar=False, title=title, ax=axis)
+        # Each map upsampled only to the size drawn, not all of result.maps at the image's size.
+        cam = normalize_cams(upsample_cams(result.raw[position : position + 1], display_shape(pixels.shape[:2], axis)))[0]
+        show_cam(pixels, cam, alpha=alpha, cmap=cmap, colorbar=False, title=title, ax=axis)
     figure.suptitle(f"{result.method} at {result.layer}")
     figure.tight_layout()
     return figure

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 from .cam import CamResult, grad_cam
 from .images import ImageLike, load_image
 from .models import LoadedModel
-from .plotting import show_cam
+from .plotting import display_shape, show_cam
 
 __all__ = ["NONINTERACTIVE_VARIABLE", "cam_picker", "noninteractive"]
 
@@ -64,7 +64,8 @@ def cam_picker(
 
     def cam_of(name: str, layer: str) -> CamResult:
         if (name, layer) not in cache:
-            cache[(name, layer)] = grad_cam(model, pixels, name, layer=layer)
+            # maps at the size the figure shows (a phone photo's full size would cost 48 MB a map)
+            cache[(name, layer)] = grad_cam(model, pixels, name, layer=layer, output_size=display_shape(pixels.shape[:2]))
         return cache[(name, layer)]
 
     def draw(name: str, layer: str, opacity: float):
