@@ -17,6 +17,7 @@ modules; the tests compare against both.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -186,5 +187,5 @@ class GuidedGradCAM(GradCAM):
         inputs, image_size = self._inputs(image)
         cams = super().__call__(inputs, targets, output_size or image_size)
         guided = guided_backprop(self._model or self.network, inputs, cams.class_indices)
-        fields = {name: getattr(cams, name) for name in cams.__dataclass_fields__}
+        fields = {field.name: getattr(cams, field.name) for field in dataclasses.fields(cams)}
         return GuidedGradCamResult(**fields, guided=guided)
