@@ -1,7 +1,7 @@
 # Both targets set everything up on first use (see tasks.py), then run.
 PYTHON ?= python3
 
-.PHONY: lab test bench grade no-answers explain setup
+.PHONY: lab test bench bench-photo bench-memory grade no-answers explain setup
 
 lab:    ## open the notebook series in JupyterLab
 	$(PYTHON) tasks.py lab
@@ -11,6 +11,12 @@ test:   ## unit tests and every notebook re-executed by nbval
 
 bench:  ## CAM speed and memory, as ratios to one inference forward
 	$(PYTHON) tasks.py bench
+
+bench-photo:  ## a 12-megapixel phone photo through load_image, grad_cam, overlay_cam, show_cam: time and memory
+	$(PYTHON) tasks.py bench-photo
+
+bench-memory:  ## each lesson notebook in a fresh kernel: its peak memory and time
+	$(PYTHON) tasks.py bench-memory
 
 grade:  ## score submitted exercise notebooks: make grade SUBMISSIONS=folder
 	$(PYTHON) tasks.py grade $(SUBMISSIONS)

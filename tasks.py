@@ -9,6 +9,7 @@ its test extras; later runs reuse it, and reinstall only when
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 STAMP = VENV / "installed-pyproject.sha256"
+#: JupyterLab defaults for the course: closing a notebook's tab shuts its kernel down, so a learner who moves on to
+#: the next notebook does not keep the last one's 0.8-1.1 GB (see README, "Memory").
+LAB_OVERRIDES = ROOT / "config" / "jupyterlab-overrides.json"
 
 
 def venv_executable(name: str) -> Path:
@@ -42,6 +46,20 @@ def ensure_environment() -> Path:
     return python
 
 
+def install_lab_settings(prefix: Path) -> Path:
+    """Merge the course's JupyterLab defaults into ``prefix``'s overrides.json (JupyterLab reads it at start).
+
+    Settings a user changes in JupyterLab's Settings Editor still win: overrides only change the defaults.
+    """
+    target = prefix / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    current = json.loads(target.read_text()) if target.exists() else {}
+    for plugin, settings in json.loads(LAB_OVERRIDES.read_text()).items():
+        current.setdefault(plugin, {}).update(settings)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(current, indent=2) + "\n")
+    return target
+
+
 def root_flags() -> list[str]:
     """JupyterLab refuses to run as root (containers, some CI machines) unless told to."""
     return ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
@@ -52,6 +70,8 @@ def main(argv: list[str]) -> int:
         "lab": lambda python: [str(python), "-m", "jupyter", "lab", str(ROOT / "notebooks"), *root_flags(), *argv[1:]],
         "test": lambda python: [str(python), "-m", "pytest", *argv[1:]],
         "bench": lambda python: [str(python), str(ROOT / "benchmarks" / "bench_cam.py"), *argv[1:]],
+        "bench-photo": lambda python: [str(python), str(ROOT / "benchmarks" / "bench_phone_photo.py"), *argv[1:]],
+        "bench-memory": lambda python: [str(python), str(ROOT / "benchmarks" / "bench_notebook_memory.py"), *argv[1:]],
         "grade": lambda python: [str(python), "-m", "utilities.grading", *argv[1:]],
         "no-answers": lambda python: [str(python), str(ROOT / "scripts" / "strip_answers.py"), str(ROOT / "notebooks"), *argv[1:]],
         "explain": lambda python: [str(python), "-m", "utilities.explain", *argv[1:]],
@@ -63,6 +83,8 @@ def main(argv: list[str]) -> int:
     python = ensure_environment()
     if commands[argv[0]] is None:
         return 0
+    if argv[0] == "lab":
+        install_lab_settings(VENV)
     # explain reads and writes the paths it is given, so they are relative to where it was called from.
     cwd = None if argv[0] == "explain" else ROOT
     return subprocess.run(commands[argv[0]](python), cwd=cwd).returncode

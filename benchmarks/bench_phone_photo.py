@@ -1,7 +1,7 @@
 """A learner's own phone photo, step by step: time and memory of each helper.
 
-Usage: ``python benchmarks/bench_phone_photo.py [--megapixels 12] [--keep]``
-(or ``make bench-photo``).
+Usage: ``python benchmarks/bench_phone_photo.py [--megapixels 12] [--portrait]
+[--photo FILE]`` (or ``make bench-photo``).
 
 What a learner does with a photo from their phone, in a fresh process:
 ``load_image``, ``grad_cam`` for the top class, ``overlay_cam`` (the overlay
@@ -56,8 +56,12 @@ def _reset_peak() -> bool:
         return False
 
 
-def make_phone_photo(path: Path, megapixels: float) -> None:
-    """A JPEG of about ``megapixels`` million pixels at a phone's 4:3 aspect, with sensor noise."""
+def make_phone_photo(path: Path, megapixels: float, portrait: bool = False) -> None:
+    """A JPEG of about ``megapixels`` million pixels at a phone's 4:3 aspect, with sensor noise.
+
+    ``portrait``: stored as phones store portrait photos, landscape pixels with
+    an EXIF orientation tag (6: rotate 90 degrees) that ``load_image`` applies.
+    """
     import numpy as np
     from PIL import Image
     from skimage import data
@@ -67,13 +71,17 @@ def make_phone_photo(path: Path, megapixels: float) -> None:
     photo = Image.fromarray(data.coffee()).resize(size, Image.Resampling.BICUBIC)
     noise = np.random.default_rng(0).normal(0.0, 6.0, (size[1], size[0], 3)).astype(np.float32)
     noisy = np.clip(np.asarray(photo, dtype=np.float32) + noise, 0, 255).astype(np.uint8)
-    Image.fromarray(noisy).save(path, quality=92)
+    exif = Image.Exif()
+    if portrait:
+        exif[0x0112] = 6  # EXIF Orientation
+    Image.fromarray(noisy).save(path, quality=92, exif=exif)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--megapixels", type=float, default=12.0, help="photo size in megapixels (default 12: 4032x3024)")
     parser.add_argument("--photo", type=Path, help="use this photo instead of the generated one")
+    parser.add_argument("--portrait", action="store_true", help="a portrait photo: pixels stored landscape, EXIF-rotated")
     args = parser.parse_args()
 
     os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
@@ -92,7 +100,7 @@ def main() -> None:
         photo = args.photo
         if photo is None:
             photo = Path(folder) / "phone_photo.jpg"
-            make_phone_photo(photo, args.megapixels)
+            make_phone_photo(photo, args.megapixels, args.portrait)
         model = load_model()
         gc.collect()
         baseline_kb = _status_kb("VmRSS")
@@ -125,7 +133,8 @@ def main() -> None:
         step("show_cam (figure drawn)", draw)
 
     height, width = pixels.shape[:2]
-    print(f"Photo: {width}x{height} ({width * height / 1e6:.1f} MP), {photo.name if args.photo else 'generated JPEG'}")
+    print(f"Photo: {width}x{height} ({width * height / 1e6:.1f} MP), {photo.name if args.photo else 'generated JPEG'}"
+          + (", EXIF-rotated" if args.portrait else ""))
     print(f"Baseline after import and load_model: {baseline_kb / 1024:.0f} MB resident" if baseline_kb else "")
     print(f"{'step':<26}{'time (s)':>10}{'peak above baseline (MB)':>27}")
     for name, seconds, peak in rows:

@@ -1,4 +1,4 @@
-"""The two install paths (pip, conda) must install the same pinned packages."""
+"""The two install paths (pip, conda) install the same pinned packages; `make lab` installs the course's JupyterLab defaults."""
 
 import tomllib
 from pathlib import Path
@@ -34,3 +34,25 @@ def test_torch_and_torchvision_are_the_known_good_pair():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     pins = _pins(project["dependencies"])
     assert (pins["torch"], pins["torchvision"]) == ("2.14.1", "0.29.1")
+
+
+def test_lab_settings_shut_a_notebooks_kernel_down_when_its_tab_closes(tmp_path):
+    import importlib.util
+    import json
+    import sys
+
+    spec = importlib.util.spec_from_file_location("tasks", ROOT / "tasks.py")
+    tasks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tasks)
+    existing = tmp_path / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    existing.parent.mkdir(parents=True)
+    existing.write_text(json.dumps({"@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"}}))
+    written = json.loads(tasks.install_lab_settings(tmp_path).read_text())
+    assert written["@jupyterlab/notebook-extension:tracker"]["kernelShutdown"] is True
+    assert written["@jupyterlab/apputils-extension:themes"] == {"theme": "JupyterLab Dark"}  # a teacher's own kept
+    # every setting is one the installed JupyterLab defines (a renamed setting would be ignored silently)
+    schemas = Path(sys.prefix) / "share" / "jupyter" / "lab" / "schemas"
+    for plugin, settings in json.loads((ROOT / "config" / "jupyterlab-overrides.json").read_text()).items():
+        package, name = plugin.split(":")
+        schema = json.loads((schemas / package / f"{name}.json").read_text())
+        assert set(settings) <= set(schema["properties"]), plugin
