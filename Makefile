@@ -1,13 +1,16 @@
 # Both targets set everything up on first use (see tasks.py), then run.
 PYTHON ?= python3
 
-.PHONY: lab test bench bench-photo bench-memory grade no-answers explain setup
+.PHONY: lab test site bench bench-photo bench-memory grade no-answers explain setup
 
 lab:    ## open the notebook series in JupyterLab
 	$(PYTHON) tasks.py lab
 
 test:   ## unit tests and every notebook re-executed by nbval
 	$(PYTHON) tasks.py test
+
+site:   ## the course as a static website in build/site (offline, from the committed notebooks)
+	$(PYTHON) tasks.py site
 
 bench:  ## CAM speed and memory, as ratios to one inference forward
 	$(PYTHON) tasks.py bench

@@ -1,0 +1,62 @@
+"""A headless Chromium for the browser tests, or a skip that says how to get one.
+
+Chromium comes from the operating system's packages (Playwright's own browser
+download is not used): on Debian or Ubuntu, ``apt-get install chromium``;
+elsewhere set ``CHROMIUM`` to the browser's executable. ``.ci/run`` installs it
+when it is missing.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+INSTALL_HINT = (
+    "the browser tests need Chromium: on Debian or Ubuntu run `apt-get install chromium` "
+    "(or set CHROMIUM to a Chromium or Chrome executable)"
+)
+
+
+def chromium_path() -> str | None:
+    """The Chromium executable: ``$CHROMIUM``, else the first of the usual names on ``PATH``."""
+    candidates = [os.environ.get("CHROMIUM")] + [shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")]
+    return next((path for path in candidates if path and Path(path).exists()), None)
+
+
+def require_chromium() -> str:
+    """The executable, or skip the test with the install hint."""
+    path = chromium_path()
+    if path is None:
+        pytest.skip(INSTALL_HINT)
+    pytest.importorskip("playwright.sync_api", reason="Playwright for Python is missing: run `make test` to install it")
+    return path
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def serve(folder: Path) -> Iterator[str]:
+    """Serve ``folder`` over HTTP on a free local port; yields the base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def launch(playwright, executable: str):
+    """Headless Chromium; without a sandbox when running as root (containers, CI), which Chromium requires."""
+    arguments = ["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+    return playwright.chromium.launch(executable_path=executable, args=arguments)
