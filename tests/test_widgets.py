@@ -23,4 +23,9 @@ def test_widget_picker_builds_controls(lite_model, data_dir):
     box = cam_picker(lite_model, data_dir / "chelsea.jpg", class_name="tabby", static=False)
     class_box, layer_box, alpha_slider = box.children[0].children
     assert (class_box.value, layer_box.value, alpha_slider.value) == ("tabby", "layer4", 0.5)
+    caption = box.children[1]
+    assert caption.value.startswith("Grad-CAM: tabby (") and caption.value.endswith("at layer4, opacity 0.50")
+    layer_box.value = "layer3"
+    alpha_slider.value = 0.25
+    assert caption.value.startswith("Grad-CAM: tabby (") and caption.value.endswith("at layer3, opacity 0.25")
     plt.close("all")

@@ -68,10 +68,12 @@ def cam_picker(
             cache[(name, layer)] = grad_cam(model, pixels, name, layer=layer, output_size=display_shape(pixels.shape[:2]))
         return cache[(name, layer)]
 
-    def draw(name: str, layer: str, opacity: float):
+    def title_of(name: str, layer: str) -> str:
         result = cam_of(name, layer)
-        title = f"{result.class_names[0]} ({float(result.probabilities[0]):.1%}) at {layer}"
-        return show_cam(pixels, result.maps[0], alpha=opacity, title=title)
+        return f"{result.class_names[0]} ({float(result.probabilities[0]):.1%}) at {layer}"
+
+    def draw(name: str, layer: str, opacity: float):
+        return show_cam(pixels, cam_of(name, layer).maps[0], alpha=opacity, title=title_of(name, layer))
 
     if static:
         axes = draw(initial_class, initial_layer, alpha)
@@ -86,11 +88,14 @@ def cam_picker(
     )
     layer_box = widgets.Dropdown(options=list(layers), value=initial_layer, description="layer")
     alpha_slider = widgets.FloatSlider(value=alpha, min=0.0, max=1.0, step=0.05, description="alpha")
+    # The figure's title as text too: for screen readers, and for tests that cannot read a PNG.
+    caption = widgets.Label()
     output = widgets.Output()
 
     def update(_change=None) -> None:
         if class_box.value not in model.class_names:
             return  # still typing
+        caption.value = f"Grad-CAM: {title_of(class_box.value, layer_box.value)}, opacity {alpha_slider.value:.2f}"
         with output:
             output.clear_output(wait=True)
             draw(class_box.value, layer_box.value, alpha_slider.value)
@@ -99,6 +104,6 @@ def cam_picker(
     for control in (class_box, layer_box, alpha_slider):
         control.observe(update, names="value")
     update()
-    box = widgets.VBox([widgets.HBox([class_box, layer_box, alpha_slider]), output])
+    box = widgets.VBox([widgets.HBox([class_box, layer_box, alpha_slider]), caption, output])
     display(box)
     return box

@@ -1,0 +1,186 @@
+"""The interactive parts in a real browser: JupyterLab in headless Chromium runs lessons 00 and 05 and drives the picker.
+
+JupyterLab runs from the project's environment on copies of the notebooks (so
+nothing it autosaves touches the committed ones), without the static-figure
+switch, so the picker is the live ipywidgets one a learner gets.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from browser import launch, require_chromium
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_LIMIT_MS = 300_000  # a whole notebook, on a slow shared machine
+WIDGET_LIMIT_MS = 60_000  # one redraw of the picker
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab serving copies of notebooks 00 and 05 (with the data folder beside them); yields (url, token)."""
+    require_chromium()
+    root = tmp_path_factory.mktemp("lab")
+    (root / "notebooks").mkdir()
+    for name in ("00_quickstart.ipynb", "05_cams_for_any_class.ipynb"):
+        shutil.copy(ROOT / "notebooks" / name, root / "notebooks" / name)
+    (root / "data").symlink_to(ROOT / "data", target_is_directory=True)
+    port, token = _free_port(), secrets.token_hex(16)
+    environment = {key: value for key, value in os.environ.items() if key != "GRADCAM_NONINTERACTIVE"}
+    environment["GRADCAM_MODEL"] = "efficientnet_lite0"
+    command = [
+        sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root / 'notebooks'}", "--expose-app-in-browser",
+        "--ServerApp.allow_root=True", "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
+    log = (root / "lab.log").open("w")
+    server = subprocess.Popen(command, cwd=root, env=environment, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=5)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("JupyterLab did not start:\n" + (root / "lab.log").read_text()[-3000:])
+                time.sleep(0.5)
+        yield url, token
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = launch(playwright, executable)
+        yield chromium
+        chromium.close()
+
+
+def _open_and_run_all(browser, lab, name: str):
+    """Open a notebook in JupyterLab, run all its cells, wait until the kernel is idle; returns the page."""
+    url, token = lab
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(RUN_LIMIT_MS)
+    page.goto(f"{url}/lab/tree/{name}?reset&token={token}")  # reset: no other notebook restored from the workspace
+    page.wait_for_function("window.jupyterapp && window.jupyterapp.shell.currentWidget && "
+                           "window.jupyterapp.shell.currentWidget.sessionContext && "
+                           "window.jupyterapp.shell.currentWidget.sessionContext.session && "
+                           "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel")
+    page.wait_for_function("window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'")
+    # Committed outputs and execution counts first cleared, so that what is checked is this run's.
+    page.evaluate("window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
+    page.wait_for_function(
+        "Array.from(window.jupyterapp.shell.currentWidget.content.model.cells).every(cell => cell.type !== 'code' || cell.executionCount === null)"
+    )
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    # Done when every code cell has an execution count and the kernel is idle again.
+    page.wait_for_function(
+        """() => {
+            const panel = window.jupyterapp.shell.currentWidget;
+            const cells = Array.from(panel.content.model.cells).filter(cell => cell.type === 'code');
+            return panel.sessionContext.session.kernel.status === 'idle'
+                && cells.every(cell => cell.executionCount !== null);
+        }""",
+        polling=500,
+    )
+    return page
+
+
+def _errors(page) -> list[str]:
+    """The text of every error output (a traceback) in the open notebook."""
+    return page.evaluate(
+        """Array.from(window.jupyterapp.shell.currentWidget.content.model.cells)
+            .flatMap((cell, index) => cell.type !== 'code' ? [] :
+                Array.from({length: cell.outputs.length}, (_, k) => cell.outputs.get(k))
+                    .filter(output => output.type === 'error')
+                    .map(output => `cell ${index}: ${output.toJSON().ename}: ${output.toJSON().evalue}`))"""
+    )
+
+
+def test_lesson_00_runs_in_the_browser_without_errors(browser, lab):
+    page = _open_and_run_all(browser, lab, "00_quickstart.ipynb")
+    assert _errors(page) == []
+    assert page.locator(".jp-OutputArea-output img").count() >= 3  # the figures were drawn
+    page.close()
+
+
+def test_the_class_picker_in_lesson_05_follows_its_controls(browser, lab):
+    page = _open_and_run_all(browser, lab, "05_cams_for_any_class.ipynb")
+    assert _errors(page) == []
+    page.set_default_timeout(WIDGET_LIMIT_MS)
+    # JupyterLab renders only the cells in view: bring the picker's cell there.
+    page.evaluate(
+        """async () => {
+            const notebook = window.jupyterapp.shell.currentWidget.content;
+            const index = Array.from(notebook.model.cells).findIndex(cell => cell.sharedModel.getSource().includes('cam_picker(model'));
+            notebook.activeCellIndex = index;
+            await notebook.scrollToItem(index, 'start');
+        }"""
+    )
+    panel = page.evaluate("window.jupyterapp.shell.currentWidget.id")  # JupyterLab may restore 00's tab too
+    picker = page.locator(f"[id='{panel}'] .jp-Cell.jp-mod-active .jp-OutputArea-output").first
+    picker.scroll_into_view_if_needed()
+    caption = picker.locator("div.widget-label")  # the Label widget (the controls' labels are <label> elements)
+    figure = picker.locator(".widget-output img")
+
+    def state() -> tuple[str, str]:
+        return caption.inner_text(), figure.get_attribute("src")
+
+    def changed_from(before: tuple[str, str]) -> tuple[str, str]:
+        page.wait_for_function(
+            "([element, src]) => element.querySelector('.widget-output img') && element.querySelector('.widget-output img').src !== src",
+            arg=[picker.element_handle(), before[1]],
+        )
+        return state()
+
+    start = state()
+    assert start[0].startswith("Grad-CAM: ") and "at layer4" in start[0] and start[1]
+
+    # another class, typed into the class box (the pair's top class is espresso)
+    class_box = picker.locator("input[list]")
+    class_box.fill("Egyptian cat")
+    class_box.press("Enter")
+    cat = changed_from(start)
+    assert cat[0].startswith("Grad-CAM: Egyptian cat (") and "at layer4" in cat[0]
+
+    # another layer
+    picker.locator(".widget-dropdown select").select_option("layer3")
+    layer3 = changed_from(cat)
+    assert layer3[0].startswith("Grad-CAM: Egyptian cat (") and "at layer3" in layer3[0]
+
+    # another opacity, with the keyboard on the slider's handle
+    picker.locator(".noUi-handle").focus()
+    for _ in range(4):
+        page.keyboard.press("ArrowLeft")
+    caption.filter(has_text="at layer3, opacity 0.30").wait_for()  # each key press redraws; wait for the last
+    page.wait_for_timeout(500)
+    lighter = changed_from(layer3)
+    assert lighter[0].endswith("at layer3, opacity 0.30"), lighter[0]
+    page.close()
