@@ -60,3 +60,14 @@ def launch(playwright, executable: str):
     """Headless Chromium; without a sandbox when running as root (containers, CI), which Chromium requires."""
     arguments = ["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
     return playwright.chromium.launch(executable_path=executable, args=arguments)
+
+
+def open_browser() -> Iterator[object]:
+    """A headless Chromium for a module's tests (``yield from`` it in a fixture), or a skip with the install hint."""
+    executable = require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = launch(playwright, executable)
+        yield chromium
+        chromium.close()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from browser import launch, require_chromium
+from browser import open_browser, require_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_LIMIT_MS = 300_000  # a whole notebook, on a slow shared machine
@@ -74,13 +74,7 @@ def lab(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    executable = require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = launch(playwright, executable)
-        yield chromium
-        chromium.close()
+    yield from open_browser()
 
 
 def _open_and_run_all(browser, lab, name: str):

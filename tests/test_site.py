@@ -11,7 +11,7 @@ from urllib.parse import unquote, urljoin, urlparse
 import numpy as np
 import pytest
 
-from browser import launch, require_chromium, serve
+from browser import open_browser, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -33,13 +33,7 @@ def base_url(site):
 
 @pytest.fixture(scope="module")
 def browser():
-    executable = require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = launch(playwright, executable)
-        yield chromium
-        chromium.close()
+    yield from open_browser()
 
 
 def _pages(site: Path) -> list[Path]:
