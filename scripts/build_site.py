@@ -1,7 +1,7 @@
 """Build the course site: static HTML of the README, the lessons, the exercises and the guides.
 
 Usage: ``python scripts/build_site.py [--out build/site]`` (or ``make site``,
-``py tasks.py site``). Offline, in about a minute: the notebooks are rendered
+``py tasks.py site``). Offline, in about 20 seconds: the notebooks are rendered
 with their committed outputs, never executed (see ``site/conf.py``).
 
 The pages are, in this order: the README (front page), the lesson notebooks
