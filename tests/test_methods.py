@@ -58,8 +58,9 @@ def test_score_cam_matches_pytorch_grad_cam(model_kind, lite_model, random_resne
     torch.manual_seed(3)
     x = torch.randn(1, 3, 64, 96) if model_kind == "bundled" else torch.randn(1, 3, 48, 48)
     layer = "layer3"
-    ours = ScoreCAM(network, layer, batch_size=64)(x, CLASSES)
-    reference = _reference_maps("Score-CAM", network, layer, x, CLASSES)
+    classes = CLASSES[:2]  # the reference makes all masked passes again for every class: two are enough
+    ours = ScoreCAM(network, layer, batch_size=64)(x, classes)
+    reference = _reference_maps("Score-CAM", network, layer, x, classes)
     torch.testing.assert_close(ours.maps, reference, atol=1e-4, rtol=0)
 
 
