@@ -18,6 +18,14 @@ cell that reached the peak, and the time from kernel start to the last cell.
 Budget from the course's issue tracker: every lesson's kernel at most
 1.2 GB (1200 MB), reported, not asserted (a test may not depend on this
 machine). Memory figures here are MB of 2**20 bytes.
+
+Resident memory includes the pages of PyTorch's libraries that the kernel has
+mapped, and how many it maps depends on the page cache: right after the
+environment is installed, when the library files are wholly in the cache, the
+same notebook shows about 225 MB more (measured: lesson 04 959 MB, and 733 MB
+after ``sync; echo 1 > /proc/sys/vm/drop_caches``). Those pages are shared by
+every kernel and given back under memory pressure. Compare runs made in the
+same state of the cache.
 """
 
 from __future__ import annotations
