@@ -57,6 +57,8 @@ from utilities import CAM_METHODS, ScoreCAM, grad_cam, load_model  # noqa: E402
 from utilities.models import resnet50_network  # noqa: E402
 from utilities.pooling import broadcast_pooling  # noqa: E402
 
+from peak_memory import reset_peak, status_kib  # noqa: E402 - benchmarks/peak_memory.py, beside this script
+
 THREADS = 2
 SIZE = 224
 MODELS = ("resnet50", "efficientnet_lite0", "resnet50_stock")
@@ -217,25 +219,16 @@ def time_cases(cases: dict[str, Callable[[], object]], seconds: float) -> dict[s
     return {name: (statistics.median(times[name]), statistics.median(ratios[name])) for name in cases}
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def peak_memory_of(model_name: str, case: str) -> int | None:
     """Bytes by which one call raises the resident-set high-water mark (in this process)."""
     run = build_cases(model_name)[case]
     run()  # warm up
     gc.collect()
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-        before = _status_kib("VmRSS")
-    except OSError:
+    before = status_kib("VmRSS")
+    if before is None or not reset_peak():
         return None
     run()
-    return (_status_kib("VmHWM") - before) * 1024
+    return (status_kib("VmHWM") - before) * 1024
 
 
 def timings_in_subprocess(model_name: str, cases: list[str], seconds: float) -> dict[str, tuple[float, float]]:

@@ -41,26 +41,15 @@ from pathlib import Path
 import nbformat
 import psutil
 from nbclient import NotebookClient
+from peak_memory import reset_peak, status_kib
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET_MB = 1200
 
 
-def _status_mb(pid: int, key: str) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak(pid: int) -> None:
-    try:
-        Path(f"/proc/{pid}/clear_refs").write_text("5")  # 5: reset the peak resident set size (VmHWM)
-    except OSError:
-        pass
+def _status_mb(pid: int, field: str) -> float | None:
+    kib = status_kib(field, pid)
+    return None if kib is None else kib / 1024
 
 
 @dataclass
@@ -96,7 +85,7 @@ def measure(path: Path) -> tuple[KernelMemory, float]:
         if peak is not None:
             memory.cells.append((cell_index, peak, memory.final, (cell.source.splitlines() or [""])[0][:60]))
             memory.peak = max(memory.peak, peak)
-            _reset_peak(pid)
+            reset_peak(pid)
 
     def before_cell(cell, cell_index, **_) -> None:
         if not pid_box and client.km is not None:

@@ -32,28 +32,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from peak_memory import reset_peak, status_kib
+
 THREADS = 2
 BUDGET_MB = 300
 BUDGET_SECONDS = 1.5
 PHONE_SIZE = (4032, 3024)  # width, height of a 12-megapixel phone photo
-
-
-def _status_kb(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # 5: reset the peak resident set size (VmHWM)
-        return True
-    except OSError:
-        return False
 
 
 def make_phone_photo(path: Path, megapixels: float, portrait: bool = False) -> None:
@@ -103,8 +87,8 @@ def main() -> None:
             make_phone_photo(photo, args.megapixels, args.portrait)
         model = load_model()
         gc.collect()
-        baseline_kb = _status_kb("VmRSS")
-        tracked = _reset_peak() and baseline_kb is not None
+        baseline_kb = status_kib("VmRSS")
+        tracked = reset_peak() and baseline_kb is not None
 
         rows: list[tuple[str, float, float | None]] = []
         state: dict[str, object] = {}
@@ -112,11 +96,11 @@ def main() -> None:
         def step(name: str, work) -> None:
             gc.collect()
             if tracked:
-                _reset_peak()
+                reset_peak()
             start = time.perf_counter()
             state[name] = work()
             seconds = time.perf_counter() - start
-            peak = (_status_kb("VmHWM") - baseline_kb) / 1024 if tracked else None
+            peak = (status_kib("VmHWM") - baseline_kb) / 1024 if tracked else None
             rows.append((name, seconds, peak))
 
         step("load_image", lambda: load_image(photo))
