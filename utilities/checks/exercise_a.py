@@ -14,9 +14,18 @@ from ..images import DATA_DIR, load_image
 from ..models import LoadedModel
 from ._common import STAGES, Checker, CheckResult, as_tensor, cached, layer_gradients, max_difference, smaller_input
 
-__all__ = ["CHECK_COUNT", "CHECK_IMAGE_SIZE", "check_a"]
+__all__ = ["CHECK_COUNT", "CHECK_NAMES", "CHECK_IMAGE_SIZE", "check_a"]
 
-CHECK_COUNT = 6
+#: The checks' names, in the order they run (the gradebook's columns).
+CHECK_NAMES = (
+    'shape',
+    'no NaN',
+    'normalised',
+    'Grad-CAM at layer4',
+    'dominant on made-up maps',
+    'dominant on real maps',
+)
+CHECK_COUNT = len(CHECK_NAMES)
 #: (H, W) of the check's photo: deliberately not the network input's size (224 x 448).
 CHECK_IMAGE_SIZE = (176, 352)
 CLASSES = ("espresso", "goldfish", "Egyptian cat")  # not the notebook's classes or order

@@ -15,9 +15,19 @@ from ..models import LoadedModel
 from ..plotting import overlay_cam
 from ._common import Checker, CheckResult, cached, describe_error, smaller_input
 
-__all__ = ["CHECK_COUNT", "check_b", "describe_overlay"]
+__all__ = ["CHECK_COUNT", "CHECK_NAMES", "check_b", "describe_overlay"]
 
-CHECK_COUNT = 7
+#: The checks' names, in the order they run (the gradebook's columns).
+CHECK_NAMES = (
+    'returns class and overlay',
+    'predicted class',
+    'overlay size and type',
+    'overlay shows the CAM in RGB',
+    'reports the files that are not images',
+    'one overlay per image, named after its file',
+    'saved overlays show the CAM in RGB',
+)
+CHECK_COUNT = len(CHECK_NAMES)
 #: The check's folder: file name -> what it holds. Sub-folder "holiday" is added separately.
 IMAGES = {"cat.jpg": "chelsea.jpg", "cat.png": "coffee.jpg", "scan": "camera.png"}
 NOT_IMAGES = ("broken.png", "notes.txt")

@@ -15,9 +15,18 @@ from ..images import DATA_DIR, load_image
 from ..models import LoadedModel
 from ._common import Checker, CheckResult, cached
 
-__all__ = ["CHECK_COUNT", "TIE_MARGIN", "changed_steps", "check_c"]
+__all__ = ["CHECK_COUNT", "CHECK_NAMES", "TIE_MARGIN", "changed_steps", "check_c"]
 
-CHECK_COUNT = 6
+#: The checks' names, in the order they run (the gradebook's columns).
+CHECK_NAMES = (
+    'returns one image tensor (3, H, W)',
+    'one step changed',
+    'the whole photo, unaltered',
+    'changes the top class',
+    'names a real class',
+    'names the class the model predicts',
+)
+CHECK_COUNT = len(CHECK_NAMES)
 #: Classes whose probability is this close to the top one count as predicted too: a tie
 #: can fall either way on another machine.
 TIE_MARGIN = 0.01

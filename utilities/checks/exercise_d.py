@@ -13,9 +13,18 @@ from ..images import DATA_DIR, load_image
 from ..models import LoadedModel
 from ._common import STAGES, Checker, CheckResult, cached, smaller_input
 
-__all__ = ["CHECK_COUNT", "check_d", "share"]
+__all__ = ["CHECK_COUNT", "CHECK_NAMES", "check_d", "share"]
 
-CHECK_COUNT = 6
+#: The checks' names, in the order they run (the gradebook's columns).
+CHECK_NAMES = (
+    'one share per stage',
+    'shares are fractions',
+    'shares match Grad-CAM',
+    'all-zero maps give share 0',
+    'first stage on known shares',
+    'threshold reached with >=, default 0.8',
+)
+CHECK_COUNT = len(CHECK_NAMES)
 TARGET = "espresso"  # the notebook works on the cat
 TOLERANCE = 0.02
 

@@ -17,9 +17,18 @@ from ..images import DATA_DIR, load_image
 from ..models import LoadedModel, make_preprocess
 from ._common import Checker, CheckResult, as_tensor, cached, describe_error, smaller_input
 
-__all__ = ["CHECK_COUNT", "CHECK_IMAGE_SIZE", "check_e", "made_up_model"]
+__all__ = ["CHECK_COUNT", "CHECK_NAMES", "CHECK_IMAGE_SIZE", "check_e", "made_up_model"]
 
-CHECK_COUNT = 6
+#: The checks' names, in the order they run (the gradebook's columns).
+CHECK_NAMES = (
+    'CAM shape',
+    'CAM at layer4',
+    'works on another network',
+    'no hooks left',
+    'Grad-CAM from CAMs',
+    'CAMs left unchanged',
+)
+CHECK_COUNT = len(CHECK_NAMES)
 #: (H, W) of the check's photo: not the notebook's photo, not the network input's size.
 CHECK_IMAGE_SIZE = (136, 184)
 NOTEBOOK_PHOTO = "cat_and_coffee.png"
