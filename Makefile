@@ -1,7 +1,7 @@
 # Both targets set everything up on first use (see tasks.py), then run.
 PYTHON ?= python3
 
-.PHONY: lab test site bench bench-photo bench-memory grade no-answers explain setup
+.PHONY: lab test site bench bench-photo bench-memory grade nbgrader-course no-answers explain setup
 
 lab:    ## open the notebook series in JupyterLab
 	$(PYTHON) tasks.py lab
@@ -23,6 +23,9 @@ bench-memory:  ## each lesson notebook in a fresh kernel: its peak memory and ti
 
 grade:  ## score submitted exercise notebooks: make grade SUBMISSIONS=folder
 	$(PYTHON) tasks.py grade $(SUBMISSIONS)
+
+nbgrader-course:  ## an nbgrader course folder, one assignment per exercise, for grading on a JupyterHub: make nbgrader-course OUT=folder
+	$(PYTHON) tasks.py nbgrader-course $(OUT)
 
 no-answers:  ## the notebooks without the worked answers, for teachers: make no-answers [OUT=folder]
 	$(PYTHON) tasks.py no-answers $(OUT)

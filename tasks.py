@@ -73,6 +73,7 @@ def main(argv: list[str]) -> int:
         "bench-photo": lambda python: [str(python), str(ROOT / "benchmarks" / "bench_phone_photo.py"), *argv[1:]],
         "bench-memory": lambda python: [str(python), str(ROOT / "benchmarks" / "bench_notebook_memory.py"), *argv[1:]],
         "grade": lambda python: [str(python), "-m", "utilities.grading", *argv[1:]],
+        "nbgrader-course": lambda python: [str(python), "-m", "utilities.grading.nbgrader_course", *argv[1:]],
         "no-answers": lambda python: [str(python), str(ROOT / "scripts" / "strip_answers.py"), str(ROOT / "notebooks"), *argv[1:]],
         "explain": lambda python: [str(python), "-m", "utilities.explain", *argv[1:]],
         "site": lambda python: [str(python), str(ROOT / "scripts" / "build_site.py"), *argv[1:]],
@@ -86,8 +87,9 @@ def main(argv: list[str]) -> int:
         return 0
     if argv[0] == "lab":
         install_lab_settings(VENV)
-    # explain reads and writes the paths it is given, so they are relative to where it was called from.
-    cwd = None if argv[0] == "explain" else ROOT
+    # explain and nbgrader-course read or write the paths they are given, so these are relative to where
+    # the command was called from.
+    cwd = None if argv[0] in ("explain", "nbgrader-course") else ROOT
     return subprocess.run(commands[argv[0]](python), cwd=cwd).returncode
 
 

@@ -6,7 +6,8 @@ answers, a folder with broken files) and returns a :class:`CheckResult`:
 "correct", or one message per failed check that names the mistake and what to
 do, without giving the solution away. Many messages come from comparing the
 answer with what known mistakes produce. :func:`grade` runs the same checks on
-the names a notebook defined, for the grading command.
+the names a notebook defined, for the grading command, and :func:`points` in
+an nbgrader autograded cell.
 
 A student's ``NotImplementedError`` (an unfinished exercise) is let through,
 so the notebook shows its hint; any other error inside a student's function
@@ -15,6 +16,9 @@ fails the checks that needed it, with a short message.
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import warnings
 from typing import Any, Callable, Mapping
 
 from . import exercise_a, exercise_b, exercise_c, exercise_d, exercise_e
@@ -25,7 +29,7 @@ from .exercise_c import check_c
 from .exercise_d import check_d
 from .exercise_e import check_e
 
-__all__ = ["CHECK_COUNTS", "EXERCISES", "CheckResult", "check_a", "check_b", "check_c", "check_d", "check_e", "grade"]
+__all__ = ["CHECK_COUNTS", "EXERCISES", "CheckResult", "check_a", "check_b", "check_c", "check_d", "check_e", "grade", "points"]
 
 #: Number of checks per exercise.
 CHECK_COUNTS = {
@@ -65,3 +69,24 @@ def grade(exercise: str, namespace: Mapping[str, Any]) -> CheckResult:
         return check(*(namespace[name] for name in names), _grading=True)
     except Exception as error:  # noqa: BLE001 - the grader must go on with the next exercise
         return CheckResult(exercise, total, problems=[f"the checks could not run: {type(error).__name__}: {error}"])
+
+
+def points(exercise: str, namespace: Mapping[str, Any]) -> int:
+    """Run an exercise's checks for an autograded nbgrader cell: print the result, return the checks passed.
+
+    nbgrader scores such a cell by the number it shows, but gives it zero for any output on stderr,
+    so nothing here may write there: Python warnings are suppressed, and anything else written to
+    ``sys.stderr`` goes to stdout, where the student and the feedback still see it.
+
+    Args:
+        exercise: ``"a"`` .. ``"e"``.
+        namespace: the notebook's globals (``globals()``).
+
+    Returns:
+        The number of checks that passed, 0 to ``CHECK_COUNTS[exercise]``: the cell's points.
+    """
+    with warnings.catch_warnings(), contextlib.redirect_stderr(sys.stdout):
+        warnings.simplefilter("ignore")
+        result = grade(exercise, namespace)
+    print(result)
+    return len(result.passed)
