@@ -1,7 +1,7 @@
 # Both targets set everything up on first use (see tasks.py), then run.
 PYTHON ?= python3
 
-.PHONY: lab test site bench bench-photo bench-memory grade nbgrader-course no-answers explain setup
+.PHONY: lab test site bench bench-photo bench-memory bench-grading grade nbgrader-course no-answers explain setup
 
 lab:    ## open the notebook series in JupyterLab
 	$(PYTHON) tasks.py lab
@@ -21,8 +21,11 @@ bench-photo:  ## a 12-megapixel phone photo through load_image, grad_cam, overla
 bench-memory:  ## each lesson notebook in a fresh kernel: its peak memory and time
 	$(PYTHON) tasks.py bench-memory
 
-grade:  ## score submitted exercise notebooks: make grade SUBMISSIONS=folder
-	$(PYTHON) tasks.py grade $(SUBMISSIONS)
+grade:  ## grade a class's exercise notebooks: make grade SUBMISSIONS=folder [JOBS=2] [ARGS='--out grades --json']
+	$(PYTHON) tasks.py grade $(SUBMISSIONS) $(if $(JOBS),--jobs $(JOBS)) $(ARGS)
+
+bench-grading:  ## 60 submissions graded with --jobs 1 and 2: submissions per minute
+	$(PYTHON) tasks.py bench-grading $(ARGS)
 
 nbgrader-course:  ## an nbgrader course folder, one assignment per exercise, for grading on a JupyterHub: make nbgrader-course OUT=folder
 	$(PYTHON) tasks.py nbgrader-course $(OUT)

@@ -46,10 +46,14 @@ def ensure_environment() -> Path:
     return python
 
 
+NBGRADER_SERVER_EXTENSIONS = ("formgrader", "validate_assignment", "assignment_list", "course_list")
+
+
 def install_lab_settings(prefix: Path) -> Path:
     """Merge the course's JupyterLab defaults into ``prefix``'s overrides.json (JupyterLab reads it at start).
 
     Settings a user changes in JupyterLab's Settings Editor still win: overrides only change the defaults.
+    Also switches off nbgrader's server and JupyterLab extensions in this environment.
     """
     target = prefix / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
     current = json.loads(target.read_text()) if target.exists() else {}
@@ -57,6 +61,17 @@ def install_lab_settings(prefix: Path) -> Path:
         current.setdefault(plugin, {}).update(settings)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(current, indent=2) + "\n")
+    # nbgrader is installed for the grading tests; its menus are for teachers on a hub, not for learners.
+    # A later file in config.d overrides only the keys it names.
+    server = prefix / "etc" / "jupyter" / "jupyter_server_config.d" / "zz_gradcam_course.json"
+    server.parent.mkdir(parents=True, exist_ok=True)
+    extensions = {f"nbgrader.server_extensions.{name}": False for name in NBGRADER_SERVER_EXTENSIONS}
+    server.write_text(json.dumps({"ServerApp": {"jpserver_extensions": extensions}}, indent=2) + "\n")
+    page = prefix / "etc" / "jupyter" / "labconfig" / "page_config.json"
+    page_config = json.loads(page.read_text()) if page.exists() else {}
+    page_config.setdefault("disabledExtensions", {})["@jupyter/nbgrader"] = True
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(json.dumps(page_config, indent=2) + "\n")
     return target
 
 
@@ -72,6 +87,7 @@ def main(argv: list[str]) -> int:
         "bench": lambda python: [str(python), str(ROOT / "benchmarks" / "bench_cam.py"), *argv[1:]],
         "bench-photo": lambda python: [str(python), str(ROOT / "benchmarks" / "bench_phone_photo.py"), *argv[1:]],
         "bench-memory": lambda python: [str(python), str(ROOT / "benchmarks" / "bench_notebook_memory.py"), *argv[1:]],
+        "bench-grading": lambda python: [str(python), str(ROOT / "benchmarks" / "bench_grading.py"), *argv[1:]],
         "grade": lambda python: [str(python), "-m", "utilities.grading", *argv[1:]],
         "nbgrader-course": lambda python: [str(python), "-m", "utilities.grading.nbgrader_course", *argv[1:]],
         "no-answers": lambda python: [str(python), str(ROOT / "scripts" / "strip_answers.py"), str(ROOT / "notebooks"), *argv[1:]],
@@ -87,9 +103,9 @@ def main(argv: list[str]) -> int:
         return 0
     if argv[0] == "lab":
         install_lab_settings(VENV)
-    # explain and nbgrader-course read or write the paths they are given, so these are relative to where
+    # explain, grade and nbgrader-course read or write the paths they are given, so these are relative to where
     # the command was called from.
-    cwd = None if argv[0] in ("explain", "nbgrader-course") else ROOT
+    cwd = None if argv[0] in ("explain", "grade", "nbgrader-course") else ROOT
     return subprocess.run(commands[argv[0]](python), cwd=cwd).returncode
 
 

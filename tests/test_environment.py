@@ -58,6 +58,25 @@ def test_lab_settings_shut_a_notebooks_kernel_down_when_its_tab_closes(tmp_path)
         assert set(settings) <= set(schema["properties"]), plugin
 
 
+def test_nbgraders_extensions_are_switched_off_for_learners(tmp_path):
+    """nbgrader is installed for the grading tests; its extensions are named as the installed ones are."""
+    import importlib.util
+    import json
+    import sys
+
+    spec = importlib.util.spec_from_file_location("tasks", ROOT / "tasks.py")
+    tasks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tasks)
+    tasks.install_lab_settings(tmp_path)
+    server = json.loads((tmp_path / "etc" / "jupyter" / "jupyter_server_config.d" / "zz_gradcam_course.json").read_text())
+    installed = json.loads((Path(sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / "nbgrader.json").read_text())
+    switched_off = server["ServerApp"]["jpserver_extensions"]
+    assert set(switched_off) == set(installed["ServerApp"]["jpserver_extensions"]) and not any(switched_off.values())
+    page = json.loads((tmp_path / "etc" / "jupyter" / "labconfig" / "page_config.json").read_text())
+    assert page["disabledExtensions"] == {"@jupyter/nbgrader": True}
+    assert (Path(sys.prefix) / "share" / "jupyter" / "labextensions" / "@jupyter" / "nbgrader").is_dir()
+
+
 def test_binder_installs_the_same_pins_with_a_cpu_only_torch():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     lines = [line.split("#")[0].strip() for line in (ROOT / "binder" / "requirements.txt").read_text().splitlines()]
