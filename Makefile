@@ -22,7 +22,8 @@ bench-memory:  ## each lesson notebook in a fresh kernel: its peak memory and ti
 	$(PYTHON) tasks.py bench-memory
 
 grade:  ## grade a class's exercise notebooks: make grade SUBMISSIONS=folder [JOBS=2] [ARGS='--out grades --json']
-	$(PYTHON) tasks.py grade $(SUBMISSIONS) $(if $(JOBS),--jobs $(JOBS)) $(ARGS)
+	$(if $(SUBMISSIONS),,$(error Name the folder of submissions: make grade SUBMISSIONS=folder))
+	$(PYTHON) tasks.py grade "$(SUBMISSIONS)" $(if $(JOBS),--jobs $(JOBS)) $(ARGS)
 
 bench-grading:  ## 60 submissions graded with --jobs 1 and 2: submissions per minute
 	$(PYTHON) tasks.py bench-grading $(ARGS)

@@ -38,10 +38,8 @@ def test_a_grader_failure_is_not_kept_and_a_broken_entry_is_ignored(tmp_path):
     assert cache.get("broken") is None
 
 
-def test_the_fingerprint_changes_with_the_settings_and_the_model(monkeypatch):
-    monkeypatch.delenv("GRADCAM_MODEL", raising=False)
-    base = grader_fingerprint({"timeout": 300})
-    assert grader_fingerprint({"timeout": 300}) == base
-    assert grader_fingerprint({"timeout": 10}) != base
-    monkeypatch.setenv("GRADCAM_MODEL", "resnet50")
-    assert grader_fingerprint({"timeout": 300}) != base
+def test_the_fingerprint_changes_with_the_settings_and_the_model():
+    base = grader_fingerprint({"timeout": 300, "model": "efficientnet_lite0"})
+    assert grader_fingerprint({"timeout": 300, "model": "efficientnet_lite0"}) == base
+    assert grader_fingerprint({"timeout": 10, "model": "efficientnet_lite0"}) != base
+    assert grader_fingerprint({"timeout": 300, "model": "resnet50"}) != base

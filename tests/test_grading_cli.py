@@ -90,3 +90,52 @@ def test_a_folder_of_submissions_and_single_submissions_are_both_found(tmp_path)
     write_notebook(tmp_path / "single" / "exercise_e_x.ipynb", "x = 1")
     found = find_submissions([tmp_path / "class", tmp_path / "single"])
     assert [p.name for p in found] == ["a", "b", "single"]
+
+
+def test_the_default_number_of_jobs_follows_cores_and_memory(monkeypatch):
+    import os
+
+    from utilities.grading import cli
+
+    gib = 1024**3
+    pages = {"SC_PAGE_SIZE": 4096}
+    monkeypatch.setattr(os, "sysconf", lambda name: pages[name])
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    pages["SC_PHYS_PAGES"] = 8 * gib // 4096
+    assert cli.default_jobs() == 4  # 8 GB: four kernels of up to 2 GB, not sixteen
+    pages["SC_PHYS_PAGES"] = 64 * gib // 4096
+    assert cli.default_jobs() == 16
+    pages["SC_PHYS_PAGES"] = gib // 4096
+    assert cli.default_jobs() == 1
+
+
+def test_the_teacher_is_told_which_notebooks_count(tmp_path):
+    import os
+    import time
+
+    from utilities.grading.cli import submission_notebooks
+
+    notes: list[str] = []
+    older = write_notebook(tmp_path / "zoe" / "exercise_a_cams.ipynb", "x = 1")
+    newer = write_notebook(tmp_path / "zoe" / "exercise_a_cams (1).ipynb", "x = 2")
+    os.utime(older, (time.time() - 3600, time.time() - 3600))
+    write_notebook(tmp_path / "zoe" / "Exercise_C_pre.ipynb", "x = 3")  # any case
+    assert submission_notebooks(tmp_path / "zoe", notes.append) == {"a": newer, "c": tmp_path / "zoe" / "Exercise_C_pre.ipynb"}
+    assert notes == ["zoe: 2 notebooks for exercise a; graded the newest, exercise_a_cams (1).ipynb (not exercise_a_cams.ipynb)"]
+    nested = write_notebook(tmp_path / "dave" / "dave_submission" / "exercise_b_x.ipynb", "x = 1")
+    assert submission_notebooks(tmp_path / "dave", notes.append) == {"b": nested}
+    assert notes[-1] == "dave: graded the notebooks in its sub-folder dave_submission"
+
+
+def test_stray_notebooks_and_the_grades_folder_are_not_students(tmp_path):
+    notes: list[str] = []
+    write_notebook(tmp_path / "class" / "exercise_a_template.ipynb", "x = 1")
+    write_notebook(tmp_path / "class" / "alice" / "exercise_a_x.ipynb", "x = 1")
+    write_notebook(tmp_path / "class" / "bob" / "exercise_b_x.ipynb", "x = 1")
+    write_notebook(tmp_path / "class" / "grades" / "exercise_b_x.ipynb", "x = 1")
+    found = find_submissions([tmp_path / "class"], exclude=tmp_path / "class" / "grades", warn=notes.append)
+    assert [p.name for p in found] == ["alice", "bob"]
+    assert notes == [f"{tmp_path / 'class'}: ignored exercise_a_template.ipynb next to the student folders (move them into a student's folder)"]
+    write_notebook(tmp_path / "single" / "exercise_a_x.ipynb", "x = 1")
+    (tmp_path / "single" / "images").mkdir()  # data next to the notebooks: still one submission
+    assert find_submissions([tmp_path / "single"]) == [tmp_path / "single"]

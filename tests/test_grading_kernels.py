@@ -72,3 +72,18 @@ def test_the_factory_kills_its_kernels_when_it_stops(tmp_path):
         kernel = factory.start(["-f", str(tmp_path / "kernel.json")], str(tmp_path), dict(os.environ), None)
         assert kernel.poll() is None  # running: it would wait for a client forever
     assert _gone(kernel.pid) and kernel.poll() is not None
+
+
+def test_an_accounts_lower_hard_limit_is_kept():
+    import subprocess
+    import sys
+
+    code = (
+        "import resource\n"
+        "from utilities.grading.kernels import _limit_memory\n"
+        "resource.setrlimit(resource.RLIMIT_DATA, (3 * 1024**3, 3 * 1024**3))\n"
+        "_limit_memory(4 * 1024**3)\n"
+        "print(resource.getrlimit(resource.RLIMIT_DATA))"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert shown == f"({3 * 1024**3}, {3 * 1024**3})"

@@ -94,3 +94,19 @@ def test_an_unreadable_notebook_scores_zero_without_a_kernel(tmp_path):
     path.write_text("{ not a notebook")
     result = grade_notebook(Path(path), "d")
     assert result.status == Status.UNREADABLE and "cannot read the notebook" in result.problems[0]
+
+
+def test_a_notebook_that_replaces_sys_stdout_is_still_graded(tmp_path, kernel_factory):
+    path = write_notebook(tmp_path / "exercise_a_x.ipynb", "import sys\nsys.stdout = open('log.txt', 'w')\nprint('to the log')")
+    result = grade_notebook(path, "a", factory=kernel_factory)
+    assert result.status == Status.GRADED and "does not define model, cams_for_classes" in result.problems[0]
+
+
+def test_a_folder_with_dangling_or_looping_links_is_copied_with_them(tmp_path, kernel_factory):
+    folder = tmp_path / "student"
+    path = write_notebook(folder / "exercise_a_x.ipynb", "import os\nprint(sorted(os.listdir('.venv')))")
+    (folder / ".venv").mkdir()
+    (folder / ".venv" / "python3").symlink_to("/nonexistent/python3")
+    (folder / ".venv" / "loop").symlink_to("..")
+    result = grade_notebook(path, "a", factory=kernel_factory)
+    assert result.status == Status.GRADED and result.output == "['loop', 'python3']\n"

@@ -59,22 +59,27 @@ def serve() -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kernels are reaped automatically: no zombies
     children: list[int] = []
     print("ready", flush=True)
-    for line in sys.stdin:
-        try:
-            request = json.loads(line)
-            pid = os.fork()
-            if pid == 0:
-                _run_kernel(request)
-            children.append(pid)
-            print(json.dumps({"pid": pid}), flush=True)
-        except Exception as error:  # noqa: BLE001 - reported to the grader, who goes on
-            print(json.dumps({"error": f"{type(error).__name__}: {error}"}), flush=True)
-    for pid in children:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+    try:
+        for line in sys.stdin:
+            try:
+                request = json.loads(line)
+                pid = os.fork()
+                if pid == 0:
+                    _run_kernel(request)
+                children.append(pid)
+                print(json.dumps({"pid": pid}), flush=True)
+            except Exception as error:  # noqa: BLE001 - reported to the grader, who goes on
+                print(json.dumps({"error": f"{type(error).__name__}: {error}"}), flush=True)
+    finally:
+        for pid in children:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 if __name__ == "__main__":
-    serve()
+    try:
+        serve()
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the grader reports it
+        sys.exit(130)

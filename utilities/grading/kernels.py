@@ -20,13 +20,17 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
 import threading
 import uuid
 from typing import Any
+
+try:
+    import resource
+except ImportError:  # Windows: no resource limits
+    resource = None  # type: ignore[assignment]
 
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.manager import AsyncKernelManager
@@ -48,9 +52,15 @@ def can_fork_kernels() -> bool:
 
 
 def _limit_memory(limit: int | None) -> None:
-    """In a kernel about to start: cap its data segment at ``limit`` bytes (no cap for ``None``)."""
-    if limit and hasattr(resource, "RLIMIT_DATA"):
-        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    """In a kernel about to start: cap its data segment at ``limit`` bytes (no cap for ``None``).
+
+    An account whose own hard limit is lower keeps that one: a process may not raise its hard limit.
+    """
+    if limit and resource is not None and hasattr(resource, "RLIMIT_DATA"):
+        _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, hard if hard != resource.RLIM_INFINITY else limit))
 
 
 class ForkedProcess:
@@ -66,6 +76,7 @@ class ForkedProcess:
         self.stdin = self.stdout = self.stderr = None
 
     def poll(self) -> int | None:
+        """None while the kernel runs, else its exit status (-1: unknown, the factory reaped it)."""
         if self.returncode is None:
             try:
                 os.kill(self.pid, 0)
@@ -74,6 +85,7 @@ class ForkedProcess:
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
+        """Wait until the kernel has ended; :class:`subprocess.TimeoutExpired` after ``timeout`` seconds."""
         import time
 
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -84,15 +96,18 @@ class ForkedProcess:
         return self.returncode  # type: ignore[return-value]
 
     def send_signal(self, signum: int) -> None:
+        """Signal the kernel and every process it started."""
         try:
             os.killpg(self.pid, signum)  # the kernel leads its own process group: its children go too
         except ProcessLookupError:
             pass
 
     def kill(self) -> None:
+        """Kill the kernel and what it started."""
         self.send_signal(signal.SIGKILL)
 
     def terminate(self) -> None:
+        """Ask the kernel and what it started to end."""
         self.send_signal(signal.SIGTERM)
 
 
@@ -107,7 +122,9 @@ class KernelFactory:
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         environment = dict(os.environ if env is None else env)
-        # ipykernel reads JPY_PARENT_PID when imported: a kernel then exits when the factory is gone.
+        # ipykernel reads JPY_PARENT_PID when imported. A forked kernel's parent is the factory, not this pid, so
+        # ipykernel's poller falls back to watching for its parent to become init: a kernel then exits when the
+        # factory is gone (where orphans go to init; the factory also kills its kernels when it stops).
         environment["JPY_PARENT_PID"] = str(os.getpid())
         environment.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
         self._process = subprocess.Popen(
@@ -159,7 +176,9 @@ class _GradingProvisioner(LocalProvisioner):
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         if self.factory is None:
             limit = self.memory_limit
-            return await super().launch_kernel(cmd, preexec_fn=lambda: _limit_memory(limit), **kwargs)
+            if limit and os.name == "posix":  # preexec_fn exists only there
+                kwargs["preexec_fn"] = lambda: _limit_memory(limit)
+            return await super().launch_kernel(cmd, **kwargs)
         module = cmd.index("ipykernel_launcher") if "ipykernel_launcher" in cmd else None
         if module is None:
             raise RuntimeError(f"a forked kernel needs ipykernel's kernel command, not {cmd}")

@@ -29,10 +29,12 @@ class Submission:
 
     @property
     def points(self) -> int:
+        """Points earned in all exercises."""
         return sum(result.points for result in self.results.values())
 
     @property
     def total(self) -> int:
+        """Points available in all exercises."""
         return sum(GRADED_TOTALS[letter] for letter in self.results)
 
 

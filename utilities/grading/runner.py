@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -22,14 +21,13 @@ from .kernels import KernelFactory, limited_kernel_manager
 __all__ = [
     "GRADED_TOTALS",
     "OUTPUT_LIMIT",
-    "RESULT_MARK",
+    "RESULT_MIME",
     "RUNS_WITHOUT_ERRORS",
     "Status",
     "NotebookResult",
     "grade_notebook",
 ]
 
-RESULT_MARK = "GRADING-RESULT:"
 #: The name of the extra point every graded exercise has.
 RUNS_WITHOUT_ERRORS = "the notebook's cells run without errors"
 #: Points per exercise when grading: its checks, and one for a notebook that runs without errors.
@@ -38,11 +36,14 @@ GRADED_TOTALS = {exercise: count + 1 for exercise, count in CHECK_COUNTS.items()
 OUTPUT_LIMIT = 20_000
 _TRACEBACK_LIMIT = 4_000
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+#: The grader's own MIME type: the result travels as display data, which a notebook that replaced
+#: ``sys.stdout`` (to write a log, say) cannot swallow.
+RESULT_MIME = "application/x-gradcam-grading+json"
 GRADING_CELL = """\
-import json as _grading_json
+from IPython.display import publish_display_data as _publish
 from utilities.checks import grade as _grade
 _grading_result = _grade({exercise!r}, globals())
-print({mark!r} + _grading_json.dumps({{"passed": _grading_result.passed, "problems": _grading_result.problems}}))
+_publish({{{mime!r}: {{"passed": _grading_result.passed, "problems": _grading_result.problems}}}})
 """
 _MEMORY_ERRORS = ("MemoryError", "can't allocate memory", "Cannot allocate memory", "DefaultCPUAllocator")
 
@@ -188,6 +189,7 @@ def grade_notebook(
     factory: KernelFactory | None = None,
     memory_limit: int | None = None,
     threads: int = 1,
+    environment: dict[str, str] | None = None,
 ) -> NotebookResult:
     """Run one notebook in a fresh kernel, in a temporary copy of its folder, then its exercise's checks.
 
@@ -198,6 +200,7 @@ def grade_notebook(
         factory: fork the kernel from this factory; ``None`` starts a new Python process.
         memory_limit: bytes of data the kernel may allocate (``None``: no limit).
         threads: threads torch may use in the kernel.
+        environment: variables set in the kernel besides the grader's own (e.g. ``GRADCAM_MODEL``).
 
     Returns:
         The result; zero points with the reason if the notebook cannot be read or run to the end.
@@ -214,19 +217,24 @@ def grade_notebook(
         return finish(NotebookResult(exercise, path.name, Status.UNREADABLE, problems=[f"cannot read the notebook: {error}"]))
     notebook.cells = [cell for cell in notebook.cells if not _is_autograded_cell(cell)]
     student_cells = len(notebook.cells)
-    notebook.cells.append(nbformat.v4.new_code_cell(GRADING_CELL.format(exercise=exercise, mark=RESULT_MARK)))
+    notebook.cells.append(nbformat.v4.new_code_cell(GRADING_CELL.format(exercise=exercise, mime=RESULT_MIME)))
     with tempfile.TemporaryDirectory(prefix="grading-") as scratch:
         # The notebook runs next to a copy of its folder: what it writes or deletes there is thrown away.
+        # Links are copied as links: a student's zipped .venv may hold dangling ones, or loops.
         folder = Path(scratch) / "submission"
-        shutil.copytree(path.parent, folder, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        try:
+            shutil.copytree(path.parent, folder, symlinks=True, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        except (OSError, shutil.Error) as error:
+            reason = f"could not copy the submission's folder to run it: {str(error)[:300]}"
+            return finish(NotebookResult(exercise, path.name, Status.NOT_RUN, problems=[reason]))
         client = _GradingClient(
             notebook, student_cells, km=limited_kernel_manager(factory, memory_limit), timeout=timeout,
             allow_errors=True, shutdown_kernel="immediate", resources={"metadata": {"path": str(folder)}},
         )
-        environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
+        kernel_environment = {**os.environ, **(environment or {}), "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
         status, reason = Status.GRADED, ""
         try:
-            client.execute(env=environment, cleanup_kc=True)  # a kernel manager given to nbclient is not shut down otherwise
+            client.execute(env=kernel_environment, cleanup_kc=True)  # a kernel manager given to nbclient is not shut down otherwise
         except CellTimeoutError:
             status, reason = Status.TIMED_OUT, f"a cell ran longer than {timeout:g} s"
         except DeadKernelError:
@@ -240,18 +248,20 @@ def grade_notebook(
         result.problems.append(reason)
         return finish(result)
     for output in notebook.cells[-1].get("outputs", []):
-        for line in output.get("text", "").splitlines():
-            if line.startswith(RESULT_MARK):
-                data = json.loads(line[len(RESULT_MARK) :])
-                result.passed, result.problems = data["passed"], data["problems"]
-                if result.failing_cells:
-                    result.problems.append(_errors_message(result.failing_cells))
-                elif any(problem.startswith("the notebook does not define") for problem in result.problems):
-                    # An empty notebook runs without errors too; the point is for a working answer.
-                    result.problems.append("no point for running without errors: the notebook does not do the exercise")
-                else:
-                    result.passed.append(RUNS_WITHOUT_ERRORS)
-                return finish(result)
+        data = output.get("data", {}).get(RESULT_MIME)
+        if isinstance(data, dict):
+            result.passed, result.problems = list(data["passed"]), list(data["problems"])
+            if result.failing_cells:
+                result.problems.append(_errors_message(result.failing_cells))
+            elif any(problem.startswith("the notebook does not define") for problem in result.problems):
+                # An empty notebook runs without errors too; the point is for a working answer.
+                result.problems.append("no point for running without errors: the notebook does not do the exercise")
+            else:
+                result.passed.append(RUNS_WITHOUT_ERRORS)
+            return finish(result)
     result.status = Status.CHECKS_MISSING
-    result.problems.append("the checks did not run (the notebook may have changed the grading environment)")
+    result.problems.append(
+        "the checks did not run: the grader's last cell failed (the notebook may have replaced or deleted what the "
+        "checks need, e.g. the utilities package or IPython's display)"
+    )
     return finish(result)
