@@ -1,4 +1,4 @@
-"""Fresh Jupyter kernels for grading: limited in memory, and started in milliseconds by forking.
+"""Fresh Jupyter kernels for grading: limited in memory, and started in well under a second by forking.
 
 Every graded notebook runs in its own new kernel process. Starting one the
 usual way costs about 4 s here before the first cell runs: Python, IPython,
