@@ -48,8 +48,11 @@ import nbformat
 from nbformat.notebooknode import NotebookNode
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from utilities.checks import CHECK_COUNTS  # noqa: E402 - after the repository is on the path
+from utilities.grading.nbgrader_course import BEGIN, END, HINT, is_autograded  # noqa: E402
+
 SOURCE, STUDENT, SOLUTION = (ROOT / "exercises" / name for name in ("source", "student", "solution"))
-BEGIN, END, HINT = "### BEGIN SOLUTION", "### END SOLUTION", "### HINT:"
 MARKDOWN_REGION = re.compile(r"<!-- BEGIN SOLUTION -->.*?<!-- END SOLUTION -->", re.DOTALL)
 STUDENT_PROMPT = "*Write your answer here.*"
 # nbgrader treats any line containing these as a region's delimiter, whatever the comment mark.
@@ -126,12 +129,6 @@ def has_solution_region(cell: NotebookNode) -> bool:
     if cell.cell_type == "code":
         return any(line.strip() == BEGIN for line in cell.source.splitlines())
     return MARKDOWN_REGION.search(cell.source) is not None
-
-
-def is_autograded(cell: NotebookNode) -> bool:
-    """An nbgrader autograded test cell: code, graded, not a solution."""
-    meta = cell.metadata.get("nbgrader", {})
-    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
 
 
 def _describe(index: int, cell: NotebookNode) -> str:
@@ -242,21 +239,13 @@ def add_nbgrader_metadata(notebook: NotebookNode, letter: str, check_count: int)
     return changed
 
 
-def _check_counts() -> dict[str, int]:
-    # Imported here: it loads torch, which only the nbgrader checks need.
-    sys.path.insert(0, str(ROOT))
-    from utilities.checks import CHECK_COUNTS
-
-    return CHECK_COUNTS
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only compare with the committed versions")
     parser.add_argument("--add-nbgrader-metadata", action="store_true",
                         help="fill in the sources' missing nbgrader metadata and autograded cells, then stop")
     args = parser.parse_args(argv)
-    counts = _check_counts()
+    counts = CHECK_COUNTS
     sources = sorted(SOURCE.glob("*.ipynb"))
     if args.add_nbgrader_metadata:
         for source_path in sources:

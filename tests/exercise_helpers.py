@@ -9,6 +9,8 @@ import nbformat
 import pytest
 import torch
 
+from utilities.grading.nbgrader_course import is_autograded
+
 __all__ = ["SOLUTION_DIR", "one_thread", "one_thread_kernels", "solution_namespace"]
 
 SOLUTION_DIR = Path(__file__).resolve().parents[1] / "exercises" / "solution"
@@ -23,7 +25,7 @@ def solution_namespace(stem_prefix: str) -> dict:
     path = next(SOLUTION_DIR.glob(f"{stem_prefix}*.ipynb"))
     cells = nbformat.read(path, as_version=4).cells
     # nbgrader's autograded cell runs the checks; the tests run them themselves
-    code = [cell.source for cell in cells if cell.cell_type == "code" and not cell.metadata.get("nbgrader", {}).get("grade")]
+    code = [cell.source for cell in cells if cell.cell_type == "code" and not is_autograded(cell)]
     namespace: dict = {}
     exec(compile(code[0], str(path), "exec"), namespace)  # imports and the model
     run_all = path.name.startswith("exercise_c_")  # cheap: one forward pass per cell

@@ -16,10 +16,6 @@ from utilities.grading.runner import Status, grade_notebook
 pytestmark = pytest.mark.skipif(not can_fork_kernels(), reason="kernels are forked only on Linux")
 
 
-def _printed(result) -> str:
-    return result.output
-
-
 def _gone(pid: int, within: float = 10.0) -> bool:
     """Whether the process has ended (a killed process may take a moment to disappear)."""
     deadline = time.monotonic() + within
@@ -39,8 +35,8 @@ def test_each_notebook_gets_a_fresh_kernel_in_its_own_folder(tmp_path, kernel_fa
     )
     one = grade_notebook(first, "a", factory=kernel_factory)
     two = grade_notebook(second, "a", factory=kernel_factory)
-    pid_one, cwd_one = _printed(one).split()
-    pid_two, cwd_two, leftover = _printed(two).split()
+    pid_one, cwd_one = one.output.split()
+    pid_two, cwd_two, leftover = two.output.split()
     assert pid_one != pid_two and leftover == "False"  # a new process, with none of the other notebook's globals
     assert cwd_one != cwd_two and Path(cwd_one).name == "submission"  # each in a temporary copy of its folder
     assert not Path(cwd_one).exists() and _gone(int(pid_one)) and _gone(int(pid_two))

@@ -29,16 +29,18 @@ from .exercise_c import check_c
 from .exercise_d import check_d
 from .exercise_e import check_e
 
-__all__ = ["CHECK_COUNTS", "EXERCISES", "CheckResult", "check_a", "check_b", "check_c", "check_d", "check_e", "grade", "points"]
+__all__ = ["CHECK_COUNTS", "CHECK_NAMES", "EXERCISES", "CheckResult", "check_a", "check_b", "check_c", "check_d", "check_e", "grade", "points"]
 
-#: Number of checks per exercise.
-CHECK_COUNTS = {
-    "a": exercise_a.CHECK_COUNT,
-    "b": exercise_b.CHECK_COUNT,
-    "c": exercise_c.CHECK_COUNT,
-    "d": exercise_d.CHECK_COUNT,
-    "e": exercise_e.CHECK_COUNT,
+#: Exercise letter -> its checks' names, in the order they run.
+CHECK_NAMES: dict[str, tuple[str, ...]] = {
+    "a": exercise_a.CHECK_NAMES,
+    "b": exercise_b.CHECK_NAMES,
+    "c": exercise_c.CHECK_NAMES,
+    "d": exercise_d.CHECK_NAMES,
+    "e": exercise_e.CHECK_NAMES,
 }
+#: Number of checks per exercise.
+CHECK_COUNTS = {letter: len(names) for letter, names in CHECK_NAMES.items()}
 
 #: Exercise letter -> (check function, names the notebook must define, in the check's argument order).
 EXERCISES: dict[str, tuple[Callable[..., CheckResult], tuple[str, ...]]] = {

@@ -13,6 +13,8 @@ import os
 import signal
 import sys
 
+from .kernels import PRELOADED_MODULES, _limit_memory
+
 __all__ = ["serve"]
 
 
@@ -29,8 +31,6 @@ def _run_kernel(request: dict) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
-        from .kernels import _limit_memory
-
         _limit_memory(request["memory_limit"])
         threads = os.environ.get("OMP_NUM_THREADS", "")
         if threads.isdigit():
@@ -52,7 +52,7 @@ def _run_kernel(request: dict) -> None:
 
 def serve() -> None:
     """Import, then fork a kernel per request until standard input closes."""
-    for name in ("torch",) + tuple(__import__("utilities.grading.kernels", fromlist=["x"]).PRELOADED_MODULES):
+    for name in PRELOADED_MODULES:
         importlib.import_module(name)
     if sys.path and sys.path[0] in ("", os.getcwd()):
         del sys.path[0]  # the factory's own folder, which `-m` added; IPython adds each notebook's folder itself

@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -86,8 +87,6 @@ class ForkedProcess:
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait until the kernel has ended; :class:`subprocess.TimeoutExpired` after ``timeout`` seconds."""
-        import time
-
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.poll() is None:
             if deadline is not None and time.monotonic() > deadline:

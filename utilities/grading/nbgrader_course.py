@@ -46,6 +46,7 @@ __all__ = [
     "CourseFolderError",
     "build_course",
     "course_config",
+    "is_autograded",
     "main",
     "move_hints",
     "nbgrader_notebook",
@@ -84,6 +85,19 @@ c.Execute.timeout = {timeout}
 # The prompt in place of a written answer, as in the repository's student versions.
 c.ClearSolutions.text_stub = {prompt!r}
 '''
+
+
+def is_autograded(cell: NotebookNode) -> bool:
+    """Whether a cell is nbgrader's autograded test cell: code, graded, not a solution.
+
+    Args:
+        cell: a notebook cell.
+
+    Returns:
+        True for the cell whose output nbgrader scores.
+    """
+    info = cell.get("metadata", {}).get("nbgrader", {})
+    return cell.cell_type == "code" and bool(info.get("grade")) and not info.get("solution")
 
 
 class CourseFolderError(Exception):

@@ -8,16 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..checks import EXERCISES, exercise_a, exercise_b, exercise_c, exercise_d, exercise_e
+from .. import checks
+from ..checks import EXERCISES
 from .runner import GRADED_TOTALS, RUNS_WITHOUT_ERRORS, NotebookResult, Status
 
 __all__ = ["CHECK_NAMES", "Submission", "feedback_markdown", "gradebook_rows", "notes", "score_table", "write_feedback", "write_gradebook"]
 
 #: Exercise letter -> its checks' names, then the point for running without errors: the gradebook's columns.
-CHECK_NAMES: dict[str, tuple[str, ...]] = {
-    module.__name__[-1]: (*module.CHECK_NAMES, RUNS_WITHOUT_ERRORS)
-    for module in (exercise_a, exercise_b, exercise_c, exercise_d, exercise_e)
-}
+CHECK_NAMES: dict[str, tuple[str, ...]] = {letter: (*names, RUNS_WITHOUT_ERRORS) for letter, names in checks.CHECK_NAMES.items()}
 
 
 @dataclass

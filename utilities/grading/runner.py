@@ -17,6 +17,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from ..checks import CHECK_COUNTS
 from .kernels import KernelFactory, limited_kernel_manager
+from .nbgrader_course import is_autograded
 
 __all__ = [
     "GRADED_TOTALS",
@@ -175,12 +176,6 @@ def _errors_message(failing: list[dict[str, Any]]) -> str:
     return f"cell {first['cell']} (`{first['first_line']}`) raised {error}{later}"
 
 
-def _is_autograded_cell(cell: nbformat.NotebookNode) -> bool:
-    """nbgrader's test cell: it runs the same checks as the grading cell, so the grader skips it."""
-    info = cell.get("metadata", {}).get("nbgrader", {})
-    return bool(info.get("grade")) and not info.get("solution") and cell.cell_type == "code"
-
-
 def grade_notebook(
     path: Path,
     exercise: str,
@@ -215,7 +210,8 @@ def grade_notebook(
         notebook = nbformat.read(path, as_version=4)
     except Exception as error:  # noqa: BLE001 - a broken file is the student's problem, not the grader's
         return finish(NotebookResult(exercise, path.name, Status.UNREADABLE, problems=[f"cannot read the notebook: {error}"]))
-    notebook.cells = [cell for cell in notebook.cells if not _is_autograded_cell(cell)]
+    # nbgrader's test cell runs the same checks as the grading cell: they run once
+    notebook.cells = [cell for cell in notebook.cells if not is_autograded(cell)]
     student_cells = len(notebook.cells)
     notebook.cells.append(nbformat.v4.new_code_cell(GRADING_CELL.format(exercise=exercise, mime=RESULT_MIME)))
     with tempfile.TemporaryDirectory(prefix="grading-") as scratch:
