@@ -15,7 +15,11 @@ REFERENCE_LAYERS = ["layer3", "layer4"]
 
 
 def _references(network, layer_name, x, classes):
-    """pytorch-grad-cam's GradCAM and captum's LayerGradCam on an unfrozen copy, normalised."""
+    """pytorch-grad-cam's GradCAM and captum's LayerGradCam on an unfrozen copy, normalised.
+
+    Both spread the cells evenly over the image (bilinear, align_corners=False), so ours are
+    compared with ``placement="stretch"``; the default places cells at their centres instead.
+    """
     from captum.attr import LayerAttribution, LayerGradCam
     from pytorch_grad_cam import GradCAM as ReferenceGradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -33,7 +37,7 @@ def _references(network, layer_name, x, classes):
 
 @pytest.mark.parametrize("layer", REFERENCE_LAYERS)
 def test_matches_references_on_the_bundled_model(lite_model, chelsea_input, layer):
-    ours = grad_cam(lite_model, chelsea_input, REFERENCE_CLASSES, layer=layer)
+    ours = grad_cam(lite_model, chelsea_input, REFERENCE_CLASSES, layer=layer, placement="stretch")
     jacobgil, captum_maps = _references(lite_model.network, layer, chelsea_input, REFERENCE_CLASSES)
     assert ours.maps.shape == jacobgil.shape == captum_maps.shape
     assert (ours.raw.flatten(1).amax(1) > 0).all()  # non-trivial maps
@@ -45,7 +49,7 @@ def test_matches_references_on_the_bundled_model(lite_model, chelsea_input, laye
 def test_matches_references_on_random_resnet50(random_resnet50, layer):
     torch.manual_seed(1)
     x = torch.randn(1, 3, 160, 160)
-    ours = grad_cam(random_resnet50, x, REFERENCE_CLASSES, layer=layer)
+    ours = grad_cam(random_resnet50, x, REFERENCE_CLASSES, layer=layer, placement="stretch")
     jacobgil, captum_maps = _references(random_resnet50, layer, x, REFERENCE_CLASSES)
     assert (ours.raw.flatten(1).amax(1) > 0).any()
     torch.testing.assert_close(ours.maps, jacobgil, atol=1e-5, rtol=0)

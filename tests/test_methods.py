@@ -20,6 +20,7 @@ CLASSES = [285, 967, 3]
 
 
 def _reference_maps(method_name, network, layer_name, x, classes):
+    """pytorch-grad-cam's maps: cells spread evenly over the image, so ours are compared with placement="stretch"."""
     import pytorch_grad_cam
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -45,7 +46,7 @@ def _cases(lite_model, random_resnet50):
 def test_gradient_methods_match_pytorch_grad_cam(method_name, model_kind, lite_model, random_resnet50):
     name, network, x, layers = next(case for case in _cases(lite_model, random_resnet50) if case[0] == model_kind)
     for layer in layers:
-        ours = CAM_METHODS[method_name](network, layer)(x, CLASSES)
+        ours = CAM_METHODS[method_name](network, layer)(x, CLASSES, placement="stretch")
         reference = _reference_maps(method_name, network, layer, x, CLASSES)
         assert (ours.raw.flatten(1).amax(1) > 0).any(), f"{method_name} at {layer}: all maps are zero"
         torch.testing.assert_close(ours.maps, reference, atol=1e-4, rtol=0, msg=f"{method_name} at {layer} on {name}")
@@ -59,7 +60,7 @@ def test_score_cam_matches_pytorch_grad_cam(model_kind, lite_model, random_resne
     x = torch.randn(1, 3, 64, 96) if model_kind == "bundled" else torch.randn(1, 3, 48, 48)
     layer = "layer3"
     classes = CLASSES[:2]  # the reference makes all masked passes again for every class: two are enough
-    ours = ScoreCAM(network, layer, batch_size=64)(x, classes)
+    ours = ScoreCAM(network, layer, batch_size=64)(x, classes, placement="stretch")
     reference = _reference_maps("Score-CAM", network, layer, x, classes)
     torch.testing.assert_close(ours.maps, reference, atol=1e-4, rtol=0)
 
@@ -90,7 +91,7 @@ def test_eigen_cam_matches_pytorch_grad_cam_up_to_the_svd_sign(model_kind, lite_
         torch.testing.assert_close(ours, sign * reference, atol=1e-4, rtol=1e-4)
         # The full method (ReLU, normalisation) equals pytorch-grad-cam's whenever its sign agrees with ours.
         if sign > 0:
-            maps = EigenCAM(network, layer)(x, CLASSES).maps
+            maps = EigenCAM(network, layer)(x, CLASSES, placement="stretch").maps
             torch.testing.assert_close(maps, _reference_maps("Eigen-CAM", network, layer, x, CLASSES), atol=1e-4, rtol=0)
             full_comparisons += 1
     assert full_comparisons > 0, "no layer where both signs agree: the full method was never compared"
@@ -196,3 +197,20 @@ def test_cam_refuses_an_inner_layer_with_the_right_channel_count(random_resnet50
         CAM(random_resnet50, "layer4.1")(x, 3)
     assert CAM(random_resnet50, "layer4")(x, 3).raw.shape == (1, 2, 2)
     assert count_hooks(random_resnet50) == 0
+
+
+def test_every_method_places_its_maps_at_the_cell_centres_unless_told_to_stretch(lite_model):
+    from utilities import cell_centres, normalize_cams, place_maps, upsample_cams
+
+    x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(4))
+    centres = cell_centres(lite_model, "layer3", (64, 96))
+    methods = {**CAM_METHODS, "CAM": CAM}
+    for name, method in methods.items():
+        made = method(lite_model, "layer4" if name == "CAM" else "layer3")
+        placed = made(x, [285], output_size=(128, 192))
+        stretched = made(x, [285], output_size=(128, 192), placement="stretch")
+        torch.testing.assert_close(placed.raw, stretched.raw, msg=name)
+        expected = centres if name != "CAM" else cell_centres(lite_model, "layer4", (64, 96))
+        assert placed.centres is expected and stretched.centres is None, name
+        torch.testing.assert_close(placed.maps, normalize_cams(place_maps(placed.raw, expected, (128, 192))), msg=name)
+        torch.testing.assert_close(stretched.maps, normalize_cams(upsample_cams(stretched.raw, (128, 192))), msg=name)

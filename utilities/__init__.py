@@ -31,6 +31,7 @@ from .guided import GuidedGradCAM, GuidedReLUs, gradient_image, guided_backprop
 from .methods import CAM, CAM_METHODS, EigenCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM, XGradCAM
 from .models import MODEL_NAMES, LoadedModel, ModelUnavailableError, load_model
 from .pooling import broadcast_pooling
+from .receptive_field import CellCentres, cell_centres, centres_on_image, place_maps
 from .plotting import overlay_cam, show_cam, show_cams, show_feature_maps, visualize_image_list
 from .widgets import cam_picker
 
@@ -39,6 +40,7 @@ __all__ = [
     "CAMMethod",
     "CAM_METHODS",
     "CamResult",
+    "CellCentres",
     "ClaimError",
     "DATA_DIR",
     "EigenCAM",
@@ -62,6 +64,8 @@ __all__ = [
     "broadcast_pooling",
     "cam_picker",
     "cascading_randomization",
+    "cell_centres",
+    "centres_on_image",
     "claim",
     "class_index",
     "count_hooks",
@@ -77,6 +81,7 @@ __all__ = [
     "load_model",
     "normalize_cams",
     "overlay_cam",
+    "place_maps",
     "pointing_game",
     "random_map",
     "remove_all_hooks",

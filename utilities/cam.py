@@ -16,7 +16,7 @@ import sys
 import weakref
 from dataclasses import dataclass, field
 from functools import cached_property, partial
-from typing import ClassVar, Iterator, NamedTuple, Sequence, Union
+from typing import ClassVar, Iterator, Literal, NamedTuple, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +27,10 @@ from .hooks import LayerRecorder, LayerSpec, resolve_layers
 from .images import ImageLike, load_image
 from .models import LoadedModel
 from .pooling import broadcast_pooling
+from .receptive_field import CellCentres, cell_centres, place_maps
 
 __all__ = [
+    "PLACEMENTS",
     "CamResult",
     "CAMMethod",
     "GradCAM",
@@ -40,6 +42,13 @@ __all__ = [
 ]
 
 Target = Union[int, str]
+
+#: How maps reach the photo's size: ``"centres"`` puts each cell's value at its
+#: receptive-field centre (:func:`utilities.receptive_field.place_maps`);
+#: ``"stretch"`` spreads the cells evenly over the photo (bilinear,
+#: ``align_corners=False``), as before.
+Placement = Literal["centres", "stretch"]
+PLACEMENTS = ("centres", "stretch")
 
 #: Largest gradient batch, in bytes, that one backward pass may produce.
 GRADIENT_CHUNK_BYTES = 4 * 2**20
@@ -68,6 +77,10 @@ class CamResult:
         image_size: (H, W) that :attr:`maps` are upsampled to.
         model_class_names: all the model's class names, by class index, for
             :meth:`map_for` (empty: ImageNet's).
+        centres: the receptive-field centres of the layer's cells at the
+            network input's size; :attr:`maps` put each cell's value there.
+            ``None``: the maps are stretched evenly over the image
+            (``placement="stretch"``, or a network whose centres could not be found).
     """
 
     raw: torch.Tensor
@@ -79,6 +92,7 @@ class CamResult:
     method: str
     image_size: tuple[int, int]
     model_class_names: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    centres: CellCentres | None = field(default=None, repr=False, compare=False)
 
     #: The largest :attr:`maps`, in bytes, that is computed; beyond it, a
     #: :class:`MapsTooLargeError` that says what to do instead. 500 MB (all
@@ -94,7 +108,8 @@ class CamResult:
     def maps(self) -> torch.Tensor:
         """(K, H, W) maps upsampled to :attr:`image_size` and normalised to [0, 1].
 
-        Computed on first use: for all 1000 classes this is far more work (and
+        Each cell's value sits at its receptive-field centre when
+        :attr:`centres` is set (see :func:`upsample_cams`). Computed on first use: for all 1000 classes this is far more work (and
         memory) than the CAMs themselves; :meth:`map_for` upsamples just one.
 
         Raises:
@@ -113,7 +128,7 @@ class CamResult:
                 "that made the result gives smaller maps; result.raw holds all of them at the layer's resolution. "
                 "Or raise the limit: CamResult.maps_limit_bytes = ... (bytes)."
             )
-        return normalize_cams(upsample_cams(self.raw, self.image_size))
+        return normalize_cams(upsample_cams(self.raw, self.image_size, self.centres))
 
     def select(self, positions: Sequence[int] | torch.Tensor) -> "CamResult":
         """A result holding only some of the classes, by position in this result.
@@ -134,6 +149,7 @@ class CamResult:
             method=self.method,
             image_size=self.image_size,
             model_class_names=self.model_class_names,
+            centres=self.centres,
         )
 
     def map_for(self, target: Target, class_names: Sequence[str] | None = None) -> torch.Tensor:
@@ -149,7 +165,7 @@ class CamResult:
         position = self.class_indices.index(index)
         if "maps" in self.__dict__:
             return self.maps[position]
-        return normalize_cams(upsample_cams(self.raw[position : position + 1], self.image_size))[0]
+        return normalize_cams(upsample_cams(self.raw[position : position + 1], self.image_size, self.centres))[0]
 
 
 def normalize_cams(cams: torch.Tensor) -> torch.Tensor:
@@ -197,8 +213,36 @@ def _non_finite_message(cams: torch.Tensor, finite: torch.Tensor, what: str) -> 
     )
 
 
-def upsample_cams(cams: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear upsampling of (K, h, w) maps to (K, H, W), pixel centres aligned (``align_corners=False``)."""
+def upsample_cams(cams: torch.Tensor, size: tuple[int, int], centres: CellCentres | None = None) -> torch.Tensor:
+    """Bilinear upsampling of (K, h, w) maps to (K, H, W).
+
+    Without ``centres`` the cells are spread evenly over the image, pixel
+    centres aligned (``align_corners=False``): cell u lands at
+    ``(u + 0.5) * H / h - 0.5``. That is where its receptive field is
+    centred only for some networks and sizes, never exactly for the two
+    course models: at a side that is a multiple of 32, ResNet50's
+    ``layer4`` cell u is centred at input pixel 32u (symmetric padding), the
+    bundled EfficientNet-Lite0's at 32u + 31 (TensorFlow-style padding adds
+    its extra row below and right), against 32u + 15.5 drawn; at other sides
+    the cells also cover more (or fewer) pixels than the side has.
+
+    With ``centres`` (from :func:`utilities.receptive_field.cell_centres` for
+    the layer and the network input's size) output pixel y takes the cell
+    grid at fractional index ``(u - centres.rows[0]) / stride``, where
+    ``u = (y + 0.5) * h_input / H - 0.5`` is y's place on the network input
+    (the course's preprocessing resizes the whole photo, no crop), clamped
+    to the first and last cell; see :func:`~utilities.receptive_field.place_maps`.
+
+    Args:
+        cams: (K, h, w) maps.
+        size: (H, W) of the image to draw them on.
+        centres: the cells' receptive-field centres, or ``None`` to stretch.
+
+    Returns:
+        (K, H, W) maps.
+    """
+    if centres is not None:
+        return place_maps(cams, centres, size)
     return F.interpolate(cams.unsqueeze(1), size=tuple(size), mode="bilinear", align_corners=False).squeeze(1)
 
 
@@ -334,6 +378,9 @@ def find_target_layer(network: nn.Module, inputs: torch.Tensor) -> str:
         raise ValueError(_no_spatial_layer_message(network, inputs))
     return chosen.name
 
+
+#: Networks whose cell centres could not be found, so that this is said once per network.
+_UNPLACED: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
 
 #: The layer found for each network without a default, so that it is found,
 #: and announced, once per network.
@@ -526,6 +573,7 @@ class CAMMethod:
         image: ImageLike | torch.Tensor,
         targets: Target | Sequence[Target] | None = None,
         output_size: tuple[int, int] | None = None,
+        placement: Placement = "centres",
     ) -> CamResult:
         """Compute the maps of one image for some classes.
 
@@ -539,6 +587,18 @@ class CAMMethod:
                 top predicted class.
             output_size: (H, W) to upsample to; by default the image's own
                 size, or the tensor's for a tensor.
+            placement: ``"centres"`` (default): :attr:`CamResult.maps` put
+                each cell at its receptive-field centre, found once per
+                network, layer and input size (:func:`~utilities.receptive_field.cell_centres`,
+                one extra forward pass the first time). It is the default because
+                it is where the cell's inputs are, for every network: stretching
+                draws ResNet50's ``layer4`` cells 15.5 input pixels below and
+                right of their centres and the bundled EfficientNet-Lite0's
+                15.5 above and left, at sides that are multiples of 32; at other
+                sides the offset varies across the image, up to half a cell. ``"stretch"``: spread the cells evenly over the
+                image (bilinear, ``align_corners=False``), as before. A network
+                whose centres cannot be found is stretched, with one line on
+                standard error. :attr:`CamResult.raw` is the same either way.
 
         Returns:
             The maps and what they belong to; ``layer`` names the layer explained.
@@ -551,6 +611,8 @@ class CAMMethod:
                 differs from the network's outputs; maps with NaN or infinite
                 values (from a NaN input or an overflowing network).
         """
+        if placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}.")
         inputs, image_size = self._inputs(image)
         with _evaluated_frozen(self.network), torch.inference_mode(False), torch.set_grad_enabled(self.uses_gradients):
             # Inputs made under inference mode cannot enter autograd; a clone made outside it can.
@@ -576,6 +638,7 @@ class CAMMethod:
                 raw = self._maps_from_gradients(logits, recorder.outputs[self.layer_name], activation, indices)
             else:
                 raw = self.maps_without_gradients(inputs, activation, indices)
+            centres = self._centres(inputs, placement)
         raw = F.relu(raw).detach()
         finite = torch.isfinite(raw)
         if not bool(finite.all()):
@@ -591,7 +654,24 @@ class CAMMethod:
             method=self.name,
             image_size=tuple(output_size or image_size),
             model_class_names=self.class_names,
+            centres=centres,
         )
+
+    def _centres(self, inputs: torch.Tensor, placement: Placement) -> CellCentres | None:
+        """The layer's cell centres at this input size for ``placement="centres"``; ``None`` to stretch."""
+        if placement == "stretch":
+            return None
+        try:
+            return cell_centres(self.network, self.layer_name, tuple(inputs.shape[-2:]))
+        except ValueError as error:
+            if self.network not in _UNPLACED:
+                _UNPLACED.add(self.network)
+                print(
+                    f"The cells of {self.layer_name!r} cannot be placed at their receptive-field centres ({error}); "
+                    "the maps are stretched evenly over the image instead.",
+                    file=sys.stderr,
+                )
+            return None
 
     def _maps_from_gradients(
         self, logits: torch.Tensor, output: torch.Tensor, activation: torch.Tensor, indices: list[int]
@@ -644,17 +724,21 @@ def grad_cam(
     output_size: tuple[int, int] | None = None,
     chunk_size: int | None = None,
     class_names: Sequence[str] | None = None,
+    placement: Placement = "centres",
 ) -> CamResult:
     """Grad-CAM of one image for one or many classes at one layer.
 
     All classes share one forward pass; their gradients come from batched
     backward passes. See :class:`CAMMethod` for the arguments, and for the
     layer explained when ``layer`` is ``None`` (the model's default layer,
-    else ``layer4``, else the last layer with a spatial output).
+    else ``layer4``, else the last layer with a spatial output), and
+    :meth:`CAMMethod.__call__` for ``output_size`` and ``placement``
+    (``"centres"``: each cell drawn at its receptive-field centre;
+    ``"stretch"``: cells spread evenly, the behaviour before placement).
 
     Example::
 
         result = grad_cam(model, "data/cat_and_coffee.png", ["Egyptian cat", "espresso"])
         result.maps.shape  # (2, 224, 448)
     """
-    return GradCAM(model, layer, chunk_size, class_names)(image, targets, output_size)
+    return GradCAM(model, layer, chunk_size, class_names)(image, targets, output_size, placement)

@@ -24,7 +24,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .cam import CAMMethod, CamResult, GradCAM, Target, _evaluated_frozen, normalize_cams, upsample_cams
+from .cam import CAMMethod, CamResult, GradCAM, Placement, Target, _evaluated_frozen, normalize_cams, upsample_cams
 from .hooks import LayerSpec
 from .images import ImageLike
 from .models import LoadedModel
@@ -146,8 +146,12 @@ class GuidedGradCamResult(CamResult):
 
     @property
     def guided_grad_cam(self) -> torch.Tensor:
-        """(K, 3, h, w): the guided gradients times the Grad-CAM upsampled to the input's size and scaled to [0, 1]."""
-        cams = normalize_cams(upsample_cams(self.raw, tuple(self.guided.shape[-2:])))
+        """(K, 3, h, w): the guided gradients times the Grad-CAM upsampled to the input's size and scaled to [0, 1].
+
+        The Grad-CAM is placed as the result's maps are: at its cells' receptive-field centres when the result
+        has them (``centres``), stretched evenly otherwise.
+        """
+        cams = normalize_cams(upsample_cams(self.raw, tuple(self.guided.shape[-2:]), self.centres))
         return self.guided * cams[:, None]
 
 
@@ -175,6 +179,7 @@ class GuidedGradCAM(GradCAM):
         image: ImageLike | torch.Tensor,
         targets: Target | Sequence[Target] | None = None,
         output_size: tuple[int, int] | None = None,
+        placement: Placement = "centres",
     ) -> GuidedGradCamResult:
         """Grad-CAM maps and guided gradients of one image for some classes.
 
@@ -185,7 +190,7 @@ class GuidedGradCAM(GradCAM):
         """
         # Load and preprocess once: both passes start from the same network input.
         inputs, image_size = self._inputs(image)
-        cams = super().__call__(inputs, targets, output_size or image_size)
+        cams = super().__call__(inputs, targets, output_size or image_size, placement)
         guided = guided_backprop(self._model or self.network, inputs, cams.class_indices)
         fields = {field.name: getattr(cams, field.name) for field in dataclasses.fields(cams)}
         return GuidedGradCamResult(**fields, guided=guided)

@@ -229,11 +229,11 @@ class CAM(CAMMethod):
         #: What the linear layer received in the current call (filled by a hook in __call__).
         self._classifier_inputs: list[torch.Tensor] = []
 
-    def __call__(self, image, targets=None, output_size=None):
+    def __call__(self, image, targets=None, output_size=None, placement="centres"):
         """As :meth:`CAMMethod.__call__`; also records what the linear layer receives, to check the head."""
         handle = self.classifier.register_forward_pre_hook(lambda module, args: self._classifier_inputs.append(args[0].detach()))
         try:
-            return super().__call__(image, targets, output_size)
+            return super().__call__(image, targets, output_size, placement)
         finally:
             handle.remove()
             self._classifier_inputs.clear()
@@ -264,8 +264,9 @@ class CAM(CAMMethod):
 class EigenCAM(CAMMethod):
     """Eigen-CAM (Muhammad & Yeasin, 2020): the first principal component of the activations.
 
-    It ignores the class: every class gets the same map, which shows what the
-    layer responds to most, not what makes it decide for one class. The sign of
+    It ignores the class: every class gets the same map, the projection of each
+    cell's activations on the direction along which the cells vary most (after
+    centring), not what makes the network decide for one class. The sign of
     a principal component is arbitrary; it is chosen here so that the map
     correlates positively with the sum of the activations (pytorch-grad-cam
     keeps whatever sign the SVD returns, which can invert the map).
