@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from utilities import GradCAM, grad_cam, load_image
+from utilities import GradCAM, grad_cam, load_image, overlay_cam
+from utilities.plotting import CAM_COLORMAP
 from utilities.explain import CSV_COLUMNS, CSV_NAME, explain_images, overlay_name
 from utilities.explain.__main__ import EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, METHODS_BY_OPTION, main
 
@@ -58,6 +59,10 @@ def test_a_folder_with_bad_files_explains_the_images_and_reports_the_rest(inputs
         assert float(row["probability"]) == pytest.approx(float(expected.probabilities[0]), abs=1e-6)
         peak = np.unravel_index(int(expected.map_for(index).argmax()), (height, width))
         assert (int(row["peak_row"]), int(row["peak_column"])) == tuple(int(i) for i in peak)
+        # the overlay is the map in the course's colormap (same model, same map: equal up to rounding)
+        with Image.open(out / row["overlay"]) as overlay:
+            saved = np.asarray(overlay).astype(int)
+        assert np.abs(saved - overlay_cam(pixels, expected.map_for(index), cmap=CAM_COLORMAP)).max() <= 1
     for first, second in (rows[0:2], rows[2:4]):  # top 2: most probable first
         assert float(first["probability"]) >= float(second["probability"])
 
@@ -87,6 +92,16 @@ def test_named_classes_in_files_given_one_by_one(inputs, tmp_path, lite_model):
     ]
     assert {row["method"] for row in rows} == {"Grad-CAM++"}
     assert all((out / row["overlay"]).is_file() for row in rows)
+
+
+def test_overlays_in_another_colormap(inputs, tmp_path, lite_model):
+    out = tmp_path / "cams"
+    assert main([str(inputs / "chelsea.jpg"), "--cmap", "jet", "--out", str(out), *MODEL]) == EXIT_OK
+    (row,) = _rows(out)
+    pixels = load_image(row["file"])
+    expected = overlay_cam(pixels, grad_cam(lite_model, pixels, int(row["class_index"])).maps[0], cmap="jet")
+    with Image.open(out / row["overlay"]) as overlay:
+        assert np.abs(np.asarray(overlay).astype(int) - expected).max() <= 1
 
 
 def test_an_output_folder_inside_the_input_folder_is_passed_over(tmp_path, data_dir, capsys):
@@ -139,6 +154,7 @@ def test_refuses_an_output_folder_that_holds_inputs(inputs, capsys, where):
         (["{missing}"], "No such file or folder"),
         (["{good}", "--out", "{good}"], "is a file"),
         (["{good}", "--method", "gradcam2"], "invalid choice"),
+        (["{good}", "--cmap", "jett"], "Unknown colormap 'jett'"),
         (["{good}", "--classes", "espresso", "--top-k", "2"], "not allowed with"),
         (["{good}"], "required: --out"),
     ],
@@ -159,7 +175,8 @@ def test_usage_errors_exit_with_2_and_write_nothing(inputs, tmp_path, capsys, ar
 def test_help_explains_the_outputs_and_exit_codes(capsys):
     assert main(["--help"]) == 0
     text = capsys.readouterr().out
-    for expected in ("exit status", "peak_row", "sub-folders are not searched", "must not be a folder", *METHODS_BY_OPTION):
+    for expected in ("exit status", "peak_row", "sub-folders are not searched", "must not be a folder", "--cmap",
+                     f"default colormap, {CAM_COLORMAP}", "scaled by its\nown minimum and maximum", *METHODS_BY_OPTION):
         assert expected in text
 
 

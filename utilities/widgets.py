@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 from .cam import CamResult, grad_cam
 from .images import ImageLike, load_image
 from .models import LoadedModel
-from .plotting import display_shape, show_cam
+from .plotting import CAM_COLORMAP, OWN_RANGE_LABEL, display_shape, format_probability, show_cam
 
 __all__ = ["NONINTERACTIVE_VARIABLE", "cam_picker", "noninteractive"]
 
@@ -37,11 +37,14 @@ def cam_picker(
     layers: Sequence[str] = ("layer1", "layer2", "layer3", "layer4"),
     alpha: float = 0.5,
     static: bool | None = None,
+    cmap: str = CAM_COLORMAP,
 ):
     """Pick a class by name, a layer and an opacity, and see the Grad-CAM.
 
     The class box accepts any of the model's class names (with completion);
     maps are computed on demand and kept, so going back to a choice is instant.
+    Each map is scaled by its own minimum and maximum (its colorbar says so),
+    so the title gives its raw maximum, before scaling, for comparisons.
 
     Args:
         model: the model.
@@ -51,6 +54,7 @@ def cam_picker(
         alpha: initial opacity of the map.
         static: draw one static figure instead of widgets; default: whether
             :func:`noninteractive`.
+        cmap: matplotlib colormap name (default :data:`~utilities.plotting.CAM_COLORMAP`).
 
     Returns:
         The widget box, or the static figure's axes.
@@ -68,12 +72,18 @@ def cam_picker(
             cache[(name, layer)] = grad_cam(model, pixels, name, layer=layer, output_size=display_shape(pixels.shape[:2]))
         return cache[(name, layer)]
 
-    def title_of(name: str, layer: str) -> str:
+    def title_of(name: str, layer: str) -> tuple[str, str]:
+        """("class (probability) at layer", "raw max ...") of a choice."""
         result = cam_of(name, layer)
-        return f"{result.class_names[0]} ({float(result.probabilities[0]):.1%}) at {layer}"
+        return (
+            f"{result.class_names[0]} ({format_probability(result.probabilities[0])}) at {layer}",
+            f"raw max {float(result.raw[0].max()):.2g}",
+        )
 
     def draw(name: str, layer: str, opacity: float):
-        return show_cam(pixels, cam_of(name, layer).maps[0], alpha=opacity, title=title_of(name, layer))
+        title = "\n".join(title_of(name, layer))
+        maps = cam_of(name, layer).maps
+        return show_cam(pixels, maps[0], alpha=opacity, cmap=cmap, title=title, colorbar_label=OWN_RANGE_LABEL)
 
     if static:
         axes = draw(initial_class, initial_layer, alpha)
@@ -95,7 +105,7 @@ def cam_picker(
     def update(_change=None) -> None:
         if class_box.value not in model.class_names:
             return  # still typing
-        caption.value = f"Grad-CAM: {title_of(class_box.value, layer_box.value)}, opacity {alpha_slider.value:.2f}"
+        caption.value = f"Grad-CAM: {', '.join(title_of(class_box.value, layer_box.value))}, opacity {alpha_slider.value:.2f}"
         with output:
             output.clear_output(wait=True)
             draw(class_box.value, layer_box.value, alpha_slider.value)

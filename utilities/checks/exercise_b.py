@@ -12,7 +12,7 @@ from PIL import Image
 from ..cam import grad_cam
 from ..images import DATA_DIR, load_image
 from ..models import LoadedModel
-from ..plotting import overlay_cam
+from ..plotting import CAM_COLORMAP, overlay_cam
 from ._common import Checker, CheckResult, cached, describe_error, smaller_input
 
 __all__ = ["CHECK_COUNT", "CHECK_NAMES", "check_b", "describe_overlay"]
@@ -60,7 +60,8 @@ def describe_overlay(overlay: np.ndarray, image: np.ndarray, heat: np.ndarray, w
     Args:
         overlay: (H, W, 3) array, uint8 or float in [0, 1].
         image: the photo, RGB uint8.
-        heat: the reference heat map alone (``overlay_cam`` with alpha 1), RGB uint8.
+        heat: the reference heat map alone (``overlay_cam`` with alpha 1 and its default
+            colormap, :data:`~utilities.plotting.CAM_COLORMAP`), RGB uint8.
         what: how to call the overlay in the message.
     """
     pixels = overlay.astype(np.float64)
@@ -79,7 +80,7 @@ def describe_overlay(overlay: np.ndarray, image: np.ndarray, heat: np.ndarray, w
     if residual < 3:
         return f"the heat map in {what} is barely visible (alpha {alpha:.2f}): use overlay_cam's default alpha, 0.5."
     return (f"the heat map in {what} is not the Grad-CAM of the model's top class at layer4 (normalised to [0, 1], "
-            "coloured by overlay_cam).")
+            f"coloured by overlay_cam with its default colormap, {CAM_COLORMAP!r}).")
 
 
 def _check_file(checker: Checker, model: LoadedModel, explain_file: Callable) -> None:

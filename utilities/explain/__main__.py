@@ -12,6 +12,7 @@ from typing import Sequence
 from ..cam import CAMMethod
 from ..methods import CAM_METHODS
 from ..models import ModelUnavailableError, load_model
+from ..plotting import CAM_COLORMAP, check_colormap
 from ..widgets import noninteractive
 from .folder import CSV_NAME, ExplainUsageError, check_output_folder, explain_images, find_images
 
@@ -35,10 +36,13 @@ def _option_name(method_name: str) -> str:
 #: --method values and the CAM method classes they pick.
 METHODS_BY_OPTION: dict[str, type[CAMMethod]] = {_option_name(name): method for name, method in CAM_METHODS.items()}
 
-DESCRIPTION = """\
+DESCRIPTION = f"""\
 Class activation maps for many images at once. For every image and class it
 writes an overlay PNG (the map coloured over the image) into --out, and one
-CSV, explanations.csv, with a row per image and class."""
+CSV, {CSV_NAME}, with a row per image and class. Each map is scaled by its
+own minimum and maximum, so colours cannot be compared between PNGs; with
+the default colormap, {CAM_COLORMAP}, the map's minimum is black and its maximum
+pale yellow."""
 
 EPILOG = f"""\
 which files:
@@ -70,8 +74,8 @@ exit status:
   {EXIT_SKIPPED}  some files or sub-folders were skipped (see the list at the end),
      or no files were found
   {EXIT_USAGE}  usage error: bad arguments, a PATH that does not exist, an unknown
-     class, model or layer, or an --out folder that holds input files;
-     nothing was written
+     class, model, layer or colormap, or an --out folder that holds input
+     files; nothing was written
 
 examples:
   {PROG} data --top-k 3 --out cams
@@ -102,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--layer", metavar="NAME", help="the layer to explain, by module name, e.g. layer4 or layer3 (default: the model's own default, layer4 for resnet50 and efficientnet_lite0)"
+    )
+    parser.add_argument(
+        "--cmap", default=CAM_COLORMAP, metavar="NAME",
+        help=f"matplotlib colormap of the overlays (default: {CAM_COLORMAP}, perceptually uniform; jet: the literature's colours)",
     )
     parser.add_argument(
         "--method", choices=list(METHODS_BY_OPTION), default="gradcam",
@@ -138,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.top_k < 1:
         return usage_error(f"--top-k must be at least 1, got {args.top_k}.")
     try:
+        check_colormap(args.cmap)
+    except ValueError as error:
+        return usage_error(str(error))
+    try:
         files, skipped = find_images(args.paths, ignore=args.out)
         out = check_output_folder(args.out, files)
     except ExplainUsageError as error:
@@ -160,7 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(f"{method.name} at {method.layer_name} of {model.name}, {len(files)} file(s) -> {out}", file=sys.stderr)
     report = explain_images(
-        model, method, files, out, classes=classes, top_k=args.top_k, progress=False if noninteractive() else None
+        model, method, files, out, classes=classes, top_k=args.top_k, progress=False if noninteractive() else None,
+        cmap=args.cmap,
     )
     report.skipped[:0] = skipped
     print(

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from ..cam import CAMMethod
 from ..images import ImageLoadError, load_image
 from ..models import LoadedModel
-from ..plotting import overlay_cam
+from ..plotting import CAM_COLORMAP, check_colormap, overlay_cam
 
 __all__ = [
     "CSV_COLUMNS",
@@ -183,8 +183,11 @@ def explain_images(
     classes: Sequence[int] | None = None,
     top_k: int = 1,
     progress: bool | None = None,
+    cmap: str = CAM_COLORMAP,
 ) -> FolderReport:
     """Explain each image for some classes: overlay PNGs and one CSV in ``out``.
+
+    Each overlay shows its map scaled by the map's own minimum and maximum.
 
     Args:
         model: the model (for preprocessing and class names).
@@ -198,10 +201,16 @@ def explain_images(
             image's ``top_k`` most probable classes.
         top_k: how many of the most probable classes, without ``classes``.
         progress: show a progress bar; ``None``: only on a terminal.
+        cmap: matplotlib colormap of the overlays (default
+            :data:`~utilities.plotting.CAM_COLORMAP`).
 
     Returns:
         The rows written and the files skipped.
+
+    Raises:
+        ValueError: an unknown ``cmap`` (before anything is written).
     """
+    check_colormap(cmap)  # an unknown name fails here, not once per image
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report = FolderReport(csv_path=out / CSV_NAME)
@@ -216,7 +225,7 @@ def explain_images(
                 report.skipped.append(Skipped(path, str(error)))
                 continue
             try:
-                rows = _explain_one(model, method, path, pixels, out, classes, top_k, taken)
+                rows = _explain_one(model, method, path, pixels, out, classes, top_k, taken, cmap)
             except Exception as error:  # noqa: BLE001 - one bad file must not stop a folder; reported with its type
                 report.skipped.append(Skipped(path, f"could not be explained: {type(error).__name__}: {error}"))
                 continue
@@ -235,6 +244,7 @@ def _explain_one(
     classes: Sequence[int] | None,
     top_k: int,
     taken: set[str],
+    cmap: str,
 ) -> list[dict[str, object]]:
     inputs = model.preprocess(pixels).unsqueeze(0).to(model.device)
     if classes is None:
@@ -245,7 +255,7 @@ def _explain_one(
     for position, index in enumerate(result.class_indices):
         cam = result.map_for(index, model.class_names)
         name = overlay_name(path, result.class_names[position], taken)
-        Image.fromarray(overlay_cam(pixels, cam)).save(out / name)
+        Image.fromarray(overlay_cam(pixels, cam, cmap=cmap)).save(out / name)
         row, column = _peak(cam)
         rows.append(
             {
