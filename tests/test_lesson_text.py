@@ -59,7 +59,7 @@ def unprinted_numbers(notebook) -> list[tuple[int, str]]:
         for index, cell in enumerate(notebook.cells)
         if cell.cell_type == "markdown"
         for number in stated_numbers(cell.source)
-        if number not in printed
+        if not re.search(rf"(?<![\d.]){re.escape(number)}(?![\d%]|\.\d)", printed)
     ]
 
 
@@ -77,6 +77,14 @@ def test_a_number_that_no_output_shows_is_reported():
     code.outputs = [nbformat.v4.new_output("stream", name="stdout", text="espresso 59%, share 0.94\n")]
     notebook.cells = [code, nbformat.v4.new_markdown_cell("Espresso gets 59% and a share of 0.94, rank 0.70.")]
     assert unprinted_numbers(notebook) == [(1, "0.70")]
+
+
+def test_a_number_inside_a_longer_printed_number_does_not_count():
+    notebook = nbformat.v4.new_notebook()
+    code = nbformat.v4.new_code_cell("print(...)")
+    code.outputs = [nbformat.v4.new_output("stream", name="stdout", text="share 100%, value 0.945, rank 10.7\n")]
+    notebook.cells = [code, nbformat.v4.new_markdown_cell("A share of 0% and 100%, a value of 0.94, a rank of 0.7.")]
+    assert unprinted_numbers(notebook) == [(1, "0%"), (1, "0.94"), (1, "0.7")]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -102,3 +110,50 @@ def test_every_question_has_a_worked_answer(path):
     blocks = _QUESTION.split(questions_text)[2::2]
     for number, block in zip(numbers, blocks):
         assert _ANSWER.search(block), f"{path.name}: question {number} has no worked answer"
+
+
+def _fold_claims():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fold_claims", NOTEBOOK_DIR.parent / "scripts" / "fold_claims.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fold_claims_moves_top_level_claims_and_keeps_dependent_ones(tmp_path):
+    fold_claims = _fold_claims()
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell("x = 1\nprint(x)\nclaim(model, x == 1, 'x is one')\n_ = claim(model, x > 0, 'x is positive')"),
+        nbformat.v4.new_code_cell("y = 2\nclaim(model, y == 2, 'y is two')\ny = 3\nprint(y)"),
+        nbformat.v4.new_code_cell("for v in [1]:\n    claim(model, v, 'v')\n    print(v)"),
+    ]
+    path = tmp_path / "lesson.ipynb"
+    nbformat.write(notebook, path)
+    report = fold_claims.fold_notebook(path)
+    cells = nbformat.read(path, as_version=4).cells
+    assert [cell.source for cell in cells[:2]] == [
+        "x = 1\nprint(x)",
+        "claim(model, x == 1, 'x is one')\n_ = claim(model, x > 0, 'x is positive')",
+    ]
+    assert cells[1].metadata["jupyter"]["source_hidden"] and "hide-input" in cells[1].metadata["tags"]
+    # a claim that reads y before y is rebound, and a claim inside a loop with other work, stay where they are
+    assert [cell.source for cell in cells[2:]] == [notebook.cells[1].source, notebook.cells[2].source]
+    assert len(report) == 3 and "left in place" in report[1] and "left in place" in report[2]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_claims_are_folded_in_cells_of_their_own(path):
+    """A learner reads the verdicts, not the checking code: claims sit in folded cells (scripts/fold_claims.py)."""
+    fold_claims = _fold_claims()
+    notebook = nbformat.read(path, as_version=4)
+    mixed = [i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code" and "claim(" in cell.source and not fold_claims.is_claim_cell(cell)]
+    unfolded = [
+        i
+        for i, cell in enumerate(notebook.cells)
+        if fold_claims.is_claim_cell(cell)
+        and not (cell.metadata.get("jupyter", {}).get("source_hidden") and "hide-input" in cell.metadata.get("tags", []))
+    ]
+    assert not mixed, f"{path.name}: cells {mixed} mix claims with other code; run scripts/fold_claims.py or split them"
+    assert not unfolded, f"{path.name}: claim cells {unfolded} are not folded; run scripts/fold_claims.py"
