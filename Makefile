@@ -28,6 +28,10 @@ grade:  ## grade a class's exercise notebooks: make grade SUBMISSIONS=folder [JO
 bench-grading:  ## 60 submissions graded with --jobs 1 and 2: submissions per minute
 	$(PYTHON) tasks.py bench-grading $(ARGS)
 
+.PHONY: mutation
+mutation:  ## how many automatic wrong answers (mutants of the solutions) the exercise checks catch: make mutation [ARGS='--exercises a --json out.json']
+	$(PYTHON) tasks.py mutation $(ARGS)
+
 nbgrader-course:  ## an nbgrader course folder, one assignment per exercise, for grading on a JupyterHub: make nbgrader-course OUT=folder
 	$(PYTHON) tasks.py nbgrader-course $(OUT)
 
