@@ -143,6 +143,23 @@ def test_randomization_is_reproducible_and_leaves_the_global_seed_alone(lite_mod
     assert first[1].correlation == second[1].correlation
 
 
+def test_randomization_reuses_a_given_original_map(lite_model, chelsea_input):
+    calls = []
+
+    def explain(network, inputs):
+        calls.append(network)
+        return GradCAM(network, "layer4")(inputs, 285).raw[0]
+
+    stages = [("fc", ("fc",))]
+    computed = cascading_randomization(lite_model.network, chelsea_input, explain, stages, seed=2)
+    assert len(calls) == 2  # the original network, then the randomised one
+    given = cascading_randomization(lite_model.network, chelsea_input, explain, stages, seed=2, original=computed[0].map)
+    assert len(calls) == 3 and calls[-1] is not lite_model.network  # only the randomised network ran
+    assert torch.equal(given[0].map, computed[0].map) and given[1].correlation == computed[1].correlation
+    with pytest.raises(ValueError, match="2-D map"):
+        cascading_randomization(lite_model.network, chelsea_input, explain, stages, original=computed[0].map[None])
+
+
 def test_deletion_and_insertion_equals_the_single_curves(toy):
     network, inputs, perfect = toy
     maps = {"perfect": perfect, "random": random_map((SIZE, SIZE), seed=2), "coarse": random_map((SIZE, SIZE), 3, (4, 4))}

@@ -103,6 +103,7 @@ def cascading_randomization(
     explain: Explain,
     stages: Sequence[tuple[str, Sequence[str]]] = DEFAULT_STAGES,
     seed: int = 0,
+    original: torch.Tensor | None = None,
 ) -> list[RandomizationStep]:
     """Randomise a copy of the network stage by stage, from the top, and compare explanations.
 
@@ -118,11 +119,20 @@ def cascading_randomization(
         stages: (label, module names) pairs, in the order to randomise them;
             each step keeps the earlier randomisations (cascading).
         seed: seed of the new random weights.
+        original: ``explain(network, inputs)`` if already computed, e.g. by
+            the call with another seed; it is then not computed again.
 
     Returns:
         The original step (correlation 1) and one step per stage.
+
+    Raises:
+        ValueError: ``original`` is not 2-D.
     """
-    original = explain(network, inputs).detach()
+    if original is None:
+        original = explain(network, inputs)
+    elif original.ndim != 2:
+        raise ValueError(f"original must be the 2-D map explain(network, inputs) returns, got shape {tuple(original.shape)}.")
+    original = original.detach()
     steps = [RandomizationStep("original", 1.0, original)]
     randomised = copy.deepcopy(network)
     generator_state = torch.random.get_rng_state()
