@@ -5,7 +5,7 @@ Usage: ``python scripts/build_site.py [--out build/site]`` (or ``make site``,
 with their committed outputs, never executed (see ``site/conf.py``).
 
 The pages are, in this order: the README (front page), the lesson notebooks
-``notebooks/00`` .. ``09``, the exercises' student versions, the teacher's
+``notebooks/00`` .. ``09`` (a second part, e.g. ``05b``, after its first), the exercises' student versions, the teacher's
 guide and the data licences. They are copied with their relative paths into
 a staging folder (``build/site-src``) that Sphinx builds; the README gets a
 table of contents appended there, nothing in the repository is changed.
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: The site's pages after the front page, as (section title, glob patterns relative to the repository).
 SECTIONS = [
-    ("Lessons", ["notebooks/[0-9][0-9]_*.ipynb"]),
+    ("Lessons", ["notebooks/[0-9][0-9]*_*.ipynb"]),  # 05_ sorts before 05b_, a lesson's second part
     ("Exercises (student versions)", ["exercises/student/exercise_*.ipynb"]),
     ("For teachers", ["exercises/TEACHER_GUIDE.md"]),
     ("Data", ["data/README.md"]),
