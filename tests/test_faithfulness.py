@@ -12,6 +12,7 @@ from utilities.faithfulness import (
     insertion_curve,
     pointing_game,
     random_map,
+    randomized_networks,
     spearman_rank_correlation,
 )
 
@@ -141,6 +142,42 @@ def test_randomization_is_reproducible_and_leaves_the_global_seed_alone(lite_mod
     assert torch.rand(1) == expected_next
     second = cascading_randomization(lite_model.network, chelsea_input, explain, [("fc", ("fc",))], seed=5)
     assert first[1].correlation == second[1].correlation
+
+
+def test_randomized_networks_draw_the_same_weights_whatever_the_caller_draws(lite_model):
+    stages = [("fc", ("fc",)), ("layer4", ("layer4",))]
+
+    def weights(net):  # copies: the network is changed in place at the next step
+        return net.fc.weight.clone(), {k: v.clone() for k, v in net.layer4[0].state_dict().items()}
+
+    torch.manual_seed(7)
+    expected_next = torch.rand(1)
+    torch.manual_seed(7)
+    quiet = [(label, *weights(net)) for label, net in randomized_networks(lite_model.network, stages, seed=3)]
+    assert torch.rand(1) == expected_next  # the global random state is left as it was
+    noisy = []
+    for label, net in randomized_networks(lite_model.network, stages, seed=3):
+        torch.rand(100)  # the caller draws random numbers between the steps
+        noisy.append((label, *weights(net)))
+    assert [label for label, *_ in noisy] == ["fc", "layer4"]
+    for (_, fc_quiet, block_quiet), (_, fc_noisy, block_noisy) in zip(quiet, noisy):
+        assert torch.equal(fc_quiet, fc_noisy)
+        assert all(torch.equal(block_quiet[k], block_noisy[k]) for k in block_quiet)
+    assert not torch.equal(quiet[0][1], lite_model.network.fc.weight)  # randomised, and the original untouched
+    trained_block = lite_model.network.layer4[0].state_dict()
+    assert all(torch.equal(quiet[0][2][k], trained_block[k]) for k in trained_block)  # layer4 still trained after fc
+    assert not all(torch.equal(quiet[1][2][k], trained_block[k]) for k in trained_block)  # and random after layer4
+    other = next(randomized_networks(lite_model.network, stages, seed=4))[1]
+    assert not torch.equal(other.fc.weight, quiet[0][1])
+    # cascading_randomization explains exactly these copies, even with an explanation that draws random numbers
+    seen = []
+
+    def explain(net, inputs):
+        seen.append(net.fc.weight.clone())
+        return torch.rand(2, 2)
+
+    cascading_randomization(lite_model.network, torch.zeros(1, 3, 64, 64), explain, stages, seed=3, original=torch.rand(2, 2))
+    assert len(seen) == 2 and all(torch.equal(a, b) for a, b in zip(seen, [fc for _, fc, _ in quiet]))
 
 
 def test_randomization_reuses_a_given_original_map(lite_model, chelsea_input):

@@ -3,7 +3,8 @@
 - :func:`cascading_randomization`: re-initialise the network from the classifier
   down, stage by stage (PyTorch's default initialisation of each layer), and see whether the explanation changes (Adebayo et
   al., 2018). An explanation that stays the same does not depend on what the
-  model learnt.
+  model learnt. :func:`randomized_networks` yields the randomised copies
+  themselves, to explain several images or methods with each.
 - :func:`deletion_curve`, :func:`insertion_curve`: remove (or add) pixels in
   order of importance and follow the class probability or logit (Petsiuk et
   al., 2018). A faithful map makes the score fall fast (low deletion area) and
@@ -35,6 +36,7 @@ __all__ = [
     "insertion_curve",
     "pointing_game",
     "random_map",
+    "randomized_networks",
     "spearman_rank_correlation",
 ]
 
@@ -97,6 +99,47 @@ def _reinitialise(module: nn.Module) -> None:
             submodule.reset_parameters()  # batch norm: also its running statistics
 
 
+def randomized_networks(
+    network: nn.Module, stages: Sequence[tuple[str, Sequence[str]]] = DEFAULT_STAGES, seed: int = 0
+) -> Iterator[tuple[str, nn.Module]]:
+    """Yield a copy of the network after each step of cascading randomisation, from the top.
+
+    One copy is made and re-initialised further at each step (see
+    :func:`_reinitialise`); the stages below keep their trained weights until
+    their turn. Use the copy before asking for the next step: it is the same
+    object, changed in place. The new weights depend only on ``seed`` and the
+    stages: the random numbers are drawn from a state of their own, so what the
+    caller draws between steps changes nothing, and the global random state is
+    left as it was.
+
+    Args:
+        network: the trained network (not modified).
+        stages: (label, module names) pairs, in the order to randomise them.
+        seed: seed of the new random weights.
+
+    Yields:
+        (label of the stage randomised last, the randomised copy in eval mode, frozen).
+
+    Raises:
+        AttributeError: a module name the network does not have.
+    """
+    randomised = copy.deepcopy(network)
+    caller_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    state = torch.random.get_rng_state()
+    torch.random.set_rng_state(caller_state)
+    for label, module_names in stages:
+        caller_state = torch.random.get_rng_state()
+        torch.random.set_rng_state(state)
+        try:
+            for name in module_names:
+                _reinitialise(randomised.get_submodule(name))
+            state = torch.random.get_rng_state()
+        finally:
+            torch.random.set_rng_state(caller_state)
+        yield label, randomised.eval().requires_grad_(False)
+
+
 def cascading_randomization(
     network: nn.Module,
     inputs: torch.Tensor,
@@ -109,7 +152,8 @@ def cascading_randomization(
 
     Each stage's layers are re-initialised as newly built PyTorch layers (see
     :func:`_reinitialise`); the stages below keep their trained weights until
-    their turn.
+    their turn. The copies are those of :func:`randomized_networks` with the
+    same stages and seed.
 
     Args:
         network: the trained network (not modified; a copy is randomised).
@@ -134,18 +178,9 @@ def cascading_randomization(
         raise ValueError(f"original must be the 2-D map explain(network, inputs) returns, got shape {tuple(original.shape)}.")
     original = original.detach()
     steps = [RandomizationStep("original", 1.0, original)]
-    randomised = copy.deepcopy(network)
-    generator_state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(seed)
-        for label, module_names in stages:
-            for name in module_names:
-                _reinitialise(randomised.get_submodule(name))
-            randomised.eval().requires_grad_(False)
-            current = explain(randomised, inputs).detach()
-            steps.append(RandomizationStep(label, spearman_rank_correlation(original, current), current))
-    finally:
-        torch.random.set_rng_state(generator_state)
+    for label, randomised in randomized_networks(network, stages, seed):
+        current = explain(randomised, inputs).detach()
+        steps.append(RandomizationStep(label, spearman_rank_correlation(original, current), current))
     return steps
 
 
