@@ -138,3 +138,88 @@ def test_student_errors_are_reported_not_raised(solutions, lite_model):
 
     result = check_a(lite_model, broken, solutions["a"]["dominant_class"])
     assert "broken raised KeyError: 'oops'" in "\n".join(result.problems)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        # consomme 5.0% against espresso's 4.7%: close, but above it; the old 1-point margin failed it.
+        (lambda steps: [*steps[:2], v2.GaussianBlur(15, 4.0), *steps[2:]], "consomme"),
+        # The top class below 1%: a flat distribution is still a changed top class.
+        (lambda steps: [steps[0], v2.Resize(16, antialias=True), *steps[2:]], "chiffonier"),
+        (lambda steps: [steps[0], v2.Resize(32, interpolation=v2.InterpolationMode.NEAREST), *steps[2:]], None),
+    ],
+    ids=["blur, a close second", "thumbnail, top class below 1%", "nearest thumbnail"],
+)
+def test_check_c_accepts_right_answers_written_differently(lite_model, change, expected):
+    def changed_preprocess(image):
+        return v2.Compose(change(list(lite_model.preprocess.transforms)))(image)
+
+    from utilities import DATA_DIR, load_image
+
+    with torch.inference_mode():
+        top = int(lite_model.network(changed_preprocess(load_image(DATA_DIR / "coffee.jpg")).unsqueeze(0)).argmax())
+    name = lite_model.class_names[top]
+    assert name == expected if expected is not None else name != "espresso"
+    result = check_c(lite_model, changed_preprocess, name)
+    assert result.correct, str(result)
+
+
+# --- what a student's function may not change
+
+
+def test_snapshot_finds_and_restores_every_change_a_function_can_make(lite_model):
+    from utilities.checks._common import Snapshot
+
+    network = lite_model.network
+    norm = next(module for module in network.modules() if isinstance(module, torch.nn.BatchNorm2d))
+    before = {name: value.clone() for name, value in network.state_dict().items()}
+    steps = repr(lite_model.preprocess)
+    snapshot = Snapshot([lite_model])
+    assert snapshot.changes("f") == []
+    network.train()
+    with torch.no_grad():
+        network(torch.rand(2, 3, 64, 64))  # training mode: batch norm updates its running statistics
+    next(network.parameters()).requires_grad_(True)
+    network.layer4.register_forward_hook(lambda *args: None)
+    lite_model.preprocess.transforms[1] = v2.Resize(32)
+    found = "\n".join(message for _, message in snapshot.changes("f"))
+    for fragment in ("training mode", "batch-norm statistics", "requires_grad", "left 1 hook", "changed model.preprocess"):
+        assert fragment in found, fragment
+    snapshot.restore()
+    assert snapshot.changes("f") == []
+    assert not network.training and not norm.training and not any(p.requires_grad for p in network.parameters())
+    assert count_hooks(network) == 0 and repr(lite_model.preprocess) == steps
+    assert all(torch.equal(value, before[name]) for name, value in network.state_dict().items())
+
+
+def test_a_side_effect_costs_the_next_check_once_and_the_model_is_put_back(lite_model, solutions):
+    right = solutions["d"]["localisation_shares"]
+
+    def localisation_shares(model, image, class_name, object_mask):
+        model.network.train()
+        return right(model, image, class_name, object_mask)
+
+    result = check_d(lite_model, localisation_shares, solutions["d"]["first_localised_stage"])
+    problems = "\n".join(result.problems)
+    assert problems.count("left the network in training mode") == 1 and "The check put it back" in problems
+    assert len(result.passed) == CHECK_COUNTS["d"] - 1
+    assert not lite_model.network.training
+    assert check_d(lite_model, right, solutions["d"]["first_localised_stage"]).correct
+
+
+@pytest.mark.parametrize("letter", "abcde")
+def test_an_unfinished_function_raises_through_no_visible_frame_of_the_checks(lite_model, letter):
+    # IPython (and so nbgrader's feedback) leaves frames with __tracebackhide__ out of a traceback:
+    # the student sees the check's call and their own function, nothing inside utilities/checks.
+    check, names = {"a": (check_a, 2), "b": (check_b, 2), "c": (check_c, 1), "d": (check_d, 2), "e": (check_e, 2)}[letter]
+
+    def stub(*args, **kwargs):
+        raise NotImplementedError("hint")
+
+    arguments = [stub, stub] if names == 2 else [stub, "espresso"]
+    with pytest.raises(NotImplementedError) as caught:
+        check(lite_model, *arguments)
+    frames = [entry.frame for entry in caught.traceback]
+    inside = [frame for frame in frames if "utilities/checks" in str(frame.code.path)]
+    assert inside and all(frame.f_locals.get("__tracebackhide__") for frame in inside), [frame.code.name for frame in inside]

@@ -72,6 +72,11 @@ def hand_cams(
         maps = normalize_cams(maps)
     elif normalise == "global":
         maps = (maps - maps.min()) / (maps.max() - maps.min())
+    elif normalise == "by hand":  # each map by its own range, with no case for a map with no range
+        low, high = maps.amin(dim=(1, 2), keepdim=True), maps.amax(dim=(1, 2), keepdim=True)
+        maps = (maps - low) / (high - low)
+    elif normalise == "max only":  # divided by the maximum, guarded against 0, without subtracting the minimum
+        maps = maps / maps.amax(dim=(1, 2), keepdim=True).clamp(min=1e-12)
     return maps
 
 
@@ -93,7 +98,58 @@ def _sums(cams, by_rows=False):
     return cams[..., : size // 2].sum(dim=(-2, -1)), cams[..., size // 2 :].sum(dim=(-2, -1))
 
 
+def _split_at(boundary):
+    """dominant_class splitting the columns at ``boundary(width, cams)`` instead of width // 2."""
+
+    def dominant_class(cams, class_names):
+        cut = boundary(cams.shape[-1], cams)
+        return {"left": class_names[int(cams[..., :cut].sum(dim=(-2, -1)).argmax())],
+                "right": class_names[int(cams[..., cut:].sum(dim=(-2, -1)).argmax())]}
+
+    return _dominant(dominant_class)
+
+
+def _dominant_in_place(cams, class_names):
+    cams.clamp_(max=0.5)  # caps the maps in place, the caller's too
+    left, right = _sums(cams)
+    return {"left": class_names[int(left.argmax())], "right": class_names[int(right.argmax())]}
+
+
+_dominant_in_place.__name__ = "dominant_class"
+
+def _fixed_size(model, image, class_names):
+    """Maps upsampled to one fixed size (the size of the photo the student tried first), not image.shape[:2]."""
+    maps = hand_cams(model, image, class_names, size=None, normalise="none")
+    return normalize_cams(upsample_cams(maps, (176, 352)))
+
+
 WRONG_A = [
+    WrongAnswer("a", "the size hard-coded", r"on a second photo of odd size, 143x215.*take the size from the image you are given",
+                lambda m, s: {"cams_for_classes": _fixed_size}),
+    WrongAnswer("a", "hand-written (x - min) / (max - min) without a guard", r"the map of '[^']+' contains NaN.*no positive evidence.*divides 0 by 0",
+                _cams(normalise="by hand")),
+    WrongAnswer("a", "normalised by the maximum alone", r"runs from 0\.\d\d to 1, not from 0.*dividing by the maximum alone",
+                _cams(normalise="max only")),
+    WrongAnswer("a", "a NumPy array returned", r"should return a torch tensor \(K, H, W\); it returns a NumPy array \(float32\), e\.g\. torch\.from_numpy",
+                lambda m, s: {"cams_for_classes": lambda model, image, names: hand_cams(model, image, names).numpy()}),
+    WrongAnswer("a", "the network left in training mode", r"left the network in training mode.*The check put it back",
+                lambda m, s: {"cams_for_classes": lambda model, image, names: (model.network.train(), hand_cams(model, image, names))[1]}),
+    WrongAnswer("a", "dominant_class: the middle column of an odd width on the left ((W + 1) // 2)", r"for an odd width the middle column went to the left half",
+                _split_at(lambda width, cams: (width + 1) // 2)),
+    WrongAnswer("a", "dominant_class: one column too many on the left", r"left half has one column too many",
+                _split_at(lambda width, cams: width // 2 + 1)),
+    WrongAnswer("a", "dominant_class: one column short on the left", r"left half is one column short",
+                _split_at(lambda width, cams: width // 2 - 1)),
+    WrongAnswer("a", "dominant_class: width taken from cams.shape[1] (the height)", r"split at half the height \(cams\.shape\[1\]",
+                _split_at(lambda width, cams: cams.shape[1] // 2)),
+    WrongAnswer("a", "dominant_class: a tie goes to the last class", r"a tie goes to the class that comes first in class_names",
+                _dominant(lambda cams, names: {half: names[len(names) - 1 - int(part.sum(dim=(-2, -1)).flip(0).argmax())]
+                                               for half, part in (("left", cams[..., : cams.shape[-1] // 2]), ("right", cams[..., cams.shape[-1] // 2 :]))})),
+    WrongAnswer("a", "dominant_class: a set of names", r"should return a dict \{'left': name, 'right': name\}; got \{",
+                _dominant(lambda cams, names: {names[int(_sums(cams)[0].argmax())], names[int(_sums(cams)[1].argmax())]})),
+    WrongAnswer("a", "dominant_class: sums the maps in place", r"dominant_class changed the tensor it was given as argument 1, in place",
+                _dominant(_dominant_in_place)),
+
     WrongAnswer("a", "maps upsampled to the network input's size", r"the network input's size; upsample them to the image's size", _cams(size="input")),
     WrongAnswer("a", "maps not upsampled", r"upsample them to the image's size", _cams(size=None)),
     WrongAnswer("a", "height and width swapped", r"height and width swapped", _cams(size="swapped")),

@@ -31,13 +31,19 @@ def folder_explainer(
     make_folder: bool = True,
     returns_list: bool = True,
     report_errors: bool = True,
+    exist_ok: bool = True,
+    as_path: bool = True,
+    overwrite: bool = True,
+    image_format: str | None = None,
+    result: Callable[[list], Any] = lambda names: names,
 ) -> Callable:
     """explain_folder as a student writes it, with one switch per mistake (the defaults are right)."""
 
     def explain_folder(model, folder, output_folder):
-        output_folder = Path(output_folder)
+        if as_path:
+            output_folder = Path(output_folder)
         if make_folder:
-            output_folder.mkdir(parents=True, exist_ok=True)
+            Path(output_folder).mkdir(parents=True, exist_ok=exist_ok)
         not_images = []
         for path in files(Path(folder)):
             try:
@@ -47,8 +53,10 @@ def folder_explainer(
                 if report_errors:
                     not_images.append(report(path))
                 continue
-            Image.fromarray(np.ascontiguousarray(save(image, overlay))).save(output_folder / name(path))
-        return not_images if returns_list else None
+            target = output_folder / name(path)
+            if overwrite or not Path(target).exists():
+                Image.fromarray(np.ascontiguousarray(save(image, overlay))).save(target, format=image_format)
+        return result(not_images) if returns_list else None
 
     return explain_folder
 
@@ -65,7 +73,51 @@ def _by_extension(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
 
 
+def _pil_reader(model, path):
+    """explain_file reading the file with PIL instead of load_image."""
+    image = np.asarray(Image.open(path).convert("RGB"))
+    result = grad_cam(model, image)
+    return result.class_names[0], overlay_cam(image, result.maps[0])
+
+
+def _explain_with(model, path, **options):
+    """explain_file with grad_cam's or overlay_cam's options changed."""
+    image = load_image(path)
+    cmap = options.pop("cmap", None)
+    result = grad_cam(model, image, **options)
+    return result.class_names[0], overlay_cam(image, result.maps[0], **({"cmap": cmap} if cmap else {}))
+
+
 WRONG_B = [
+    WrongAnswer("b", "the overlay in the jet colormap", r"coloured with the colormap 'jet': use overlay_cam's default, 'inferno'",
+                _file(lambda model, path: _explain_with(model, path, cmap="jet"))),
+    WrongAnswer("b", "the overlay of layer3", r"the heat map is the Grad-CAM of layer3; the text asks for layer4",
+                _file(lambda model, path: _explain_with(model, path, layer="layer3"))),
+    WrongAnswer("b", "explain_file reads with PIL's open().convert('RGB')", r"on a 16-bit grayscale TIFF \(scan16\.tif\).*read images with load_image.*on a JPEG with an EXIF rotation \(rotated\.jpg\).*EXIF rotation was not applied",
+                _file(_pil_reader)),
+    WrongAnswer("b", "overlay with alpha 0.3", r"blended with alpha 0\.30: use overlay_cam's default alpha, 0\.5",
+                _file(lambda model, path: _explain(model, path, alpha=0.3))),
+    WrongAnswer("b", "overlay as a tensor", r"the overlay should be a NumPy array.*it is a tensor \(uint8\): convert with \.numpy\(\)",
+                _file(lambda model, path: (lambda n, o: (n, __import__("torch").from_numpy(o)))(*_explain(model, path)))),
+    WrongAnswer("b", "a set of names returned", r"should return a list of file names \(str\); it returns a set",
+                _folder(result=set)),
+    WrongAnswer("b", "Path objects as names", r"names as str \(path\.name.*not a PosixPath",
+                _folder(report=lambda path: Path(path.name))),
+    WrongAnswer("b", "JPEG bytes saved as *_cam.png", r"cat\.jpg_cam\.png is not a PNG file.*PNG's signature",
+                _folder(image_format="JPEG")),
+    WrongAnswer("b", "output_folder used as given (a str)", r"given folder and output_folder as str.*Path\(folder\), Path\(output_folder\)",
+                _folder(as_path=False)),
+    WrongAnswer("b", "exist_ok dropped", r"output_folder exists already \(from an earlier run\).*exist_ok=True",
+                _folder(exist_ok=False)),
+    WrongAnswer("b", "hidden files skipped", r"\.DS_Store is not an image but was not reported \(for a folder with hidden files",
+                _folder(files=lambda folder: sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")))),
+    WrongAnswer("b", "an earlier run's overlays skipped", r"cat\.jpg_cam\.png_cam\.png is missing",
+                _folder(files=lambda folder: sorted(p for p in folder.iterdir() if p.is_file() and not p.name.endswith("_cam.png")))),
+    WrongAnswer("b", "existing overlays not overwritten", r"PHOTO\.JPG_cam\.png, left in output_folder by an earlier run, was not replaced",
+                _folder(overwrite=False)),
+    WrongAnswer("b", "None when every file is an image", r"returns None.*\(for a folder of images only\)",
+                _folder(result=lambda names: names or None)),
+
     WrongAnswer("b", "overlay in BGR order", r"colours are in BGR order",
                 _file(lambda model, path: (lambda n, o: (n, np.ascontiguousarray(o[..., ::-1])))(*_explain(model, path)))),
     WrongAnswer("b", "the photo instead of the overlay", r"is the photo itself",
@@ -78,7 +130,7 @@ WRONG_B = [
                 _file(lambda model, path: _explain(model, path)[::-1])),
     WrongAnswer("b", "class index instead of name", r"by its name \(a str",
                 _file(lambda model, path: (grad_cam(model, load_image(path)).class_indices[0], _explain(model, path)[1]))),
-    WrongAnswer("b", "raw, unnormalised CAM in the overlay", r"not the Grad-CAM of the model's top class",
+    WrongAnswer("b", "raw, unnormalised CAM in the overlay", r"in the overlay, the heat map is the raw Grad-CAM \(result\.raw\), not normalised",
                 _file(lambda model, path: _explain(model, path, raw=True))),
     WrongAnswer("b", "only the heat map (alpha 1)", r"shows only the heat map",
                 _file(lambda model, path: _explain(model, path, alpha=1.0))),
@@ -90,9 +142,9 @@ WRONG_B = [
                 _folder(name=lambda path: f"{path.stem}_cam.png")),
     WrongAnswer("b", "paths reported instead of names", r"names \(path\.name.*not their paths",
                 _folder(report=lambda path: str(path))),
-    WrongAnswer("b", "no try/except: crashes on a text file", r"crashed on a folder with a text file.*Catch ImageLoadError",
+    WrongAnswer("b", "no try/except: crashes on a text file", r"crashed on the check's folder \(a text file.*raised ImageLoadError.*Catch ImageLoadError and report the file",
                 _folder(catch=())),
-    WrongAnswer("b", "files chosen by extension", r"notes\.txt is not an image but was not reported.*whatever their extension",
+    WrongAnswer("b", "files chosen by extension", r"notes\.txt is not an image but was not reported.*whatever their names",
                 _folder(files=_by_extension)),
     WrongAnswer("b", "sub-folders reported as not images", r"reported the sub-folder 'holiday'",
                 _folder(files=lambda folder: sorted(folder.iterdir()))),

@@ -52,7 +52,90 @@ def _in_place_negative(model):
     return changed_preprocess
 
 
+def _steps_then(model, after):
+    """The one-step solution (a thumbnail), then ``after`` applied to the tensor it gives: a change outside the steps."""
+
+    def changed_preprocess(image):
+        return after(v2.Compose(_thumbnail(list(model.preprocess.transforms)))(image))
+
+    return changed_preprocess
+
+
+def _blacked_out(image):
+    """The photo with its middle (the cup) blacked out, on a copy: the caller's photo is untouched."""
+    copy = image.copy()
+    height, width = copy.shape[:2]
+    copy[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4] = 0
+    return copy
+
+
+def _black_middle(tensor):
+    tensor = tensor.clone()
+    height, width = tensor.shape[-2:]
+    tensor[..., height // 4 : 3 * height // 4, width // 4 : 3 * width // 4] = 0
+    return tensor
+
+
+def _global_photo(model):
+    from utilities import DATA_DIR, load_image
+
+    photo = load_image(DATA_DIR / "coffee.jpg")  # the notebook's global photo
+
+    def changed_preprocess(image):
+        return v2.Compose(_thumbnail(list(model.preprocess.transforms)))(photo)
+
+    return changed_preprocess
+
+
+def _training_mode(model):
+    def changed_preprocess(image):
+        model.network.train()  # e.g. to "refresh" the model before trying a pipeline
+        return v2.Compose(_thumbnail(list(model.preprocess.transforms)))(image)
+
+    return changed_preprocess
+
+
+def _edits_model_preprocess(model):
+    def changed_preprocess(image):
+        model.preprocess.transforms[1] = v2.Resize(32, antialias=True)  # edits the model's own pipeline
+        return model.preprocess(image)
+
+    return changed_preprocess
+
+
+def _ran_before_the_check(make, new_top_class):
+    """An answer whose function the notebook already called once (the cell after it does) before the check runs."""
+
+    def build(model, solution):
+        from utilities import DATA_DIR, load_image
+
+        changed_preprocess = make(model)
+        changed_preprocess(load_image(DATA_DIR / "coffee.jpg"))
+        return {"changed_preprocess": changed_preprocess, "new_top_class": new_top_class}
+
+    return build
+
+
 WRONG_C = [
+    WrongAnswer("c", "a crop that keeps the aspect ratio", r"inverting the colours along the photo's \w+ edge does not change the input.*cut off",
+                _pipeline(lambda steps: [*steps[:2], v2.CenterCrop((200, 300)), *steps[2:]], "espresso")),
+    WrongAnswer("c", "a change made to the tensor after the steps", r"change made outside the steps",
+                _function(lambda m, s: _steps_then(m, lambda tensor: tensor.flip(0)), "jack-o'-lantern")),
+    WrongAnswer("c", "two changes inside one Lambda", r"differs from model\.preprocess in 3 steps.*inside a v2\.Lambda is a step too",
+                _pipeline(lambda steps: [steps[0], v2.Lambda(lambda x: v2.Grayscale(3)(v2.Resize(32, antialias=True)(x))), *steps[1:]])),
+    WrongAnswer("c", "the object blacked out on a copy of the photo", r"change made outside the steps \(to the photo, or a copy of it",
+                _function(lambda m, s: lambda image: m.preprocess(_blacked_out(image)))),
+    WrongAnswer("c", "the object blacked out by a Lambda step", r"inverting the colours in block \(2, 2\).*does not change the input at all.*hidden",
+                _pipeline(lambda steps: [steps[0], v2.Lambda(_black_middle), *steps[1:]])),
+    WrongAnswer("c", "the notebook's photo whatever the image", r"returns the same tensor whatever photo it is given.*image argument",
+                _function(lambda m, s: _global_photo(m), "jack-o'-lantern")),
+    WrongAnswer("c", "the network put in training mode", r"left the network in training mode.*The check put it back",
+                _function(lambda m, s: _training_mode(m), "jack-o'-lantern")),
+    WrongAnswer("c", "model.preprocess edited in place, by the cell before the check", r"model\.preprocess is not the model's own pipeline any more \(.*Resize.*\): a cell changed it in place",
+                _ran_before_the_check(_edits_model_preprocess, "jack-o'-lantern")),
+    WrongAnswer("c", "model.preprocess edited in place", r"changed model\.preprocess \(its steps\).*list\(model\.preprocess\.transforms\)",
+                _function(lambda m, s: _edits_model_preprocess(m), "jack-o'-lantern")),
+
     WrongAnswer("c", "returns a batch (1, 3, H, W)", r"returns a batch, shape \(1, 3",
                 _function(lambda m, s: lambda image: s["changed_preprocess"](image).unsqueeze(0))),
     WrongAnswer("c", "two changes: Resize(64) and no Normalize", r"differs from model\.preprocess in 2 steps",
@@ -65,11 +148,11 @@ WRONG_C = [
                 _pipeline(lambda steps: [steps[0], v2.Resize((224, 224), antialias=True), *steps[2:]])),
     WrongAnswer("c", "colours reversed on the photo array, not as a step", r"change made outside the steps",
                 _function(lambda m, s: lambda image: m.preprocess(np.ascontiguousarray(image[..., ::-1])))),
-    WrongAnswer("c", "the photo edited in place", r"changed the photo it was given",
+    WrongAnswer("c", "the photo edited in place", r"changed_preprocess changed the array it was given as argument 1, in place",
                 _function(lambda m, s: _in_place_negative(m))),
-    WrongAnswer("c", "nothing changed", r"still says 'espresso'",
+    WrongAnswer("c", "nothing changed", r"top class is still 'espresso' \(\d+\.\d%\)\.$",
                 _function(lambda m, s: m.preprocess, "espresso")),
-    WrongAnswer("c", "a flip, which barely matters to this model", r"still says 'espresso'.*try another candidate",
+    WrongAnswer("c", "a flip, which barely matters to this model", r"top class is still 'espresso'.*try another candidate",
                 _pipeline(lambda steps: [*steps, v2.RandomHorizontalFlip(p=1.0)], "espresso")),
     WrongAnswer("c", "grayscale with one channel", r"returns one channel.*num_output_channels=3",
                 _pipeline(lambda steps: [steps[0], v2.Grayscale(num_output_channels=1), *steps[1:3]])),
@@ -79,7 +162,7 @@ WRONG_C = [
                 _pipeline(_thumbnail, 607)),
     WrongAnswer("c", "new_top_class left at None", r"new_top_class is still None",
                 lambda m, s: {"new_top_class": None}),
-    WrongAnswer("c", "a real class the model does not predict", r"'tabby' is a real class, but not what the model predicts",
+    WrongAnswer("c", "a real class the model does not predict", r"'tabby' is a real class, but not what the model predicts with your pipeline: its top class is .jack-o'-lantern.",
                 _pipeline(_thumbnail, "tabby")),
     WrongAnswer("c", "a misspelt class name", r"not an ImageNet class name: No class called 'jack o lantern pumpkin'",
                 _pipeline(_thumbnail, "jack o lantern pumpkin")),

@@ -48,6 +48,15 @@ def _shares(**mistake):
     return lambda model, solution: {"localisation_shares": shares_function(**mistake)}
 
 
+def _mask_in_place(right):
+    def localisation_shares(model, image, class_name, object_mask):
+        shares = right(model, image, class_name, object_mask)
+        object_mask[:] = False  # "cleans up" the caller's mask
+        return shares
+
+    return localisation_shares
+
+
 def _first(function):
     return lambda model, solution: {"first_localised_stage": function}
 
@@ -87,6 +96,14 @@ WRONG_D = [
                 _first(lambda shares, threshold=0.8: max(STAGES, key=shares.get) if max(shares.values()) >= threshold else None)),
     WrongAnswer("d", "the last stage reaching the threshold", r"last stage that reaches the threshold",
                 _first(lambda shares, threshold=0.8: _in_order(shares, threshold, order=STAGES[::-1]))),
+    WrongAnswer("d", "layer1 never looked at", r"never looks at layer1",
+                _first(lambda shares, threshold=0.8: _in_order(shares, threshold, order=STAGES[1:]))),
+    WrongAnswer("d", "the stage's position instead of its name", r"should return a stage's name \(a str such as 'layer2'\) or None; it returns an int",
+                _first(lambda shares, threshold=0.8: (lambda stage: None if stage is None else STAGES.index(stage))(_in_order(shares, threshold)))),
+    WrongAnswer("d", "shares as tensors", r"each share should be a number \(a float\); localisation_shares returns a tensor \(float32\): convert with float",
+                _shares(share=lambda cam, mask: cam[mask].sum() / cam.sum() if float(cam.sum()) > 0 else torch.tensor(0.0))),
+    WrongAnswer("d", "the mask edited in place", r"localisation_shares changed the array it was given as argument 4, in place",
+                lambda model, solution: {"localisation_shares": _mask_in_place(solution["localisation_shares"])}),
     WrongAnswer("d", "default threshold 0.5", r"the default threshold is 0\.8",
                 _first(lambda shares, threshold=0.5: _in_order(shares, threshold))),
 ]

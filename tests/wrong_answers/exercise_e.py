@@ -84,7 +84,19 @@ def _grad(function):
     return lambda model, solution: {"grad_cam_from_cams": function}
 
 
+def _training_mode(right):
+    def class_activation_maps(model, image):
+        model.network.train()  # left in training mode: batch norm then uses and updates batch statistics
+        return right(model, image)
+
+    return class_activation_maps
+
+
 WRONG_E = [
+    WrongAnswer("e", "the network left in training mode", r"class_activation_maps left the network in training mode.*The check put it back",
+                lambda model, solution: {"class_activation_maps": _training_mode(solution["class_activation_maps"])}),
+    WrongAnswer("e", "a NumPy array from grad_cam_from_cams", r"grad_cam_from_cams should return a tensor of the same shape as cams; it returns a NumPy array",
+                _grad(lambda cams: (cams.clamp(min=0) / (cams.shape[-2] * cams.shape[-1])).numpy())),
     # class_activation_maps: what goes into the maps
     WrongAnswer("e", "fc's bias added to every cell", r"include fc's bias, added to every cell",
                 _finish(lambda cams, model, image, logits: cams + _bias(model))),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -13,9 +15,9 @@ from ..cam import grad_cam
 from ..images import DATA_DIR, load_image
 from ..models import LoadedModel
 from ..plotting import CAM_COLORMAP, overlay_cam
-from ._common import Checker, CheckResult, cached, describe_error, smaller_input
+from ._common import Checker, CheckResult, cached, describe_error, smaller_input, type_name
 
-__all__ = ["CHECK_COUNT", "CHECK_NAMES", "check_b", "describe_overlay"]
+__all__ = ["ALPHA", "CHECK_COUNT", "CHECK_NAMES", "PNG_SIGNATURE", "check_b", "describe_overlay", "image_kinds"]
 
 #: The checks' names, in the order they run (the gradebook's columns).
 CHECK_NAMES = (
@@ -32,18 +34,51 @@ CHECK_COUNT = len(CHECK_NAMES)
 IMAGES = {"cat.jpg": "chelsea.jpg", "cat.png": "coffee.jpg", "scan": "camera.png"}
 NOT_IMAGES = ("broken.png", "notes.txt")
 SUBFOLDER = "holiday"
+#: overlay_cam's default blend weight, which the text asks for; the fit of a right overlay is exact to rounding.
+ALPHA = 0.5
+ALPHA_TOLERANCE = 0.03
+STALE = "camera.png"  # an earlier run's file in the output folder
+#: The first bytes of every PNG file.
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _reference(model: LoadedModel, source: str) -> tuple[str, np.ndarray, np.ndarray]:
-    """(top class, photo, heat map alone) for a photo in the data folder."""
-    image = load_image(DATA_DIR / source)
+def image_kinds(root: Path) -> dict[str, Path]:
+    """Image files of the kinds load_image reads that a plain PIL ``open().convert("RGB")`` misreads.
+
+    Written into ``root``: description -> path.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    kinds = {}
+    photo = Image.open(DATA_DIR / "chelsea.jpg").convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display": the file holds the photo on its side
+    path = root / "rotated.jpg"
+    photo.transpose(Image.Transpose.ROTATE_90).save(path, exif=exif, quality=95)
+    kinds["a JPEG with an EXIF rotation"] = path
+    gray = np.asarray(Image.open(DATA_DIR / "camera.png").convert("L").resize((160, 160)), dtype=np.uint16) * 257
+    path = root / "scan16.tif"
+    Image.fromarray(gray.astype(np.uint16)).save(path)  # 16 bits per pixel, 0..65535
+    kinds["a 16-bit grayscale TIFF"] = path
+    rgba = np.dstack([np.asarray(Image.open(DATA_DIR / "coffee.jpg").convert("RGB").resize((240, 160))), np.full((160, 240), 255, np.uint8)])
+    rgba[:, :120, 3] = 0  # the left half transparent (its colours are still in the file)
+    path = root / "cutout.png"
+    Image.fromarray(rgba, mode="RGBA").save(path)
+    kinds["a PNG with transparent parts (RGBA)"] = path
+    return kinds
+
+
+def _reference(model: LoadedModel, path: Path) -> tuple[str, np.ndarray, np.ndarray]:
+    """(top class, photo as load_image reads it, heat map alone) for an image file."""
+    image = load_image(path)
     result = grad_cam(model, image)
     return result.class_names[0], image, overlay_cam(image, result.maps[0], alpha=1.0)
 
 
-def reference(model: LoadedModel, source: str) -> tuple[str, np.ndarray, np.ndarray]:
-    """Cached :func:`_reference`."""
-    return cached(model, ("exercise b", source), lambda: _reference(model, source))
+def reference(model: LoadedModel, source: str | Path) -> tuple[str, np.ndarray, np.ndarray]:
+    """Cached :func:`_reference` of a file (a name in the data folder, or a path), by its contents."""
+    path = DATA_DIR / source if isinstance(source, str) else source
+    key = hashlib.sha1(path.read_bytes()).hexdigest()
+    return cached(model, ("exercise b", key), lambda: _reference(model, path))
 
 
 def _fit(overlay: np.ndarray, image: np.ndarray, heat: np.ndarray) -> tuple[float, float]:
@@ -54,7 +89,37 @@ def _fit(overlay: np.ndarray, image: np.ndarray, heat: np.ndarray) -> tuple[floa
     return alpha, float(np.abs(difference - alpha * direction).mean())
 
 
-def describe_overlay(overlay: np.ndarray, image: np.ndarray, heat: np.ndarray, what: str = "the overlay") -> str:
+def _alternatives(model: LoadedModel, source: str | Path) -> dict[str, np.ndarray]:
+    """Heat maps alone (alpha 1) of the known mistakes for one file: message -> heat map."""
+    path = DATA_DIR / source if isinstance(source, str) else source
+    image = load_image(path)
+    right = grad_cam(model, image)
+    second = model.predict(image, top_k=2)[1][0]
+    wrong = {
+        "the heat map is the raw Grad-CAM (result.raw), not normalised: blend result.maps[0], which runs from 0 to 1.":
+            overlay_cam(image, right.raw[0], alpha=1.0),
+        "the heat map is the Grad-CAM of layer3; the text asks for layer4, grad_cam's default.":
+            overlay_cam(image, grad_cam(model, image, layer="layer3").maps[0], alpha=1.0),
+        f"the heat map is the Grad-CAM of the model's second class ({second!r}), not of its top class.":
+            overlay_cam(image, grad_cam(model, image, second).maps[0], alpha=1.0),
+    }
+    for name in ("jet", "viridis", "magma", "hot", "gray"):
+        if name != CAM_COLORMAP:
+            wrong[f"the heat map is coloured with the colormap {name!r}: use overlay_cam's default, {CAM_COLORMAP!r}."] = (
+                overlay_cam(image, right.maps[0], alpha=1.0, cmap=name))
+    return wrong
+
+
+def alternatives(model: LoadedModel, source: str | Path) -> Callable[[], dict[str, np.ndarray]]:
+    """Cached :func:`_alternatives`, computed when first called."""
+    path = DATA_DIR / source if isinstance(source, str) else source
+    key = hashlib.sha1(path.read_bytes()).hexdigest()
+    return lambda: cached(model, ("exercise b: mistakes", key), lambda: _alternatives(model, path))
+
+
+def describe_overlay(
+    overlay: np.ndarray, image: np.ndarray, heat: np.ndarray, what: str = "the overlay", alternatives: Callable[[], dict[str, np.ndarray]] | None = None
+) -> str:
     """Empty if ``overlay`` blends the heat map into the image in RGB, else what is wrong with it.
 
     Args:
@@ -63,13 +128,14 @@ def describe_overlay(overlay: np.ndarray, image: np.ndarray, heat: np.ndarray, w
         heat: the reference heat map alone (``overlay_cam`` with alpha 1 and its default
             colormap, :data:`~utilities.plotting.CAM_COLORMAP`), RGB uint8.
         what: how to call the overlay in the message.
+        alternatives: the heat maps of known mistakes (message -> heat map), computed only if needed.
     """
     pixels = overlay.astype(np.float64)
     if overlay.dtype.kind == "f" and pixels.max() <= 1.0:
         pixels = pixels * 255.0  # judge a float overlay's colours; its type is another check's business
     alpha, residual = _fit(pixels, image, heat)
     swapped_alpha, swapped_residual = _fit(pixels[..., ::-1], image, heat)
-    if residual < 3 and 0.15 <= alpha <= 0.85:
+    if residual < 3 and abs(alpha - ALPHA) <= ALPHA_TOLERANCE:
         return ""
     if swapped_residual < 3 and swapped_residual < residual:
         return f"{what}'s colours are in BGR order: keep RGB (no [..., ::-1], no cv2 without converting)."
@@ -78,12 +144,47 @@ def describe_overlay(overlay: np.ndarray, image: np.ndarray, heat: np.ndarray, w
     if residual < 3 and alpha > 0.85:
         return f"{what} shows only the heat map: blend it with the photo (overlay_cam's alpha below 1)."
     if residual < 3:
-        return f"the heat map in {what} is barely visible (alpha {alpha:.2f}): use overlay_cam's default alpha, 0.5."
+        return f"the heat map in {what} is blended with alpha {alpha:.2f}: use overlay_cam's default alpha, {ALPHA}, as the text asks."
+    for message, wrong in (alternatives() if alternatives else {}).items():
+        if wrong.shape == pixels.shape and _fit(pixels, image, wrong)[1] < 3:
+            return f"in {what}, {message}"
     return (f"the heat map in {what} is not the Grad-CAM of the model's top class at layer4 (normalised to [0, 1], "
             f"coloured by overlay_cam with its default colormap, {CAM_COLORMAP!r}).")
 
 
+_READ_WITH_LOAD_IMAGE = ("read images with load_image: it applies the EXIF rotation, scales 16-bit values to 8 bits, "
+                        "and puts transparent parts on white, as grad_cam expects")
+
+
+def _form_problem(answer: Any) -> str:
+    """What is wrong with the form of explain_file's result, or ""."""
+    if not isinstance(answer, (tuple, list)) or len(answer) != 2:
+        return f"explain_file should return two things, (class name, overlay); it returns {type_name(answer)}."
+    if isinstance(answer[1], str) and not isinstance(answer[0], str):
+        return "explain_file returns (overlay, class name); return them the other way round: (class name, overlay)."
+    if not isinstance(answer[0], str):
+        return (f"the class should be given by its name (a str, e.g. from grad_cam's result.class_names), "
+                f"not {type_name(answer[0])}.")
+    if not isinstance(answer[1], np.ndarray):
+        hint = ": convert with .numpy()" if hasattr(answer[1], "numpy") else ""
+        return f"the overlay should be a NumPy array (H, W, 3), as overlay_cam returns; it is {type_name(answer[1])}{hint}."
+    return ""
+
+
+def _size_problem(overlay: np.ndarray, image: np.ndarray, what: str = "the overlay") -> str:
+    right_size = overlay.shape == image.shape
+    if right_size and overlay.dtype == np.uint8:
+        return ""
+    if right_size:
+        return f"{what} has the right size but is {overlay.dtype}: return RGB uint8 (0 to 255), as overlay_cam does."
+    if overlay.ndim == 3 and overlay.shape[:2] == image.shape[:2]:
+        return f"{what} has {overlay.shape[2]} channels; return RGB, 3 channels."
+    return (f"{what} is {'x'.join(map(str, overlay.shape[:2]))}; make it the image's size, "
+            f"{image.shape[0]}x{image.shape[1]} (photos need not be the network input's size).")
+
+
 def _check_file(checker: Checker, model: LoadedModel, explain_file: Callable) -> None:
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     later = ["predicted class", "overlay size and type", "overlay shows the CAM in RGB"]
     path = DATA_DIR / "coffee.jpg"
     ok, answer = checker.call(explain_file, model, path)
@@ -91,128 +192,224 @@ def _check_file(checker: Checker, model: LoadedModel, explain_file: Callable) ->
         checker.skip(later, "explain_file failed")
         return
     top, image, heat = reference(model, "coffee.jpg")
-    problem = ""
-    if not isinstance(answer, (tuple, list)) or len(answer) != 2:
-        problem = f"explain_file should return two things, (class name, overlay); got {type(answer).__name__}."
-    elif isinstance(answer[1], str) and not isinstance(answer[0], str):
-        problem = "explain_file returns (overlay, class name); return them the other way round: (class name, overlay)."
-    elif not isinstance(answer[0], str):
-        problem = (f"the class should be given by its name (a str, e.g. from grad_cam's result.class_names), "
-                   f"not a {type(answer[0]).__name__}.")
-    elif not isinstance(answer[1], np.ndarray):
-        problem = f"the overlay should be a NumPy array (H, W, 3), as overlay_cam returns; got {type(answer[1]).__name__}."
+    problem = _form_problem(answer)
     if not checker.require("returns class and overlay", not problem, problem):
         checker.skip(later, "fix the form of explain_file's result first")
         return
     name, overlay = answer
-    checker.require("predicted class", name == top, f"explain_file says {name!r}, which is not the model's top class for this photo.")
-    right_size = overlay.shape == image.shape
-    if right_size and overlay.dtype == np.uint8:
-        problem = ""
-    elif right_size:
-        problem = f"the overlay has the right size but is {overlay.dtype}: return RGB uint8 (0 to 255), as overlay_cam does."
-    elif overlay.ndim == 3 and overlay.shape[:2] == image.shape[:2]:
-        problem = f"the overlay has {overlay.shape[2]} channels; return RGB, 3 channels."
-    else:
-        problem = (f"the overlay is {'x'.join(map(str, overlay.shape[:2]))}; make it the image's size, "
-                   f"{image.shape[0]}x{image.shape[1]} (photos need not be the network input's size).")
+    # The same function on other kinds of image files; a kind judged wrong once is not judged again.
+    with tempfile.TemporaryDirectory() as temporary:
+        kinds = []
+        for kind, kind_path in image_kinds(Path(temporary)).items():
+            kind_ok, kind_answer = checker.call(explain_file, model, kind_path)
+            if not kind_ok:
+                checker.skip(later, f"explain_file failed on {kind} ({kind_path.name}), which load_image reads")
+                return
+            if _form_problem(kind_answer):
+                continue
+            kinds.append((kind, kind_path.name, kind_answer, reference(model, kind_path)))
+    failed: set[str] = set()
+
+    def first_kind_problem(judge: Callable[[Any, Any, tuple], str]) -> str:
+        __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+        for kind, file_name, (kind_name, kind_overlay), expected in kinds:
+            if kind in failed:
+                continue
+            problem = judge(kind_name, kind_overlay, expected)
+            if problem:
+                # The cause is named once; later checks say only where else it shows.
+                cause = _READ_WITH_LOAD_IMAGE if not failed else "the same cause as above"
+                failed.add(kind)
+                return f"on {kind} ({file_name}): {problem}; {cause}."
+        return ""
+
+    problem = (f"explain_file says {name!r}, which is not the model's top class for this photo ({top!r})." if name != top else
+               first_kind_problem(lambda n, o, e: f"explain_file says {n!r}, the model's top class is {e[0]!r}" if n != e[0] else ""))
+    checker.require("predicted class", not problem, problem)
+    problem = _size_problem(overlay, image) or first_kind_problem(
+        lambda n, o, e: (f"the overlay is {o.shape[0]}x{o.shape[1]}, the image {e[1].shape[0]}x{e[1].shape[1]}"
+                         + (" (the photo on its side: its EXIF rotation was not applied)" if o.shape[:2] == e[1].shape[:2][::-1] else ""))
+        if _size_problem(o, e[1]) else "")
     checker.require("overlay size and type", not problem, problem)
-    if right_size:
-        problem = describe_overlay(overlay, image, heat)
+    if overlay.shape == image.shape:
+        problem = describe_overlay(overlay, image, heat, alternatives=alternatives(model, "coffee.jpg")) or first_kind_problem(
+            lambda n, o, e: ("the overlay does not show the photo as load_image reads it, blended with the Grad-CAM of "
+                             "its top class" if o.shape == e[1].shape and describe_overlay(o, e[1], e[2]) else ""))
         checker.require("overlay shows the CAM in RGB", not problem, problem)
     else:
         checker.skip(later[-1:], "the overlay's colours can be checked once it has the image's size")
 
 
-def _make_folder(root: Path) -> Path:
-    folder = root / "photos"
-    (folder / SUBFOLDER).mkdir(parents=True)
-    for name, source in IMAGES.items():
-        if name.endswith(".png") and not source.endswith(".png"):
-            Image.open(DATA_DIR / source).save(folder / name)  # same pixels, another format and name
-        else:
-            (folder / name).write_bytes((DATA_DIR / source).read_bytes())
-    (folder / SUBFOLDER / "beach.jpg").write_bytes((DATA_DIR / "coffee.jpg").read_bytes())
-    (folder / "notes.txt").write_text("not an image")
-    (folder / "broken.png").write_bytes(b"")
-    return folder
+@dataclass
+class _Folder:
+    """One folder the check gives explain_folder, and what a right answer does with it.
+
+    Attributes:
+        what: how the messages name this folder.
+        folder: the folder; output: the output folder.
+        images: file name -> path of its contents, for every image directly in the folder.
+        not_images: names of the files that are not images.
+        as_str: pass both folders as str instead of Path.
+    """
+
+    what: str
+    folder: Path
+    output: Path
+    images: dict[str, Path]
+    not_images: tuple[str, ...]
+    as_str: bool = False
 
 
-def _describe_report(reported: Any, folder: Path) -> str:
+def _copy(source: str | Path, target: Path) -> Path:
+    path = DATA_DIR / source if isinstance(source, str) else source
+    if target.suffix.lower() == ".png" and path.suffix.lower() != ".png":
+        Image.open(path).save(target, format="PNG")  # same pixels, another format and name
+    else:
+        target.write_bytes(path.read_bytes())
+    return target
+
+
+def _make_folders(root: Path) -> list[_Folder]:
+    """The folders of the check: the broken-files one, one of unusual names, one of images only, an empty one."""
+    first = root / "photos"
+    (first / SUBFOLDER).mkdir(parents=True)
+    images = {name: _copy(source, first / name) for name, source in IMAGES.items()}
+    _copy("coffee.jpg", first / SUBFOLDER / "beach.jpg")
+    (first / "notes.txt").write_text("not an image")
+    (first / "broken.png").write_bytes(b"")
+    folders = [_Folder("the check's folder (a text file, an empty file, a sub-folder)", first, root / "results" / "overlays",
+                       images, NOT_IMAGES)]
+
+    # Hidden files, upper-case names, an overlay an earlier run left in the folder (an image like any other),
+    # given as str, with an output folder that exists already and holds a stale overlay to overwrite.
+    second = root / "second"
+    second.mkdir()
+    images = {
+        "PHOTO.JPG": _copy("coffee.jpg", second / "PHOTO.JPG"),
+        ".hidden.png": _copy("chelsea.jpg", second / ".hidden.png"),
+    }
+    earlier = second / "cat.jpg_cam.png"
+    Image.fromarray(overlay_cam(load_image(DATA_DIR / "chelsea.jpg"), np.linspace(0, 1, 300 * 451).reshape(300, 451))).save(earlier)
+    images[earlier.name] = earlier
+    (second / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(64))
+    output = root / "second overlays"
+    output.mkdir()
+    _copy(STALE, output / "PHOTO.JPG_cam.png")  # from an earlier run: must be replaced
+    folders.append(_Folder("a folder with hidden files, upper-case names and an overlay from an earlier run, given as str "
+                           "(output_folder exists already)", second, output, images, (".DS_Store",), as_str=True))
+    third = root / "only images"
+    third.mkdir()
+    folders.append(_Folder("a folder of images only", third, root / "third overlays", {"one.jpg": _copy("chelsea.jpg", third / "one.jpg")}, ()))
+    fourth = root / "empty"
+    fourth.mkdir()
+    folders.append(_Folder("an empty folder", fourth, root / "fourth overlays", {}, ()))
+    return folders
+
+
+def _describe_report(reported: Any, case: _Folder) -> str:
+    where = f" (for {case.what})"
     if reported is None:
-        return "explain_folder returns None: return the list of names of the files that are not images (empty if there are none)."
-    if isinstance(reported, (str, Path)) or not hasattr(reported, "__iter__"):
-        return f"explain_folder should return a list of file names; got {type(reported).__name__}."
-    items = list(reported)
-    names = [Path(str(item)).name for item in items]
-    if sorted(str(item) for item in items) == sorted(NOT_IMAGES):
+        return "explain_folder returns None: return the list of names of the files that are not images (empty if there are none)" + where + "."
+    if not isinstance(reported, list):
+        return f"explain_folder should return a list of file names (str); it returns {type_name(reported)}{where}."
+    names = [Path(str(item)).name for item in reported]
+    expected = sorted(case.not_images)
+    if sorted(names) == expected and not all(isinstance(item, str) for item in reported):
+        return f"return the files' names as str (path.name, such as 'notes.txt'), not {type_name(next(i for i in reported if not isinstance(i, str)))}."
+    if sorted(str(item) for item in reported) == expected:
         return ""
-    if sorted(names) == sorted(NOT_IMAGES):
+    if sorted(names) == expected:
         return "return the files' names (path.name, a str such as 'notes.txt'), not their paths."
     if SUBFOLDER in names:
         return f"explain_folder reported the sub-folder {SUBFOLDER!r}: skip sub-folders, they are neither explained nor reported."
-    wrongly = sorted(set(names) & set(IMAGES))
+    wrongly = sorted(set(names) & set(case.images))
     if wrongly:
-        return (f"explain_folder reported {', '.join(wrongly)}, which is an image (a file name need not end in .jpg or .png): "
-                "report only the files load_image cannot read.")
-    missing = sorted(set(NOT_IMAGES) - set(names))
+        return (f"explain_folder reported {', '.join(wrongly)}, which is an image{where}: report only the files load_image "
+                "cannot read, whatever their names (extension, case, a leading dot).")
+    missing = sorted(set(case.not_images) - set(names))
     if missing:
         what = f"{missing[0]} is not an image but was" if len(missing) == 1 else f"{' and '.join(missing)} are not images but were"
-        return (f"{what} not reported: try to load every file and report those that load_image refuses "
-                "(ImageLoadError), whatever their extension.")
-    return f"explain_folder reported {sorted(names)}; expected exactly the files that are not images, {sorted(NOT_IMAGES)}."
+        return (f"{what} not reported{where}: try to load every file and report those that load_image refuses "
+                "(ImageLoadError), whatever their names.")
+    return f"explain_folder reported {sorted(names)}{where}; expected exactly the files that are not images, {expected}."
 
 
-def _describe_saved(model: LoadedModel, output: Path) -> str:
-    written = sorted(p.name for p in output.rglob("*") if p.is_file()) if output.exists() else []
-    expected = sorted(f"{name}_cam.png" for name in IMAGES)
+def _describe_names(case: _Folder) -> str:
+    """What is wrong with the names of the files explain_folder wrote, or ""."""
+    written = sorted(p.name for p in case.output.rglob("*") if p.is_file()) if case.output.exists() else []
+    expected = sorted(f"{name}_cam.png" for name in case.images)
     if written == expected:
-        for name, source in IMAGES.items():
-            _, image, heat = reference(model, source)
-            try:
-                saved = np.asarray(Image.open(output / f"{name}_cam.png").convert("RGB"))
-            except Exception:  # noqa: BLE001 - an unreadable file is reported below
-                return f"{name}_cam.png is not a readable PNG image."
-            if saved.shape != image.shape:
-                return f"{name}_cam.png is {saved.shape[0]}x{saved.shape[1]}; save the overlay at its image's size, {image.shape[0]}x{image.shape[1]}."
-            problem = describe_overlay(saved, image, heat, what=f"the saved {name}_cam.png")
-            if problem:
-                return problem
         return ""
+    if not case.output.exists():
+        return f"explain_folder did not create output_folder (for {case.what}): create it, even when there is nothing to save."
     if "cat_cam.png" in written:
         return ("cat.jpg and cat.png both became cat_cam.png, one overwriting the other: name each overlay after the "
                 "full file name, <file name>_cam.png (cat.jpg_cam.png).")
     if any(SUBFOLDER in name or "beach" in name for name in written):
         return f"explain_folder explained a photo inside the sub-folder {SUBFOLDER!r}: explain only the files directly in the folder."
-    return (f"expected one overlay per image, {', '.join(expected)}, in output_folder; found "
-            f"{', '.join(written) if written else 'none'}.")
+    missing = sorted(set(expected) - set(written))
+    return (f"for {case.what}, expected one overlay per image, {', '.join(expected) or 'none'}; found "
+            f"{', '.join(written) if written else 'none'}" + (f" ({missing[0]} is missing: every file that load_image "
+                                                              "reads is an image, whatever its name)" if missing else "") + ".")
+
+
+def _describe_saved(model: LoadedModel, case: _Folder) -> str:
+    """What is wrong with the contents of the overlays explain_folder saved, or ""."""
+    for name, source in case.images.items():
+        target = case.output / f"{name}_cam.png"
+        if case.as_str and target.read_bytes() == (DATA_DIR / STALE).read_bytes():
+            return (f"{target.name}, left in output_folder by an earlier run, was not replaced: save every overlay, "
+                    "overwriting an older file of the same name.")
+        if not target.read_bytes().startswith(PNG_SIGNATURE):
+            return (f"{target.name} is not a PNG file (its first bytes are not PNG's signature): save the overlay as PNG, "
+                    "e.g. Image.fromarray(overlay).save(path) with a path ending in .png, or format='PNG'.")
+        _, image, heat = reference(model, source)
+        try:
+            saved = np.asarray(Image.open(target).convert("RGB"))
+        except Exception:  # noqa: BLE001 - an unreadable file is reported as such
+            return f"{target.name} is not a readable PNG image."
+        if saved.shape != image.shape:
+            return f"{target.name} is {saved.shape[0]}x{saved.shape[1]}; save the overlay at its image's size, {image.shape[0]}x{image.shape[1]}."
+        problem = describe_overlay(saved, image, heat, what=f"the saved {target.name}", alternatives=alternatives(model, source))
+        if problem:
+            return problem
+    return ""
 
 
 def _check_folder(checker: Checker, model: LoadedModel, explain_folder: Callable) -> None:
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     later = ["reports the files that are not images", "one overlay per image, named after its file", "saved overlays show the CAM in RGB"]
     with tempfile.TemporaryDirectory() as temporary:
-        folder = _make_folder(Path(temporary))
-        output = Path(temporary) / "results" / "overlays"  # does not exist yet, nor does its parent
+        cases = _make_folders(Path(temporary))
+        reports = []
+        for case in cases:
 
-        def explain(error: BaseException) -> str | None:
-            if isinstance(error, (FileNotFoundError, OSError)) and "results" in str(error):
-                return ("explain_folder could not save into output_folder, which does not exist yet: create it first, "
-                        "Path(output_folder).mkdir(parents=True, exist_ok=True).")
-            if isinstance(error, IsADirectoryError) or SUBFOLDER in str(error):
-                return f"explain_folder crashed on the sub-folder {SUBFOLDER!r}: skip sub-folders (path.is_file())."
-            return ("explain_folder crashed on a folder with a text file and an empty file: "
-                    + describe_error(explain_folder, error) + " Catch ImageLoadError and report the file instead.")
+            def explain(error: BaseException, case: _Folder = case) -> str | None:
+                if isinstance(error, FileExistsError):
+                    return ("explain_folder crashed because output_folder exists already (from an earlier run): create it "
+                            "with Path(output_folder).mkdir(parents=True, exist_ok=True).")
+                if isinstance(error, (FileNotFoundError, OSError)) and "results" in str(error):
+                    return ("explain_folder could not save into output_folder, which does not exist yet: create it first, "
+                            "Path(output_folder).mkdir(parents=True, exist_ok=True).")
+                if isinstance(error, IsADirectoryError) or SUBFOLDER in str(error):
+                    return f"explain_folder crashed on the sub-folder {SUBFOLDER!r}: skip sub-folders (path.is_file())."
+                if case.as_str and isinstance(error, (AttributeError, TypeError)) and "str" in str(error):
+                    return ("explain_folder was given folder and output_folder as str and " + describe_error(explain_folder, error)
+                            + " Accept both str and Path: Path(folder), Path(output_folder).")
+                return (f"explain_folder crashed on {case.what}: " + describe_error(explain_folder, error)
+                        + (" Catch ImageLoadError and report the file instead." if case.not_images else ""))
 
-        ok, reported = checker.call(explain_folder, model, folder, output, explain=explain)
-        if not ok:
-            checker.skip(later, "explain_folder must first run through the whole folder")
-            return
-        problem = _describe_report(reported, folder)
+            arguments = (str(case.folder), str(case.output)) if case.as_str else (case.folder, case.output)
+            ok, reported = checker.call(explain_folder, model, *arguments, explain=explain)
+            if not ok:
+                checker.skip(later, "explain_folder must first run through every folder of the check")
+                return
+            reports.append(reported)
+        problem = next((found for found in (_describe_report(r, c) for r, c in zip(reports, cases)) if found), "")
         checker.require(later[0], not problem, problem)
-        problem = _describe_saved(model, output)
-        names_ok = not problem or not problem.startswith(("cat.jpg and", "explain_folder explained", "expected one"))
-        checker.require(later[1], names_ok, problem)
-        if names_ok:
+        problem = next((found for found in map(_describe_names, cases) if found), "")
+        if checker.require(later[1], not problem, problem):
+            problem = next((found for found in (_describe_saved(model, c) for c in cases) if found), "")
             checker.require(later[2], not problem, problem)
         else:
             checker.skip(later[2:], "the saved overlays can be checked once they have the right names")
@@ -231,8 +428,10 @@ def check_b(model: LoadedModel, explain_file: Callable, explain_folder: Callable
     Returns:
         The checks' result.
     """
-    checker = Checker("b", CHECK_COUNT, catch_not_implemented=_grading)
-    model = smaller_input(model)  # five CAMs per check; the functions work the same on smaller inputs
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    small = smaller_input(model)  # five CAMs per check; the functions work the same on smaller inputs
+    checker = Checker("b", CHECK_COUNT, catch_not_implemented=_grading, models=[model, small])
+    model = small
     _check_file(checker, model, explain_file)
     _check_folder(checker, model, explain_folder)
-    return checker.result
+    return checker.finish()

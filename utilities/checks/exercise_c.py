@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import difflib
 from typing import Any, Callable, Iterator
 
@@ -12,10 +13,10 @@ from torchvision.transforms import v2
 
 from ..classes import UnknownClassError
 from ..images import DATA_DIR, load_image
-from ..models import LoadedModel
-from ._common import Checker, CheckResult, cached
+from ..models import LoadedModel, make_preprocess
+from ._common import Checker, CheckResult, cached, type_name
 
-__all__ = ["CHECK_COUNT", "CHECK_NAMES", "TIE_MARGIN", "changed_steps", "check_c"]
+__all__ = ["CHECK_COUNT", "CHECK_NAMES", "TIE_TOLERANCE", "changed_steps", "check_c"]
 
 #: The checks' names, in the order they run (the gradebook's columns).
 CHECK_NAMES = (
@@ -27,9 +28,9 @@ CHECK_NAMES = (
     'names the class the model predicts',
 )
 CHECK_COUNT = len(CHECK_NAMES)
-#: Classes whose probability is this close to the top one count as predicted too: a tie
-#: can fall either way on another machine.
-TIE_MARGIN = 0.01
+#: Classes whose logit is this close to the top one are tied with it (float rounding, which can
+#: differ between machines): either name counts, and the original class among them counts as not changed.
+TIE_TOLERANCE = 1e-4
 
 
 def _flat_steps(pipeline: Any) -> list[Any]:
@@ -39,27 +40,40 @@ def _flat_steps(pipeline: Any) -> list[Any]:
     return steps
 
 
+class Recording(list):
+    """The steps a pipeline applied (what :func:`changed_steps` counts), and ``top``: the top-level ones, to replay."""
+
+    top: list[Any]
+
+
 @contextlib.contextmanager
-def recorded_steps() -> Iterator[list[Any]]:
-    """Record the torchvision transforms applied at the top level while the block runs (a pipeline counts with its steps).
+def recorded_steps() -> Iterator[Recording]:
+    """Record the torchvision transforms applied while the block runs (a pipeline counts with its steps).
 
     This is how the check sees a student's pipeline step by step, whether ``changed_preprocess`` is a
-    ``v2.Compose`` or a function that builds and applies one.
+    ``v2.Compose`` or a function that builds and applies one. A transform called inside a ``v2.Lambda``
+    is a step of its own: a Lambda that resizes and turns gray makes two changes.
     """
-    steps: list[Any] = []
-    depth = 0
+    steps = Recording()
+    steps.top = []
+    stack: list[Any] = []
     had_own = "__call__" in vars(v2.Transform)
     original = v2.Transform.__call__
 
     def recording(self: Any, *args: Any, **kwargs: Any) -> Any:
-        nonlocal depth
-        if depth == 0:
+        if not stack or isinstance(stack[-1], v2.Lambda):
             steps.extend(_flat_steps(self) if hasattr(self, "transforms") else [self])
-        depth += 1
+            if not stack:
+                # A copy as applied now: the function may change the transform later (model.preprocess in place).
+                try:
+                    steps.top.append(copy.deepcopy(self))
+                except Exception:  # noqa: BLE001 - a transform that cannot be copied is replayed as it is
+                    steps.top.append(self)
+        stack.append(self)
         try:
             return original(self, *args, **kwargs)
         finally:
-            depth -= 1
+            stack.pop()
 
     v2.Transform.__call__ = recording  # type: ignore[method-assign]
     try:
@@ -113,40 +127,134 @@ def _describe_tensor(tensor: Any, image: np.ndarray) -> str:
     return ""
 
 
-def _check_steps(checker: Checker, model: LoadedModel, steps: list[Any]) -> None:
-    """One step: compare the steps changed_preprocess applied with model.preprocess's, step by step."""
-    changes = changed_steps(_flat_steps(model.preprocess), steps)
+def _check_steps(checker: Checker, reference: list[Any], steps: list[Any], outside: str) -> bool:
+    """One step: compare the steps changed_preprocess applied with model.preprocess's, step by step.
+
+    Args:
+        reference: model.preprocess's steps, taken before the student's function ran.
+        steps: the steps it applied.
+        outside: a change found outside the steps (replaying them does not give its tensor), or "".
+
+    Returns:
+        Whether the pipeline is one changed step.
+    """
+    changes = changed_steps(reference, steps)
     if not steps:
         problem = ("changed_preprocess applied no torchvision transform: build it from the steps of "
                    "model.preprocess.transforms with one step changed, and apply them (v2.Compose(steps)(image)).")
+    elif outside:
+        problem = outside
     elif not changes:
-        problem = ("changed_preprocess applies the same steps as model.preprocess; a change made outside the steps "
-                   "(to the photo, or to the tensor afterwards) does not count: change one step, or add one "
+        problem = ("changed_preprocess applies the same steps as model.preprocess: change one step, or add one "
                    "(your own operation as v2.Lambda).")
     elif len(changes) > 1:
         problem = (f"changed_preprocess differs from model.preprocess in {len(changes)} steps ({'; '.join(changes)}); "
-                   "the task asks for exactly one changed step.")
+                   "the task asks for exactly one changed step (a transform called inside a v2.Lambda is a step too).")
     else:
         problem = ""
-    checker.require("one step changed", not problem, problem)
+    return checker.require("one step changed", not problem, problem)
 
 
-def _check_whole_photo(checker: Checker, photo: np.ndarray, given: np.ndarray, tensor: Any) -> None:
-    """The photo stays as it is: not edited in place, not cropped, not squashed."""
+def _replayed(top: list[Any], photo: np.ndarray, seed: int) -> torch.Tensor | None:
+    """What the top-level steps give on a fresh copy of the photo, with the same random seed; None if they fail."""
+    torch.manual_seed(seed)
+    try:
+        value: Any = photo.copy()
+        for step in top:
+            value = step(value)
+        return value if isinstance(value, torch.Tensor) else None
+    except Exception:  # noqa: BLE001 - steps that cannot be replayed count as a change outside them
+        return None
+
+
+def _outside_steps(tensor: Any, replayed: torch.Tensor | None) -> str:
+    """A change made outside the steps: the student's tensor is not what its own steps give on the photo.
+
+    A batch of one or a NumPy array is compared as the image it holds: its form is another check's business.
+    """
+    if isinstance(tensor, np.ndarray) and np.issubdtype(tensor.dtype, np.number):
+        tensor = torch.from_numpy(tensor)
+    if not isinstance(tensor, torch.Tensor):
+        return ""
+    if tensor.ndim == 4 and tensor.shape[0] == 1:
+        tensor = tensor[0]
+    if replayed is not None and replayed.shape == tensor.shape and torch.allclose(replayed.float(), tensor.detach().float(), atol=1e-5):
+        return ""
+    return ("changed_preprocess returns something its steps do not give on the photo it was given: a change made "
+            "outside the steps (to the photo, or a copy of it, before them; to the tensor after them) does not count. "
+            "Make the change a step of the pipeline (your own operation as v2.Lambda).")
+
+
+def _probes(photo: np.ndarray, output_shape: tuple[int, ...], grid: int = 4) -> list[tuple[str, np.ndarray]]:
+    """Copies of the photo, each with one region's colours inverted: a strip along each edge, and each block of a grid.
+
+    A strip is wider than one output pixel's share of the photo, so any resampling reads some of it.
+    """
+    height, width = photo.shape[:2]
+    out_height, out_width = (output_shape[-2], output_shape[-1]) if len(output_shape) >= 2 else (height, width)
+    rows = min(height // 4, max(2, int(np.ceil(height / max(out_height, 1))) + 1, height // 100))
+    columns = min(width // 4, max(2, int(np.ceil(width / max(out_width, 1))) + 1, width // 100))
+    regions = {
+        "top edge": (slice(0, rows), slice(None)),
+        "bottom edge": (slice(height - rows, height), slice(None)),
+        "left edge": (slice(None), slice(0, columns)),
+        "right edge": (slice(None), slice(width - columns, width)),
+    }
+    for i in range(grid):
+        for j in range(grid):
+            regions[f"block ({i + 1}, {j + 1}) of a {grid}x{grid} grid"] = (
+                slice(i * height // grid, (i + 1) * height // grid), slice(j * width // grid, (j + 1) * width // grid))
+    probes = []
+    for name, (rows_slice, columns_slice) in regions.items():
+        probe = photo.copy()
+        probe[rows_slice, columns_slice] = 255 - probe[rows_slice, columns_slice]
+        probes.append((name, probe))
+    return probes
+
+
+def _check_whole_photo(checker: Checker, changed_preprocess: Callable, photo: np.ndarray, tensor: Any, seed: int) -> None:
+    """The whole photo as it is: not cropped, squashed or partly hidden; every region of it changes the input."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     if not isinstance(tensor, torch.Tensor) or tensor.ndim < 2:
         checker.skip(["the whole photo, unaltered"], "need a tensor from changed_preprocess first")
         return
     height, width = tensor.shape[-2:]
     expected_width = height * photo.shape[1] / photo.shape[0]
-    if not np.array_equal(given, photo):
-        problem = "changed_preprocess changed the photo it was given: change a step of the pipeline, leave the photo as it is."
-    elif abs(width - expected_width) > 1.5:
+    problem = ""
+    if abs(width - expected_width) > 1.5:
         problem = (f"the model no longer sees the whole photo as it is: the input is {height}x{width}, but the photo "
-                   f"is {photo.shape[0]}x{photo.shape[1]}. Change a step of the preprocessing, without cropping "
-                   "or squashing the photo.")
-    else:
-        problem = ""
+                   f"is {photo.shape[0]}x{photo.shape[1]} (another aspect ratio). Change a step of the preprocessing, "
+                   "without cropping or squashing the photo.")
+    unseen = []
+    probes = _probes(photo, tuple(tensor.shape))
+    for name, probe in probes:
+        torch.manual_seed(seed)
+        ok, answer = checker.call(changed_preprocess, probe)
+        if not ok:
+            return  # the error is reported; this check is not judged on a pipeline that fails on a photo
+        if isinstance(answer, torch.Tensor) and answer.shape == tensor.shape and torch.equal(answer.detach(), tensor.detach()):
+            unseen.append(name)
+    if problem:
+        pass
+    elif len(unseen) == len(probes):
+        problem = ("changed_preprocess returns the same tensor whatever photo it is given: apply the steps to its "
+                   "image argument, not to the notebook's photo.")
+    elif unseen:
+        edges = [name for name in unseen if "edge" in name]
+        if edges:
+            problem = (f"the model no longer sees the whole photo: inverting the colours along the photo's {edges[0]} does "
+                       "not change the input at all, so that part is cut off (a crop, even one that keeps the aspect "
+                       "ratio). Change a step without cropping.")
+        else:
+            problem = (f"the model no longer sees the whole photo: inverting the colours in {unseen[0]} does not change "
+                       "the input at all, so that part is hidden (blacked out or replaced). Change a step that treats "
+                       "the whole photo alike.")
     checker.require("the whole photo, unaltered", not problem, problem)
+
+
+def _logits(model: LoadedModel, tensor: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return model.network(tensor.unsqueeze(0).to(model.device))[0].float().cpu()
 
 
 def check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: Any, *, _grading: bool = False) -> CheckResult:
@@ -162,39 +270,63 @@ def check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: Any
     Returns:
         The checks' result.
     """
-    checker = Checker("c", CHECK_COUNT, catch_not_implemented=_grading)
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    # A changed_preprocess that edits model.preprocess in place has done so before the check runs (the cell
+    # before calls it). A pipeline one step away from the model's own (make_preprocess with its mean and
+    # std, as load_model builds it) is taken as such an edit: put back, and said.
+    canonical = make_preprocess(model.mean, model.std)
+    edited = changed_steps(_flat_steps(canonical), _flat_steps(model.preprocess))
+    if len(edited) == 1 and isinstance(getattr(model.preprocess, "transforms", None), list):
+        model.preprocess.transforms[:] = list(canonical.transforms)
+    checker = Checker("c", CHECK_COUNT, catch_not_implemented=_grading, models=[model])
+    if len(edited) == 1:
+        checker.note_side_effect(
+            "preprocess", f"model.preprocess is not the model's own pipeline any more ({edited[0]}): a cell changed it in place "
+            "(changed_preprocess?), so every later prediction changes. Leave model.preprocess as it is and build a new "
+            "pipeline from a copy of its steps, list(model.preprocess.transforms). (The check put it back.)")
     coffee = load_image(DATA_DIR / "coffee.jpg")
-    original = cached(model, "exercise c", lambda: model.predict(coffee, top_k=1)[0][0])
+    # The baseline and the reference steps, taken before the student's code runs: nothing it does can change them.
+    reference = _flat_steps(model.preprocess)
+    original = cached(model, ("exercise c", _step_name(model.preprocess)), lambda: int(_logits(model, model.preprocess(coffee)).argmax()))
+    original_name = model.class_names[original]
     given = coffee.copy()
+    seed = 0
+    torch.manual_seed(seed)
     with recorded_steps() as steps:
         ok, tensor = checker.call(changed_preprocess, given)
-    probabilities = None
     predicted: list[str] = []
+    one_change = False
     if not ok:
         checker.skip(["returns one image tensor (3, H, W)", "one step changed", "the whole photo, unaltered", "changes the top class"],
                      "changed_preprocess must run first")
     else:
         problem = _describe_tensor(tensor, coffee)
-        if checker.require("returns one image tensor (3, H, W)", not problem, problem):
-            with torch.inference_mode():
-                probabilities = model.network(tensor.unsqueeze(0).to(model.device)).softmax(dim=1)[0].cpu()
-        _check_steps(checker, model, steps)
-        _check_whole_photo(checker, coffee, given, tensor)
-        if probabilities is None:
+        well_formed = checker.require("returns one image tensor (3, H, W)", not problem, problem)
+        if not isinstance(tensor, (torch.Tensor, np.ndarray)):
+            checker.skip(["one step changed"], "the steps can be compared once changed_preprocess returns a tensor")
+        else:
+            # A photo edited in place is reported as such (a side effect), not once more as a change outside the steps.
+            outside = _outside_steps(tensor, _replayed(steps.top, coffee, seed)) if np.array_equal(given, coffee) else ""
+            one_change = _check_steps(checker, reference, steps, outside)
+        _check_whole_photo(checker, changed_preprocess, coffee, tensor, seed)
+        if not well_formed:
             checker.skip(["changes the top class"], "need an image tensor (3, H, W) first")
         else:
-            top = float(probabilities.max())
-            predicted = [model.class_names[i] for i in torch.nonzero(probabilities >= top - TIE_MARGIN).flatten().tolist()]
+            logits = _logits(model, tensor)
+            probabilities = logits.softmax(dim=0)
+            top = int(logits.argmax())
+            # Classes whose logits equal the top one up to float rounding are tied: either may come out on another machine.
+            predicted = [model.class_names[i] for i in torch.nonzero(logits >= logits[top] - TIE_TOLERANCE).flatten().tolist()]
             checker.require(
-                "changes the top class", original not in predicted,
-                f"with your pipeline the model still says {original!r} ({top:.0%}): this change barely matters to this "
-                "model; try another candidate.",
+                "changes the top class", original_name not in predicted,
+                f"with your pipeline the model's top class is still {original_name!r} ({float(probabilities[original]):.1%})"
+                + (": this change barely matters to this model; try another candidate." if one_change else "."),
             )
     # The class name.
     if new_top_class is None:
         problem = "new_top_class is still None: set it to the name (a str) of the class the model predicts with your pipeline."
     elif isinstance(new_top_class, bool) or not isinstance(new_top_class, (str, int, np.integer)):
-        problem = f"new_top_class should be a class name (a str); it is a {type(new_top_class).__name__}."
+        problem = f"new_top_class should be a class name (a str); it is {type_name(new_top_class)}."
     elif not isinstance(new_top_class, str):
         problem = (f"new_top_class is the number {int(new_top_class)}; give the class's name (a str), "
                    "as model.class_names lists it.")
@@ -208,9 +340,9 @@ def check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: Any
         index = model.class_index(new_top_class)
         checker.require(
             "names the class the model predicts", index in [model.class_index(name) for name in predicted],
-            f"{new_top_class!r} is a real class, but not what the model predicts with your pipeline: print its top "
-            "classes and copy the name.",
+            f"{new_top_class!r} is a real class, but not what the model predicts with your pipeline: its top class is "
+            f"{predicted[0]!r}. Print its top classes and copy the name (or read it in code, model.class_names[index]).",
         )
     else:
         checker.skip(["names the class the model predicts"], "need a working pipeline and a real class name first")
-    return checker.result
+    return checker.finish()

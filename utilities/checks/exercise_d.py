@@ -11,7 +11,7 @@ from torch import nn
 from ..cam import grad_cam
 from ..images import DATA_DIR, load_image
 from ..models import LoadedModel
-from ._common import STAGES, Checker, CheckResult, cached, smaller_input
+from ._common import STAGES, Checker, CheckResult, cached, smaller_input, type_name
 
 __all__ = ["CHECK_COUNT", "CHECK_NAMES", "check_d", "share"]
 
@@ -116,12 +116,15 @@ def _diagnose_shares(values: np.ndarray, references: dict[str, np.ndarray]) -> s
             return message.format(top=repr(str(references["top class name"])))
     if np.allclose(values, references["reference"][::-1], atol=TOLERANCE):
         return "the shares belong to other stages: check which value goes with which key."
-    return ("the shares do not match the share of the normalised Grad-CAM's mass inside the mask at each stage, "
-            "cam[mask].sum() / cam.sum().")
+    reference = references["reference"]
+    worst = int(np.abs(values - reference).argmax())
+    return (f"the shares do not match, and no known mistake gives them: at {STAGES[worst]} yours is {values[worst]:.3f}, "
+            f"the share of the normalised Grad-CAM's mass inside the mask is {reference[worst]:.3f}.")
 
 
 def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedModel, localisation_shares: Callable) -> bool:
     """The shares on the pair photo; returns whether localisation_shares ran at all."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     later = ["shares are fractions", "shares match Grad-CAM"]
     image = load_image(DATA_DIR / "cat_and_coffee.png")
     mask = object_mask(*image.shape[:2])
@@ -138,6 +141,13 @@ def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedMode
     if not checker.require("one share per stage", not problem, problem):
         checker.skip(later, "fix the form of localisation_shares' result first")
         return True
+    kinds = [shares[stage] for stage in STAGES]
+    odd = next((value for value in kinds if isinstance(value, bool) or not isinstance(value, (float, int, np.floating, np.integer))), None)
+    if odd is not None:
+        hint = ": convert with float(...)" if isinstance(odd, (torch.Tensor, np.ndarray)) else ""
+        checker.require(later[0], False, f"each share should be a number (a float); localisation_shares returns {type_name(odd)}{hint}.")
+        checker.skip(later[1:], "fix the shares' type first")
+        return True
     try:
         values = np.array([float(shares[stage]) for stage in STAGES])
     except (TypeError, ValueError):
@@ -153,6 +163,7 @@ def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedMode
 
 
 def _check_zero_maps(checker: Checker, localisation_shares: Callable) -> None:
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     image = np.full((64, 96, 3), 128, dtype=np.uint8)
     mask = object_mask(64, 96)
     name = "all-zero maps give share 0"
@@ -202,6 +213,8 @@ _STAGE_MISTAKES: list[tuple[Callable[..., Any], str]] = [
      "this is the last stage that reaches the threshold; return the first, going from layer1 to layer4."),
     (lambda s, t=0.8: _first_stage(s, t) or "layer4",
      "when no stage reaches the threshold, return None."),
+    (lambda s, t=0.8: _first_stage(s, t, order=STAGES[1:]),
+     "first_localised_stage never looks at layer1: go through all four stages, from layer1 to layer4."),
 ]
 
 #: (shares, threshold or None for the default, expected) with known answers, each telling mistakes apart.
@@ -215,10 +228,30 @@ THRESHOLD_CASES: list[tuple[dict[str, float], float | None, str | None]] = [
     ({"layer1": 0.2, "layer2": 0.8, "layer3": 0.85, "layer4": 0.95}, 0.8, "layer2"),
     ({"layer1": 0.3, "layer2": 0.5, "layer3": 0.7, "layer4": 0.9}, 0.45, "layer2"),
     ({"layer1": 0.3, "layer2": 0.5, "layer3": 0.7, "layer4": 0.9}, None, "layer4"),
+    ({"layer1": 0.8, "layer2": 0.4, "layer3": 0.9, "layer4": 0.3}, None, "layer1"),  # layer1 reaches the default exactly
 ]
 
 
+def _generated_stage_cases(seed: int = 22, count: int = 12) -> list[tuple[dict[str, float], float | None, str | None]]:
+    """Seeded shares with a known answer: each stage first in turn (layer1 too), ties with the threshold, none, shuffled keys."""
+    generator = np.random.default_rng(seed)
+    cases: list[tuple[dict[str, float], float | None, str | None]] = []
+    for index in range(count):
+        threshold = float(np.round(generator.uniform(0.3, 0.9), 2))
+        values = np.round(generator.uniform(0.0, threshold - 0.01, size=4), 2)
+        first = index % 5  # 0..3: that stage reaches the threshold first; 4: none does
+        if first < 4:
+            values[first] = threshold if index % 2 else min(1.0, threshold + 0.05)  # equal to the threshold every other case
+            values[first + 1:] = np.round(generator.uniform(0.0, 1.0, size=3 - first), 2)
+        order = list(generator.permutation(STAGES))
+        shares = {stage: float(values[STAGES.index(stage)]) for stage in order}
+        expected = next((stage for stage in STAGES if shares[stage] >= threshold), None)
+        cases.append((shares, threshold, expected))
+    return cases
+
+
 def _call_cases(checker: Checker, function: Callable, cases: list) -> list[Any] | None:
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     answers = []
     for shares, threshold, _ in cases:
         arguments = (dict(shares),) if threshold is None else (dict(shares), threshold)
@@ -230,6 +263,9 @@ def _call_cases(checker: Checker, function: Callable, cases: list) -> list[Any] 
 
 
 def _describe_stages(cases: list, answers: list[Any]) -> str:
+    for answer in answers:
+        if answer is not None and not isinstance(answer, str):
+            return f"first_localised_stage should return a stage's name (a str such as 'layer2') or None; it returns {type_name(answer)}."
     wrong = [(case, answer) for case, answer in zip(cases, answers) if answer != case[2]]
     if not wrong:
         return ""
@@ -257,16 +293,18 @@ def check_d(model: LoadedModel, localisation_shares: Callable, first_localised_s
     Returns:
         The checks' result.
     """
-    checker = Checker("d", CHECK_COUNT, catch_not_implemented=_grading)
     # Four CAMs per call: smaller inputs keep the check quick. The full-size model is kept to
     # recognise a function that uses the notebook's global model instead of its argument.
-    if _check_shares(checker, smaller_input(model), model, localisation_shares):
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    small = smaller_input(model)
+    checker = Checker("d", CHECK_COUNT, catch_not_implemented=_grading, models=[model, small])
+    if _check_shares(checker, small, model, localisation_shares):
         _check_zero_maps(checker, localisation_shares)
     else:
         checker.skip(["all-zero maps give share 0"], "localisation_shares must run first")
-    for name, cases in (("first stage on known shares", STAGE_CASES), ("threshold reached with >=, default 0.8", THRESHOLD_CASES)):
+    for name, cases in (("first stage on known shares", STAGE_CASES + _generated_stage_cases()), ("threshold reached with >=, default 0.8", THRESHOLD_CASES)):
         answers = _call_cases(checker, first_localised_stage, cases)
         if answers is not None:
             problem = _describe_stages(cases, answers)
             checker.require(name, not problem, problem)
-    return checker.result
+    return checker.finish()

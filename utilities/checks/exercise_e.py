@@ -15,7 +15,7 @@ from torch import nn
 from ..cam import grad_cam, normalize_cams, upsample_cams
 from ..images import DATA_DIR, load_image
 from ..models import LoadedModel, make_preprocess
-from ._common import Checker, CheckResult, as_tensor, cached, describe_error, smaller_input
+from ._common import Checker, CheckResult, as_tensor, cached, describe_error, hook_keys, remove_new_hooks, smaller_input, type_name, watched_inputs
 
 __all__ = ["CHECK_COUNT", "CHECK_NAMES", "CHECK_IMAGE_SIZE", "check_e", "made_up_model"]
 
@@ -264,17 +264,23 @@ def _value_problem(cams: torch.Tensor, references: dict[str, Any]) -> tuple[str,
         return "identical", ("all maps are identical although the classes differ (a mean or sum over the channels?): "
                              "weight each channel of layer4 by fc's weight for the class, fc.weight[k, c], and sum over "
                              "the channels, for every class k.")
-    return "generic", ("the maps do not match CAM at layer4: for each class k, the sum over the channels c of "
-                       "fc.weight[k, c] times layer4's activation A[c] of this image (" + _WITHOUT_GIVING + ").")
+    reference = references["reference"]
+    differences = (cams - reference).abs().flatten(1)
+    k = int(differences.amax(1).argmax())
+    cell = int(differences[k].argmax())
+    return "generic", (f"the maps do not match CAM at layer4, and no known mistake gives them: the largest difference is "
+                       f"in the map of class {k}, cell {divmod(cell, reference.shape[-1])} (yours {float(cams.flatten(1)[k, cell]):.4g}, "
+                       f"CAM {float(reference.flatten(1)[k, cell]):.4g}). CAM is the sum over the channels c of fc.weight[k, c] "
+                       "times layer4's activation A[c] of this image (" + _WITHOUT_GIVING + ").")
 
 
 def _problem(answer: Any, references: dict[str, Any]) -> tuple[str, str]:
     """(mistake, message) for one answer of class_activation_maps; ("", "") if it is right."""
     if isinstance(answer, (list, tuple)) and answer and all(as_tensor(item) is not None for item in answer):
         return "list", "class_activation_maps returns a list of maps; return one tensor (classes, h, w)."
-    cams = as_tensor(answer)
+    cams = as_tensor(answer) if isinstance(answer, torch.Tensor) else None
     if cams is None:
-        return "type", f"class_activation_maps should return a tensor (classes, h, w); got {type(answer).__name__}."
+        return "type", f"class_activation_maps should return a tensor (classes, h, w); it returns {type_name(answer)}."
     return _shape_problem(cams, references) if tuple(cams.shape) != tuple(references["reference"].shape) else _value_problem(cams, references)
 
 
@@ -309,48 +315,29 @@ def _explain(references: dict[str, Any]) -> Callable[[BaseException], str | None
     return explain
 
 
-def _hooks(network: nn.Module) -> dict[tuple[int, str], set]:
-    """The keys of every hook dict of every module: to find (and remove) the hooks a call leaves behind."""
-    found = {}
-    for index, module in enumerate(network.modules()):
-        for kind in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
-            found[index, kind] = set(getattr(module, kind, {}))
-    return found
-
-
-def _remove_new_hooks(network: nn.Module, before: dict[tuple[int, str], set]) -> int:
-    """Remove the hooks added since ``before``; returns how many there were."""
-    removed = 0
-    for index, module in enumerate(network.modules()):
-        for kind in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
-            hooks = getattr(module, kind, None)
-            if hooks is None:
-                continue
-            for key in set(hooks) - before.get((index, kind), set()):
-                del hooks[key]
-                removed += 1
-                for extra in ("_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs"):
-                    getattr(module, extra, {}).pop(key, None)
-    return removed
-
-
 def _attempt(checker: Checker, function: Callable, *args: Any, explain: Callable[[BaseException], str | None]) -> tuple[bool, Any, str, int]:
     """Call a student's function: (returned, result, message if it raised, hooks it left behind, removed again)."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     network = args[0].network
-    before = _hooks(network)
+    before = hook_keys(network)
+    inputs = watched_inputs(args)
     try:
         result = True, function(*args), ""
     except NotImplementedError as error:
         if not checker.catch_not_implemented:
-            _remove_new_hooks(network, before)
+            remove_new_hooks(network, before)
+            checker.snapshot.restore()
             raise
         result = False, None, f"{getattr(function, '__name__', 'a function')} is not implemented yet ({error})."
     except Exception as error:  # noqa: BLE001 - any student error is reported, not raised
         result = False, None, explain(error) or describe_error(function, error)
-    return (*result, _remove_new_hooks(network, before))
+    left = remove_new_hooks(network, before)
+    checker.watch_after(function, inputs)
+    return (*result, left)
 
 
 def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, class_activation_maps: Callable) -> None:
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     image = check_image()
     references = cached(model, "exercise e", lambda: _references(model, image, full_size))
     ok, answer, error, left = _attempt(checker, class_activation_maps, model, image, explain=_explain(references))
@@ -442,9 +429,9 @@ _GRAD_CAM_MISTAKES: list[tuple[Callable[[torch.Tensor], torch.Tensor], str]] = [
 
 def _grad_cam_problem(cases: list[torch.Tensor], expected: list[torch.Tensor], answers: list[Any]) -> str:
     for cams, answer in zip(cases, answers):
-        result = as_tensor(answer)
+        result = as_tensor(answer) if isinstance(answer, torch.Tensor) else None
         if result is None:
-            return f"grad_cam_from_cams should return a tensor of the same shape as cams; got {type(answer).__name__}."
+            return f"grad_cam_from_cams should return a tensor of the same shape as cams; it returns {type_name(answer)}."
         if tuple(result.shape) != tuple(cams.shape):
             return (f"grad_cam_from_cams should return one map per CAM, the same shape as cams: for cams of shape "
                     f"{tuple(cams.shape)} it returned shape {tuple(result.shape)}.")
@@ -476,6 +463,7 @@ def _grad_cam_problem(cases: list[torch.Tensor], expected: list[torch.Tensor], a
 
 def _check_grad_cam(checker: Checker, model: LoadedModel, grad_cam_from_cams: Callable) -> None:
     # Two made-up cases, then the CAMs of the check's photo, whose right answer is the library's Grad-CAM.
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     references = cached(model, "exercise e", lambda: _references(model, check_image(), model))
     library = cached(model, "exercise e: grad_cam", lambda: grad_cam(model, check_image(), range(references["classes"])).raw.cpu())
     cases = [*_made_up_cams(), references["reference"]]
@@ -483,7 +471,7 @@ def _check_grad_cam(checker: Checker, model: LoadedModel, grad_cam_from_cams: Ca
     answers, changed = [], False
     for cams in cases:
         given = cams.clone()
-        ok, answer = checker.call(grad_cam_from_cams, given)
+        ok, answer = checker.call(grad_cam_from_cams, given, watch_inputs=False)
         if not ok:
             checker.skip(_CHECKS[4:], "grad_cam_from_cams must run first")
             return
@@ -512,8 +500,10 @@ def check_e(model: LoadedModel, class_activation_maps: Callable, grad_cam_from_c
     Returns:
         The checks' result.
     """
-    checker = Checker("e", CHECK_COUNT, catch_not_implemented=_grading)
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     small = smaller_input(model)  # a quick check; CAMs are computed the same way on smaller inputs
+    # Hooks and the CAMs given to grad_cam_from_cams have checks of their own; the rest is watched for every exercise.
+    checker = Checker("e", CHECK_COUNT, catch_not_implemented=_grading, models=[model, small, made_up_model()], watch_hooks=False)
     _check_cams(checker, small, model, class_activation_maps)
     _check_grad_cam(checker, small, grad_cam_from_cams)
-    return checker.result
+    return checker.finish()
