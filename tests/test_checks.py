@@ -223,3 +223,16 @@ def test_an_unfinished_function_raises_through_no_visible_frame_of_the_checks(li
     frames = [entry.frame for entry in caught.traceback]
     inside = [frame for frame in frames if "utilities/checks" in str(frame.code.path)]
     assert inside and all(frame.f_locals.get("__tracebackhide__") for frame in inside), [frame.code.name for frame in inside]
+
+
+@pytest.mark.parametrize("exercise", ["b", "d"])
+def test_a_solution_with_evenly_spread_cells_passes(lite_model, exercise):
+    """Both placements of a map's cells are right (notebook 4b: a convention): a student who writes Grad-CAM by
+    hand with upsample_cams (cells spread evenly, as exercise a teaches) passes as one who calls grad_cam."""
+    import functools
+
+    namespace = solution_namespace(f"exercise_{exercise}_")
+    namespace["grad_cam"] = functools.partial(grad_cam, placement="stretch")  # the solution's functions look it up here
+    check, names = {"b": (check_b, ("explain_file", "explain_folder")), "d": (check_d, ("localisation_shares", "first_localised_stage"))}[exercise]
+    result = check(lite_model, *(namespace[name] for name in names))
+    assert result.correct, str(result)

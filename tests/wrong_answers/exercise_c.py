@@ -119,6 +119,8 @@ def _ran_before_the_check(make, new_top_class):
 WRONG_C = [
     WrongAnswer("c", "a crop that keeps the aspect ratio", r"inverting the colours along the photo's \w+ edge does not change the input.*cut off",
                 _pipeline(lambda steps: [*steps[:2], v2.CenterCrop((200, 300)), *steps[2:]], "espresso")),
+    WrongAnswer("c", "the one-step solution returned as float64", r"returns torch\.float64 values.*return float32",
+                _function(lambda m, s: _steps_then(m, lambda tensor: tensor.double()), "jack-o'-lantern")),
     WrongAnswer("c", "a change made to the tensor after the steps", r"change made outside the steps",
                 _function(lambda m, s: _steps_then(m, lambda tensor: tensor.flip(0)), "jack-o'-lantern")),
     WrongAnswer("c", "two changes inside one Lambda", r"differs from model\.preprocess in 3 steps.*inside a v2\.Lambda is a step too",

@@ -6,7 +6,7 @@ import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -67,14 +67,19 @@ def image_kinds(root: Path) -> dict[str, Path]:
     return kinds
 
 
-def _reference(model: LoadedModel, path: Path) -> tuple[str, np.ndarray, np.ndarray]:
-    """(top class, photo as load_image reads it, heat map alone) for an image file."""
+def _reference(model: LoadedModel, path: Path) -> tuple[str, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """(top class, photo as load_image reads it, the right heat maps alone) for an image file.
+
+    Two heat maps are right: cells placed at their receptive-field centres (``grad_cam``'s default) and cells
+    spread evenly (``upsample_cams`` without centres, as written by hand in exercise a); notebook 4b compares them.
+    """
     image = load_image(path)
     result = grad_cam(model, image)
-    return result.class_names[0], image, overlay_cam(image, result.maps[0], alpha=1.0)
+    stretched = grad_cam(model, image, placement="stretch")
+    return result.class_names[0], image, (overlay_cam(image, result.maps[0], alpha=1.0), overlay_cam(image, stretched.maps[0], alpha=1.0))
 
 
-def reference(model: LoadedModel, source: str | Path) -> tuple[str, np.ndarray, np.ndarray]:
+def reference(model: LoadedModel, source: str | Path) -> tuple[str, np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Cached :func:`_reference` of a file (a name in the data folder, or a path), by its contents."""
     path = DATA_DIR / source if isinstance(source, str) else source
     key = hashlib.sha1(path.read_bytes()).hexdigest()
@@ -118,7 +123,11 @@ def alternatives(model: LoadedModel, source: str | Path) -> Callable[[], dict[st
 
 
 def describe_overlay(
-    overlay: np.ndarray, image: np.ndarray, heat: np.ndarray, what: str = "the overlay", alternatives: Callable[[], dict[str, np.ndarray]] | None = None
+    overlay: np.ndarray,
+    image: np.ndarray,
+    heat: np.ndarray | Sequence[np.ndarray],
+    what: str = "the overlay",
+    alternatives: Callable[[], dict[str, np.ndarray]] | None = None,
 ) -> str:
     """Empty if ``overlay`` blends the heat map into the image in RGB, else what is wrong with it.
 
@@ -126,17 +135,22 @@ def describe_overlay(
         overlay: (H, W, 3) array, uint8 or float in [0, 1].
         image: the photo, RGB uint8.
         heat: the reference heat map alone (``overlay_cam`` with alpha 1 and its default
-            colormap, :data:`~utilities.plotting.CAM_COLORMAP`), RGB uint8.
+            colormap, :data:`~utilities.plotting.CAM_COLORMAP`), RGB uint8; or several right ones,
+            the first of which the messages compare with.
         what: how to call the overlay in the message.
         alternatives: the heat maps of known mistakes (message -> heat map), computed only if needed.
     """
     pixels = overlay.astype(np.float64)
     if overlay.dtype.kind == "f" and pixels.max() <= 1.0:
         pixels = pixels * 255.0  # judge a float overlay's colours; its type is another check's business
+    heats = [heat] if isinstance(heat, np.ndarray) else list(heat)
+    for right in heats:
+        alpha, residual = _fit(pixels, image, right)
+        if residual < 3 and abs(alpha - ALPHA) <= ALPHA_TOLERANCE:
+            return ""
+    heat = heats[0]
     alpha, residual = _fit(pixels, image, heat)
     swapped_alpha, swapped_residual = _fit(pixels[..., ::-1], image, heat)
-    if residual < 3 and abs(alpha - ALPHA) <= ALPHA_TOLERANCE:
-        return ""
     if swapped_residual < 3 and swapped_residual < residual:
         return f"{what}'s colours are in BGR order: keep RGB (no [..., ::-1], no cv2 without converting)."
     if np.abs(pixels - image).mean() < 2:

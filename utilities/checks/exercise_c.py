@@ -120,6 +120,9 @@ def _describe_tensor(tensor: Any, image: np.ndarray) -> str:
                 "the notebook adds the batch dimension itself (unsqueeze(0)).")
     if not tensor.dtype.is_floating_point:
         return f"changed_preprocess returns {tensor.dtype} values; the network needs float: keep the ToDtype step."
+    if tensor.dtype != torch.float32:
+        return (f"changed_preprocess returns {tensor.dtype} values; the network's weights are float32, so it cannot "
+                "take them: return float32, as model.preprocess does (ToDtype(torch.float32, scale=True), or .float()).")
     if tensor.ndim == 3 and shape[0] == 1:
         return "changed_preprocess returns one channel; the network needs 3 (for gray: v2.Grayscale(num_output_channels=3))."
     if tensor.ndim != 3 or shape[0] != 3:
