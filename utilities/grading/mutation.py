@@ -518,14 +518,19 @@ def _snapshot(value: Any, store: Path) -> Any:
     if isinstance(value, Path):
         if not value.exists():
             return _NewPath(value.parts[-2:])
-        target = Path(tempfile.mkdtemp(dir=store)) / value.name
-        (shutil.copytree if value.is_dir() else shutil.copy2)(value, target)
-        return _Tree(target)
+        return _Tree(_copy_into_new_folder(value, store))
     if isinstance(value, (list, tuple)):
         return type(value)(_snapshot(item, store) for item in value)
     if isinstance(value, dict):
         return {key: _snapshot(item, store) for key, item in value.items()}
     return value
+
+
+def _copy_into_new_folder(source: Path, parent: Path) -> Path:
+    """A copy of a file or folder, under its own name, in a new folder made inside ``parent``."""
+    target = Path(tempfile.mkdtemp(dir=parent)) / source.name
+    (shutil.copytree if source.is_dir() else shutil.copy2)(source, target)
+    return target
 
 
 def _materialise(value: Any, scratch: Path) -> Any:
@@ -534,9 +539,7 @@ def _materialise(value: Any, scratch: Path) -> Any:
     if isinstance(value, np.ndarray):
         return value.copy()
     if isinstance(value, _Tree):
-        target = Path(tempfile.mkdtemp(dir=scratch)) / value.path.name
-        (shutil.copytree if value.path.is_dir() else shutil.copy2)(value.path, target)
-        return target
+        return _copy_into_new_folder(value.path, scratch)
     if isinstance(value, _NewPath):
         return Path(tempfile.mkdtemp(dir=scratch)).joinpath(*value.parts)
     if isinstance(value, _AsText):
