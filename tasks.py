@@ -11,8 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
+import urllib.parse
 import venv
 from pathlib import Path
 
@@ -41,9 +44,53 @@ def ensure_environment() -> Path:
         venv.create(VENV, with_pip=True)
     print("Installing the project and its dependencies (a few minutes the first time) ...", flush=True)
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
+    install_cpu_torch(python)
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--editable", f"{ROOT}[test]"], check=True)
     STAMP.write_text(wanted)
     return python
+
+
+#: PyTorch's own index of CPU-only wheels. On Linux the package index's torch is the CUDA build (about 4 GB more on
+#: disk, none of it used by a course that runs on the CPU); macOS and Windows wheels on the package index are CPU-only.
+CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def pinned(package: str) -> str:
+    """``package==version`` as pinned in pyproject.toml (read with a regex: tomllib needs Python 3.11)."""
+    match = re.search(rf'"({re.escape(package)}==[^"]+)"', (ROOT / "pyproject.toml").read_text())
+    if match is None:
+        raise SystemExit(f"pyproject.toml pins no version of {package}")
+    return match.group(1)
+
+
+def reachable(url: str, seconds: float = 5.0) -> bool:
+    """Whether ``url``'s host answers within ``seconds`` (offline, behind a firewall: no, at once or after the wait)."""
+    host = urllib.parse.urlsplit(url).hostname
+    try:
+        with socket.create_connection((host, 443), timeout=seconds):
+            return True
+    except OSError:
+        return False
+
+
+def install_cpu_torch(python: Path) -> None:
+    """On Linux, install the CPU-only torch and torchvision from PyTorch's index when it can be reached.
+
+    The project's install that follows finds them satisfied and keeps them. Where the index cannot be reached
+    (offline mirrors, CI) this returns after at most a few seconds and the package index's build is installed.
+    Set ``GRADCAM_TORCH=default`` to skip this and take the package index's build everywhere.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get("GRADCAM_TORCH") == "default":
+        return
+    if not reachable(CPU_TORCH_INDEX):
+        print(f"{CPU_TORCH_INDEX} cannot be reached: installing the package index's torch (on Linux the CUDA build).",
+              flush=True)
+        return
+    print("Installing the CPU-only torch and torchvision from PyTorch's index ...", flush=True)
+    command = [str(python), "-m", "pip", "install", "--quiet", "--index-url", CPU_TORCH_INDEX,
+               pinned("torch"), pinned("torchvision")]
+    if subprocess.run(command).returncode != 0:
+        print("The CPU-only build could not be installed; falling back to the package index's build.", flush=True)
 
 
 NBGRADER_SERVER_EXTENSIONS = ("formgrader", "validate_assignment", "assignment_list", "course_list")

@@ -1,5 +1,8 @@
 """The two install paths (pip, conda) install the same pinned packages; `make lab` installs the course's JupyterLab defaults."""
 
+import re
+import shlex
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -90,3 +93,44 @@ def test_binder_installs_the_same_pins_with_a_cpu_only_torch():
     start = ROOT / "binder" / "start"
     assert start.stat().st_mode & 0o111 and 'exec "$@"' in start.read_text()
     assert "GRADCAM_MODEL" in start.read_text() and "OMP_NUM_THREADS" in start.read_text()
+
+
+def _command_lines(markdown: Path) -> list[tuple[int, str]]:
+    """(line number, command) for each line of the fenced shell blocks (bash, bat) in a Markdown file."""
+    commands, language = [], None
+    for number, line in enumerate(markdown.read_text(encoding="utf-8").splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("```"):
+            language = None if language is not None else (stripped[3:] or "text")
+            continue
+        if language in ("bash", "bat") and stripped and not stripped.startswith("#"):
+            commands.append((number, stripped.split("  #")[0].strip()))
+    return commands
+
+
+def test_the_documents_commands_run_as_written_from_a_fresh_shell():
+    """Each command in the README's and the guide's shell blocks is a make target, a tasks.py command, or comes after
+    the line saying how to enter the environment: never a bare `python -m` or `nbgrader` that a fresh shell lacks."""
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z][a-z-]*):", makefile, flags=re.MULTILINE))
+    tasks = set(re.findall(r'^\s+"([a-z-]+)": (?:lambda|None)', (ROOT / "tasks.py").read_text(), flags=re.MULTILINE))
+    assert {"lab", "test", "explain", "grade"} <= targets and {"lab", "test", "explain"} <= tasks
+    checked = 0
+    for document in (ROOT / "README.md", ROOT / "exercises" / "TEACHER_GUIDE.md"):
+        lines = document.read_text(encoding="utf-8").splitlines()
+        for number, command in _command_lines(document):
+            words = shlex.split(command)
+            where = f"{document.name}:{number}: {command}"
+            if words[0] == "make":
+                assert words[1] in targets, where
+                dry_run = subprocess.run(["make", "-n", *words[1:]], cwd=ROOT, capture_output=True, text=True)
+                assert dry_run.returncode == 0, f"{where}\n{dry_run.stderr}"
+            elif words[:2] == ["py", "tasks.py"]:
+                assert words[2] in tasks, where
+            elif words[0].startswith(".venv/"):
+                assert (ROOT / words[0]).exists() or not (ROOT / ".venv").exists(), where
+            else:  # nbgrader, jupyter, python: the section must say how to enter the environment before the command
+                section_start = max(i for i, line in enumerate(lines[:number]) if line.startswith("## "))
+                assert "activate" in "\n".join(lines[section_start:number]), f"{where}: say how to enter the environment first"
+            checked += 1
+    assert checked >= 10

@@ -18,9 +18,10 @@ from .folder import CSV_NAME, ExplainUsageError, check_output_folder, explain_im
 
 __all__ = ["EXIT_OK", "EXIT_SKIPPED", "EXIT_USAGE", "METHODS_BY_OPTION", "build_parser", "main"]
 
-#: Every file found was explained.
+#: The run went to the end: every file found was explained or is listed as skipped, with the reason. Skipping a file
+#: that is not an image is a normal outcome, so make and shell scripts must not read it as the tool failing.
 EXIT_OK = 0
-#: Some files or sub-folders were skipped (listed at the end with the reason), or there was nothing to explain.
+#: Nothing was explained (no files found, or every one skipped); with ``--strict``, also any file skipped.
 EXIT_SKIPPED = 1
 #: Bad arguments; nothing was written (argparse's own usage errors exit with 2 too).
 EXIT_USAGE = 2
@@ -70,9 +71,11 @@ outputs in --out (created if missing):
   overwritten; outputs of an earlier run with the same names are.
 
 exit status:
-  {EXIT_OK}  every file was explained
-  {EXIT_SKIPPED}  some files or sub-folders were skipped (see the list at the end),
-     or no files were found
+  {EXIT_OK}  the run went to the end: every file was explained, or skipped with
+     its reason in the list at the end (a file that is not an image is not
+     an error)
+  {EXIT_SKIPPED}  nothing was explained: no files found, or every one skipped;
+     with --strict, also when any file or sub-folder was skipped
   {EXIT_USAGE}  usage error: bad arguments, a PATH that does not exist, an unknown
      class, model, layer or colormap, or an --out folder that holds input
      files; nothing was written
@@ -110,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cmap", default=CAM_COLORMAP, metavar="NAME",
         help=f"matplotlib colormap of the overlays (default: {CAM_COLORMAP}, perceptually uniform; jet: the literature's colours)",
+    )
+    parser.add_argument(
+        "--strict", action="store_true",
+        help=f"exit with status {EXIT_SKIPPED} when any file or sub-folder was skipped (default: only when nothing was explained)",
     )
     parser.add_argument(
         "--method", choices=list(METHODS_BY_OPTION), default="gradcam",
@@ -180,10 +187,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Explained {len(report.explained_files)} of {len(files)} file(s): {len(report.rows)} overlay(s) "
         f"and {CSV_NAME} in {out}."
     )
+    if report.notes:
+        print(f"Note on {len(report.notes)}:", file=sys.stderr)
+        for entry in report.notes:
+            print(f"  {entry.path}: {entry.reason}", file=sys.stderr)
     if report.skipped:
         print(f"Skipped {len(report.skipped)}:", file=sys.stderr)
         for entry in report.skipped:
             print(f"  {entry.path}: {entry.reason}", file=sys.stderr)
+    if not report.explained_files or (report.skipped and args.strict):
         return EXIT_SKIPPED
     return EXIT_OK
 
