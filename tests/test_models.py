@@ -1,5 +1,6 @@
 import re
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -137,6 +138,14 @@ def test_offline_default_falls_back_quickly_with_a_notice(offline, capsys):
     notice = capsys.readouterr().err.strip()
     assert len(notice.splitlines()) == 1
     assert "EfficientNet-Lite0" in notice and "resnet50-" in notice
+
+
+def test_in_a_notebook_the_offline_notice_is_information_on_stdout(offline, capsys, monkeypatch):
+    """Jupyter draws stderr in pink, which students read as an error."""
+    monkeypatch.setattr(models, "_in_notebook", lambda: True)
+    assert load_model().name == "efficientnet_lite0"
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out.startswith("Note: ") and "error" not in captured.out.lower()
 
 
 def test_offline_resnet50_by_name_says_where_to_put_the_file(offline):

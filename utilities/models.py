@@ -601,6 +601,11 @@ def _squashed(name: str) -> str:
 _NAMES_BY_SQUASHED = {_squashed(name): name for name in MODEL_NAMES}
 
 
+def _in_notebook() -> bool:
+    """Whether output goes to a Jupyter kernel's stream (ipykernel replaces ``sys.stdout``)."""
+    return type(sys.stdout).__module__.startswith("ipykernel")
+
+
 def load_model(name: str | None = None, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a pretrained ImageNet classifier with its preprocessing, class names and default layer.
 
@@ -630,10 +635,12 @@ def load_model(name: str | None = None, device: str | torch.device = "cpu") -> L
         try:
             loaded = _load_torchvision("resnet50")
         except ModelUnavailableError:
+            # Information, not an error: in a notebook it goes to stdout, since Jupyter draws stderr in pink.
             print(
-                f"ResNet50 weights are not available offline, so the bundled EfficientNet-Lite0 runs instead; "
-                f"to use ResNet50, go online once or copy its weights to {resnet50_weights_path()}.",
-                file=sys.stderr,
+                f"Note: ResNet50's weights are not on this computer, so the course's bundled EfficientNet-Lite0 runs "
+                f"(pretrained on ImageNet, like ResNet50). To use ResNet50, go online once or copy its weights to "
+                f"{resnet50_weights_path()}.",
+                file=sys.stdout if _in_notebook() else sys.stderr,
             )
             loaded = _load_efficientnet_lite0()
     else:
