@@ -28,7 +28,7 @@ exercise's number of checks), every other cell is locked, and grade ids are
 unique. Both modes check this first and write nothing if a source breaks it;
 ``--add-nbgrader-metadata`` fills in what a new cell lacks (existing metadata
 is kept) and adds a missing autograded cell. The versions keep the cells'
-metadata. ``utilities/grading/nbgrader_course.py`` turns the sources into an
+metadata. ``utilities/grading/nbgrader_course/`` turns the sources into an
 nbgrader course folder.
 
 ``--check`` writes nothing and exits 1 if a committed version differs from what

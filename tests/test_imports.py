@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+
+import pytest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,3 +77,16 @@ def test_torchvision_imported_first_is_left_as_it_is():
         """
     )
     assert out.strip() == "True"
+
+
+@pytest.mark.parametrize(
+    "module", ["utilities.explain", "utilities.grading", "utilities.grading.nbgrader_course", "utilities.grading.mutation"]
+)
+def test_each_command_prints_its_help_and_no_warning_of_the_courses_own(module, tmp_path):
+    """Run from another folder, as a teacher would: no RuntimeWarning from runpy, no DeprecationWarning."""
+    completed = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-m", module, "--help"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0 and completed.stderr == "", completed.stderr[-2000:]
+    assert completed.stdout.startswith("usage:")

@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 #: The exercise sources (the repository's; ``utilities`` is installed editable).
-SOURCE_DIR = Path(__file__).resolve().parents[2] / "exercises" / "source"
+SOURCE_DIR = Path(__file__).resolve().parents[3] / "exercises" / "source"
 DEFAULT_COURSE_ID = "gradcam-course"
 #: What the released notebooks show in place of a written answer: the prompt of the repository's student versions.
 ANSWER_PROMPT = "*Write your answer here.*"
@@ -318,7 +318,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Likewise for {', '.join(assignments[1:])}.")
     print(AFTER_STEPS)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
