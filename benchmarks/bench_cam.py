@@ -216,7 +216,24 @@ def time_cases(cases: dict[str, Callable[[], object]], seconds: float) -> dict[s
             end = time.perf_counter()
             times[name].append(case_end - case_start)
             ratios[name].append((case_end - case_start) / ((case_start - start + end - case_end) / 2))
-    return {name: (statistics.median(times[name]), statistics.median(ratios[name])) for name in cases}
+    return {name: (statistics.median(times[name]), *_median_and_quartiles(ratios[name])) for name in cases}
+
+
+def _median_and_quartiles(values: list[float]) -> tuple[float, float, float]:
+    """Median, lower and upper quartile: the quartiles say how far this machine's noise moves a ratio."""
+    if len(values) < 4:
+        return statistics.median(values), min(values), max(values)
+    lower, _, upper = statistics.quantiles(values, n=4)
+    return statistics.median(values), lower, upper
+
+
+def verdict(ratio: float, lower: float, upper: float, target: float) -> str:
+    """'meets' or 'MISSES' when the middle half of the rounds lies on one side of the target, else 'within noise of'."""
+    if upper <= target:
+        return "meets"
+    if lower > target:
+        return "MISSES"
+    return "within noise of"
 
 
 def peak_memory_of(model_name: str, case: str) -> int | None:
@@ -231,7 +248,7 @@ def peak_memory_of(model_name: str, case: str) -> int | None:
     return (status_kib("VmHWM") - before) * 1024
 
 
-def timings_in_subprocess(model_name: str, cases: list[str], seconds: float) -> dict[str, tuple[float, float]]:
+def timings_in_subprocess(model_name: str, cases: list[str], seconds: float) -> dict[str, tuple[float, float, float, float]]:
     """Timings of some of one model's cases in a fresh process."""
     output = subprocess.run(
         [sys.executable, __file__, "--timings", model_name, "--seconds", str(seconds), "--cases", json.dumps(cases)],
@@ -285,18 +302,21 @@ def main() -> int:
         peaks = {case: measure_peak_in_subprocess(model_name, case) for case in chosen}
         base_peak = peaks["inference forward"]
         for case in chosen:
-            median_time, time_ratio = timings[case]
+            median_time, time_ratio, ratio_low, ratio_high = timings[case]
             peak = peaks[case]
             peak_cells = (f"{peak / 2**20:8.1f}", f"{peak / base_peak:9.2f}") if peak is not None and base_peak else ("n/a".rjust(8), "n/a".rjust(9))
             print(f"| {model_name:<18} | {case:<39} | {median_time * 1000:8.1f} | {time_ratio:9.2f} | {peak_cells[0]} | {peak_cells[1]} |")
             if case in TARGETS:
                 time_target, memory_target = TARGETS[case]
-                ok = time_ratio <= time_target
-                text = f"{model_name}, {case}: time {time_ratio:.2f}x (target <= {time_target}x)"
+                said = verdict(time_ratio, ratio_low, ratio_high, time_target)
+                text = (f"{model_name}, {case}: time {time_ratio:.2f}x, middle half of the rounds "
+                        f"{ratio_low:.2f}-{ratio_high:.2f}x (target <= {time_target}x)")
                 if memory_target is not None and peak is not None and base_peak:
-                    ok = ok and peak / base_peak <= memory_target
+                    # One measurement of a high-water mark: no spread to report, so a plain comparison.
+                    if peak / base_peak > memory_target:
+                        said = "MISSES"
                     text += f", peak memory {peak / base_peak:.2f}x (target <= {memory_target}x)"
-                verdicts.append(("meets" if ok else "MISSES") + " target: " + text)
+                verdicts.append(f"{said} target: {text}")
     print()
     print("  resnet50: the project's (GlobalAveragePool); resnet50_stock: torchvision's resnet50() with nn.AdaptiveAvgPool2d(1)")
     for case in described:
@@ -305,6 +325,8 @@ def main() -> int:
         print("  torch-cam is not installed (pip install torchcam), so its row is left out; pytorch-grad-cam is the peer measured")
     print()
     print("\n".join(verdicts))
+    print("(meets / MISSES: the middle half of the rounds lies below / above the target; 'within noise of': it straddles "
+          "the target, and this machine's noise decides, so run again on a quiet machine before reading anything into it)")
     return 0
 
 
