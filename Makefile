@@ -3,7 +3,7 @@ PYTHON ?= python3
 
 .PHONY: lab test site bench bench-photo bench-memory bench-grading grade nbgrader-course no-answers explain setup
 
-lab:    ## open the notebook series in JupyterLab
+lab:    ## your copy of the course in JupyterLab (my-course/: lessons, exercises, data; updates keep your edits)
 	$(PYTHON) tasks.py lab
 
 test:   ## unit tests and every notebook re-executed by nbval

@@ -20,6 +20,8 @@ import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import learner_copy  # noqa: E402 - scripts/learner_copy.py, standard library only
 VENV = ROOT / ".venv"
 STAMP = VENV / "installed-pyproject.sha256"
 #: JupyterLab defaults for the course: closing a notebook's tab shuts its kernel down, so a learner who moves on to
@@ -129,7 +131,7 @@ def root_flags() -> list[str]:
 
 def main(argv: list[str]) -> int:
     commands = {
-        "lab": lambda python: [str(python), "-m", "jupyter", "lab", str(ROOT / "notebooks"), *root_flags(), *argv[1:]],
+        "lab": lambda python: [str(python), "-m", "jupyter", "lab", str(learner_copy.DEFAULT_TARGET), *root_flags(), *argv[1:]],
         "test": lambda python: [str(python), "-m", "pytest", *argv[1:]],
         "bench": lambda python: [str(python), str(ROOT / "benchmarks" / "bench_cam.py"), *argv[1:]],
         "bench-photo": lambda python: [str(python), str(ROOT / "benchmarks" / "bench_phone_photo.py"), *argv[1:]],
@@ -151,6 +153,11 @@ def main(argv: list[str]) -> int:
         return 0
     if argv[0] == "lab":
         install_lab_settings(VENV)
+        # The learner works in a copy (lessons and exercises side by side, no solutions): an update of the course
+        # never overwrites their edits, and git never sees them.
+        report = learner_copy.sync(learner_copy.DEFAULT_TARGET, learner_copy.environment_python_version(VENV))
+        for line in report.lines():
+            print(line, flush=True)
     # explain, grade and nbgrader-course read or write the paths they are given, so these are relative to where
     # the command was called from.
     cwd = None if argv[0] in ("explain", "grade", "nbgrader-course") else ROOT

@@ -19,6 +19,22 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def jupyterlab_metadata() -> dict:
+    """The kernelspec and language_info that JupyterLab writes into a notebook when this environment's kernel starts.
+
+    A notebook committed with anything else is marked changed the moment a learner opens it ("Save changes?" on
+    close; autosave then writes it, and on a hub nbgitpuller keeps that copy instead of the teacher's fixes).
+    """
+    from ipykernel.ipkernel import IPythonKernel
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    return {
+        "kernelspec": {"display_name": spec.display_name, "language": spec.language, "name": "python3"},
+        "language_info": dict(IPythonKernel.language_info),
+    }
+
+
 def execute(path: Path) -> float:
     notebook = nbformat.read(path, as_version=4)
     start = time.perf_counter()
@@ -28,6 +44,7 @@ def execute(path: Path) -> float:
     )
     client.execute()
     elapsed = time.perf_counter() - start
+    notebook.metadata.update(jupyterlab_metadata())
     nbformat.write(notebook, path)
     return elapsed
 

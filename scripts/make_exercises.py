@@ -51,6 +51,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from utilities.checks import CHECK_COUNTS  # noqa: E402 - after the repository is on the path
 from utilities.grading.nbgrader_course import BEGIN, END, HINT, is_autograded  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from execute_notebooks import jupyterlab_metadata  # noqa: E402 - scripts/execute_notebooks.py, beside this script
 
 SOURCE, STUDENT, SOLUTION = (ROOT / "exercises" / name for name in ("source", "student", "solution"))
 MARKDOWN_REGION = re.compile(r"<!-- BEGIN SOLUTION -->.*?<!-- END SOLUTION -->", re.DOTALL)
@@ -272,6 +274,7 @@ def main(argv: list[str]) -> int:
                     stale.append(str(target.relative_to(ROOT)))
             else:
                 folder.mkdir(parents=True, exist_ok=True)
+                notebook.metadata.update(jupyterlab_metadata())  # opened and closed in JupyterLab: no change
                 nbformat.write(notebook, target)
                 print(f"wrote {target.relative_to(ROOT)}")
     if stale:

@@ -1,7 +1,8 @@
 """The interactive parts in a real browser: JupyterLab in headless Chromium runs lessons 00 and 05 and drives the picker.
 
-JupyterLab runs from the project's environment on copies of the notebooks (so
-nothing it autosaves touches the committed ones), without the static-figure
+JupyterLab runs from the project's environment on the learner's copy that make
+lab serves (so nothing it autosaves touches the committed notebooks), and checks
+that opening and closing a lesson or an exercise changes nothing; without the static-figure
 switch, so the picker is the live ipywidgets one a learner gets.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -22,9 +22,20 @@ import pytest
 
 from browser import open_browser, require_chromium
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import learner_copy  # noqa: E402 - scripts/learner_copy.py
+
 ROOT = Path(__file__).resolve().parents[1]
 RUN_LIMIT_MS = 300_000  # a whole notebook, on a slow shared machine
 WIDGET_LIMIT_MS = 60_000  # one redraw of the picker
+
+
+_ROOTS: dict[tuple[str, str], Path] = {}
+
+
+def lab_root(lab: tuple[str, str]) -> Path:
+    """The folder the lab fixture's JupyterLab serves."""
+    return _ROOTS[lab]
 
 
 def _free_port() -> int:
@@ -35,19 +46,17 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """JupyterLab serving copies of notebooks 00 and 05 (with the data folder beside them); yields (url, token)."""
+    """JupyterLab serving the learner's copy of the course, as make lab does; yields (url, token)."""
     require_chromium()
     root = tmp_path_factory.mktemp("lab")
-    (root / "notebooks").mkdir()
-    for name in ("00_quickstart.ipynb", "05_cams_for_any_class.ipynb"):
-        shutil.copy(ROOT / "notebooks" / name, root / "notebooks" / name)
-    (root / "data").symlink_to(ROOT / "data", target_is_directory=True)
+    # The learner's copy that make lab serves: lessons and exercises side by side, the data beside them.
+    learner_copy.sync(root / "my-course", learner_copy.environment_python_version(Path(sys.prefix)))
     port, token = _free_port(), secrets.token_hex(16)
     environment = {key: value for key, value in os.environ.items() if key != "GRADCAM_NONINTERACTIVE"}
     environment["GRADCAM_MODEL"] = "efficientnet_lite0"
     command = [
         sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root / 'notebooks'}", "--expose-app-in-browser",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root / 'my-course'}", "--expose-app-in-browser",
         "--ServerApp.allow_root=True", "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]
     log = (root / "lab.log").open("w")
@@ -63,6 +72,7 @@ def lab(tmp_path_factory):
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("JupyterLab did not start:\n" + (root / "lab.log").read_text()[-3000:])
                 time.sleep(0.5)
+        _ROOTS[(url, token)] = root / "my-course"
         yield url, token
     finally:
         server.terminate()
@@ -119,15 +129,43 @@ def _errors(page) -> list[str]:
     )
 
 
+@pytest.mark.parametrize(
+    "name", ["lessons/00_quickstart.ipynb", "lessons/01_classifying_images.ipynb", "exercises/exercise_a_cams_for_classes.ipynb"]
+)
+def test_a_lesson_opened_and_closed_without_running_is_not_changed(browser, lab, name):
+    """No 'Save changes?' on close: on a hub, a saved copy would keep the student's version and stop the teacher's
+    fixes from arriving through nbgitpuller. The committed form must be the form JupyterLab keeps."""
+    url, token = lab
+    path = Path(lab_root(lab)) / name
+    before = path.read_bytes()
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(RUN_LIMIT_MS)
+    page.goto(f"{url}/lab/tree/{name}?reset&token={token}")
+    page.wait_for_function("window.jupyterapp && window.jupyterapp.shell.currentWidget && "
+                           "window.jupyterapp.shell.currentWidget.sessionContext && "
+                           "window.jupyterapp.shell.currentWidget.sessionContext.session && "
+                           "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel && "
+                           "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'")
+    page.wait_for_timeout(2000)  # the kernel's info (language, spec) has reached the notebook's metadata
+    dirty = page.evaluate("window.jupyterapp.shell.currentWidget.context.model.dirty")
+    changed = page.evaluate("JSON.stringify(window.jupyterapp.shell.currentWidget.context.model.metadata)")
+    assert not dirty, f"{name} is marked changed on opening; its metadata in JupyterLab: {changed}"
+    page.evaluate("window.jupyterapp.commands.execute('application:close-all')")
+    page.wait_for_timeout(1000)
+    assert page.locator(".jp-Dialog").count() == 0  # no 'Save changes?' dialog
+    page.close()
+    assert path.read_bytes() == before
+
+
 def test_lesson_00_runs_in_the_browser_without_errors(browser, lab):
-    page = _open_and_run_all(browser, lab, "00_quickstart.ipynb")
+    page = _open_and_run_all(browser, lab, "lessons/00_quickstart.ipynb")
     assert _errors(page) == []
     assert page.locator(".jp-OutputArea-output img").count() >= 3  # the figures were drawn
     page.close()
 
 
 def test_the_class_picker_in_lesson_05_follows_its_controls(browser, lab):
-    page = _open_and_run_all(browser, lab, "05_cams_for_any_class.ipynb")
+    page = _open_and_run_all(browser, lab, "lessons/05_cams_for_any_class.ipynb")
     assert _errors(page) == []
     page.set_default_timeout(WIDGET_LIMIT_MS)
     # JupyterLab renders only the cells in view: bring the picker's cell there.
