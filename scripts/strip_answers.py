@@ -7,8 +7,12 @@ teacher who wants to hand out the questions alone runs::
     python tasks.py no-answers            # or: make no-answers
     python scripts/strip_answers.py [SOURCE_DIR] [OUTPUT_DIR]
 
-(defaults: ``notebooks/`` into ``build/notebooks-without-answers/``). Only
-the answer blocks go; code, outputs and the questions stay as they are.
+(defaults: ``notebooks/`` into ``build/notebooks-without-answers/``). The
+answer blocks go, and so does everything else that holds an answer: cells
+tagged ``answer-data`` (the computations a lesson runs for its questions, whose
+outputs would give the answers away) and the code cells among the questions
+(checks of the answers' sentences). The questions, and the rest of the code
+and outputs, stay as they are.
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = ROOT / "notebooks"
 DEFAULT_OUTPUT = ROOT / "build" / "notebooks-without-answers"
+
+#: Tag of the cells that compute what the questions' answers use.
+ANSWER_DATA_TAG = "answer-data"
+QUESTIONS_HEADING = "## Questions"
 
 #: One answer block, with the blank lines around it.
 ANSWER_BLOCK = re.compile(r'\n*<details class="answer">.*?</details>\n*', re.DOTALL)
@@ -46,10 +54,16 @@ def write_without_answers(source: Path, output: Path) -> int:
     removed = 0
     for path in notebooks:
         notebook = nbformat.read(path, as_version=4)
+        kept, in_questions = [], False
         for cell in notebook.cells:
+            in_questions = in_questions or (cell.cell_type == "markdown" and cell.source.startswith(QUESTIONS_HEADING))
+            if ANSWER_DATA_TAG in cell.metadata.get("tags", []) or (in_questions and cell.cell_type == "code"):
+                continue
             if cell.cell_type == "markdown" and "<details" in cell.source:
                 removed += count_answers(cell.source)
                 cell.source = strip_answers(cell.source)
+            kept.append(cell)
+        notebook.cells = kept
         nbformat.write(notebook, output / path.name)
     return removed
 
