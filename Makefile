@@ -1,7 +1,7 @@
 # Both targets set everything up on first use (see tasks.py), then run.
 PYTHON ?= python3
 
-.PHONY: lab test site bench bench-photo bench-memory bench-grading grade nbgrader-course no-answers explain setup
+.PHONY: lab test site site-students bench bench-photo bench-memory bench-grading grade nbgrader-course no-answers explain setup
 
 lab:    ## your copy of the course in JupyterLab (my-course/: lessons, exercises, data; updates keep your edits)
 	$(PYTHON) tasks.py lab
@@ -11,6 +11,9 @@ test:   ## unit tests and every notebook re-executed by nbval
 
 site:   ## the course as a static website in build/site (offline, from the committed notebooks)
 	$(PYTHON) tasks.py site
+
+site-students:  ## the students' site in build/site-students: no teacher's guide; make site-students ARGS=--without-answers leaves the answers out too
+	$(PYTHON) tasks.py site --students --out build/site-students $(ARGS)
 
 bench:  ## CAM speed and memory, as ratios to one inference forward
 	$(PYTHON) tasks.py bench

@@ -55,6 +55,19 @@ def test_the_site_has_every_lesson_exercise_and_guide(site):
     assert lesson.count("<img") >= 3
 
 
+def test_the_students_site_has_no_teachers_guide_and_can_leave_the_answers_out(tmp_path):
+    out = tmp_path / "site-students"
+    assert build_site.main(["--out", str(out), "--students", "--without-answers"]) == 0
+    pages = {path.as_posix() for path in _pages(out)}
+    assert "exercises/TEACHER_GUIDE.html" not in pages and "notebooks/00_quickstart.html" in pages
+    assert "TEACHER_GUIDE.html" not in (out / "index.html").read_text()
+    for lesson in (out / "notebooks").glob("*.html"):
+        text = lesson.read_text()
+        assert 'class="answer"' not in text and "answer-data" not in text, lesson.name
+    # what the questions' cells printed in lesson 00 is gone with them
+    assert "the cat's largest raw value is" not in (out / "notebooks" / "00_quickstart.html").read_text()
+
+
 def _check_page(page, base_url: str, site: Path, relative: Path) -> list[str]:
     problems: list[str] = []
     page.on("console", lambda message: problems.append(f"console {message.type}: {message.text}") if message.type == "error" else None)
