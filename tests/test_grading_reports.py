@@ -31,7 +31,7 @@ def _class() -> list[Submission]:
     partial = dict(full)
     partial["a"] = NotebookResult(
         "a", "exercise_a.ipynb", Status.GRADED, passed=["shape", "no NaN"],
-        problems=["dominant_class looked at the wrong half", "cell 3 (`x`) raised ValueError: bad"],
+        problems=["dominant_class looked at the wrong half", "dominant_class looked at the wrong half", "cell 3 (`x`) raised ValueError: bad"],
         failing_cells=[{"cell": 3, "first_line": "x", "error": "ValueError: bad", "traceback": "``` a fence ```\nValueError: bad"}],
         output="y" * 100, output_size=5_000_000,
     )
@@ -60,11 +60,27 @@ def test_feedback_gives_each_message_each_failing_cell_and_the_kept_output():
     text = feedback_markdown(_class()[1])
     assert text.startswith("# Feedback: ada/lovelace")
     assert "## Exercise a: 2/7 points (`exercise_a.ipynb`)" in text
-    assert "- passed: shape" in text and "- **not yet:** dominant_class looked at the wrong half" in text
+    # every check is named, passed or not; the reasons follow, each once
+    assert "- passed: shape" in text and "- **not yet**: normalised" in text and "- **not yet**: Grad-CAM at layer4" in text
+    assert text.count("- dominant_class looked at the wrong half") == 1 and "Why not yet:" in text
     assert "Cell 3 (`x`) raised `ValueError: bad`:" in text
     assert "````\n``` a fence ```\nValueError: bad\n````" in text  # a longer fence than the traceback's own
     assert "What the notebook printed (the first 0 kB of 5.0 MB):" in text
     assert "*Timed out.*" in text and "a cell ran longer than 300 s" in text
+    assert "weighs more" in text and "b 8" in text  # how the total is made
+
+
+def test_an_untouched_notebook_is_one_line_and_written_answers_reach_student_and_teacher(tmp_path):
+    results = {letter: NotebookResult(letter, "", Status.NOT_SUBMITTED, problems=["no notebook submitted"]) for letter in EXERCISES}
+    results["a"] = NotebookResult("a", "exercise_a.ipynb", Status.NOT_ATTEMPTED, problems=["not attempted: ..."])
+    results["b"] = NotebookResult("b", "exercise_b.ipynb", Status.GRADED, written_answers=["Because the maps\nare normalised.", ""])
+    text = feedback_markdown(Submission("grace", results))
+    section_a = text.split("## Exercise a")[1].split("## Exercise b")[0]
+    assert section_a.strip().splitlines()[1:] == ["", "*Not attempted: every function still raises the template's NotImplementedError.*"]
+    assert "Your written answer:\n\n> Because the maps\n> are normalised." in text and "*(none written)*" in text
+    write_feedback([Submission("grace", results), Submission("alan", {"b": NotebookResult("b", "x.ipynb", Status.GRADED, written_answers=["No."])})], tmp_path / "feedback")
+    teacher = (tmp_path / "written-answers.md").read_text()
+    assert "## Exercise b" in teacher and "**grace:**" in teacher and "**alan:**\n\n> No." in teacher
 
 
 def test_feedback_files_are_named_after_the_students_without_clashes(tmp_path):

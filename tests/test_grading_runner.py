@@ -39,13 +39,14 @@ def test_nbgraders_autograded_cell_is_left_to_the_graders_own_cell(tmp_path, ker
 def test_a_notebook_that_sleeps_forever_is_stopped_at_the_time_limit(tmp_path, kernel_factory):
     path = write_notebook(tmp_path / "exercise_b_x.ipynb", "import time\nwhile True:\n    time.sleep(1)")  # hangs however fast the machine
     result = grade_notebook(path, "b", timeout=3, factory=kernel_factory)
-    assert result.status == Status.TIMED_OUT and result.passed == [] and result.problems == ["a cell ran longer than 3 s"]
+    assert result.status == Status.TIMED_OUT and result.passed == [] and result.problems == ["cell 1 (`import time`) ran longer than 3 s"]
 
 
 def test_a_notebook_that_kills_its_kernel_scores_zero_with_the_reason(tmp_path, kernel_factory):
     path = write_notebook(tmp_path / "exercise_a_x.ipynb", "print('before')", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
     result = grade_notebook(path, "a", factory=kernel_factory)
-    assert result.status == Status.KERNEL_DIED and result.passed == [] and "kernel died" in result.problems[0]
+    assert result.status == Status.KERNEL_DIED and result.passed == []
+    assert "kernel died while cell 2 (`import os, signal`) was running" in result.problems[0]
     assert result.output == "before\n"
 
 
@@ -110,3 +111,25 @@ def test_a_folder_with_dangling_or_looping_links_is_copied_with_them(tmp_path, k
     (folder / ".venv" / "loop").symlink_to("..")
     result = grade_notebook(path, "a", factory=kernel_factory)
     assert result.status == Status.GRADED and result.output == "['loop', 'python3']\n"
+
+
+def test_a_traceback_keeps_the_students_frames_and_leaves_out_the_librarys(tmp_path, kernel_factory):
+    path = write_notebook(
+        tmp_path / "exercise_a_x.ipynb",
+        "import numpy as np\nfrom utilities import load_image\ndef mine(image):\n    return load_image(image.transpose(2, 0, 1))",
+        "mine(np.zeros((64, 64, 3), dtype=np.uint8))",
+    )
+    traceback = grade_notebook(path, "a", factory=kernel_factory).failing_cells[0]["traceback"]
+    assert "mine(np.zeros" in traceback and "return load_image(image.transpose" in traceback  # the student's cells
+    assert "utilities" not in traceback.replace("from utilities import", "") and "site-packages" not in traceback
+    assert "frame(s) inside the course's library or torch left out" in traceback
+    assert traceback.rstrip().splitlines()[-1].startswith("ImageLoadError: ")
+
+
+def test_an_untouched_notebook_is_not_attempted_in_one_line(tmp_path, kernel_factory):
+    student = Path(__file__).resolve().parents[1] / "exercises" / "student" / "exercise_a_cams_for_classes.ipynb"
+    (tmp_path / student.name).write_bytes(student.read_bytes())
+    result = grade_notebook(tmp_path / student.name, "a", factory=kernel_factory)
+    assert result.status == Status.NOT_ATTEMPTED and result.points == 0 and result.failing_cells == []
+    assert result.problems == ["not attempted: every function still raises the template's NotImplementedError"]
+    assert result.written_answers == [""]

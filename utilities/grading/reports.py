@@ -12,7 +12,18 @@ from .. import checks
 from ..checks import EXERCISES
 from .runner import GRADED_TOTALS, RUNS_WITHOUT_ERRORS, NotebookResult, Status
 
-__all__ = ["CHECK_NAMES", "Submission", "feedback_markdown", "gradebook_rows", "notes", "score_table", "write_feedback", "write_gradebook"]
+__all__ = [
+    "CHECK_NAMES",
+    "Submission",
+    "feedback_markdown",
+    "gradebook_rows",
+    "notes",
+    "score_table",
+    "weighting",
+    "write_feedback",
+    "write_gradebook",
+    "written_answers_markdown",
+]
 
 #: Exercise letter -> its checks' names, then the point for running without errors: the gradebook's columns.
 CHECK_NAMES: dict[str, tuple[str, ...]] = {letter: (*names, RUNS_WITHOUT_ERRORS) for letter, names in checks.CHECK_NAMES.items()}
@@ -69,7 +80,7 @@ def score_table(submissions: list[Submission]) -> str:
         f"- {submission.name}, exercise {letter}: {problem}"
         for submission in submissions
         for letter, result in submission.results.items()
-        for problem in [*result.problems, *notes(result)]
+        for problem in list(dict.fromkeys([*result.problems, *notes(result)]))
     ]
     return "\n".join(lines + ([""] + remarks if remarks else []))
 
@@ -110,24 +121,57 @@ def _fenced(text: str, language: str = "") -> str:
     return f"{fence}{language}\n{text.rstrip()}\n{fence}"
 
 
+def weighting() -> str:
+    """How the total is made, in one sentence (exercises have different numbers of checks)."""
+    points = ", ".join(f"{letter} {total}" for letter, total in GRADED_TOTALS.items())
+    return (f"Each exercise gives one point per check it passes and one for a notebook whose cells all run without an "
+            f"error ({points}); the total adds them, so an exercise with more checks weighs more.")
+
+
 def feedback_markdown(submission: Submission) -> str:
-    """A student's feedback: per exercise the points, each check passed or its message, failing cells and errors."""
+    """A student's feedback: per exercise the points, each check by name (passed or not yet), then the reasons once,
+    the failing cells (the student's own frames only) and the written answers."""
     percent = 100 * submission.points / submission.total
-    lines = [f"# Feedback: {submission.name}", "", f"**{submission.points} of {submission.total} points ({percent:.0f}%).**", ""]
+    lines = [f"# Feedback: {submission.name}", "", f"**{submission.points} of {submission.total} points ({percent:.0f}%).** "
+             + weighting(), ""]
     for letter, result in submission.results.items():
         title = f"## Exercise {letter}: {result.points}/{result.total} points"
         lines += [title + (f" (`{result.notebook}`)" if result.notebook else ""), ""]
+        if result.status in (Status.NOT_SUBMITTED, Status.NOT_ATTEMPTED):
+            detail = "" if result.status == Status.NOT_SUBMITTED else ": every function still raises the template's NotImplementedError"
+            lines += [f"*{result.status.capitalize()}{detail}.*", ""]
+            continue
         if result.status != Status.GRADED:
             lines += [f"*{result.status.capitalize()}.*", ""]
-        lines += [f"- passed: {name}" for name in CHECK_NAMES[letter] if name in result.passed]
-        lines += [f"- **not yet:** {problem}" for problem in result.problems]
+        lines += [f"- {'passed' if name in result.passed else '**not yet**'}: {name}" for name in CHECK_NAMES[letter]]
+        reasons = list(dict.fromkeys(result.problems))  # a message shared by several checks is said once
+        if reasons:
+            lines += ["", "Why not yet:", ""] + [f"- {reason}" for reason in reasons]
         lines += [f"- note: {note}" for note in notes(result)]
         for cell in result.failing_cells:
             lines += ["", f"Cell {cell['cell']} (`{cell['first_line']}`) raised `{cell['error']}`:", "", _fenced(cell["traceback"])]
         if result.output and (result.status != Status.GRADED or result.output_truncated):
             shown = f"the first {_size(len(result.output))} of {_size(result.output_size)}" if result.output_truncated else "all of it"
             lines += ["", f"What the notebook printed ({shown}):", "", _fenced(result.output)]
+        for answer in result.written_answers:
+            lines += ["", "Your written answer:", ""] + ([f"> {line}" if line else ">" for line in answer.splitlines()] or [])
+            if not answer:
+                lines.append("*(none written)*")
         lines.append("")
+    return "\n".join(lines)
+
+
+def written_answers_markdown(submissions: list[Submission]) -> str:
+    """Every student's written answers in one file, per exercise: for the teacher to read in one place."""
+    lines = ["# Written answers", ""]
+    for letter in EXERCISES:
+        answered = [(s.name, s.results[letter]) for s in submissions if letter in s.results and s.results[letter].written_answers]
+        if not answered:
+            continue
+        lines += [f"## Exercise {letter}", ""]
+        for name, result in answered:
+            for answer in result.written_answers:
+                lines += [f"**{name}:**", ""] + ([f"> {line}" if line else ">" for line in answer.splitlines()] or ["*(none written)*"]) + [""]
     return "\n".join(lines)
 
 
@@ -136,8 +180,10 @@ def _file_name(student: str) -> str:
 
 
 def write_feedback(submissions: list[Submission], folder: Path) -> list[Path]:
-    """One Markdown file per student in ``folder``, named after the student."""
+    """One Markdown file per student in ``folder``, named after the student; and ``written-answers.md`` beside the
+    folder, with every student's written answers."""
     folder.mkdir(parents=True, exist_ok=True)
+    (folder.parent / "written-answers.md").write_text(written_answers_markdown(submissions), encoding="utf-8")
     written: list[Path] = []
     for submission in submissions:
         stem, number = _file_name(submission.name), 1

@@ -20,6 +20,7 @@ from .kernels import KernelFactory, limited_kernel_manager
 from .nbgrader_course import is_autograded
 
 __all__ = [
+    "ANSWER_PLACEHOLDER",
     "GRADED_TOTALS",
     "OUTPUT_LIMIT",
     "RESULT_MIME",
@@ -27,6 +28,7 @@ __all__ = [
     "Status",
     "NotebookResult",
     "grade_notebook",
+    "written_answers",
 ]
 
 #: The name of the extra point every graded exercise has.
@@ -54,6 +56,8 @@ class Status:
 
     GRADED = "graded"
     NOT_SUBMITTED = "not submitted"
+    #: Submitted as handed out: every function still raises the template's NotImplementedError. Zero points, one line.
+    NOT_ATTEMPTED = "not attempted"
     UNREADABLE = "unreadable"
     TIMED_OUT = "timed out"
     KERNEL_DIED = "kernel died"
@@ -80,6 +84,8 @@ class NotebookResult:
         memory_error: whether a cell ran out of the kernel's memory limit.
         seconds: time to run and grade it.
         cached: whether the result came from an earlier run of the same notebook.
+        written_answers: the student's text in each written-answer cell ("To think about"); "" where they left
+            the template's placeholder.
     """
 
     exercise: str
@@ -93,6 +99,7 @@ class NotebookResult:
     memory_error: bool = False
     seconds: float = 0.0
     cached: bool = False
+    written_answers: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -132,6 +139,11 @@ class _GradingClient(NotebookClient):
         self.kept: list[str] = []
         self.kept_size = 0
         self.output_size = 0
+        self.running_cell: int | None = None  # index of the cell being run: a kernel death or a time-out names it
+
+    async def async_execute_cell(self, cell: nbformat.NotebookNode, cell_index: int, *args: Any, **kwargs: Any) -> Any:
+        self.running_cell = cell_index
+        return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
 
     def output(self, outs: list, msg: dict, display_id: str | None, cell_index: int) -> Any:
         if cell_index >= self.student_cells:
@@ -153,6 +165,28 @@ def _first_line(source: str) -> str:
     return line if len(line) <= 60 else line[:57] + "..."
 
 
+#: A frame of an IPython traceback outside the student's cells: a file of a library, the course's or the teacher's.
+_LIBRARY_FRAME = re.compile(r"^File [^\n]*", re.MULTILINE)
+
+
+def _students_frames(traceback: str) -> str:
+    """The traceback with only the student's own cells' frames, and the error's last line.
+
+    Frames inside ``utilities``, torch or any other file (the teacher's paths, the checker's source) are left out:
+    they do not help the student and would show the grader's folders. A note says how many went.
+    """
+    blocks = re.split(r"\n\s*\n", traceback.strip())
+    kept, left_out = [], 0
+    for block in blocks:
+        if block.lstrip().startswith("File ") or "[... skipping hidden" in block:
+            left_out += 1
+        else:
+            kept.append(block)
+    if left_out:
+        kept.insert(len(kept) - 1 if len(kept) > 1 else len(kept), f"[{left_out} frame(s) inside the course's library or torch left out]")
+    return "\n\n".join(kept)
+
+
 def _failing_cells(cells: list) -> list[dict[str, Any]]:
     """Each code cell with an error output: number (1-based, among all cells), first line, error, traceback."""
     failing = []
@@ -160,12 +194,39 @@ def _failing_cells(cells: list) -> list[dict[str, Any]]:
         for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
             if output.get("output_type") == "error":
                 error = f"{output.get('ename', 'Error')}: {output.get('evalue', '')}".strip().rstrip(":")
-                traceback = _ANSI.sub("", "\n".join(output.get("traceback", [])))
+                traceback = _students_frames(_ANSI.sub("", "\n".join(output.get("traceback", []))))
                 if len(traceback) > _TRACEBACK_LIMIT:
                     traceback = "...\n" + traceback[-_TRACEBACK_LIMIT:]  # the end names the error
                 failing.append({"cell": number, "first_line": _first_line(cell.source), "error": error[:300], "traceback": traceback})
                 break
     return failing
+
+
+#: What a written-answer cell holds until the student writes there.
+ANSWER_PLACEHOLDER = "*Write your answer here.*"
+
+
+def written_answers(cells: list) -> list[str]:
+    """The student's text in each written-answer cell (nbgrader: a Markdown solution cell); "" for the placeholder."""
+    answers = []
+    for cell in cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "markdown" and meta.get("solution"):
+            text = cell.source.strip()
+            if text.startswith("**To think about:**"):  # the question, as handed out: not the student's words
+                text = text.split("\n\n", 1)[1].strip() if "\n\n" in text else ""
+            answers.append("" if text in ("", ANSWER_PLACEHOLDER) else text)
+    return answers
+
+
+def _running(client: _GradingClient, student_cells: int) -> str:
+    """'cell 4 (`first line`)': the cell that was running, numbered as in the student's notebook."""
+    index = client.running_cell
+    if index is None:
+        return "the first cell"
+    if index >= student_cells:
+        return "the grader's checks"
+    return f"cell {index + 1} (`{_first_line(client.nb.cells[index].source)}`)"
 
 
 def _errors_message(failing: list[dict[str, Any]]) -> str:
@@ -232,12 +293,16 @@ def grade_notebook(
         try:
             client.execute(env=kernel_environment, cleanup_kc=True)  # a kernel manager given to nbclient is not shut down otherwise
         except CellTimeoutError:
-            status, reason = Status.TIMED_OUT, f"a cell ran longer than {timeout:g} s"
+            status, reason = Status.TIMED_OUT, f"{_running(client, student_cells)} ran longer than {timeout:g} s"
         except DeadKernelError:
-            status, reason = Status.KERNEL_DIED, "the notebook's kernel died (crashed, was killed, or exited)"
+            status, reason = Status.KERNEL_DIED, (
+                f"the notebook's kernel died while {_running(client, student_cells)} was running "
+                "(it crashed, ran out of memory, was killed, or exited)"
+            )
         except Exception as error:  # noqa: BLE001 - e.g. a kernel that never starts
             status, reason = Status.NOT_RUN, f"the notebook could not be run: {type(error).__name__}: {error}"
     result = NotebookResult(exercise, path.name, status, output="".join(client.kept), output_size=client.output_size)
+    result.written_answers = written_answers(notebook.cells[:student_cells])
     result.failing_cells = _failing_cells(notebook.cells[:student_cells])
     result.memory_error = any(any(mark in cell["error"] for mark in _MEMORY_ERRORS) for cell in result.failing_cells)
     if status != Status.GRADED:
@@ -247,6 +312,12 @@ def grade_notebook(
         data = output.get("data", {}).get(RESULT_MIME)
         if isinstance(data, dict):
             result.passed, result.problems = list(data["passed"]), list(data["problems"])
+            if not result.passed and result.failing_cells and all(
+                cell["error"].startswith("NotImplementedError") for cell in result.failing_cells
+            ):
+                result.status, result.failing_cells, result.output = Status.NOT_ATTEMPTED, [], ""
+                result.problems = ["not attempted: every function still raises the template's NotImplementedError"]
+                return finish(result)
             if result.failing_cells:
                 result.problems.append(_errors_message(result.failing_cells))
             elif any(problem.startswith("the notebook does not define") for problem in result.problems):
