@@ -1,4 +1,5 @@
 import csv
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -235,3 +236,30 @@ def test_the_reliable_side_is_where_shrunk_photos_stop_keeping_their_top_class(l
 
     assert len(photos) >= 8
     assert kept(RELIABLE_IMAGE_SIDE - 8) <= 1 < kept(2 * RELIABLE_IMAGE_SIDE)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links and non-UTF-8 names need a POSIX file system")
+def test_links_duplicates_and_odd_names_are_each_explained_or_reported(data_dir, tmp_path, capsys):
+    """No input is dropped silently: every file found is either in the CSV or in the list of skipped files."""
+    folder, other = tmp_path / "in", tmp_path / "other"
+    folder.mkdir(), other.mkdir()
+    small = Image.open(data_dir / "chelsea.jpg").convert("RGB").resize((64, 48))
+    small.save(folder / "cat.png")
+    small.save(other / "elsewhere.png")
+    (folder / "link_to_cat.png").symlink_to("cat.png")
+    (folder / "link_outside.png").symlink_to(other / "elsewhere.png")
+    (folder / "dangling.png").symlink_to("missing.png")
+    (folder / "folder_link").symlink_to(other, target_is_directory=True)
+    small.save(folder / "tab\tname.png")
+    small.save(os.fsdecode(os.fsencode(str(folder)) + b"/caf\xe9.png"))  # a Latin-1 name from another system
+    found = len(list(folder.iterdir()))
+    assert main([str(folder), str(folder / "cat.png"), "--out", str(tmp_path / "cams"), *MODEL]) == EXIT_OK
+    rows, err = _rows(tmp_path / "cams"), capsys.readouterr().err
+    explained = {Path(row["file"]).name for row in rows}
+    assert explained == {"cat.png", "link_outside.png", "tab\tname.png", "caf\\xe9.png"}
+    assert "link_to_cat.png: the same file as" in err and "(a link to it), explained once" in err
+    assert "cat.png: the same file as" in err.replace("link_to_cat.png", "")  # given twice: once explained, once reported
+    assert "dangling.png: a link to 'missing.png', which does not exist" in err
+    assert "folder_link: a link to a folder" in err
+    assert len(explained) + err.count("\n  ") == found + 1  # every file found, and the one given twice
+    assert all(name.isprintable() for name in os.listdir(tmp_path / "cams"))

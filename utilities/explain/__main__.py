@@ -14,7 +14,7 @@ from ..methods import CAM_METHODS
 from ..models import ModelUnavailableError, load_model
 from ..plotting import CAM_COLORMAP, check_colormap
 from ..widgets import noninteractive
-from .folder import CSV_NAME, ExplainUsageError, check_output_folder, explain_images, find_images
+from .folder import CSV_NAME, ExplainUsageError, check_output_folder, explain_images, find_images, shown
 
 __all__ = ["EXIT_OK", "EXIT_SKIPPED", "EXIT_USAGE", "METHODS_BY_OPTION", "build_parser", "main"]
 
@@ -51,8 +51,13 @@ which files:
   folder: every file directly inside it; hidden files (starting with '.') are
   ignored, and sub-folders are not searched but reported as skipped (pass one
   as a PATH of its own to explain it); the --out folder is passed over.
-  Files that are not images, are empty, damaged or too small are skipped with
-  the reason; the run goes on and lists them at the end.
+  Links are followed: a link to a file is explained as that file, a link to a
+  folder is reported like a sub-folder, a link to nothing is reported. A file
+  met twice (given twice, or a link and its target) is explained once and
+  the second is reported. Files that are not images, cannot be read, are
+  empty, damaged or too small are skipped with the reason; the run goes on
+  and lists them at the end. No file found is left out of both the CSV and
+  that list. Names that are not UTF-8 appear with \\x escapes in the CSV.
 
 outputs in --out (created if missing):
   <image>_<class>.png  one per image and class, e.g. cat_egyptian_cat.png
@@ -163,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return usage_error(str(error))
     if not files:
         for entry in skipped:
-            print(f"skipped {entry.path}: {entry.reason}", file=sys.stderr)
+            print(f"skipped {shown(entry.path)}: {shown(entry.reason)}", file=sys.stderr)
         print("No files to explain.", file=sys.stderr)
         return EXIT_SKIPPED
     # Model, classes and layer are checked before anything is written.
@@ -190,11 +195,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if report.notes:
         print(f"Note on {len(report.notes)}:", file=sys.stderr)
         for entry in report.notes:
-            print(f"  {entry.path}: {entry.reason}", file=sys.stderr)
+            print(f"  {shown(entry.path)}: {shown(entry.reason)}", file=sys.stderr)
     if report.skipped:
         print(f"Skipped {len(report.skipped)}:", file=sys.stderr)
         for entry in report.skipped:
-            print(f"  {entry.path}: {entry.reason}", file=sys.stderr)
+            print(f"  {shown(entry.path)}: {shown(entry.reason)}", file=sys.stderr)
     if not report.explained_files or (report.skipped and args.strict):
         return EXIT_SKIPPED
     return EXIT_OK

@@ -9,7 +9,9 @@ reason, and the run goes on.
 from __future__ import annotations
 
 import csv
+import os
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -35,6 +37,7 @@ __all__ = [
     "explain_images",
     "find_images",
     "overlay_name",
+    "shown",
 ]
 
 #: Below this many pixels on the short side, the model's answer on an image is close to noise: the course's nine photos,
@@ -91,7 +94,10 @@ def find_images(paths: Sequence[str | Path], ignore: str | Path | None = None) -
     (the output folder), which is passed over silently. Hidden files (names
     starting with ``.``, such as ``.DS_Store``) inside folders are passed over
     too. Every other file is returned, image or not: whether it can be read
-    is found out when it is loaded. A file given twice is explained once.
+    is found out when it is loaded. Links are followed: a link to a file is
+    explained as that file, a link to a folder is reported like a sub-folder,
+    a link to nothing is reported. A file met twice (given twice, or by a
+    link and its target) is explained once and the second is reported.
 
     Args:
         paths: files and folders.
@@ -110,18 +116,30 @@ def find_images(paths: Sequence[str | Path], ignore: str | Path | None = None) -
     missing = [str(path) for path in paths if not Path(path).exists()]
     if missing:
         raise ExplainUsageError(f"No such file or folder: {', '.join(map(repr, missing))}.")
+    def add(path: Path) -> None:
+        if path.is_symlink() and not path.exists():
+            skipped.append(Skipped(path, f"a link to {os.readlink(path)!r}, which does not exist"))
+            return
+        target = path.resolve()
+        if target in files:  # the same file again: by another name, a link, or given twice
+            link = " (a link to it)" if path.is_symlink() or files[target].is_symlink() else ""
+            skipped.append(Skipped(path, f"the same file as {str(files[target])!r}{link}, explained once"))
+            return
+        files[target] = path
+
     for given in map(Path, paths):
         if not given.is_dir():
-            files.setdefault(given.resolve(), given)
+            add(given)
             continue
         for entry in sorted(given.iterdir()):
             if entry.name.startswith("."):
                 continue
             if entry.is_dir():
                 if entry.resolve() != ignored:
-                    skipped.append(Skipped(entry, "a sub-folder; folders are not searched recursively, pass it as a PATH of its own"))
+                    what = "a link to a folder" if entry.is_symlink() else "a sub-folder"
+                    skipped.append(Skipped(entry, f"{what}; folders are not searched recursively, pass it as a PATH of its own"))
                 continue
-            files.setdefault(entry.resolve(), entry)
+            add(entry)  # a link to a file is explained as that file
     return list(files.values()), skipped
 
 
@@ -161,6 +179,17 @@ def _slug(text: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", text.lower()).strip("_") or "class"
 
 
+def shown(path: str | Path) -> str:
+    """A path as text that any terminal and a UTF-8 CSV can hold: bytes that are not UTF-8 (a file name from another
+    system) as ``\\xe9`` escapes, instead of an encoding error."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
+def _printable(text: str) -> str:
+    """``text`` for a file name: control characters and undecodable bytes become ``_``."""
+    return "".join("_" if unicodedata.category(character)[0] == "C" else character for character in text)
+
+
 def overlay_name(image: Path, class_name: str, taken: set[str]) -> str:
     """The PNG name for one image and class, unique among ``taken`` (which it joins).
 
@@ -168,7 +197,7 @@ def overlay_name(image: Path, class_name: str, taken: set[str]) -> str:
     already taken (``cat.jpg`` and ``cat.png`` in one run, or the same name in
     two folders) gets ``_2``, ``_3``, ... before the suffix.
     """
-    base = f"{image.stem}_{_slug(class_name)}"
+    base = f"{_printable(image.stem)}_{_slug(class_name)}"
     name, number = f"{base}.png", 1
     while name.lower() in taken:  # lower: case-insensitive file systems (macOS, Windows)
         number += 1
@@ -270,7 +299,7 @@ def _explain_one(
         row, column = _peak(cam)
         rows.append(
             {
-                "file": str(path),
+                "file": shown(path),
                 "class": result.class_names[position],
                 "class_index": index,
                 "probability": round(float(result.probabilities[position]), 6),
