@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import utilities.models as models
 from utilities import IMAGENET_CLASS_NAMES, LoadedModel, find_target_layer, grad_cam, load_model
@@ -18,6 +19,7 @@ from utilities.models import (
     EfficientNetLite0AsResNet,
     GlobalAveragePool,
     ModelUnavailableError,
+    SelectOutput,
 )
 
 
@@ -347,7 +349,7 @@ def test_wrap_refuses_what_would_fail_later():
         LoadedModel.wrap("resnet50")
     with pytest.raises(ValueError, match="mean must be three numbers, one per RGB channel"):
         LoadedModel.wrap(_tiny_network(), mean=(0.5,))
-    with pytest.raises(ValueError, match="Conv2d must return logits \\(1, classes\\) for one image; it returned \\(1, 4, 8, 8\\)"):
+    with pytest.raises(ValueError, match="Conv2d must return logits \\(1, classes\\) for one image; it returned a tensor of shape \\(1, 4, 8, 8\\)"):
         LoadedModel.wrap(torch.nn.Conv2d(3, 4, 1), input_size=8)
 
 
@@ -364,3 +366,31 @@ def test_readme_example_runs(monkeypatch, capsys):
     captured = capsys.readouterr()
     assert captured.out.strip() == "4 ['cat', 'dog'] (2, 32, 48)"
     assert "CAMs explain '4'" in captured.err
+
+
+@pytest.mark.parametrize("as_tuple", [False, True])
+def test_a_network_returning_a_dict_or_tuple_is_named_with_the_way_to_wrap_it(as_tuple):
+    class WithFeatures(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x):
+            features = self.body(x)
+            logits = self.head(features.mean((2, 3)))
+            return (features, logits) if as_tuple else {"features": features, "logits": logits}
+
+    network, key = WithFeatures(), (1 if as_tuple else "logits")
+    for attempt in (
+        lambda: LoadedModel.wrap(network, ["a", "b", "c"], mean=(0.5,) * 3, std=(0.25,) * 3, input_size=32, pretrained=False),
+        lambda: grad_cam(network, torch.zeros(1, 3, 32, 32), 0),
+    ):
+        with pytest.raises(ValueError) as caught:
+            attempt()
+        message = str(caught.value)
+        assert ("returns a tuple" if as_tuple else "returns a dict") in message and "(1, 3)" in message
+        assert f"SelectOutput(network, {key!r})" in message
+    model = LoadedModel.wrap(SelectOutput(network, key), ["a", "b", "c"], mean=(0.5,) * 3, std=(0.25,) * 3, input_size=32, pretrained=False)
+    result = grad_cam(model, np.zeros((40, 40, 3), dtype=np.uint8), "a")
+    assert result.layer == "network.body" and result.centres is not None and torch.isfinite(result.raw).all()

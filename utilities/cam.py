@@ -25,7 +25,7 @@ from torch import nn
 from .classes import IMAGENET_CLASS_NAMES, check_class_names, class_index, default_class_names
 from .hooks import LayerRecorder, LayerSpec, resolve_layers
 from .images import ImageLike, load_image
-from .models import LoadedModel
+from .models import LoadedModel, logits_problem
 from .pooling import broadcast_pooling
 from .receptive_field import CellCentres, cell_centres, place_maps
 
@@ -319,8 +319,10 @@ def _layer_outputs(network: nn.Module, inputs: torch.Tensor) -> list[_LayerOutpu
     finally:
         for handle in handles:
             handle.remove()
+    if not isinstance(logits, torch.Tensor):  # a dict or a tuple: say so, not that no layer is spatial
+        raise ValueError(logits_problem(logits, type(network).__name__))
     reachable: dict[int, object] = {}  # id -> node; holding the nodes keeps their ids unique
-    stack = [logits.grad_fn] if isinstance(logits, torch.Tensor) else []
+    stack = [logits.grad_fn]
     while stack:
         node = stack.pop()
         if node is None or id(node) in reachable:
@@ -624,9 +626,9 @@ class CAMMethod:
                 self.network, {self.layer_name: self.layer}, record_gradients=False
             ) as recorder:
                 logits = self.network(inputs)
-            if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != 1:
-                shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-                raise ValueError(f"Expected the network to return logits (1, classes), got {shape}.")
+            problem = logits_problem(logits, type(self.network).__name__)
+            if problem is not None:
+                raise ValueError(problem)
             recorded = recorder.activations[self.layer_name]
             if recorded.ndim != 4 or recorded.shape[-2] * recorded.shape[-1] <= 1:
                 raise ValueError(self._not_spatial_message(tuple(recorded.shape), inputs))

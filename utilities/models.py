@@ -47,8 +47,10 @@ __all__ = [
     "GlobalAveragePool",
     "LoadedModel",
     "ModelUnavailableError",
+    "SelectOutput",
     "TorchvisionModel",
     "load_model",
+    "logits_problem",
     "make_preprocess",
     "resnet50_network",
     "resnet50_weights_path",
@@ -180,6 +182,50 @@ def _input_size(size: Any) -> int | tuple[int, int]:
     )
 
 
+class SelectOutput(nn.Module):
+    """A network that returns one entry of another network's dict or tuple output: the logits a CAM needs.
+
+    Layers keep their names with a ``network.`` prefix (``network.layer4``).
+
+    Args:
+        network: a network whose forward returns a dict, a tuple or a list.
+        key: the entry that holds the logits (a dict key, or an index).
+    """
+
+    def __init__(self, network: nn.Module, key: str | int) -> None:
+        super().__init__()
+        self.network = network
+        self.key = key
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.network(inputs)[self.key]
+
+
+def logits_problem(output: object, name: str) -> str | None:
+    """Why ``output`` is not logits (1, classes) for one image, and what to do; ``None`` if it is.
+
+    A dict or a tuple (detection heads, auxiliary outputs, features returned beside the logits) is named with its
+    entries, and the message says which entry to select with :class:`SelectOutput`.
+    """
+    if isinstance(output, torch.Tensor):
+        if output.ndim == 2 and output.shape[0] == 1:
+            return None
+        return f"{name} must return logits (1, classes) for one image; it returned a tensor of shape {tuple(output.shape)}."
+    if isinstance(output, dict) or (isinstance(output, (tuple, list)) and output):
+        entries = list(output.items()) if isinstance(output, dict) else list(enumerate(output))
+        described = ", ".join(
+            f"{key!r}: {tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__}" for key, value in entries
+        )
+        logits_like = [key for key, value in entries if isinstance(value, torch.Tensor) and value.ndim == 2 and value.shape[0] == 1]
+        key = logits_like[0] if logits_like else entries[0][0]
+        return (
+            f"{name} returns a {type(output).__name__} ({described}), but a CAM needs the logits as one tensor "
+            f"(1, classes). Wrap it so that it returns the logits: utilities.models.SelectOutput(network, {key!r}) "
+            f"(its layers are then named 'network.<name>')."
+        )
+    return f"{name} must return logits (1, classes) for one image; it returned a {type(output).__name__}."
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """A classifier with everything needed to feed it and read its outputs.
@@ -292,9 +338,9 @@ class LoadedModel:
                 "Pass the input_size it takes: an int is the short side (the aspect ratio is kept), "
                 "(height, width) resizes every image to exactly that size."
             ) from None
-        if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != 1:
-            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-            raise ValueError(f"{name} must return logits (1, classes) for one image; it returned {shape}.")
+        problem = logits_problem(logits, name)
+        if problem is not None:
+            raise ValueError(problem)
         count = logits.shape[1]
         names = default_class_names(count) if class_names is None else check_class_names(class_names, count)
         return cls(

@@ -533,7 +533,8 @@ def cell_centres(network: nn.Module, layer: LayerSpec, input_size: Sequence[int]
             one cell (a pooled or linear layer; an input smaller than one
             cell), the network fails at this size, or neither way works.
     """
-    network = getattr(network, "network", network)  # a LoadedModel
+    if not isinstance(network, nn.Module):
+        network = network.network  # a LoadedModel (a module with a .network attribute, e.g. SelectOutput, is not one)
     size = _size(input_size)
     per_network = _CACHE.setdefault(network, {})
     if isinstance(layer, str) and (layer, size, how) in per_network:
