@@ -36,6 +36,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 
 import nbformat
@@ -134,6 +135,7 @@ def main() -> int:
         if memory.peak > BUDGET_MB:
             over.append(path.name)
     print(f"Budget: every lesson's kernel at most {BUDGET_MB} MB: " + ("met." if not over else f"NOT met by {', '.join(over)}."))
+    print(f"Measured {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, torch {version('torch')}.")
     return 0
 
 

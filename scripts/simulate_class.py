@@ -12,8 +12,9 @@ scores full points with the grader's checks (``utilities.grading``).
 While they run, the resident memory of all their kernels together is read
 every 0.2 s (not of the processes that drive the kernels, which stand in for
 the learners' browsers). Printed: each learner's times, the slowest learner's total, the
-peak memory of the whole class and per learner, and what those figures say
-about a larger server. Exit status 0 when every learner finished with correct
+peak memory of the whole class and per learner (kernels only; sizing a server
+takes the largest lesson's kernel from ``make bench-memory``, see the README),
+and the date. Exit status 0 when every learner finished with correct
 results. Kernels run with the bundled model and static figures, one thread
 each (``OMP_NUM_THREADS=1``), as a hub gives each learner a share of the cores.
 """
@@ -141,9 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"correct results: {correct} of {args.learners}")
     print(f"slowest learner: {max(totals):.1f} s (all done after {wall:.1f} s)")
     print(f"peak memory of the class: {peak:.0f} MB, {peak / args.learners:.0f} MB per learner")
-    per_learner_gb = peak / args.learners / 1024
-    print(f"so {24 / per_learner_gb:.0f} such learners would fit into 24 GB by memory alone; "
-          f"time grows with learners per core ({args.learners / cores:.0f} here)")
+    print(f"(kernels of lesson 00 and exercise a only, without JupyterLab's servers; to size a server, use the "
+          f"largest lesson's kernel from make bench-memory plus a server and a photo: README, 'Memory')")
+    print(f"measured {time.strftime('%Y-%m-%d')}; time grows with learners per core ({args.learners / cores:.0f} here)")
     return 0 if correct == args.learners else 1
 
 

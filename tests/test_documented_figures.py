@@ -1,0 +1,46 @@
+"""One set of numbers: the memory figures the README and the teacher's guide state follow from the README's measured
+table (make bench-memory), and the two documents state the same ones."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVER_MB = 90  # JupyterLab's server, as the README says
+PHOTO_MB = 240  # a 12-megapixel photo, make bench-photo
+
+
+def _table() -> dict[str, dict[str, int]]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Memory: what a learner needs") :]
+    rows = [line for line in section.splitlines() if line.startswith("| ")][:3]
+    notebooks = [cell.strip() for cell in rows[0].strip("|").split("|")][1:]
+    values = {row.split("|")[1].strip(): [int(cell) for cell in row.strip("|").split("|")[1:]] for row in rows[1:]}
+    return {label: dict(zip(notebooks, numbers)) for label, numbers in values.items()}
+
+
+def _gb(megabytes: float) -> str:
+    """Rounded up to a tenth: a budget must not fall short of what was measured."""
+    return f"{math.ceil(megabytes / 1024 * 10) / 10:.1f} GB"
+
+
+def test_the_table_covers_every_lesson():
+    table = _table()
+    lessons = {path.name.split("_")[0] for path in (ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb")}
+    assert set(table["kernel's peak (MB)"]) == lessons == set(table["kept after the last cell (MB)"])
+
+
+def test_per_learner_figures_follow_from_the_table_in_both_documents():
+    table = _table()
+    one = max(table["kernel's peak (MB)"].values()) + SERVER_MB
+    three = sum(sorted(table["kept after the last cell (MB)"].values())[-3:]) + SERVER_MB
+    readme, guide = (ROOT / "README.md").read_text(), (ROOT / "exercises" / "TEACHER_GUIDE.md").read_text()
+    assert f"**One notebook open at a time: {_gb(one)}**" in readme and f"**{_gb(one + PHOTO_MB)}** with" in readme
+    assert f"**Three notebooks open: up to {_gb(three)}** ({_gb(three + PHOTO_MB)} with a photo)" in readme
+    assert f"**Per learner: {_gb(one + PHOTO_MB)}**" in guide and f"**{_gb(three + PHOTO_MB)}** if they leave three" in guide
+    assert f"singleuser.memory.limit: {_gb(one + PHOTO_MB).split()[0]}G" in guide
+    # the class simulation's timings, said the same way in both
+    timings = re.search(r"two notebooks together took (\d+ to \d+ s)", readme)
+    assert timings and f"took {timings.group(1)} each for the two notebooks" in guide
