@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import utilities.models as models
-from utilities import IMAGENET_CLASS_NAMES, LoadedModel, find_target_layer, grad_cam, load_model
+from utilities import IMAGENET_CLASS_NAMES, LoadedModel, find_target_layer, grad_cam, load_model, overlay_cam
 from utilities.hooks import count_hooks
 from utilities.models import (
     MODEL_NAMES,
@@ -347,7 +347,7 @@ def test_wrap_refuses_what_would_fail_later():
         LoadedModel.wrap(fixed)
     with pytest.raises(TypeError, match="needs an nn.Module"):
         LoadedModel.wrap("resnet50")
-    with pytest.raises(ValueError, match="mean must be three numbers, one per RGB channel"):
+    with pytest.raises(ValueError, match="mean must have one number per input channel.*first layer takes 3 channel"):
         LoadedModel.wrap(_tiny_network(), mean=(0.5,))
     with pytest.raises(ValueError, match="Conv2d must return logits \\(1, classes\\) for one image; it returned a tensor of shape \\(1, 4, 8, 8\\)"):
         LoadedModel.wrap(torch.nn.Conv2d(3, 4, 1), input_size=8)
@@ -394,3 +394,52 @@ def test_a_network_returning_a_dict_or_tuple_is_named_with_the_way_to_wrap_it(as
     model = LoadedModel.wrap(SelectOutput(network, key), ["a", "b", "c"], mean=(0.5,) * 3, std=(0.25,) * 3, input_size=32, pretrained=False)
     result = grad_cam(model, np.zeros((40, 40, 3), dtype=np.uint8), "a")
     assert result.layer == "network.body" and result.centres is not None and torch.isfinite(result.raw).all()
+
+
+def _grayscale_digits_network() -> nn.Module:
+    """A 10-class network for 28 x 28 grayscale digits, like an MNIST classifier."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+    )
+
+
+DIGITS = [f"digit {d}" for d in range(10)]
+
+
+def test_a_one_channel_network_works_bare_and_wrapped_with_names_and_an_automatic_layer():
+    network = _grayscale_digits_network()
+    digit = torch.rand(28, 28)
+    # bare: a preprocessed (1, 1, 28, 28) tensor, classes by index
+    bare = grad_cam(network, ((digit - 0.13) / 0.31)[None, None], 3)
+    assert bare.layer == "4" and tuple(bare.raw.shape) == (1, 14, 14) and torch.isfinite(bare.maps).all()
+    # wrapped: one mean and one std; images of any kind are converted to their luminance
+    model = LoadedModel.wrap(network, DIGITS, mean=(0.13,), std=(0.31,), input_size=(28, 28))
+    assert model.input_channels == 1
+    pixels = (digit.numpy() * 255).astype(np.uint8)
+    assert tuple(model.preprocess(np.repeat(pixels[..., None], 3, axis=2)).shape) == (1, 28, 28)
+    for image in (pixels, np.repeat(pixels[..., None], 3, axis=2)):  # (H, W) grayscale, and the same as RGB
+        result = grad_cam(model, image, "digit 3")
+        assert result.class_names == ["digit 3"] and result.layer == "4" and tuple(result.maps.shape) == (1, 28, 28)
+        assert torch.allclose(result.raw, bare.raw, atol=1e-5)  # the same input, through the wrapped preprocessing
+    assert grad_cam(model, ((digit - 0.13) / 0.31)[None, None], "digit 3").raw.shape == (1, 14, 14)
+    overlay = overlay_cam(pixels, result.maps[0])
+    assert overlay.shape == (28, 28, 3) and overlay.dtype == np.uint8
+
+
+def test_a_mean_that_does_not_match_the_first_layer_is_refused_with_the_count():
+    with pytest.raises(ValueError, match=r"first layer takes 1 channel\(s\)"):
+        LoadedModel.wrap(_grayscale_digits_network(), DIGITS, input_size=28)  # ImageNet's three means
+    four = nn.Sequential(nn.Conv2d(4, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+    with pytest.raises(ValueError, match="takes 4 channels; images load as RGB"):
+        LoadedModel.wrap(four, ["a", "b"], mean=(0.5,) * 4, std=(0.2,) * 4, input_size=32)
+    # with its own preprocess, any channel count works
+    model = LoadedModel.wrap(
+        four, ["a", "b"], mean=(0.5,) * 4, std=(0.2,) * 4, input_size=32,
+        preprocess=lambda rgb: torch.cat([torch.from_numpy(rgb).permute(2, 0, 1).float() / 255, torch.ones(1, *rgb.shape[:2])]),
+    )
+    assert grad_cam(model, np.zeros((32, 32, 3), dtype=np.uint8), "b").maps.shape == (1, 32, 32)
+    with pytest.raises(ValueError, match=r"Expected a preprocessed tensor \(1, 4, H, W\)"):
+        grad_cam(model, torch.zeros(1, 3, 32, 32), "b")

@@ -366,7 +366,7 @@ def find_target_layer(network: nn.Module, inputs: torch.Tensor) -> str:
     Args:
         network: the classifier; run in eval mode with frozen parameters for
             the pass, then restored.
-        inputs: a preprocessed batch of one (1, 3, H, W).
+        inputs: a preprocessed batch of one (1, C, H, W).
 
     Returns:
         The dotted module name.
@@ -511,19 +511,22 @@ class CAMMethod:
         return names
 
     def _inputs(self, image: ImageLike | torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        """The network input (1, 3, h, w) and the size to upsample maps to."""
+        """The network input (1, C, h, w) and the size to upsample maps to."""
         parameter = next(self.network.parameters(), None)
         device = parameter.device if parameter is not None else torch.device("cpu")
         if isinstance(image, torch.Tensor) and image.dtype.is_floating_point and image.ndim in (3, 4):
             inputs = image if image.ndim == 4 else image.unsqueeze(0)
             if inputs.shape[0] != 1:
                 raise ValueError(f"A CAM explains one image; got a batch of {inputs.shape[0]}. Pass inputs[i:i+1].")
-            if inputs.shape[1] != 3:
-                raise ValueError(f"Expected a preprocessed tensor (1, 3, H, W), got shape {tuple(image.shape)}.")
+            expected = self._model.input_channels if self._model is not None else None
+            if expected is not None and inputs.shape[1] != expected:
+                raise ValueError(
+                    f"Expected a preprocessed tensor (1, {expected}, H, W) for {self._model.name}, got shape {tuple(image.shape)}."
+                )
             return inputs.detach().to(device), tuple(inputs.shape[-2:])
         if self._model is None:
             raise TypeError(
-                "A bare nn.Module cannot preprocess images; pass a preprocessed tensor (1, 3, H, W), or wrap the "
+                "A bare nn.Module cannot preprocess images; pass a preprocessed tensor (1, C, H, W), or wrap the "
                 "network with its preprocessing: LoadedModel.wrap(network, class_names, mean=..., std=..., input_size=...)."
             )
         pixels = load_image(image)
@@ -584,7 +587,7 @@ class CAMMethod:
 
         Args:
             image: a path, array or PIL image (preprocessed with the model's
-                own preprocessing), or a preprocessed float tensor (1, 3, H, W).
+                own preprocessing), or a preprocessed float tensor (1, C, H, W), C the input channels (3 for RGB).
             targets: a class name or index, a list of them, or ``None`` for the
                 top predicted class.
             output_size: (H, W) to upsample to; by default the image's own

@@ -49,6 +49,7 @@ __all__ = [
     "ModelUnavailableError",
     "SelectOutput",
     "TorchvisionModel",
+    "first_layer_channels",
     "load_model",
     "logits_problem",
     "make_preprocess",
@@ -138,7 +139,11 @@ def make_preprocess(
     short_side: int | tuple[int, int] = INPUT_SHORT_SIDE,
     interpolation: v2.InterpolationMode = v2.InterpolationMode.BILINEAR,
 ) -> v2.Compose:
-    """The transform from an RGB uint8 image (H, W, 3) to a normalised float tensor (3, h, w).
+    """The transform from an RGB uint8 image (H, W, 3) to a normalised float tensor (C, h, w).
+
+    C is the number of values in ``mean``: 3 for an RGB network; 1 for a
+    one-channel (grayscale) network, for which the image is first converted to
+    its luminance (ITU-R 601-2, as ``PIL.Image.convert("L")``).
 
     The short side is resized to ``short_side`` and the aspect ratio is kept
     (no crop), so a CAM covers the whole image.
@@ -155,12 +160,20 @@ def make_preprocess(
         A torchvision transform.
 
     Raises:
-        ValueError: a size that is not a positive int or a pair of them.
+        ValueError: a size that is not a positive int or a pair of them, or a
+            mean of another length than 1 or 3.
     """
     size = _input_size(short_side)
+    if len(tuple(mean)) not in (1, 3):
+        raise ValueError(
+            f"Images load as RGB, which this transform turns into 3 channels or, for a mean of one number, into 1; "
+            f"got a mean of {len(tuple(mean))} numbers. Pass your own preprocess for other inputs."
+        )
+    grayscale = [v2.Grayscale(num_output_channels=1)] if len(tuple(mean)) == 1 else []
     return v2.Compose(
         [
             v2.ToImage(),
+            *grayscale,
             v2.Resize(size if isinstance(size, int) else list(size), interpolation=interpolation, antialias=True),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(mean=list(mean), std=list(std)),
@@ -201,6 +214,12 @@ class SelectOutput(nn.Module):
         return self.network(inputs)[self.key]
 
 
+def first_layer_channels(network: nn.Module) -> int | None:
+    """The input channels of the network's first convolution (in the order its modules were made), if it has one."""
+    first = next((module for module in network.modules() if isinstance(module, nn.Conv2d)), None)
+    return first.in_channels if first is not None else None
+
+
 def logits_problem(output: object, name: str) -> str | None:
     """Why ``output`` is not logits (1, classes) for one image, and what to do; ``None`` if it is.
 
@@ -237,9 +256,9 @@ class LoadedModel:
             the other torchvision models keep torchvision's layout.
         name: the name it was loaded by (``"resnet50"``, ``"mobilenet_v2"``, ...).
         class_names: the output classes in order.
-        mean: input normalisation mean the model was trained with.
-        std: input normalisation standard deviation.
-        preprocess: RGB uint8 (H, W, 3) array to normalised tensor (3, h, w).
+        mean: input normalisation mean the model was trained with, one number per input channel.
+        std: input normalisation standard deviation, one number per input channel.
+        preprocess: RGB uint8 (H, W, 3) array to normalised tensor (C, h, w), C the network's input channels.
         pretrained: ``False`` for a network with random weights, whose maps
             and predictions mean nothing; lessons skip their claims about
             trained behaviour then (see :func:`utilities.claims.claim`).
@@ -252,8 +271,8 @@ class LoadedModel:
     network: nn.Module
     name: str
     class_names: tuple[str, ...] = IMAGENET_CLASS_NAMES
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
     preprocess: Callable[[Any], torch.Tensor] = field(default=None, repr=False)  # type: ignore[assignment]
     pretrained: bool = True
     target_layer: str | None = None
@@ -261,6 +280,11 @@ class LoadedModel:
     def __post_init__(self) -> None:
         if self.preprocess is None:
             object.__setattr__(self, "preprocess", make_preprocess(self.mean, self.std))
+
+    @property
+    def input_channels(self) -> int:
+        """How many channels the network takes: one per number of ``mean`` (3 for RGB, 1 for grayscale)."""
+        return len(self.mean)
 
     @classmethod
     def wrap(
@@ -292,7 +316,10 @@ class LoadedModel:
             network: a classifier returning logits (1, classes) for a batch of one.
             class_names: one name per output, in output order; by default the
                 ImageNet names for 1000 outputs, else ``"class 0"`` .. ``"class N-1"``.
-            mean: the per-channel mean the network was trained with, in [0, 1] units.
+            mean: the per-channel mean the network was trained with, in [0, 1]
+                units: three numbers for an RGB network, one for a grayscale
+                network (images are then converted to their luminance), or as
+                many as the first layer takes together with ``preprocess``.
             std: the per-channel standard deviation, in [0, 1] units.
             input_size: the short side images are resized to (aspect ratio
                 kept), or ``(height, width)`` for a network that takes one size
@@ -303,7 +330,7 @@ class LoadedModel:
             name: how to call the model; by default its class name.
             pretrained: ``False`` for random weights (lessons then skip their
                 claims about trained behaviour).
-            preprocess: your own RGB uint8 (H, W, 3) -> (3, h, w) transform,
+            preprocess: your own RGB uint8 (H, W, 3) -> (C, h, w) transform,
                 instead of one made from ``mean``, ``std`` and ``input_size``.
 
         Returns:
@@ -314,21 +341,33 @@ class LoadedModel:
             ValueError: a layer name the network does not have, a network that
                 fails on a blank input of ``input_size`` or does not return
                 logits (1, classes), class names of the wrong number or with
-                duplicates, or a mean or std that is not three numbers.
+                duplicates, or a mean or std whose length is not the number of
+                channels the first layer takes.
         """
         if not isinstance(network, nn.Module):
             raise TypeError(f"LoadedModel.wrap needs an nn.Module, got {type(network).__name__}.")
         name = name or type(network).__name__
         size = _input_size(input_size)
+        channels = first_layer_channels(network)
+        expected = channels if channels is not None else 3
         for label, values in (("mean", mean), ("std", std)):
-            if len(tuple(values)) != 3 or label == "std" and min(values) <= 0:
-                raise ValueError(f"{label} must be three numbers, one per RGB channel, in [0, 1] units (std > 0); got {values!r}.")
+            if len(tuple(values)) != expected or label == "std" and min(values) <= 0:
+                taken = f"its first layer takes {channels} channel(s)" if channels is not None else "three for RGB"
+                raise ValueError(
+                    f"{label} must have one number per input channel, in [0, 1] units (std > 0), and {taken}; "
+                    f"got {values!r}."
+                )
+        if preprocess is None and expected not in (1, 3):
+            raise ValueError(
+                f"{name}'s first layer takes {expected} channels; images load as RGB (3) and convert to grayscale (1) "
+                "only. Pass preprocess=, a transform from an RGB uint8 (H, W, 3) array to a (C, h, w) tensor."
+            )
         network = _freeze(network)
         if target_layer is not None:
             (target_layer,) = resolve_layers(network, target_layer)
         height, width = (size, size) if isinstance(size, int) else size
         parameter = next(network.parameters(), None)
-        blank = torch.zeros(1, 3, height, width, device=parameter.device if parameter is not None else "cpu")
+        blank = torch.zeros(1, expected, height, width, device=parameter.device if parameter is not None else "cpu")
         try:
             with torch.inference_mode():
                 logits = network(blank)
@@ -374,7 +413,7 @@ class LoadedModel:
             image: a path, a PIL image, or an array (see :func:`utilities.images.load_image`).
 
         Returns:
-            A float tensor (1, 3, h, w).
+            A float tensor (1, C, h, w).
         """
         return self.preprocess(load_image(image)).unsqueeze(0).to(self.device)
 
@@ -383,7 +422,7 @@ class LoadedModel:
         """The ``top_k`` most probable classes of one image.
 
         Args:
-            image: an image (see :meth:`to_input`) or a preprocessed tensor (1, 3, h, w).
+            image: an image (see :meth:`to_input`) or a preprocessed tensor (1, C, h, w).
             top_k: how many classes to return.
 
         Returns:
