@@ -287,7 +287,7 @@ def main() -> int:
         print(json.dumps(time_cases({case: cases[case] for case in json.loads(args.cases)}, args.seconds)))
         return 0
 
-    print(f"torch {torch.__version__}, {THREADS} threads, input 1x3x{SIZE}x{SIZE}, each case timed between two inference forwards in 5 to 100 rounds (about {args.seconds:g} s per case; 1 round for cases slower than that), medians\n")
+    print(f"Measured {time.strftime('%Y-%m-%d')}, torch {torch.__version__}, {THREADS} threads, input 1x3x{SIZE}x{SIZE}, each case timed between two inference forwards in 5 to 100 rounds (about {args.seconds:g} s per case; 1 round for cases slower than that), medians\n")
     header = f"| {'model':<18} | {'case':<39} | {'time ms':>8} | {'x forward':>9} | {'peak MiB':>8} | {'x forward':>9} |"
     print(header)
     print("|" + "|".join("-" * (len(cell) + 0) for cell in header.split("|")[1:-1]) + "|")

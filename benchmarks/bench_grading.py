@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from utilities.grading import grade_class  # after argument parsing: --help stays fast
 
-    print(f"{args.submissions} submissions x {len(EXERCISES)} notebooks, {os.cpu_count()} cores, "
+    print(f"Measured {time.strftime('%Y-%m-%d')}: {args.submissions} submissions x {len(EXERCISES)} notebooks, {os.cpu_count()} cores, "
           f"kernels {'started as new processes' if args.no_fork else 'forked from a factory'}", flush=True)
     rates = []
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as scratch:

@@ -117,7 +117,7 @@ def main() -> None:
         step("show_cam (figure drawn)", draw)
 
     height, width = pixels.shape[:2]
-    print(f"Photo: {width}x{height} ({width * height / 1e6:.1f} MP), {photo.name if args.photo else 'generated JPEG'}"
+    print(f"Measured {time.strftime('%Y-%m-%d')}. Photo: {width}x{height} ({width * height / 1e6:.1f} MP), {photo.name if args.photo else 'generated JPEG'}"
           + (", EXIF-rotated" if args.portrait else ""))
     print(f"Baseline after import and load_model: {baseline_kb / 1024:.0f} MB resident" if baseline_kb else "")
     print(f"{'step':<26}{'time (s)':>10}{'peak above baseline (MB)':>27}")
