@@ -258,9 +258,9 @@ def test_layer_without_a_spatial_output_names_its_shape_and_the_choice(random_re
 def test_network_with_no_spatial_layer_is_explained():
     torch.manual_seed(0)
     network = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4)).eval()
-    with pytest.raises(ValueError, match="No layer of Sequential outputs a spatial map .* for an input of \\(8, 8\\) pixels"):
+    with pytest.raises(ValueError, match="No layer of Sequential outputs a grid of cells that the logits depend on, for an input of \\(8, 8\\) pixels"):
         grad_cam(network, torch.randn(1, 3, 8, 8))
-    with pytest.raises(ValueError, match="No layer of Sequential outputs a spatial map"):
+    with pytest.raises(ValueError, match="No layer of Sequential outputs a grid of cells"):
         find_target_layer(network, torch.randn(1, 3, 8, 8))
     assert count_hooks(network) == 0
 

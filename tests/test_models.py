@@ -213,6 +213,9 @@ AUTOMATIC_CHOICE = {
     "efficientnet_b0": "features",
     "densenet121": "features",
     "convnext_tiny": "features",
+    # transformers: the last block's norm whose patch tokens get a gradient (ViT); the channels-first view (Swin)
+    "vit_b_16": "encoder.layers.encoder_layer_11.ln_1",
+    "swin_t": "permute",
 }
 
 
@@ -240,12 +243,13 @@ def test_each_architecture_explains_its_default_layer(untrained):
     assert loaded.class_names == IMAGENET_CLASS_NAMES
     assert not loaded.network.training and not any(p.requires_grad for p in loaded.network.parameters())
     torch.manual_seed(0)
-    x = torch.randn(1, 3, SMALL_SIDE, SMALL_SIDE)
+    side = 224 if TORCHVISION_MODELS[name].square_input else SMALL_SIDE  # ViT takes its one size only
+    x = torch.randn(1, 3, side, side)
     result = grad_cam(loaded, x, [0, 1])
-    stride = 16 if name == "vgg16" else 32
+    stride = 16 if name in ("vgg16", "vit_b_16") else 32
     assert result.layer == loaded.target_layer
-    assert result.raw.shape == (2, SMALL_SIDE // stride, SMALL_SIDE // stride)
-    assert result.maps.shape == (2, SMALL_SIDE, SMALL_SIDE)
+    assert result.raw.shape == (2, side // stride, side // stride)
+    assert result.maps.shape == (2, side, side)
     assert torch.isfinite(result.maps).all()
     assert count_hooks(loaded.network) == 0
     assert find_target_layer(loaded.network, x) == AUTOMATIC_CHOICE[name]
@@ -261,7 +265,9 @@ def test_preprocessing_follows_the_weights_without_cropping(untrained):
     resize = next(step for step in loaded.preprocess.transforms if type(step).__name__ == "Resize")
     assert resize.interpolation == reference.interpolation
     wide = np.full((32, 48, 3), 255, dtype=np.uint8)
-    assert loaded.preprocess(wide).shape == (3, reference.crop_size[0], reference.crop_size[0] * 3 // 2)
+    crop = reference.crop_size[0]
+    square = TORCHVISION_MODELS[name].square_input  # a network that takes one size: the whole image, resized to it
+    assert loaded.preprocess(wide).shape == ((3, crop, crop) if square else (3, crop, crop * 3 // 2))
 
 
 def test_names_ignore_case_dashes_and_underscores_and_suggest_a_close_one():

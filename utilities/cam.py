@@ -28,6 +28,7 @@ from .images import ImageLike, load_image
 from .models import LoadedModel, logits_problem
 from .pooling import broadcast_pooling
 from .receptive_field import CellCentres, cell_centres, place_maps
+from .tokens import SpatialLayout, spatial_layout, to_spatial
 
 __all__ = [
     "PLACEMENTS",
@@ -290,10 +291,12 @@ class _LayerOutput(NamedTuple):
     name: str
     shape: tuple[int, ...]
     on_path: bool  # the logits depend on it
+    layout: SpatialLayout | None  # its grid of cells, if it has one (tokens and channels-last included)
+    cells_get_gradient: bool = True  # the top class's logit has a nonzero gradient on some cell
 
     @property
     def spatial(self) -> bool:
-        return len(self.shape) == 4 and self.shape[-2] * self.shape[-1] > 1
+        return self.layout is not None and self.cells_get_gradient
 
 
 def _layer_outputs(network: nn.Module, inputs: torch.Tensor) -> list[_LayerOutput]:
@@ -305,11 +308,16 @@ def _layer_outputs(network: nn.Module, inputs: torch.Tensor) -> list[_LayerOutpu
     if its graph node is reachable backwards from the logits.
     """
     calls: list[tuple[str, tuple[int, ...], object]] = []
+    tensors: dict[str, torch.Tensor] = {}  # outputs laid out as tokens or channels last, for the gradient probe
+    input_size = tuple(inputs.shape[-2:])
 
     def record(name: str, module: nn.Module, args: tuple, output: object) -> None:
         if isinstance(output, torch.Tensor):
             # The node as it is now: an in-place operation later gives the tensor a new one.
             calls.append((name, tuple(output.shape), output.grad_fn))
+            layout = spatial_layout(tuple(output.shape), input_size)
+            if layout is not None and layout.kind != "nchw" and output.requires_grad:
+                tensors[name] = output
 
     handles = [module.register_forward_hook(partial(record, name)) for name, module in network.named_modules() if name]
     try:
@@ -330,8 +338,19 @@ def _layer_outputs(network: nn.Module, inputs: torch.Tensor) -> list[_LayerOutpu
         reachable[id(node)] = node
         stack.extend(next_node for next_node, _ in node.next_functions)
     last_call = {name: position for position, (name, _, _) in enumerate(calls)}
+    # A transformer's last norm feeds only the class token to the head: its patch tokens get no gradient, so no map.
+    # One backward pass of the top class finds such layers.
+    silent: set[str] = set()
+    if tensors:
+        gradients = torch.autograd.grad(logits[0].max(), list(tensors.values()), allow_unused=True)
+        for (name, output), gradient in zip(tensors.items(), gradients):
+            layout = spatial_layout(tuple(output.shape), input_size)
+            if gradient is None or not bool(to_spatial(gradient, layout).any()):
+                silent.add(name)
     return [
-        _LayerOutput(name, shape, node is not None and id(node) in reachable)
+        _LayerOutput(
+            name, shape, node is not None and id(node) in reachable, spatial_layout(shape, input_size), name not in silent
+        )
         for position, (name, shape, node) in enumerate(calls)
         # A module called several times (a shared ReLU) is recorded at its last call, as LayerRecorder does.
         if last_call[name] == position
@@ -343,11 +362,38 @@ def _automatic_choice(outputs: list[_LayerOutput]) -> _LayerOutput | None:
     return candidates[-1] if candidates else None
 
 
+def _unreadable_after(outputs: list[_LayerOutput], chosen: _LayerOutput) -> list[_LayerOutput]:
+    """Sequences (N, T, D) on the path after ``chosen`` that are not grids: a transformer whose tokens could not be
+    read, after which a map at ``chosen`` (its patch embedding, say) would explain nothing."""
+    later = outputs[outputs.index(chosen) + 1 :]
+    return [output for output in later if output.on_path and len(output.shape) == 3 and output.shape[1] > 1
+            and output.layout is None]
+
+
+def _automatic_layer(network: nn.Module, inputs: torch.Tensor) -> _LayerOutput:
+    """The automatic choice, or a ValueError that says why there is none and what to pass."""
+    outputs = _layer_outputs(network, inputs)
+    chosen = _automatic_choice(outputs)
+    if chosen is None:
+        raise ValueError(_no_spatial_layer_message(network, inputs))
+    unreadable = _unreadable_after(outputs, chosen)
+    if unreadable:
+        raise ValueError(
+            f"The last layer of {type(network).__name__} with a grid of cells that the logits depend on is "
+            f"{chosen.name!r} {chosen.shape}, but after it the network works on sequences that are not grids of this "
+            f"{inputs.shape[-2]} x {inputs.shape[-1]} input ({unreadable[-1].name!r}: {unreadable[-1].shape}), so a map "
+            f"at {chosen.name!r} would explain little. Pass layer= a block whose output is laid out as tokens, one per "
+            "patch (after up to 8 class or register tokens), with as many patches as the input has, or as (N, C, h, w)."
+        )
+    return chosen
+
+
 def _no_spatial_layer_message(network: nn.Module, inputs: torch.Tensor) -> str:
     return (
-        f"No layer of {type(network).__name__} outputs a spatial map (N, C, h, w with h*w > 1) that the logits "
-        f"depend on, for an input of {tuple(inputs.shape[-2:])} pixels, so there is nothing to explain. "
-        "Use a larger image, or pass layer= a convolutional layer."
+        f"No layer of {type(network).__name__} outputs a grid of cells that the logits depend on, for an input of "
+        f"{tuple(inputs.shape[-2:])} pixels: a spatial map (N, C, h, w with h*w > 1), channels last (N, h, w, C), or "
+        "tokens (N, T, D) with one per patch after up to 8 class tokens; so there is nothing to explain. "
+        "Use a larger image, or pass layer= a layer laid out like that."
     )
 
 
@@ -375,10 +421,7 @@ def find_target_layer(network: nn.Module, inputs: torch.Tensor) -> str:
         ValueError: no module output is spatial and on the path to the output.
     """
     with _evaluated_frozen(network):
-        chosen = _automatic_choice(_layer_outputs(network, inputs))
-    if chosen is None:
-        raise ValueError(_no_spatial_layer_message(network, inputs))
-    return chosen.name
+        return _automatic_layer(network, inputs).name
 
 
 #: Networks whose cell centres could not be found, so that this is said once per network.
@@ -480,17 +523,16 @@ class CAMMethod:
         if name is not None and not _has_submodule(self.network, name):
             name = None  # the network was changed since: find the layer again
         if name is None:
-            outputs = _layer_outputs(self.network, inputs)
-            chosen = _automatic_choice(outputs)
-            if chosen is None:
-                raise ValueError(_no_spatial_layer_message(self.network, inputs))
+            chosen = _automatic_layer(self.network, inputs)
             name = chosen.name
             _AUTOMATIC_LAYERS[self.network] = name
-            channels, height, width = chosen.shape[1:]
+            layout = chosen.layout
+            channels = chosen.shape[1] if layout.kind == "nchw" else chosen.shape[-1]
+            laid_out = {"nchw": "", "tokens": ", read as tokens on a grid", "nhwc": ", channels last"}[layout.kind]
             print(
                 f"No layer given and {type(self.network).__name__} has no default, so CAMs explain {name!r} "
-                f"({channels} channels, {height} x {width} here): the last layer with a spatial output that the "
-                "logits depend on. Pass layer= to choose another.",
+                f"({channels} channels, {layout.height} x {layout.width} here{laid_out}): the last layer with a "
+                "spatial output that the logits depend on. Pass layer= to choose another.",
                 file=sys.stderr,
             )
         self.layer_name, self.layer = name, self.network.get_submodule(name)
@@ -633,17 +675,19 @@ class CAMMethod:
             if problem is not None:
                 raise ValueError(problem)
             recorded = recorder.activations[self.layer_name]
-            if recorded.ndim != 4 or recorded.shape[-2] * recorded.shape[-1] <= 1:
+            layout = spatial_layout(tuple(recorded.shape), tuple(inputs.shape[-2:]))
+            if layout is None:
                 raise ValueError(self._not_spatial_message(tuple(recorded.shape), inputs))
-            activation = recorded[0]
+            activation = to_spatial(recorded, layout)[0]
             indices = self._target_indices(targets, logits)
             if self.uses_gradients:
                 if not logits.requires_grad:
                     raise ValueError(f"The output does not depend on layer {self.layer_name!r}, so it has no gradient.")
-                raw = self._maps_from_gradients(logits, recorder.outputs[self.layer_name], activation, indices)
+                raw = self._maps_from_gradients(logits, recorder.outputs[self.layer_name], activation, indices, layout)
             else:
                 raw = self.maps_without_gradients(inputs, activation, indices)
-            centres = self._centres(inputs, placement)
+            # Token and channels-last grids are patches at a fixed stride: spread evenly, each cell is at its centre.
+            centres = self._centres(inputs, placement) if layout.kind == "nchw" else None
         raw = F.relu(raw).detach()
         finite = torch.isfinite(raw)
         if not bool(finite.all()):
@@ -679,7 +723,12 @@ class CAMMethod:
             return None
 
     def _maps_from_gradients(
-        self, logits: torch.Tensor, output: torch.Tensor, activation: torch.Tensor, indices: list[int]
+        self,
+        logits: torch.Tensor,
+        output: torch.Tensor,
+        activation: torch.Tensor,
+        indices: list[int],
+        layout: SpatialLayout = SpatialLayout("nchw", 0, 0),
     ) -> torch.Tensor:
         maps: list[torch.Tensor] = []
         # Start by assuming each class's gradient is a full copy of the activation;
@@ -699,7 +748,7 @@ class CAMMethod:
             else:
                 (gradients,) = torch.autograd.grad(logits, output, one_hot, retain_graph=retain, is_grads_batched=True)
             bytes_per_class = gradients.untyped_storage().nbytes() // len(batch)
-            maps.append(self.combine(activation, gradients[:, 0]))
+            maps.append(self.combine(activation, to_spatial(gradients[:, 0], layout)))
         return torch.cat(maps)
 
     def combine(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:

@@ -74,13 +74,18 @@ class TorchvisionModel(NamedTuple):
         builder: the function in ``torchvision.models`` that builds it.
         weights: the weights enum in ``torchvision.models``; its ``DEFAULT`` is loaded.
         target_layer: the default Grad-CAM layer: the last layer with a
-            spatial output before the global pooling.
+            spatial output before the global pooling; for a vision
+            transformer, the last block's first norm (see below).
+        square_input: the network takes only its weights' crop size, square
+            (torchvision's ViT: its position embeddings are for 14 x 14
+            patches); images are then resized to it, aspect ratio not kept.
     """
 
     label: str
     builder: str
     weights: str
     target_layer: str
+    square_input: bool = False
 
 
 #: The torchvision classifiers :func:`load_model` knows, by name, with the
@@ -106,6 +111,14 @@ TORCHVISION_MODELS: dict[str, TorchvisionModel] = {
     "efficientnet_b0": TorchvisionModel("EfficientNet-B0", "efficientnet_b0", "EfficientNet_B0_Weights", "features.8"),
     "densenet121": TorchvisionModel("DenseNet121", "densenet121", "DenseNet121_Weights", "features.relu5"),
     "convnext_tiny": TorchvisionModel("ConvNeXt-Tiny", "convnext_tiny", "ConvNeXt_Tiny_Weights", "features.7"),
+    # Transformers (see utilities.tokens for how their outputs become grids). ViT's head reads the class token only,
+    # after the encoder's last norm, so the patch tokens there get no gradient and have no map; the last block's
+    # first norm (its attention's input) is where practitioners explain it (pytorch-grad-cam's ViT example).
+    "vit_b_16": TorchvisionModel(
+        "ViT-B/16", "vit_b_16", "ViT_B_16_Weights", "encoder.layers.encoder_layer_11.ln_1", square_input=True
+    ),
+    # Swin pools every cell of its last norm's output (channels last, 7 x 7 at 224 pixels): that norm.
+    "swin_t": TorchvisionModel("Swin-T", "swin_t", "Swin_T_Weights", "norm"),
 }
 
 #: Names that :func:`load_model` accepts: the bundled model, every torchvision
@@ -613,11 +626,15 @@ def _weights_enum(row: TorchvisionModel) -> Any:
     return getattr(torchvision.models, row.weights).DEFAULT
 
 
-def _torchvision_preprocess(weights: Any) -> tuple[Callable[[Any], torch.Tensor], tuple[float, ...], tuple[float, ...]]:
-    """The weights' own normalisation and resampling, in this course's style: short side to the crop size, no crop."""
+def _torchvision_preprocess(
+    weights: Any, square: bool = False
+) -> tuple[Callable[[Any], torch.Tensor], tuple[float, ...], tuple[float, ...]]:
+    """The weights' own normalisation and resampling, in this course's style: short side to the crop size, no crop
+    (``square``: the whole image resized to the square crop size, for networks that take that size only)."""
     reference = weights.transforms()  # only reads the weights' metadata; downloads nothing
     mean, std = tuple(reference.mean), tuple(reference.std)
-    preprocess = make_preprocess(mean, std, reference.crop_size[0], reference.interpolation)
+    size = (reference.crop_size[0], reference.crop_size[0]) if square else reference.crop_size[0]
+    preprocess = make_preprocess(mean, std, size, reference.interpolation)
     return preprocess, mean, std
 
 
@@ -635,7 +652,7 @@ def _load_torchvision(name: str) -> LoadedModel:
     # torchvision's own weights API: it downloads into the cache above once, checks
     # the file's hash, and then reads it from there.
     state_dict = weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
-    preprocess, mean, std = _torchvision_preprocess(weights)
+    preprocess, mean, std = _torchvision_preprocess(weights, row.square_input)
     return LoadedModel(
         network=_torchvision_network(row, state_dict),
         name=name,
@@ -654,8 +671,13 @@ def _load_torchvision_untrained(name: str) -> LoadedModel:
     with torch.random.fork_rng():
         torch.manual_seed(0)
         network = _torchvision_network(row)
+        # torchvision starts ViT's head at zero (its training recipe), so every logit is constant and every gradient
+        # zero: no map, and no layer found. Random weights stand in, as for every other layer.
+        for module in network.modules():
+            if isinstance(module, nn.Linear) and not bool(module.weight.any()):
+                nn.init.normal_(module.weight, std=0.02)
     weights = _weights_enum(row)
-    preprocess, mean, std = _torchvision_preprocess(weights)
+    preprocess, mean, std = _torchvision_preprocess(weights, row.square_input)
     return LoadedModel(
         network=network,
         name=name + UNTRAINED_SUFFIX,
