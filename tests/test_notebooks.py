@@ -8,6 +8,7 @@ checked outputs of both runs.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -92,4 +93,7 @@ def test_every_notebook_runs_on_resnet50s_architecture(path, monkeypatch):
         model_and_hooks = _probe(
             client, notebook, "from utilities import count_hooks\nprint(model.name, count_hooks(model.network) if 'model' in dir() else 0)"
         )
-    assert model_and_hooks == ["resnet50_untrained 0\n"], "the notebook did not run ResNet50, or left hooks on it"
+    # A notebook about another architecture (8d: a ViT with random weights) names its model; the rest run ResNet50.
+    named = set(re.findall(r'load_model\("(\w+_untrained)"\)', "\n".join(cell.source for cell in notebook.cells)))
+    expected = named.pop() if len(named) == 1 else "resnet50_untrained"
+    assert model_and_hooks == [f"{expected} 0\n"], f"the notebook did not run {expected}, or left hooks on it"
