@@ -637,9 +637,12 @@ class CAMMethod:
             placement: ``"centres"`` (default): :attr:`CamResult.maps` put
                 each cell at its receptive-field centre, found once per
                 network, layer and input size (:func:`~utilities.receptive_field.cell_centres`,
-                one extra forward pass the first time). It is the default because
-                it is where the cell's inputs are, for every network: stretching
-                draws ResNet50's ``layer4`` cells 15.5 input pixels below and
+                one extra forward pass the first time). It is the default as a
+                convention that holds for every network: the centre of a cell's
+                receptive field is computed from the layers' strides and
+                paddings, whereas stretching ignores them (notebook 4b shows that
+                the input gradients of a trained model do not single out either
+                position). Stretching draws ResNet50's ``layer4`` cells 15.5 input pixels below and
                 right of their centres and the bundled EfficientNet-Lite0's
                 15.5 above and left, at sides that are multiples of 32; at other
                 sides the offset varies across the image, up to half a cell. ``"stretch"``: spread the cells evenly over the

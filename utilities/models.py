@@ -478,8 +478,10 @@ class EfficientNetLite0AsResNet(nn.Module):
     ==========  ==========================================  ======  ========
 
     As in ResNet50, ``layer4`` feeds straight into ``avgpool`` and ``fc``, so
-    Grad-CAM at ``layer4`` equals CAM. Dropout before ``fc`` is left out: it
-    does nothing in eval mode.
+    Grad-CAM's sum at ``layer4``, before its ReLU, equals CAM's map divided by
+    the number of cells; after the ReLU they agree where that map is not
+    negative (notebook 3b). Dropout before ``fc`` is left out: it does nothing
+    in eval mode.
     """
 
     STAGE_BLOCKS = {"layer1": range(0, 3), "layer2": range(3, 5), "layer3": range(5, 11), "layer4": range(11, 16)}
