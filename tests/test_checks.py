@@ -202,7 +202,7 @@ def test_a_side_effect_costs_the_next_check_once_and_the_model_is_put_back(lite_
 
     result = check_d(lite_model, localisation_shares, solutions["d"]["first_localised_stage"])
     problems = "\n".join(result.problems)
-    assert problems.count("left the network in training mode") == 1 and "The check put it back" in problems
+    assert problems.count("left the network in training mode") == 1 and "The check put the network back in eval mode" in problems
     assert len(result.passed) == CHECK_COUNTS["d"] - 1
     assert not lite_model.network.training
     assert check_d(lite_model, right, solutions["d"]["first_localised_stage"]).correct
@@ -236,3 +236,53 @@ def test_a_solution_with_evenly_spread_cells_passes(lite_model, exercise):
     check, names = {"b": (check_b, ("explain_file", "explain_folder")), "d": (check_d, ("localisation_shares", "first_localised_stage"))}[exercise]
     result = check(lite_model, *(namespace[name] for name in names))
     assert result.correct, str(result)
+
+
+def test_recorded_calls_see_a_backward_pass_however_it_is_imported_and_leave_torch_as_it_was():
+    from torch.autograd import grad as imported_before  # bound before the check wraps anything
+
+    from utilities.checks._common import BACKWARD_CALLS, recorded_calls
+
+    before = torch.autograd._engine_run_backward, torch.Tensor.backward
+    x = torch.ones(3, requires_grad=True)
+    with recorded_calls(BACKWARD_CALLS) as used:
+        imported_before((x * 2).sum(), x)
+        (x * 3).sum().backward()
+        assert torch.equal(x.grad, torch.full((3,), 3.0))  # the functions still do their work
+    assert len(used) == 2 and all(label.startswith("a backward pass") for label in used)
+    assert (torch.autograd._engine_run_backward, torch.Tensor.backward) == before
+
+
+def test_snapshot_puts_back_the_hooks_a_function_removed(lite_model):
+    from utilities import remove_all_hooks
+    from utilities.checks._common import Snapshot
+
+    network = lite_model.network
+    handle = network.layer4.register_forward_hook(lambda *args: None)  # the caller's own hook
+    try:
+        snapshot = Snapshot([lite_model])
+        remove_all_hooks(network)
+        found = dict(snapshot.changes("f"))
+        assert "removed hooks that were on the network before the call" in found["hooks removed"]
+        snapshot.restore()
+        assert handle.id in network.layer4._forward_hooks and snapshot.changes("f") == []
+    finally:
+        handle.remove()
+    assert count_hooks(network) == 0
+
+
+def test_an_argument_changed_in_place_is_named_and_put_back(lite_model):
+    from utilities.checks._common import Checker
+
+    def tidy(model, image, class_names):
+        class_names.sort()
+        image[:] = 0
+        return None
+
+    checker = Checker("x", 1, catch_not_implemented=False, models=[lite_model])
+    names, image = ["b", "a"], np.ones((2, 2, 3), dtype=np.uint8)
+    checker.call(tidy, lite_model, image, names, described={2: "the list of class names"})
+    assert names == ["b", "a"] and image.min() == 1  # put back
+    assert checker.changed_arguments == {1, 2}
+    result = checker.finish()
+    assert "tidy changed the array it was given as argument 2 (image), in place (its values)" in result.problems[0]

@@ -15,7 +15,7 @@ import torch
 
 from exercise_helpers import one_thread, solution_namespace  # noqa: F401 - one_thread is an autouse fixture
 from utilities.checks import EXERCISES
-from wrong_answers import WRONG_ANSWERS, WrongAnswer
+from wrong_answers import RIGHT_ANSWERS, WRONG_ANSWERS, RightAnswer, WrongAnswer
 
 
 def _key(value: Any) -> Any:
@@ -65,6 +65,8 @@ def test_the_suite_is_large_and_covers_every_exercise():
     assert len(WRONG_ANSWERS) >= 45
     assert {wrong.exercise for wrong in WRONG_ANSWERS} == set(EXERCISES)
     assert len({(wrong.exercise, wrong.mistake) for wrong in WRONG_ANSWERS}) == len(WRONG_ANSWERS)
+    assert {right.exercise for right in RIGHT_ANSWERS} == set(EXERCISES)
+    assert len({(right.exercise, right.how) for right in RIGHT_ANSWERS}) == len(RIGHT_ANSWERS)
 
 
 @pytest.mark.parametrize("wrong", WRONG_ANSWERS, ids=[f"{w.exercise}: {w.mistake}" for w in WRONG_ANSWERS])
@@ -76,4 +78,13 @@ def test_the_check_fails_and_names_the_cause(wrong: WrongAnswer, solutions, lite
     assert not result.correct, f"{wrong.mistake!r} passed the check"
     assert re.search(wrong.message, problems, re.DOTALL), f"{wrong.mistake!r}: expected /{wrong.message}/, got:\n{problems}"
     assert all(problem.strip() for problem in result.problems), "an empty message"
+    assert len(set(result.problems)) == len(result.problems), f"a message said twice:\n{problems}"
     assert "Traceback" not in problems and "File \"" not in problems
+
+
+@pytest.mark.parametrize("right", RIGHT_ANSWERS, ids=[f"{r.exercise}: {r.how}" for r in RIGHT_ANSWERS])
+def test_a_right_answer_written_differently_passes(right: RightAnswer, solutions, lite_model):
+    check, names = EXERCISES[right.exercise]
+    namespace = {**solutions[right.exercise], **right.build(lite_model, solutions[right.exercise])}
+    result = check(*(namespace[name] for name in names))
+    assert result.correct, f"{right.how!r} failed:\n{result}"

@@ -1,4 +1,4 @@
-"""One wrong answer: what the student did, the names it replaces, and what the check must say."""
+"""One wrong answer: what the student did, the names it replaces, and what the check must say; and right answers written differently."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from utilities import LoadedModel
 
-__all__ = ["WrongAnswer"]
+__all__ = ["RightAnswer", "WrongAnswer"]
 
 
 @dataclass(frozen=True)
@@ -25,4 +25,19 @@ class WrongAnswer:
     exercise: str
     mistake: str
     message: str
+    build: Callable[[LoadedModel, dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class RightAnswer:
+    """A right answer written differently from the solution: it must pass every check.
+
+    Attributes:
+        exercise: ``"a"`` .. ``"e"``.
+        how: how it differs from the solution, in a few words.
+        build: as :attr:`WrongAnswer.build`.
+    """
+
+    exercise: str
+    how: str
     build: Callable[[LoadedModel, dict[str, Any]], dict[str, Any]]

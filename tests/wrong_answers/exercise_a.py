@@ -7,11 +7,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from utilities import LayerRecorder, LoadedModel, normalize_cams, upsample_cams
+from utilities import LayerRecorder, LoadedModel, grad_cam, normalize_cams, remove_all_hooks, upsample_cams
+from utilities.receptive_field import cell_centres
 
-from .answers import WrongAnswer
+from .answers import RightAnswer, WrongAnswer
 
-__all__ = ["WRONG_A", "hand_cams"]
+__all__ = ["RIGHT_A", "WRONG_A", "hand_cams"]
 
 
 def hand_cams(
@@ -22,12 +23,15 @@ def hand_cams(
     layer: str = "layer4",
     score: str = "logit",
     relu: str = "sum",
+    weights: str = "mean",
     size: str = "image",
     upsample: str = "bilinear",
+    placement: str = "stretch",
     normalise: str = "each",
     accumulate: bool = False,
     retain_graph: bool = True,
     no_grad: bool = False,
+    gradient_of: str = "recorder",
 ) -> torch.Tensor:
     """Grad-CAM as a student writes it, with one switch per mistake (the defaults are right)."""
     inputs = model.to_input(image)
@@ -46,28 +50,40 @@ def hand_cams(
             target = logits[0, [model.class_index(name) for name in class_names]].sum()
         elif score == "probability":
             target = logits.softmax(dim=1)[0, index]
+        elif score == "minus mean":  # "how much more than the average class"
+            target = logits[0, index] - logits[0].mean()
         else:
             target = logits[0, index]
-        target.backward(retain_graph=retain_graph)
-        gradient = recorder.gradients[layer][0]
+        if gradient_of == "activations":  # the gradient with respect to the recorder's (detached) activation
+            gradient = torch.autograd.grad(target, recorder.activations[layer], retain_graph=retain_graph)[0][0]
+        else:
+            target.backward(retain_graph=retain_graph)
+            gradient = recorder.gradients[layer][0]
         total = gradient if total is None else total + gradient
         if accumulate:  # like reading a .grad that is never zeroed
             gradient = total
         if relu == "gradients":
             gradient = gradient.clamp(min=0)
-        weighted = gradient.mean(dim=(1, 2))[:, None, None] * activation
+        channel_weights = {"mean": lambda g: g.mean(dim=(1, 2))[:, None, None], "one": lambda g: g.mean()}[weights](gradient)
+        weighted = channel_weights * activation
         if relu == "channels":
             weighted = weighted.clamp(min=0)
         cam = weighted.sum(dim=0)
-        maps.append(cam if relu == "none" else cam.clamp(min=0))
+        maps.append(cam.abs() if relu == "abs" else cam if relu in ("none", "after upsampling") else cam.clamp(min=0))
     maps = torch.stack(maps).detach()
     height, width = image.shape[:2]
     target_size = {"image": (height, width), "input": tuple(inputs.shape[-2:]), "swapped": (width, height)}.get(size)
     if normalise == "first":
         maps = normalize_cams(maps)
     if target_size is not None:
-        mode = {"bilinear": "bilinear", "nearest": "nearest"}[upsample]
-        maps = F.interpolate(maps[:, None], size=target_size, mode=mode, **({"align_corners": False} if mode == "bilinear" else {}))[:, 0]
+        if placement == "centres":  # each cell at its receptive-field centre, as grad_cam draws it
+            maps = upsample_cams(maps, target_size, cell_centres(model.network, layer, tuple(inputs.shape[-2:])))
+        else:
+            mode = {"bilinear": "bilinear", "nearest": "nearest", "align_corners": "bilinear"}[upsample]
+            options = {"align_corners": upsample == "align_corners"} if mode == "bilinear" else {}
+            maps = F.interpolate(maps[:, None], size=target_size, mode=mode, **options)[:, 0]
+    if relu == "after upsampling":
+        maps = maps.clamp(min=0)
     if normalise == "each":
         maps = normalize_cams(maps)
     elif normalise == "global":
@@ -75,6 +91,9 @@ def hand_cams(
     elif normalise == "by hand":  # each map by its own range, with no case for a map with no range
         low, high = maps.amin(dim=(1, 2), keepdim=True), maps.amax(dim=(1, 2), keepdim=True)
         maps = (maps - low) / (high - low)
+    elif normalise == "epsilon":  # the range guarded by an epsilon instead of a case of its own
+        low, high = maps.amin(dim=(1, 2), keepdim=True), maps.amax(dim=(1, 2), keepdim=True)
+        maps = (maps - low) / (high - low + 1e-3)
     elif normalise == "max only":  # divided by the maximum, guarded against 0, without subtracting the minimum
         maps = maps / maps.amax(dim=(1, 2), keepdim=True).clamp(min=1e-12)
     return maps
@@ -117,6 +136,53 @@ def _dominant_in_place(cams, class_names):
 
 _dominant_in_place.__name__ = "dominant_class"
 
+def _sorted_names(model, image, class_names):
+    """Sorts the caller's list of class names in place ("to be tidy"), and explains them in that order."""
+    class_names.sort()
+    return hand_cams(model, image, class_names)
+
+
+def _evaluated(model, image, class_names):
+    """Puts the network in eval mode "to be safe", and leaves it there."""
+    model.network.eval()
+    return hand_cams(model, image, class_names)
+
+
+def _evaluated_and_put_back(model, image, class_names):
+    """Eval mode for the computation, the caller's mode afterwards: right."""
+    was = model.network.training
+    model.network.eval()
+    try:
+        return hand_cams(model, image, class_names)
+    finally:
+        model.network.train(was)
+
+
+def _clean_hooks_first(model, image, class_names):
+    """Removes every hook first, against hooks piling up (notebook 2), and with them the caller's."""
+    remove_all_hooks(model.network)
+    return hand_cams(model, image, class_names)
+
+
+def _leaves_a_hook(model, image, class_names):
+    """A bare forward hook, never removed, beside the recorder."""
+    model.network.layer4.register_forward_hook(lambda module, inputs, output: None)
+    return hand_cams(model, image, class_names)
+
+
+def _library(model, image, class_names):
+    """The library's Grad-CAM, which the text asks not to use."""
+    return grad_cam(model, image, class_names).maps
+
+
+def _copied_names(model, image, class_names):
+    """Works on a copy of the list it sorts, and keeps the caller's order: right."""
+    order = sorted(range(len(class_names)), key=lambda k: class_names[k])
+    names = [class_names[k] for k in order]
+    maps = hand_cams(model, image, names)
+    return maps[torch.argsort(torch.tensor(order))]
+
+
 def _fixed_size(model, image, class_names):
     """Maps upsampled to one fixed size (the size of the photo the student tried first), not image.shape[:2]."""
     maps = hand_cams(model, image, class_names, size=None, normalise="none")
@@ -124,6 +190,33 @@ def _fixed_size(model, image, class_names):
 
 
 WRONG_A = [
+    # side effects on what the function is given
+    WrongAnswer("a", "the caller's list of class names sorted in place",
+                r"changed the list of class names it was given as argument 3 \(class_names\), in place \(\['espresso', 'goldfish', "
+                r"'Egyptian cat'\] became .*Work on a copy \(list\(class_names\)\)",
+                lambda m, s: {"cams_for_classes": _sorted_names}),
+    WrongAnswer("a", "model.network.eval() called and left so", r"switched the network to eval mode \(model\.network\.eval\(\)\) and "
+                r"left it there.*The check put the network back in training mode",
+                lambda m, s: {"cams_for_classes": _evaluated}),
+    WrongAnswer("a", "every hook removed first (remove_all_hooks)", r"removed hooks that were on the network before the call.*"
+                r"The check put them back\.",
+                lambda m, s: {"cams_for_classes": _clean_hooks_first}),
+    WrongAnswer("a", "a bare hook left beside the recorder", r"left 1 hook on the network after a call.*The check removed it\.",
+                lambda m, s: {"cams_for_classes": _leaves_a_hook}),
+    # what the text forbids
+    WrongAnswer("a", "utilities' grad_cam instead of the steps", r"calls utilities' grad_cam .*which the text asks you not to use",
+                lambda m, s: {"cams_for_classes": _library}),
+    # mistakes with a message of their own (a differential diagnosis against the maps each mistake gives)
+    WrongAnswer("a", "an epsilon in the normalisation's denominator", r"they peak at 0\.9\d+.*an epsilon added to the denominator",
+                _cams(normalise="epsilon")),
+    WrongAnswer("a", "gradients taken with respect to the recorder's detached activations",
+                r"not part of the graph: LayerRecorder's activations are detached copies", _cams(gradient_of="activations")),
+    WrongAnswer("a", "each logit minus the mean logit as the score", r"each class's logit minus the mean of all logits",
+                _cams(score="minus mean")),
+    WrongAnswer("a", "abs instead of the ReLU", r"turned positive \(abs\) instead of cut off", _cams(relu="abs")),
+    WrongAnswer("a", "upsampled with align_corners=True", r"upsampled with align_corners=True", _cams(upsample="align_corners")),
+    WrongAnswer("a", "the ReLU after upsampling", r"the ReLU comes after upsampling", _cams(relu="after upsampling")),
+    WrongAnswer("a", "one weight for all channels", r"every channel gets the same weight", _cams(weights="one")),
     WrongAnswer("a", "the size hard-coded", r"on a second photo of odd size, 143x215.*take the size from the image you are given",
                 lambda m, s: {"cams_for_classes": _fixed_size}),
     WrongAnswer("a", "hand-written (x - min) / (max - min) without a guard", r"the map of '[^']+' contains NaN.*no positive evidence.*divides 0 by 0",
@@ -132,7 +225,7 @@ WRONG_A = [
                 _cams(normalise="max only")),
     WrongAnswer("a", "a NumPy array returned", r"should return a torch tensor \(K, H, W\); it returns a NumPy array \(float32\), e\.g\. torch\.from_numpy",
                 lambda m, s: {"cams_for_classes": lambda model, image, names: hand_cams(model, image, names).numpy()}),
-    WrongAnswer("a", "the network left in training mode", r"left the network in training mode.*The check put it back",
+    WrongAnswer("a", "the network left in training mode", r"left the network in training mode.*The check put the network back in eval mode",
                 lambda m, s: {"cams_for_classes": lambda model, image, names: (model.network.train(), hand_cams(model, image, names))[1]}),
     WrongAnswer("a", "dominant_class: the middle column of an odd width on the left ((W + 1) // 2)", r"for an odd width the middle column went to the left half",
                 _split_at(lambda width, cams: (width + 1) // 2)),
@@ -147,7 +240,7 @@ WRONG_A = [
                                                for half, part in (("left", cams[..., : cams.shape[-1] // 2]), ("right", cams[..., cams.shape[-1] // 2 :]))})),
     WrongAnswer("a", "dominant_class: a set of names", r"should return a dict \{'left': name, 'right': name\}; got \{",
                 _dominant(lambda cams, names: {names[int(_sums(cams)[0].argmax())], names[int(_sums(cams)[1].argmax())]})),
-    WrongAnswer("a", "dominant_class: sums the maps in place", r"dominant_class changed the tensor it was given as argument 1, in place",
+    WrongAnswer("a", "dominant_class: sums the maps in place", r"dominant_class changed the maps it was given as argument 1 \(cams\), in place \(its values\)",
                 _dominant(_dominant_in_place)),
 
     WrongAnswer("a", "maps upsampled to the network input's size", r"the network input's size; upsample them to the image's size", _cams(size="input")),
@@ -172,7 +265,7 @@ WRONG_A = [
     WrongAnswer("a", "ReLU on the gradients", r"ReLU is applied too early \(to the gradients", _cams(relu="gradients")),
     WrongAnswer("a", "nearest-neighbour upsampling", r"nearest neighbour", _cams(upsample="nearest")),
     WrongAnswer("a", "no retain_graph", r"retain_graph=True.*notebook 3", _cams(retain_graph=False)),
-    WrongAnswer("a", "forward pass under torch.no_grad", r"outside torch\.no_grad", _cams(no_grad=True)),
+    WrongAnswer("a", "forward pass under torch.no_grad", r"the forward pass ran under torch\.no_grad\(\)", _cams(no_grad=True)),
     WrongAnswer("a", "dominant_class: halves swapped", r"left and right are swapped",
                 _dominant(lambda cams, names: {"left": names[int(_sums(cams)[1].argmax())], "right": names[int(_sums(cams)[0].argmax())]})),
     WrongAnswer("a", "dominant_class: peak instead of mass", r"peak values.*mass",
@@ -188,4 +281,11 @@ WRONG_A = [
                 _dominant(lambda cams, names: {"left": "Egyptian cat", "right": "espresso"})),
     WrongAnswer("a", "dominant_class: a tuple instead of a dict", r"should return a dict",
                 _dominant(lambda cams, names: (names[int(_sums(cams)[0].argmax())], names[int(_sums(cams)[1].argmax())]))),
+]
+
+RIGHT_A = [
+    RightAnswer("a", "cells placed at their receptive-field centres (cell_centres), as grad_cam draws them",
+                _cams(placement="centres")),
+    RightAnswer("a", "eval mode for the computation, the caller's mode put back", lambda m, s: {"cams_for_classes": _evaluated_and_put_back}),
+    RightAnswer("a", "class names sorted on a copy, maps put back in the caller's order", lambda m, s: {"cams_for_classes": _copied_names}),
 ]

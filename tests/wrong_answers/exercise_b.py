@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -10,9 +11,9 @@ from PIL import Image
 
 from utilities import ImageLoadError, grad_cam, load_image, overlay_cam
 
-from .answers import WrongAnswer
+from .answers import RightAnswer, WrongAnswer
 
-__all__ = ["WRONG_B", "folder_explainer"]
+__all__ = ["RIGHT_B", "WRONG_B", "folder_explainer"]
 
 
 def _explain(model, path, *, alpha=0.5, raw=False):
@@ -36,12 +37,16 @@ def folder_explainer(
     overwrite: bool = True,
     image_format: str | None = None,
     result: Callable[[list], Any] = lambda names: names,
+    fresh_output: bool = False,
+    save_in_try: bool = False,
 ) -> Callable:
     """explain_folder as a student writes it, with one switch per mistake (the defaults are right)."""
 
     def explain_folder(model, folder, output_folder):
         if as_path:
             output_folder = Path(output_folder)
+        if fresh_output:  # "start from a clean folder": deletes whatever the user had there
+            shutil.rmtree(output_folder, ignore_errors=True)
         if make_folder:
             Path(output_folder).mkdir(parents=True, exist_ok=exist_ok)
         not_images = []
@@ -49,6 +54,9 @@ def folder_explainer(
             try:
                 image = load_image(path)
                 _, overlay = _explain(model, path)
+                if save_in_try:
+                    Image.fromarray(np.ascontiguousarray(save(image, overlay))).save(output_folder / name(path), format=image_format)
+                    continue
             except catch:
                 if report_errors:
                     not_images.append(report(path))
@@ -88,7 +96,47 @@ def _explain_with(model, path, **options):
     return result.class_names[0], overlay_cam(image, result.maps[0], **({"cmap": cmap} if cmap else {}))
 
 
+def _evaluated(model, path):
+    """explain_file putting the network in eval mode "to be safe", and leaving it there."""
+    model.network.eval()
+    return _explain(model, path)
+
+
+def _re_raising(model, folder, output_folder):
+    """Catches every error, reports the unreadable files and raises the others again: right."""
+    output_folder = Path(output_folder)
+    output_folder.mkdir(parents=True, exist_ok=True)
+    not_images = []
+    for path in sorted(Path(folder).iterdir()):
+        if path.is_dir():
+            continue
+        try:
+            _, overlay = _explain(model, path)
+        except Exception as error:
+            if not isinstance(error, ImageLoadError):
+                raise
+            not_images.append(path.name)
+        else:
+            Image.fromarray(overlay).save(output_folder / (path.name + "_cam.png"), format="PNG")
+    return not_images
+
+
 WRONG_B = [
+    # what explain_folder may not do to the folders, the files and the model
+    WrongAnswer("b", "output_folder deleted and made again (shutil.rmtree)", r"explain_folder deleted 'my notes\.txt', a file of the user's "
+                r"that was in output_folder before the call.*no shutil\.rmtree", _folder(fresh_output=True)),
+    WrongAnswer("b", "the overlays saved into the folder it reads", r"explain_folder wrote \S+ into the folder it reads",
+                _folder(name=lambda path: str(path.parent / f"{path.name}_cam.png"))),  # an absolute path: output_folder is ignored
+    WrongAnswer("b", "explain_file puts the network in eval mode and leaves it so", r"switched the network to eval mode.*left it there",
+                _file(_evaluated)),
+    # errors that are not unreadable images must reach the caller
+    WrongAnswer("b", "except Exception: every error taken for an unreadable image", r"explain_folder hid an error that was not an unreadable "
+                r"image: the check made the network fail on wide\.png.*reported it as not an image.*Catch ImageLoadError only",
+                _folder(catch=(Exception,))),
+    WrongAnswer("b", "saving inside the try, OSError caught too", r"explain_folder hid an error that was not an unreadable image: saving "
+                r"one\.jpg's overlay failed.*Catch ImageLoadError only", _folder(catch=(ImageLoadError, OSError), save_in_try=True)),
+    WrongAnswer("b", "float overlays saved (PIL cannot)", r"crashed saving an overlay.*PIL saves only uint8 images: the overlay must be RGB uint8",
+                _folder(save=lambda image, overlay: overlay / 255.0)),
     WrongAnswer("b", "the overlay in the jet colormap", r"coloured with the colormap 'jet': use overlay_cam's default, 'inferno'",
                 _file(lambda model, path: _explain_with(model, path, cmap="jet"))),
     WrongAnswer("b", "the overlay of layer3", r"the heat map is the Grad-CAM of layer3; the text asks for layer4",
@@ -156,4 +204,10 @@ WRONG_B = [
                 _folder(returns_list=False)),
     WrongAnswer("b", "errors swallowed silently", r"broken\.png and notes\.txt are not images but were not reported",
                 _folder(catch=(Exception,), report_errors=False)),
+]
+
+RIGHT_B = [
+    RightAnswer("b", "every error caught, the unreadable files reported, the others raised again", lambda m, s: {"explain_folder": _re_raising}),
+    RightAnswer("b", "grad_cam with the cells spread evenly (placement='stretch')",
+                _file(lambda model, path: _explain_with(model, path, placement="stretch"))),
 ]

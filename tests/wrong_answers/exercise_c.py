@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 from torchvision.transforms import v2
 
-from .answers import WrongAnswer
+from .answers import RightAnswer, WrongAnswer
 
-__all__ = ["WRONG_C"]
+__all__ = ["RIGHT_C", "WRONG_C"]
 
 
 def _steps(model, change):
@@ -116,7 +117,34 @@ def _ran_before_the_check(make, new_top_class):
     return build
 
 
+def _top_class(model, change):
+    """The name the model predicts for the coffee photo with a changed pipeline, as model.class_names writes it."""
+    from utilities import DATA_DIR, load_image
+
+    with torch.inference_mode():
+        logits = model.network(v2.Compose(change(list(model.preprocess.transforms)))(load_image(DATA_DIR / "coffee.jpg")).unsqueeze(0))
+    return model.class_names[int(logits.argmax())]
+
+
+def _zeros(steps):
+    """A "step" that replaces the image by zeros: the input no longer depends on the photo."""
+    return [*steps[:3], v2.Lambda(torch.zeros_like), steps[3]]
+
+
+def _named(change, spell=lambda name: name):
+    """The pipeline ``change`` and the class it predicts, spelt by ``spell``."""
+    return lambda model, solution: {"changed_preprocess": _steps(model, change), "new_top_class": spell(_top_class(model, change))}
+
+
 WRONG_C = [
+    WrongAnswer("c", "a step that replaces the image by zeros", r"the network's input no longer depends on the photo: your steps give "
+                r"the same tensor \(every value is .*a step replaces the image", _named(_zeros)),
+    WrongAnswer("c", "the class name in title case", r"new_top_class is \"Jack-O'-Lantern\", but the model writes its top class "
+                r"\"jack-o'-lantern\": give the name exactly as model\.class_names writes it", _named(_thumbnail, str.title)),
+    WrongAnswer("c", "the class name with a trailing space", r"give the name exactly as model\.class_names writes it",
+                _named(_thumbnail, lambda name: name + " ")),
+    WrongAnswer("c", "a synonym instead of the class name", r"'tabby cat', which is not one of the model's class names but another name for 'tabby'",
+                _pipeline(_thumbnail, "tabby cat")),
     WrongAnswer("c", "a crop that keeps the aspect ratio", r"inverting the colours along the photo's \w+ edge does not change the input.*cut off",
                 _pipeline(lambda steps: [*steps[:2], v2.CenterCrop((200, 300)), *steps[2:]], "espresso")),
     WrongAnswer("c", "the one-step solution returned as float64", r"returns torch\.float64 values.*return float32",
@@ -131,7 +159,7 @@ WRONG_C = [
                 _pipeline(lambda steps: [steps[0], v2.Lambda(_black_middle), *steps[1:]])),
     WrongAnswer("c", "the notebook's photo whatever the image", r"returns the same tensor whatever photo it is given.*image argument",
                 _function(lambda m, s: _global_photo(m), "jack-o'-lantern")),
-    WrongAnswer("c", "the network put in training mode", r"left the network in training mode.*The check put it back",
+    WrongAnswer("c", "the network put in training mode", r"left the network in training mode.*The check put the network back in eval mode",
                 _function(lambda m, s: _training_mode(m), "jack-o'-lantern")),
     WrongAnswer("c", "model.preprocess edited in place, by the cell before the check", r"model\.preprocess is not the model's own pipeline any more \(.*Resize.*\): a cell changed it in place",
                 _ran_before_the_check(_edits_model_preprocess, "jack-o'-lantern")),
@@ -150,7 +178,7 @@ WRONG_C = [
                 _pipeline(lambda steps: [steps[0], v2.Resize((224, 224), antialias=True), *steps[2:]])),
     WrongAnswer("c", "colours reversed on the photo array, not as a step", r"change made outside the steps",
                 _function(lambda m, s: lambda image: m.preprocess(np.ascontiguousarray(image[..., ::-1])))),
-    WrongAnswer("c", "the photo edited in place", r"changed_preprocess changed the array it was given as argument 1, in place",
+    WrongAnswer("c", "the photo edited in place", r"changed_preprocess changed the array it was given as argument 1 \(image\), in place",
                 _function(lambda m, s: _in_place_negative(m))),
     WrongAnswer("c", "nothing changed", r"top class is still 'espresso' \(\d+\.\d%\)\.$",
                 _function(lambda m, s: m.preprocess, "espresso")),
@@ -168,4 +196,10 @@ WRONG_C = [
                 _pipeline(_thumbnail, "tabby")),
     WrongAnswer("c", "a misspelt class name", r"not an ImageNet class name: No class called 'jack o lantern pumpkin'",
                 _pipeline(_thumbnail, "jack o lantern pumpkin")),
+]
+
+RIGHT_C = [
+    RightAnswer("c", "Resize(48) in place of Resize, the name read in code", _named(lambda steps: [steps[0], v2.Resize(48, antialias=True), *steps[2:]])),
+    RightAnswer("c", "ToDtype without scaling (0 to 255), the name read in code",
+                _named(lambda steps: [*steps[:2], v2.ToDtype(torch.float32, scale=False), steps[3]])),
 ]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from utilities import grad_cam
+from utilities import grad_cam, upsample_cams
 
-from .answers import WrongAnswer
+from .answers import RightAnswer, WrongAnswer
 
-__all__ = ["WRONG_D", "shares_function"]
+__all__ = ["RIGHT_D", "WRONG_D", "shares_function"]
 
 STAGES = ["layer1", "layer2", "layer3", "layer4"]
 
@@ -44,6 +44,29 @@ def _cat_mask(mask, image):
     return left
 
 
+def _raw_upsampled(model, image, class_name, layer):
+    """The map before normalisation, at the image's size: result.raw upsampled by hand."""
+    return upsample_cams(grad_cam(model, image, class_name, layer=layer).raw, image.shape[:2])[0]
+
+
+def _evaluated(right):
+    def localisation_shares(model, image, class_name, object_mask):
+        model.network.eval()  # "to be safe", and left so
+        return right(model, image, class_name, object_mask)
+
+    return localisation_shares
+
+
+def _stretched(model, image, class_name, object_mask):
+    """The maps with their cells spread evenly (placement="stretch"), the mask as a NumPy array: right."""
+    shares = {}
+    for stage in STAGES:
+        cam = grad_cam(model, image, class_name, layer=stage, placement="stretch").maps[0].numpy()
+        total = cam.sum()
+        shares[stage] = float(cam[np.asarray(object_mask)].sum() / total) if total > 0 else 0.0
+    return shares
+
+
 def _shares(**mistake):
     return lambda model, solution: {"localisation_shares": shares_function(**mistake)}
 
@@ -65,7 +88,42 @@ def _in_order(shares, threshold, compare=lambda share, threshold: share >= thres
     return next((stage for stage in order if compare(shares[stage], threshold)), None)
 
 
+def _unnormalised(model, image, class_name, object_mask):
+    """Shares of the maps before normalisation."""
+    mask = torch.as_tensor(object_mask)
+    shares = {}
+    for stage in STAGES:
+        cam = _raw_upsampled(model, image, class_name, stage)
+        total = float(cam.sum())
+        shares[stage] = float(cam[mask].sum()) / total if total > 0 else 0.0
+    return shares
+
+
+def _popping(shares, threshold=0.8):
+    """Takes the shares out of the caller's dict as it goes."""
+    for stage in STAGES:
+        if shares.pop(stage) >= threshold:
+            return stage
+    return None
+
+
+def _by_position(shares, threshold=0.8):
+    """Reads the shares by position, as if the dict were a list: a KeyError on every call, so both checks fail."""
+    for position in range(4):
+        if shares[position] >= threshold:
+            return STAGES[position]
+    return None
+
+
 WRONG_D = [
+    WrongAnswer("d", "maps not normalised (result.raw upsampled)", r"made-up network whose Grad-CAM is positive everywhere.*shares of "
+                r"the maps before normalisation", lambda model, solution: {"localisation_shares": _unnormalised}),
+    WrongAnswer("d", "the caller's dict of shares emptied", r"changed the dict of shares it was given as argument 1 \(shares\), in place "
+                r"\(\{'layer1': .* became .*Work on a copy \(dict\(shares\)\)", _first(_popping)),
+    WrongAnswer("d", "model.network.eval() called and left so", r"switched the network to eval mode.*left it there",
+                lambda model, solution: {"localisation_shares": _evaluated(solution["localisation_shares"])}),
+    WrongAnswer("d", "the dict read by position (shares[0]), the error said once", r"raised KeyError: 0$",
+                _first(_by_position)),
     WrongAnswer("d", "layer=stage forgotten", r"all four shares are equal.*layer=stage", _shares(layer=False)),
     WrongAnswer("d", "the notebook's cat_mask instead of object_mask", r"inside the notebook's cat_mask", _shares(mask_of=_cat_mask)),
     WrongAnswer("d", "share outside the mask", r"shares \*outside\* the mask", _shares(mask_of=lambda mask, image: ~mask)),
@@ -102,8 +160,14 @@ WRONG_D = [
                 _first(lambda shares, threshold=0.8: (lambda stage: None if stage is None else STAGES.index(stage))(_in_order(shares, threshold)))),
     WrongAnswer("d", "shares as tensors", r"each share should be a number \(a float\); localisation_shares returns a tensor \(float32\): convert with float",
                 _shares(share=lambda cam, mask: cam[mask].sum() / cam.sum() if float(cam.sum()) > 0 else torch.tensor(0.0))),
-    WrongAnswer("d", "the mask edited in place", r"localisation_shares changed the array it was given as argument 4, in place",
+    WrongAnswer("d", "the mask edited in place", r"localisation_shares changed the mask it was given as argument 4 \(object_mask\), in place",
                 lambda model, solution: {"localisation_shares": _mask_in_place(solution["localisation_shares"])}),
     WrongAnswer("d", "default threshold 0.5", r"the default threshold is 0\.8",
                 _first(lambda shares, threshold=0.5: _in_order(shares, threshold))),
+]
+
+RIGHT_D = [
+    RightAnswer("d", "cells spread evenly, NumPy arithmetic", lambda model, solution: {"localisation_shares": _stretched}),
+    RightAnswer("d", "first stage by sorting a copy of the dict", _first(lambda shares, threshold=0.8: next(
+        (stage for stage, share in sorted(dict(shares).items()) if share >= threshold), None))),
 ]

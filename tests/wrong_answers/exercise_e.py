@@ -6,9 +6,9 @@ import torch
 
 from utilities import DATA_DIR, LayerRecorder, normalize_cams, upsample_cams
 
-from .answers import WrongAnswer
+from .answers import RightAnswer, WrongAnswer
 
-__all__ = ["WRONG_E", "cams_function"]
+__all__ = ["RIGHT_E", "WRONG_E", "cams_function"]
 
 
 def _activation(model, inputs, layer="layer4"):
@@ -92,8 +92,49 @@ def _training_mode(right):
     return class_activation_maps
 
 
+def _evaluated(right):
+    def class_activation_maps(model, image):
+        model.network.eval()  # "to be safe", and left so
+        return right(model, image)
+
+    return class_activation_maps
+
+
+def _by_autograd(cams):
+    """Grad-CAM's weights from autograd on the CAMs themselves: right values, but a backward pass."""
+    cells = cams.detach().clone().requires_grad_(True)
+    (weights,) = torch.autograd.grad(cells.mean(dim=(-2, -1)).sum(), cells)
+    return (weights * cams).clamp(min=0)
+
+
+def _flags_the_caller(cams):
+    """Switches on requires_grad of the caller's CAMs ("in case a gradient is needed")."""
+    cams.requires_grad_(True)
+    height, width = cams.shape[-2:]
+    return (cams.clamp(min=0) / (height * width)).detach()
+
+
+def _hooked(model, image):
+    """A forward hook removed by hand after the forward pass, no_grad as a decorator: right."""
+    stored = []
+    handle = model.network.layer4.register_forward_hook(lambda module, inputs, output: stored.append(output))
+    try:
+        with torch.inference_mode():
+            model.network(model.to_input(image))
+    finally:
+        handle.remove()
+    activation = stored[0][0]
+    return torch.einsum("kc,chw->khw", model.network.fc.weight, activation)
+
+
 WRONG_E = [
-    WrongAnswer("e", "the network left in training mode", r"class_activation_maps left the network in training mode.*The check put it back",
+    WrongAnswer("e", "model.network.eval() called in class_activation_maps and left so", r"switched the network to eval mode.*left it there",
+                lambda model, solution: {"class_activation_maps": _evaluated(solution["class_activation_maps"])}),
+    WrongAnswer("e", "Grad-CAM's weights by autograd on the CAMs", r"grad_cam_from_cams runs a backward pass .*which the text asks you to do without",
+                _grad(_by_autograd)),
+    WrongAnswer("e", "requires_grad switched on for the caller's CAMs", r"switched on requires_grad of the CAMs it was given",
+                _grad(_flags_the_caller)),
+    WrongAnswer("e", "the network left in training mode", r"class_activation_maps left the network in training mode.*The check put the network back in eval mode",
                 lambda model, solution: {"class_activation_maps": _training_mode(solution["class_activation_maps"])}),
     WrongAnswer("e", "a NumPy array from grad_cam_from_cams", r"grad_cam_from_cams should return a tensor of the same shape as cams; it returns a NumPy array",
                 _grad(lambda cams: (cams.clamp(min=0) / (cams.shape[-2] * cams.shape[-1])).numpy())),
@@ -169,4 +210,9 @@ WRONG_E = [
     WrongAnswer("e", "NaN for a map with no positive cell", r"contain NaN.*negative everywhere", _grad(lambda cams: torch.relu(cams) / torch.relu(cams).amax(dim=(1, 2), keepdim=True))),
     WrongAnswer("e", "one weight per map instead of maps", r"same shape as cams", _grad(lambda cams: cams.clamp(min=0).mean(dim=(1, 2)))),
     WrongAnswer("e", "ReLU in place on the caller's CAMs", r"changed the CAMs it was given", _grad(_relu_in_place)),
+]
+
+RIGHT_E = [
+    RightAnswer("e", "a bare forward hook removed by hand, inference_mode", lambda model, solution: {"class_activation_maps": _hooked}),
+    RightAnswer("e", "F.relu and numel of one map", _grad(lambda cams: torch.nn.functional.relu(cams) / cams[0].numel())),
 ]

@@ -12,6 +12,17 @@ an nbgrader autograded cell.
 A student's ``NotImplementedError`` (an unfinished exercise) is let through,
 so the notebook shows its hint; any other error inside a student's function
 fails the checks that needed it, with a short message.
+
+Side effects are checks too: after every call, the model (weights, batch-norm
+statistics, modes, ``requires_grad``, hooks added or removed,
+``model.preprocess``) and every argument a function could change in place
+(tensors, arrays, lists, dicts) are compared with copies taken before it, and
+put back; a tiny network given in training mode shows a function that switches
+the caller's network to eval mode. Where a text asks for something to be done
+without a ready-made function (exercise a: utilities' CAM methods; exercise e:
+a backward pass), the check records calls of it, however it was imported.
+Exercise b makes the network fail on one image and saving fail for another:
+errors that are not unreadable images must reach the caller.
 """
 
 from __future__ import annotations

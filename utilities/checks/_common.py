@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import inspect
 import weakref
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -13,18 +15,22 @@ import torch
 from ..models import LoadedModel, make_preprocess
 
 __all__ = [
+    "BACKWARD_CALLS",
     "STAGES",
     "CheckResult",
     "Checker",
     "Snapshot",
+    "Watched",
     "as_tensor",
     "cached",
     "describe_error",
     "layer_gradients",
     "max_difference",
     "hook_keys",
+    "recorded_calls",
     "remove_new_hooks",
     "smaller_input",
+    "training_copy",
     "type_name",
     "watched_inputs",
 ]
@@ -76,9 +82,16 @@ _ERROR_HINTS: tuple[tuple[str, str], ...] = (
         "but the last (notebook 3 shows why)",
     ),
     (
-        "does not require grad",
-        "the logits have no gradient: run the forward pass outside torch.no_grad() / torch.inference_mode(), "
-        "inside LayerRecorder",
+        "One of the differentiated Tensors does not require grad",
+        "torch.autograd.grad was asked for the gradient with respect to a tensor that is not part of the graph: "
+        "LayerRecorder's activations are detached copies, for reading values. Take the gradient with respect to "
+        "recorder.outputs[layer], or call backward() and read recorder.gradients[layer]",
+    ),
+    (
+        "appears to not have been used in the graph",
+        "torch.autograd.grad was asked for the gradient with respect to a tensor the score was not computed from "
+        "(a copy, such as LayerRecorder's activations, or a tensor of another forward pass): take it with respect "
+        "to recorder.outputs[layer] of the same forward pass, or call backward() and read recorder.gradients[layer]",
     ),
     ("Inference tensors cannot be saved for backward", "the forward pass ran under torch.inference_mode(): run it with gradients on"),
     (
@@ -88,8 +101,18 @@ _ERROR_HINTS: tuple[tuple[str, str], ...] = (
 )
 
 
-def describe_error(function: Callable, error: BaseException) -> str:
-    """A short message for an error a student's function raised: the cause when known, never a long traceback."""
+_NO_GRAD_FN = "does not require grad and does not have a grad_fn"
+
+
+def describe_error(function: Callable, error: BaseException, grad_forwards: Sequence[bool] | None = None) -> str:
+    """A short message for an error a student's function raised: the cause when known, never a long traceback.
+
+    Args:
+        function: the student's function.
+        error: what it raised.
+        grad_forwards: for each forward pass of a watched network during the call, whether gradients were on
+            (see :meth:`Checker.before_call`); it tells the two causes of a score without a gradient apart.
+    """
     name = getattr(function, "__name__", "your function")
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     if len(text) > 160:
@@ -97,7 +120,28 @@ def describe_error(function: Callable, error: BaseException) -> str:
     for fragment, hint in _ERROR_HINTS:
         if fragment in str(error):
             return f"{name} raised {type(error).__name__}: {hint}."
+    if "does not require grad" in str(error):
+        if grad_forwards and not any(grad_forwards):
+            hint = ("the logits have no gradient: the forward pass ran under torch.no_grad() / torch.inference_mode(). "
+                    "Run it with gradients on, inside LayerRecorder")
+        elif grad_forwards:
+            hint = ("the score has no gradient although the forward pass ran with gradients on: it was computed from a "
+                    "detached tensor (LayerRecorder's activations are detached copies, for reading values, and so is "
+                    "anything .detach()ed). Backpropagate the logits that the forward pass returned")
+        else:
+            hint = ("the score has no gradient: it was computed under torch.no_grad() / torch.inference_mode(), or from a "
+                    "detached tensor (LayerRecorder's activations are detached copies). Run the forward pass with "
+                    "gradients on, inside LayerRecorder, and backpropagate the logits it returns")
+        return f"{name} raised {type(error).__name__}: {hint}."
     return f"{name} raised {type(error).__name__}: {text}" if text else f"{name} raised {type(error).__name__}."
+
+
+class _CallState(NamedTuple):
+    """What :meth:`Checker.before_call` took, for :meth:`Checker.after_call`."""
+
+    inputs: list["Watched"]
+    sentinels: list[tuple[torch.nn.Module, Any]]
+    grad_forwards: list[bool]
 
 
 class Checker:
@@ -108,6 +152,8 @@ class Checker:
         total: the number of checks.
         catch_not_implemented: count an unfinished function as a failed check (grading)
             instead of letting its ``NotImplementedError`` through (the notebook shows the hint).
+        models: the models a student's functions can reach: watched (see :class:`Snapshot`).
+        watch_hooks: also report hooks a call leaves behind (an exercise that checks them itself passes False).
     """
 
     def __init__(
@@ -119,6 +165,13 @@ class Checker:
         self.snapshot = Snapshot(models, hooks=watch_hooks)
         self._side_effect = ""  # found by the last call, fails the next check judged
         self._reported: set[str] = set()
+        #: The positions of the arguments the last call changed in place (put back since).
+        self.changed_arguments: set[int] = set()
+
+    def _problem(self, message: str) -> None:
+        # One mistake can fail several checks; its message is said once.
+        if message not in self.result.problems:
+            self.result.problems.append(message)
 
     def require(self, name: str, condition: bool, problem: str) -> bool:
         """Pass check ``name`` if ``condition`` holds, else record ``problem``.
@@ -131,17 +184,19 @@ class Checker:
             ``condition``.
         """
         if self._side_effect and condition:
-            self.result.problems.append(self._side_effect)
+            self._problem(self._side_effect)
             self._side_effect = ""
             return condition
         if condition:
             self.result.passed.append(name)
         else:
-            self.result.problems.append(problem)
+            self._problem(problem)
         return condition
 
     def note_side_effect(self, cause: str, message: str) -> None:
-        """A change found before any call (left by an earlier cell): it costs the next check that passes, like one found after a call.
+        """A change a call made that it may not make: it costs the next check that passes.
+
+        Also for a change found before any call (left by an earlier cell).
 
         Args:
             cause: what changed (:meth:`Snapshot.changes`' keys): each cause is reported once.
@@ -151,23 +206,51 @@ class Checker:
             self._reported.add(cause)
             self._side_effect = self._side_effect or message
 
-    def watch_after(self, function: Callable, inputs: list[tuple[int, Any, Any]]) -> None:
+    def before_call(self, function: Callable, args: Sequence[Any], watch_inputs: bool = True,
+                    described: Mapping[int, str] | None = None) -> _CallState:
+        """Copies of the arguments; on each watched network, a hook of the check's own that does nothing but note.
+
+        The hook notes whether gradients were on in each forward pass (for the message of an error), and if the
+        call removes it, the call removed hooks it had not registered.
+        """
+        inputs = watched_inputs(args, function, described) if watch_inputs else []
+        grad_forwards: list[bool] = []
+
+        def sentinel(module: torch.nn.Module, inputs: Any, output: Any) -> None:
+            grad_forwards.append(torch.is_grad_enabled() and not torch.is_inference_mode_enabled())
+
+        sentinels = [(saved["network"], saved["network"].register_forward_hook(sentinel)) for saved in self.snapshot.networks]
+        return _CallState(inputs, sentinels, grad_forwards)
+
+    def after_call(self, function: Callable, state: _CallState) -> None:
         """Compare the model and the inputs with their state before the call; restore them; remember the first change."""
         name = getattr(function, "__name__", "")
         name = name if name.isidentifier() else "your function"
-        changes = [(cause, message + " (The check put it back.)") for cause, message in self.snapshot.changes(name)]
+        removed = set()
+        for network, handle in state.sentinels:
+            if handle.id not in network._forward_hooks:
+                removed.add(id(network))
+            handle.remove()
+        changes = self.snapshot.changes(name, removed_sentinels=removed)
         self.snapshot.restore()
-        for position, given, before in inputs:
-            if not _same_value(given, before):
-                kind = "tensor" if isinstance(given, torch.Tensor) else "array"
-                changes.append((f"argument {position + 1}", f"{name} changed the {kind} it was given as argument {position + 1}, "
-                                "in place: the caller's data is lost. Compute new values and leave the argument as it was "
-                                "(no in-place operation such as clamp_, /=, or item assignment on it)."))
+        self.changed_arguments = set()
+        for watched in state.inputs:
+            change = watched.change()
+            if change:
+                self.changed_arguments.add(watched.position)
+                changes.append((f"argument {watched.position + 1}", watched.message(name, change)))
+                watched.restore()
         for cause, message in changes:
             self.note_side_effect(cause, message)
 
     def call(
-        self, function: Callable, *args: Any, explain: Callable[[BaseException], str | None] | None = None, watch_inputs: bool = True
+        self,
+        function: Callable,
+        *args: Any,
+        explain: Callable[[BaseException], str | None] | None = None,
+        watch_inputs: bool = True,
+        described: Mapping[int, str] | None = None,
+        expected: Callable[[BaseException], bool] | None = None,
     ) -> tuple[bool, Any]:
         """Call a student's function; an error is recorded as a problem (the caller skips the checks that needed it).
 
@@ -175,38 +258,68 @@ class Checker:
             function: the student's function.
             *args: its arguments.
             explain: optional exercise-specific message for an error (``None`` falls back to the generic one).
-            watch_inputs: report an array or tensor argument the call changed (off where a check of its own does).
+            watch_inputs: report an argument the call changed (off where a check of its own does).
+            described: argument position -> what the messages call it ("the list of class names").
+            expected: errors the check wants to see (an error it caused on purpose): returned, not recorded.
 
         Returns:
-            (whether it returned, what it returned).
+            (whether it returned, what it returned; for an expected error, the error).
         """
         __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
-        inputs = watched_inputs(args) if watch_inputs else []
+        state = self.before_call(function, args, watch_inputs, described)
         try:
             return True, function(*args)
         except NotImplementedError as error:
             if not self.catch_not_implemented:
-                self.snapshot.restore()
-                raise
-            self.result.problems.append(f"{getattr(function, '__name__', 'a function')} is not implemented yet ({error}).")
+                raise  # the notebook shows the hint; the model is put back below all the same
+            self._problem(f"{getattr(function, '__name__', 'a function')} is not implemented yet ({error}).")
         except Exception as error:  # noqa: BLE001 - any student error is reported, not raised
-            self.result.problems.append((explain(error) if explain else None) or describe_error(function, error))
+            if expected is not None and expected(error):
+                return False, error
+            self._problem((explain(error) if explain else None) or describe_error(function, error, state.grad_forwards))
         finally:
-            self.watch_after(function, inputs)
+            self.after_call(function, state)
         return False, None
+
+    def keeps_mode(self, function: Callable, *args: Any) -> None:
+        """Call a function once on a model in training mode (:func:`training_copy`) only to see that it leaves the mode.
+
+        A network that the check gave in eval mode shows a function that calls ``train()``; only one given in
+        training mode shows a function that calls ``eval()`` and leaves it so. The model must be the first
+        argument; what the call returns or raises is not judged here (the other calls judge that).
+        """
+        __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+        network = args[0].network
+        before = [module.training for module in network.modules()]
+        try:
+            function(*args)
+        except Exception:  # noqa: BLE001 - a failure is reported by the calls that judge results
+            pass
+        self.mode_kept(function, network, before)
+
+    def mode_kept(self, function: Callable, network: torch.nn.Module, before: Sequence[bool]) -> bool:
+        """Whether a call left a network's modules in the modes ``before``; if not, note it and put them back."""
+        after = [module.training for module in network.modules()]
+        if after == list(before):
+            return True
+        name = getattr(function, "__name__", "")
+        self.note_side_effect("mode", _mode_message(name if name.isidentifier() else "your function", list(before), after))
+        for module, flag in zip(network.modules(), before):
+            module.training = flag
+        return False
 
     def finish(self) -> CheckResult:
         """The result; a side effect found after the last check was judged fails the last check that passed."""
         if self._side_effect:
             if self.result.passed:
                 self.result.passed.pop()
-            self.result.problems.append(self._side_effect)
+            self._problem(self._side_effect)
             self._side_effect = ""
         return self.result
 
     def skip(self, names: Sequence[str], reason: str) -> None:
         """Count checks that cannot run as failed, once, with the reason."""
-        self.result.problems.append(reason + f" ({len(names)} check{'s' if len(names) > 1 else ''} skipped)")
+        self._problem(reason + f" ({len(names)} check{'s' if len(names) > 1 else ''} skipped)")
 
 
 def as_tensor(value: Any) -> torch.Tensor | None:
@@ -239,7 +352,11 @@ def cached(model: LoadedModel, key: Any, compute: Callable[[], Any]) -> Any:
 
 
 def layer_gradients(
-    model: LoadedModel, image: np.ndarray, layers: Sequence[str], scores: Mapping[str, Callable[[torch.Tensor], torch.Tensor]]
+    model: LoadedModel,
+    image: np.ndarray,
+    layers: Sequence[str],
+    scores: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
+    deep: Iterable[str] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
     """Activations of some layers, and their gradients for several scalar scores of the logits.
 
@@ -248,6 +365,8 @@ def layer_gradients(
         image: RGB uint8 image, preprocessed with ``model.preprocess``.
         layers: names of sub-modules of ``model.network``.
         scores: name -> function from the logits (1, classes) to a scalar.
+        deep: the scores whose gradients are needed at every layer; the others get only the last layer's
+            (a backward pass that stops there is much cheaper). ``None``: every score at every layer.
 
     Returns:
         (layer -> activation (C, h, w), score name -> layer -> gradient (C, h, w)).
@@ -255,6 +374,7 @@ def layer_gradients(
     modules = dict(model.network.named_modules())
     outputs: dict[str, torch.Tensor] = {}
     handles = [modules[name].register_forward_hook(lambda _m, _i, out, name=name: outputs.__setitem__(name, out)) for name in layers]
+    deep = set(scores) if deep is None else set(deep)
     try:
         with torch.inference_mode(False), torch.enable_grad():
             # Frozen weights: a gradient-requiring input is what builds the graph through every layer.
@@ -262,8 +382,9 @@ def layer_gradients(
             logits = model.network(inputs)
             gradients = {}
             for name, score in scores.items():
-                found = torch.autograd.grad(score(logits), [outputs[layer] for layer in layers], retain_graph=True)
-                gradients[name] = {layer: gradient[0].detach().cpu() for layer, gradient in zip(layers, found)}
+                wanted = list(layers) if name in deep else list(layers[-1:])
+                found = torch.autograd.grad(score(logits), [outputs[layer] for layer in wanted], retain_graph=True)
+                gradients[name] = {layer: gradient[0].detach().cpu() for layer, gradient in zip(wanted, found)}
     finally:
         for handle in handles:
             handle.remove()
@@ -287,19 +408,218 @@ def type_name(value: Any) -> str:
     return f"an {name}" if name[:1].lower() in "aeiou" else f"a {name}"
 
 
-def watched_inputs(args: Sequence[Any]) -> list[tuple[int, Any, Any]]:
-    """(position, argument, copy) of the array and tensor arguments of a call, for :meth:`Checker.watch_after`."""
-    return [(position, value, _copy_value(value)) for position, value in enumerate(args) if isinstance(value, (np.ndarray, torch.Tensor))]
+_WATCHED_KINDS = {torch.Tensor: "tensor", np.ndarray: "array", list: "list", dict: "dict", set: "set", bytearray: "bytearray"}
 
 
-def _copy_value(value: Any) -> Any:
-    return value.detach().clone() if isinstance(value, torch.Tensor) else np.array(value, copy=True)
+def _kind(value: Any) -> str:
+    return next((kind for cls, kind in _WATCHED_KINDS.items() if isinstance(value, cls)), "")
 
 
-def _same_value(value: Any, before: Any) -> bool:
-    if isinstance(value, torch.Tensor):
-        return value.shape == before.shape and value.dtype == before.dtype and bool(torch.equal(value.detach(), before))
-    return value.shape == before.shape and value.dtype == before.dtype and bool(np.array_equal(value, before, equal_nan=True))
+def _short(value: Any, limit: int = 110) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _equal(first: Any, second: Any) -> bool:
+    """Equal values, containers compared item by item (in order), tensors and arrays by shape, type and contents."""
+    if isinstance(first, torch.Tensor) or isinstance(second, torch.Tensor):
+        return (isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor) and first.shape == second.shape
+                and first.dtype == second.dtype and bool(torch.equal(first.detach(), second.detach())))
+    if isinstance(first, np.ndarray) or isinstance(second, np.ndarray):
+        return (isinstance(first, np.ndarray) and isinstance(second, np.ndarray) and first.shape == second.shape
+                and first.dtype == second.dtype and bool(np.array_equal(first, second, equal_nan=first.dtype.kind in "fc")))
+    if type(first) is not type(second):
+        return False
+    if isinstance(first, dict):
+        return list(first) == list(second) and all(_equal(first[key], second[key]) for key in first)
+    if isinstance(first, (list, tuple)):
+        return len(first) == len(second) and all(_equal(a, b) for a, b in zip(first, second))
+    if isinstance(first, float) and first != first:
+        return second != second  # NaN
+    try:
+        return bool(first == second)
+    except Exception:  # noqa: BLE001 - values that cannot be compared count as changed
+        return False
+
+
+class Watched(NamedTuple):
+    """An argument of a student's call, with a copy taken before the call.
+
+    Attributes:
+        position: its position among the arguments.
+        value: the argument itself (the caller's object).
+        before: a copy of it; for a tensor, (values, requires_grad, whether .grad was None).
+        parameter: its name in the student's function, or "".
+        described: what the messages call it ("the list of class names"), or "".
+    """
+
+    position: int
+    value: Any
+    before: Any
+    parameter: str
+    described: str
+
+    def change(self) -> str:
+        """What the call changed in the argument, in a few words; "" if nothing."""
+        value, before = self.value, self.before
+        if isinstance(value, torch.Tensor):
+            values, requires_grad, no_grad = before
+            if value.shape != values.shape or value.dtype != values.dtype:
+                return f"its shape or type went from {tuple(values.shape)} {values.dtype} to {tuple(value.shape)} {value.dtype}"
+            if value.requires_grad != requires_grad:
+                return "requires_grad"
+            if not torch.equal(value.detach(), values):
+                return "its values"
+            if no_grad and value.grad is not None:
+                return "requires_grad"
+            return ""
+        if isinstance(value, np.ndarray):
+            if value.shape != before.shape or value.dtype != before.dtype:
+                return f"its shape or type went from {before.shape} {before.dtype} to {value.shape} {value.dtype}"
+            return "" if np.array_equal(value, before, equal_nan=value.dtype.kind in "fc") else "its values"
+        return "" if _equal(value, before) else f"{_short(before)} became {_short(value)}"
+
+    def restore(self) -> None:
+        """Put the caller's object back as it was, where it can be (in place)."""
+        value, before = self.value, self.before
+        try:
+            if isinstance(value, torch.Tensor):
+                values, requires_grad, no_grad = before
+                if value.is_leaf:
+                    value.requires_grad_(requires_grad)
+                    if no_grad:
+                        value.grad = None
+                if value.shape == values.shape and value.dtype == values.dtype:
+                    with torch.no_grad():
+                        value.copy_(values)
+            elif isinstance(value, np.ndarray):
+                if value.shape == before.shape and value.dtype == before.dtype and value.flags.writeable:
+                    value[...] = before
+            elif isinstance(value, (list, bytearray)):
+                value[:] = copy.deepcopy(before)
+            elif isinstance(value, (dict, set)):
+                value.clear()
+                value.update(copy.deepcopy(before))
+        except Exception:  # noqa: BLE001 - an object that cannot be put back is left as the call made it
+            pass
+
+    def message(self, function: str, change: str) -> str:
+        """The message for a change: what changed, and what to do instead."""
+        kind = _kind(self.value)
+        named = self.parameter or "the argument"
+        where = f"argument {self.position + 1}" + (f" ({self.parameter})" if self.parameter else "")
+        what = self.described or f"the {kind}"
+        if change == "requires_grad":
+            return (f"{function} switched on requires_grad of {what} it was given as {where} (requires_grad_()), or stored a "
+                    "gradient in it: the caller's tensor now builds an autograd graph in every later operation. Leave it as "
+                    f"it was; a tensor of your own that needs gradients is {named}.detach().clone().requires_grad_().")
+        copies = {"list": f"list({named})", "dict": f"dict({named})", "set": f"set({named})", "array": f"{named}.copy()",
+                  "tensor": f"{named}.clone(); no in-place operation such as clamp_, relu_, /= or item assignment on it",
+                  "bytearray": f"bytearray({named})"}
+        return (f"{function} changed {what} it was given as {where}, in place ({change}): the caller's {kind} changes with "
+                f"it, and its data is lost. Work on a copy ({copies.get(kind, 'copy.deepcopy')}) and leave the argument as "
+                "it was.")
+
+
+def _parameter_names(function: Callable) -> list[str]:
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def watched_inputs(args: Sequence[Any], function: Callable | None = None, described: Mapping[int, str] | None = None) -> list[Watched]:
+    """The arguments of a call that it could change in place (tensors, arrays, lists, dicts, sets), with copies.
+
+    Args:
+        args: the call's arguments.
+        function: the function called, for its parameters' names in the messages.
+        described: argument position -> what the messages call it.
+    """
+    names = _parameter_names(function) if function is not None else []
+    watched = []
+    for position, value in enumerate(args):
+        if not _kind(value):
+            continue
+        if isinstance(value, torch.Tensor):
+            before: Any = (value.detach().clone(), value.requires_grad, value.grad is None)
+        elif isinstance(value, np.ndarray):
+            before = np.array(value, copy=True)
+        else:
+            try:
+                before = copy.deepcopy(value)
+            except Exception:  # noqa: BLE001 - an argument that cannot be copied is not watched
+                continue
+        name = names[position] if position < len(names) else ""
+        watched.append(Watched(position, value, before, name, (described or {}).get(position, "")))
+    return watched
+
+
+def training_copy(model: LoadedModel) -> LoadedModel:
+    """A private copy of a small model, in training mode: only for :meth:`Checker.keeps_mode`.
+
+    Its network should have no batch norm or dropout, so that the mode changes nothing it computes.
+    """
+    return replace(model, network=copy.deepcopy(model.network).train())
+
+
+def _mode_message(name: str, before: list[bool], after: list[bool]) -> str:
+    if any(now and not then for then, now in zip(before, after)):
+        return (f"{name} left the network in training mode (model.network.train()): there batch-norm layers normalise with "
+                "each batch's statistics and update their running statistics, so every later prediction changes. "
+                "Gradients need no training mode: leave the mode as it is. The check put the network back in eval mode.")
+    return (f"{name} switched the network to eval mode (model.network.eval()) and left it there: given a network in "
+            "training mode, it must leave it in training mode. A function that explains a model leaves its mode as it "
+            "found it: leave the mode alone, or put it back afterwards (was = model.network.training; ...; "
+            "model.network.train(was)). The check put the network back in training mode.")
+
+
+#: What runs a backward pass, wherever it was imported from: ``Tensor.backward``, ``torch.autograd.backward``
+#: and ``torch.autograd.grad`` all go through torch.autograd's ``_engine_run_backward``; torch.func's transforms do not.
+BACKWARD_CALLS: dict[str, tuple[Any, str]] = {
+    "a backward pass (.backward() or torch.autograd.grad)": (torch.autograd, "_engine_run_backward"),
+    "torch.func.grad": (torch.func, "grad"),
+    "torch.func.grad_and_value": (torch.func, "grad_and_value"),
+    "torch.func.vjp": (torch.func, "vjp"),
+    "torch.func.jacrev": (torch.func, "jacrev"),
+}
+
+
+@contextlib.contextmanager
+def recorded_calls(targets: Mapping[str, tuple[Any, str]]) -> Iterator[list[str]]:
+    """Record calls of some functions while the block runs; they still do what they do.
+
+    For a text that asks for something to be done without a ready-made function: the check wraps the
+    function where everything looks it up (a class's method, a module's attribute), so the call is seen
+    however the student imported it.
+
+    Args:
+        targets: label -> (object, attribute name) of each function to watch.
+
+    Yields:
+        The labels of the functions called, in order (one entry per call).
+    """
+    used: list[str] = []
+    originals = []
+    for label, (owner, attribute) in targets.items():
+        own = attribute in vars(owner)
+        original = vars(owner)[attribute] if own else getattr(owner, attribute)
+
+        def wrapper(*args: Any, _original: Any = original, _label: str = label, **kwargs: Any) -> Any:
+            used.append(_label)
+            return _original(*args, **kwargs)
+
+        originals.append((owner, attribute, original, own))
+        setattr(owner, attribute, wrapper)
+    try:
+        yield used
+    finally:
+        for owner, attribute, original, own in reversed(originals):
+            if own:
+                setattr(owner, attribute, original)
+            else:
+                delattr(owner, attribute)
 
 
 _HOOK_KINDS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
@@ -308,6 +628,14 @@ _HOOK_KINDS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_back
 def hook_keys(network: torch.nn.Module) -> dict[tuple[int, str], set]:
     """The keys of every hook dict of every module: to find (and remove) the hooks a call leaves behind."""
     return {(index, kind): set(getattr(module, kind, {})) for index, module in enumerate(network.modules()) for kind in _HOOK_KINDS}
+
+
+_HOOK_EXTRAS = ("_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs")
+
+
+def _hook_contents(network: torch.nn.Module) -> list[dict[str, dict]]:
+    """Per module, a copy of each hook dict (key -> hook) and of the dicts that flag some of them: to put removed hooks back."""
+    return [{kind: dict(getattr(module, kind, {})) for kind in (*_HOOK_KINDS, *_HOOK_EXTRAS)} for module in network.modules()]
 
 
 def remove_new_hooks(network: torch.nn.Module, before: dict[tuple[int, str], set]) -> int:
@@ -321,7 +649,7 @@ def remove_new_hooks(network: torch.nn.Module, before: dict[tuple[int, str], set
             for key in set(hooks) - before.get((index, kind), set()):
                 del hooks[key]
                 removed += 1
-                for extra in ("_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs"):
+                for extra in _HOOK_EXTRAS:
                     getattr(module, extra, {}).pop(key, None)
     return removed
 
@@ -339,7 +667,8 @@ class Snapshot:
 
     Args:
         models: the models the student's functions can reach (the notebook's and the check's).
-        hooks: also watch hooks (an exercise that checks hooks itself passes False).
+        hooks: also report hooks a call adds (an exercise that checks hooks itself passes False);
+            hooks a call removes are always reported.
     """
 
     def __init__(self, models: Iterable[LoadedModel], hooks: bool = True) -> None:
@@ -361,21 +690,27 @@ class Snapshot:
                 "requires_grad": [parameter.requires_grad for parameter in network.parameters()],
                 "grads": [parameter.grad is None for parameter in network.parameters()],
                 "hooks": hook_keys(network),
+                "hook contents": _hook_contents(network),
             })
 
-    def changes(self, name: str) -> list[tuple[str, str]]:
-        """What differs from the snapshot: (cause, one sentence naming the function ``name``) for each change."""
+    def changes(self, name: str, removed_sentinels: set[int] = frozenset()) -> list[tuple[str, str]]:
+        """What differs from the snapshot: (cause, one message naming the function ``name``) for each change.
+
+        Args:
+            name: the function's name, for the messages.
+            removed_sentinels: ids of the networks whose sentinel hook (:meth:`Checker.before_call`) the call removed.
+        """
         found = []
         for saved in self.networks:
             network = saved["network"]
             if [(n, id(m)) for n, m in network.named_modules()] != saved["modules"]:
                 found.append(("modules", f"{name} replaced or added modules of model.network: the network is shared by every cell; "
-                             "leave its layers as they are."))
+                             "leave its layers as they are. The check cannot undo this: restart the kernel and run the "
+                             "notebook again from the top."))
                 continue
-            if [m.training for m in network.modules()] != saved["training"]:
-                found.append(("training", f"{name} left the network in training mode (model.network.train()): there batch-norm layers "
-                             "normalise with each batch's statistics and update their running statistics, so every later "
-                             "prediction changes. Gradients need no training mode: leave the model in eval mode."))
+            training = [m.training for m in network.modules()]
+            if training != saved["training"]:
+                found.append(("training", _mode_message(name, saved["training"], training)))
             state = network.state_dict(keep_vars=True)
             changed = [key for key, value in saved["state"].items()
                        if key not in state or state[key].shape != value.shape or not torch.equal(state[key].detach(), value)]
@@ -383,19 +718,28 @@ class Snapshot:
                 statistics = [key for key in changed if key.endswith(("running_mean", "running_var", "num_batches_tracked"))]
                 what = ("the batch-norm statistics (" + statistics[0] + (", ..." if len(changed) > 1 else "") + "), as a forward "
                         "pass in training mode does") if statistics else f"the network's weights ({changed[0]}{', ...' if len(changed) > 1 else ''})"
-                found.append(("state", f"{name} changed {what}: a function that explains a model must leave it as it was."))
+                found.append(("state", f"{name} changed {what}: a function that explains a model must leave it as it was. "
+                              "The check restored them."))
             if [p.requires_grad for p in network.parameters()] != saved["requires_grad"]:
                 found.append(("requires_grad", f"{name} switched on requires_grad on the network's weights: Grad-CAM needs the gradient of "
-                             "the activations, not of the weights; leave the weights frozen."))
-            if self.hooks and hook_keys(network) != saved["hooks"]:
-                added = sum(len(keys - saved["hooks"].get(key, set())) for key, keys in hook_keys(network).items())
+                             "the activations, not of the weights; leave the weights frozen. The check froze them again."))
+            keys = hook_keys(network)
+            added = sum(len(now - saved["hooks"].get(key, set())) for key, now in keys.items())
+            removed = sum(len(then - keys.get(key, set())) for key, then in saved["hooks"].items())
+            if removed or id(network) in removed_sentinels:
+                found.append(("hooks removed", f"{name} removed hooks that were on the network before the call (the check puts one "
+                             "there to see this; remove_all_hooks or clearing _forward_hooks does it): they belong to whoever "
+                             "registered them, whose recording stops working. Remove only the hooks your function registers "
+                             "(handle.remove(), or LayerRecorder in a with block). The check put them back."))
+            if self.hooks and added:
                 found.append(("hooks", f"{name} left {added} hook{'s' if added != 1 else ''} on the network after a call: remove each "
-                             "hook after the forward pass (handle.remove()), or record with LayerRecorder in a with block."))
+                             "hook after the forward pass (handle.remove()), or record with LayerRecorder in a with block. "
+                             f"The check removed {'them' if added != 1 else 'it'}."))
         for model, preprocess, text, _ in self.models:
             if model.preprocess is not preprocess or _steps_text(model.preprocess) != text:
                 found.append(("preprocess", f"{name} changed model.preprocess (its steps): every cell shares that pipeline, so every "
                              "later prediction changes. Build a new pipeline from a copy of the steps, "
-                             "list(model.preprocess.transforms), and leave model.preprocess as it is."))
+                             "list(model.preprocess.transforms), and leave model.preprocess as it is. The check restored it."))
                 break
         return found
 
@@ -415,8 +759,15 @@ class Snapshot:
                     parameter.requires_grad_(flag)
                     if no_grad:
                         parameter.grad = None
-            if self.hooks:
-                remove_new_hooks(network, saved["hooks"])
+                # Hooks the call removed come back; hooks it added go (those an exercise checks itself are gone by now).
+                for module, contents in zip(network.modules(), saved["hook contents"]):
+                    for kind, hooks in contents.items():
+                        current = getattr(module, kind, None)
+                        if current is not None:
+                            for key, hook in hooks.items():
+                                if key not in current:
+                                    current[key] = hook
+            remove_new_hooks(network, saved["hooks"])
         for model, preprocess, text, attributes in self.models:
             if model.preprocess is not preprocess:
                 object.__setattr__(model, "preprocess", preprocess)  # LoadedModel is frozen; a student may have forced it

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..cam import normalize_cams, upsample_cams
+from ..cam import CAMMethod, normalize_cams, upsample_cams
 from ..images import DATA_DIR, load_image
 from ..models import LoadedModel
-from ._common import STAGES, Checker, CheckResult, as_tensor, cached, layer_gradients, max_difference, smaller_input, type_name
+from ..receptive_field import CellCentres, cell_centres
+from ._common import (
+    STAGES,
+    Checker,
+    CheckResult,
+    as_tensor,
+    cached,
+    layer_gradients,
+    max_difference,
+    recorded_calls,
+    smaller_input,
+    training_copy,
+    type_name,
+)
+from .exercise_e import made_up_image, made_up_model
 
-__all__ = ["CHECK_COUNT", "CHECK_NAMES", "CHECK_IMAGE_SIZE", "check_a"]
+__all__ = ["CHECK_COUNT", "CHECK_NAMES", "CHECK_IMAGE_SIZE", "READY_MADE", "check_a"]
 
 #: The checks' names, in the order they run (the gradebook's columns).
 CHECK_NAMES = (
@@ -30,6 +44,12 @@ CHECK_COUNT = len(CHECK_NAMES)
 CHECK_IMAGE_SIZE = (176, 352)
 CLASSES = ("espresso", "goldfish", "Egyptian cat")  # not the notebook's classes or order
 TOLERANCE = 0.01  # largest pixel difference between two computations of the same map
+#: What the text asks not to use (it would do the exercise): every CAM method of utilities, grad_cam included,
+#: runs CAMMethod.__call__, however it was imported.
+READY_MADE = {"utilities' grad_cam (or another of its CAM methods)": (CAMMethod, "__call__")}
+#: What the messages call cams_for_classes' and dominant_class's arguments.
+_MAPS_ARGUMENTS = {2: "the list of class names"}
+_DOMINANT_ARGUMENTS = {0: "the maps", 1: "the list of class names"}
 
 
 def check_image() -> np.ndarray:
@@ -42,56 +62,103 @@ def _gradcam(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
     return (gradient.mean(dim=(1, 2))[:, None, None] * activation).sum(dim=0)
 
 
-def _finish(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    return normalize_cams(upsample_cams(raw, size))
+def _centres(model: LoadedModel, image: np.ndarray, layer: str = "layer4") -> CellCentres | None:
+    """The layer's receptive-field centres for this image's network input, or None where they cannot be found."""
+    try:
+        return cell_centres(model.network, layer, tuple(model.preprocess(image).shape[-2:]))
+    except ValueError:
+        return None
 
 
-def _references(model: LoadedModel) -> dict[str, torch.Tensor]:
-    """The right maps and the maps of each known mistake, (K, H, W) at the check image's size."""
+def _placed(raw: torch.Tensor, size: tuple[int, int], centres: CellCentres | None) -> list[torch.Tensor]:
+    """The maps upsampled both ways the text accepts: cells spread evenly (upsample_cams) and at their centres (grad_cam)."""
+    return [upsample_cams(raw, size)] + ([upsample_cams(raw, size, centres)] if centres is not None else [])
+
+
+def _finish(raw: torch.Tensor, size: tuple[int, int], centres: CellCentres | None) -> list[torch.Tensor]:
+    return [normalize_cams(placed) for placed in _placed(raw, size, centres)]
+
+
+def _closest(cams: torch.Tensor, candidates: Sequence[torch.Tensor]) -> float:
+    """The largest pixel difference to the nearest of several right renderings (the two placements)."""
+    return min((max_difference(cams, candidate) for candidate in candidates), default=float("inf"))
+
+
+def _references(model: LoadedModel) -> dict[str, list[torch.Tensor]]:
+    """The right maps and the maps of each known mistake, (K, H, W) at the check image's size.
+
+    Each is a list of renderings: one per placement of the cells the text accepts (where the mistake
+    does not fix the upsampling itself). An answer is diagnosed by the rendering it matches.
+    """
     image = check_image()
     indices = [model.class_index(name) for name in CLASSES]
     with torch.inference_mode():
         top = int(model.network(model.preprocess(image).unsqueeze(0).to(model.device)).argmax())
-    scores: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"sum": lambda logits: logits[0, indices].sum(), "top": lambda logits: logits[0, top]}
+    scores: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+        "sum": lambda logits: logits[0, indices].sum(),
+        "top": lambda logits: logits[0, top],
+        "mean": lambda logits: logits[0].mean(),
+    }
     for k, index in enumerate(indices):
         scores[f"logit{k}"] = lambda logits, index=index: logits[0, index]
         scores[f"probability{k}"] = lambda logits, index=index: logits.softmax(dim=1)[0, index]
+        scores[f"log-probability{k}"] = lambda logits, index=index: logits.log_softmax(dim=1)[0, index]
         scores[f"position{k}"] = lambda logits, k=k: logits[0, k]
-    activations, gradients = layer_gradients(model, image, STAGES, scores)
+    # Only the class logits are needed at every stage (the wrong-layer mistakes); the other scores, at layer4.
+    activations, gradients = layer_gradients(model, image, STAGES, scores, deep=[f"logit{k}" for k in range(len(CLASSES))])
     a4 = activations["layer4"]
+    size = CHECK_IMAGE_SIZE
+    centres = _centres(model, image)
 
     def per_class(kind: str, layer: str = "layer4", combine: Callable = _gradcam) -> torch.Tensor:
         return torch.stack([combine(activations[layer], gradients[f"{kind}{k}"][layer]) for k in range(len(CLASSES))])
 
+    def each(weights: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Maps from each class's layer4 gradient by another rule."""
+        return torch.stack([weights(g) for g in logit4])
+
     logit4 = [gradients[f"logit{k}"]["layer4"] for k in range(len(CLASSES))]
-    raw = per_class("logit").clamp(min=0)
+    signed = per_class("logit")
+    raw = signed.clamp(min=0)
+    mean4 = gradients["mean"]["layer4"]
     maps = {
-        "reference": _finish(raw, CHECK_IMAGE_SIZE),
-        "probabilities": _finish(per_class("probability").clamp(min=0), CHECK_IMAGE_SIZE),
-        "positions": _finish(per_class("position").clamp(min=0), CHECK_IMAGE_SIZE),
-        "sum": _finish(_gradcam(a4, gradients["sum"]["layer4"]).clamp(min=0).expand(len(CLASSES), -1, -1), CHECK_IMAGE_SIZE),
-        "top": _finish(_gradcam(a4, gradients["top"]["layer4"]).clamp(min=0).expand(len(CLASSES), -1, -1), CHECK_IMAGE_SIZE),
+        "reference": _finish(raw, size, centres),
+        "probabilities": _finish(per_class("probability").clamp(min=0), size, centres),
+        "log-probabilities": _finish(per_class("log-probability").clamp(min=0), size, centres),
+        "minus the mean logit": _finish(each(lambda g: _gradcam(a4, g - mean4)).clamp(min=0), size, centres),
+        "positions": _finish(per_class("position").clamp(min=0), size, centres),
+        "sum": _finish(_gradcam(a4, gradients["sum"]["layer4"]).clamp(min=0).expand(len(CLASSES), -1, -1), size, centres),
+        "top": _finish(_gradcam(a4, gradients["top"]["layer4"]).clamp(min=0).expand(len(CLASSES), -1, -1), size, centres),
         "accumulated": _finish(
-            torch.stack([_gradcam(a4, sum(logit4[: k + 1])) for k in range(len(CLASSES))]).clamp(min=0), CHECK_IMAGE_SIZE
+            torch.stack([_gradcam(a4, sum(logit4[: k + 1])) for k in range(len(CLASSES))]).clamp(min=0), size, centres
         ),
-        "no ReLU": _finish(per_class("logit"), CHECK_IMAGE_SIZE),
-        "ReLU per channel": _finish(
-            torch.stack([(g.mean(dim=(1, 2))[:, None, None] * a4).clamp(min=0).sum(0) for g in logit4]), CHECK_IMAGE_SIZE
-        ),
-        "ReLU on gradients": _finish(torch.stack([_gradcam(a4, g.clamp(min=0)) for g in logit4]).clamp(min=0), CHECK_IMAGE_SIZE),
-        "nearest": normalize_cams(F.interpolate(raw[:, None], size=CHECK_IMAGE_SIZE, mode="nearest")[:, 0]),
-        "normalised first": upsample_cams(normalize_cams(raw), CHECK_IMAGE_SIZE),
+        "no ReLU": _finish(signed, size, centres),
+        "abs": _finish(signed.abs(), size, centres),
+        "ReLU after upsampling": [normalize_cams(placed.clamp(min=0)) for placed in _placed(signed, size, centres)],
+        "ReLU per channel": _finish(each(lambda g: (g.mean(dim=(1, 2))[:, None, None] * a4).clamp(min=0).sum(0)), size, centres),
+        "ReLU on gradients": _finish(each(lambda g: _gradcam(a4, g.clamp(min=0))).clamp(min=0), size, centres),
+        "one weight": _finish(each(lambda g: g.mean() * a4.sum(0)).clamp(min=0), size, centres),
+        "weights per cell": _finish(each(lambda g: (g.mean(dim=0) * a4).sum(0)).clamp(min=0), size, centres),
+        "gradient times activation": _finish(each(lambda g: (g * a4).sum(0)).clamp(min=0), size, centres),
+        "nearest": [normalize_cams(F.interpolate(raw[:, None], size=size, mode="nearest")[:, 0])],
+        "align_corners": [normalize_cams(F.interpolate(raw[:, None], size=size, mode="bilinear", align_corners=True)[:, 0])],
+        "normalised first": [placed for placed in _placed(normalize_cams(raw), size, centres)],
     }
     for stage in STAGES[:-1]:
-        maps[stage] = _finish(per_class("logit", stage).clamp(min=0), CHECK_IMAGE_SIZE)
+        maps[stage] = _finish(per_class("logit", stage).clamp(min=0), size, _centres(model, image, stage))
     return maps
 
 
 _EARLY_RELU = ("the ReLU is applied too early (to the gradients, the weights or each weighted channel): average the raw "
                "gradients into weights, sum the weighted channels, then apply the ReLU once, to the sum.")
+_CONTRAST = ("Grad-CAM backpropagates each class's own logit, logits[0, index], with nothing subtracted: a score that "
+             "subtracts the other classes explains what tells this class apart from them, another map.")
 _MISTAKES = {
     "probabilities": "these maps use the gradients of the softmax probabilities; Grad-CAM backpropagates each class's "
     "logit, the score before the softmax (logits[0, index]).",
+    "log-probabilities": "these maps use the gradients of the log-probabilities (log_softmax), which subtract the other "
+    "classes' logits weighted by their probabilities. " + _CONTRAST,
+    "minus the mean logit": "these maps explain each class's logit minus the mean of all logits. " + _CONTRAST,
     "positions": "these are the maps of classes 0, 1, 2 (the positions in class_names), not of the named classes: "
     "find each class's output with model.class_index(name).",
     "sum": "all maps are identical although the classes differ: one backward pass of the sum of the classes' logits "
@@ -102,9 +169,21 @@ _MISTAKES = {
     "(a tensor's .grad accumulates). Use only the gradient of the current backward pass, e.g. LayerRecorder's gradients.",
     "no ReLU": "the negative parts are not cut off: apply the ReLU (clamp(min=0)) to the weighted sum of the channels, "
     "before upsampling and normalising.",
+    "abs": "the negative parts are turned positive (abs) instead of cut off: Grad-CAM's ReLU sets them to 0 "
+    "(clamp(min=0)); negative values are evidence against the class.",
+    "ReLU after upsampling": "the ReLU comes after upsampling: apply it to the weighted sum at layer4's resolution, "
+    "then upsample (bilinear interpolation of a signed map spreads its negative cells into the positive ones).",
     "ReLU per channel": _EARLY_RELU,
     "ReLU on gradients": _EARLY_RELU,
+    "one weight": "every channel gets the same weight (the mean of the whole gradient): each channel c needs its own "
+    "weight, the mean of its gradient over the cells, gradient.mean(dim=(1, 2)) for a gradient (C, h, w).",
+    "weights per cell": "the gradient is averaged over the channels, which gives a weight per cell: average it over the "
+    "cells (the last two dimensions), which gives one weight per channel.",
+    "gradient times activation": "each cell is weighted by its own gradient (gradient * activation, summed over the "
+    "channels, which is HiResCAM): Grad-CAM weights each channel by its gradient averaged over the cells.",
     "nearest": "the maps are upsampled by nearest neighbour (blocky): upsample bilinearly, e.g. with upsample_cams.",
+    "align_corners": "the maps are upsampled with align_corners=True, which pins the corner cells to the image's corner "
+    "pixels: upsample with upsample_cams (bilinear, align_corners=False), which spreads the cells evenly over the pixels.",
     "normalised first": "the maps are normalised before upsampling: upsample first, then normalise each map, so each "
     "runs exactly from 0 to 1.",
     "layer1": "these are the CAMs of layer1; the exercise asks for layer4.",
@@ -113,34 +192,39 @@ _MISTAKES = {
 }
 
 
-def _diagnose_maps(cams: torch.Tensor, references: dict[str, torch.Tensor]) -> str:
-    """The most likely mistake behind maps that differ from the reference."""
+_OTHER_ORDER = "the maps are right but belong to other classes: keep them in the order of class_names."
+
+
+def _diagnose_maps(cams: torch.Tensor, references: dict[str, list[torch.Tensor]]) -> str:
+    """The most likely mistake behind maps that differ from the reference: the known mistake whose maps they are."""
     reference = references["reference"]
     for mistake, message in _MISTAKES.items():
-        if max_difference(cams, references[mistake]) < TOLERANCE:
+        if _closest(cams, references[mistake]) < TOLERANCE:
             return message
     for order in ([1, 2, 0], [2, 0, 1], [0, 2, 1], [2, 1, 0], [1, 0, 2]):
-        if max_difference(cams, reference[order]) < TOLERANCE:
-            return "the maps are right but belong to other classes: keep them in the order of class_names."
+        if _closest(cams, [right[order] for right in reference]) < TOLERANCE:
+            return _OTHER_ORDER
     spread = cams.flatten(1)
     if max_difference(cams, cams[:1].expand_as(cams)) < TOLERANCE and float(spread.amax() - spread.amin()) > 0:
         return ("all maps are identical although the classes differ: each class needs its own backward pass of its "
                 "own logit (retain_graph=True, notebook 3), and its own gradient.")
-    right = [k for k in range(len(CLASSES)) if max_difference(cams[k], reference[k]) < TOLERANCE]
-    if right:
-        return (f"the map of {', '.join(CLASSES[k] for k in right)} is right, the others are not: does something "
-                "carry over from one class to the next (gradients, a variable)?")
-    differences = (cams - reference).abs()
+    right = [k for k in range(len(CLASSES)) if _closest(cams[k], [r[k] for r in reference]) < TOLERANCE]
+    if right and right[0] == 0 and len(right) < len(CLASSES):
+        # Only the first class right and the later ones wrong: what changes from one class to the next is carried over.
+        return (f"the map of {', '.join(CLASSES[k] for k in right)} is right, the later ones are not: does something "
+                "carry over from one class to the next (a gradient, a variable)?")
+    best = min(reference, key=lambda candidate: max_difference(cams, candidate))
+    differences = (cams - best).abs()
     k = int(differences.flatten(1).amax(1).argmax())
     row, column = divmod(int(differences[k].argmax()), differences.shape[-1])
-    return (f"the maps do not match Grad-CAM at layer4, and no known mistake gives them: the largest difference, "
+    return (f"the maps do not match Grad-CAM at layer4, nor any mistake the check knows: the largest difference, "
             f"{float(differences[k, row, column]):.2f}, is in the map of {CLASSES[k]!r} at row {row}, column {column} "
-            f"(yours {float(cams[k, row, column]):.2f}, Grad-CAM {float(reference[k, row, column]):.2f}). Compare your maps "
-            "with grad_cam(model, image, class_names).maps, step by step.")
+            f"(yours {float(cams[k, row, column]):.2f}, Grad-CAM {float(best[k, row, column]):.2f}). Compare your maps "
+            "with grad_cam(model, image, class_names).maps in a cell of your own, step by step.")
 
 
 def _edge_classes(model: LoadedModel) -> dict[str, Any]:
-    """Two classes at the edges of the text on the check photo, with their right maps (K, H, W).
+    """Two classes at the edges of the text on the check photo, with their right maps (K, H, W) in both placements.
 
     "all zero": a class with no positive evidence anywhere, whose Grad-CAM is 0 everywhere (max = min);
     "above 0": a class whose Grad-CAM is positive everywhere (its minimum above 0). Candidates come from
@@ -150,7 +234,7 @@ def _edge_classes(model: LoadedModel) -> dict[str, Any]:
     image = check_image()
     fc = getattr(model.network, "fc", None)
     if not isinstance(fc, torch.nn.Linear):
-        return {"names": [], "kinds": [], "reference": torch.zeros(0)}
+        return {"names": [], "kinds": [], "reference": []}
     outputs: dict[str, torch.Tensor] = {}
     handle = model.network.layer4.register_forward_hook(lambda _m, _i, out: outputs.__setitem__("A", out[0].detach().cpu()))
     try:
@@ -169,7 +253,7 @@ def _edge_classes(model: LoadedModel) -> dict[str, Any]:
             names.append(model.class_names[index])
             kinds.append(kind)
             maps.append(raw)
-    reference = _finish(torch.stack(maps), CHECK_IMAGE_SIZE) if maps else torch.zeros(0)
+    reference = _finish(torch.stack(maps), CHECK_IMAGE_SIZE, _centres(model, image)) if maps else []
     return {"names": names, "kinds": kinds, "reference": reference}
 
 
@@ -182,19 +266,20 @@ def _second_photo() -> np.ndarray:
     return np.array(photo.resize(SECOND_SIZE[::-1], Image.Resampling.BILINEAR))
 
 
-def _second_reference(model: LoadedModel) -> torch.Tensor:
-    """Grad-CAM at layer4 of :data:`SECOND_CLASSES` on the second photo, (K, H, W) at its size."""
+def _second_reference(model: LoadedModel) -> list[torch.Tensor]:
+    """Grad-CAM at layer4 of :data:`SECOND_CLASSES` on the second photo, (K, H, W) at its size, in both placements."""
     indices = [model.class_index(name) for name in SECOND_CLASSES]
     scores = {str(k): (lambda logits, index=index: logits[0, index]) for k, index in enumerate(indices)}
-    activations, gradients = layer_gradients(model, _second_photo(), ["layer4"], scores)
+    photo = _second_photo()
+    activations, gradients = layer_gradients(model, photo, ["layer4"], scores)
     raw = torch.stack([_gradcam(activations["layer4"], gradients[str(k)]["layer4"]) for k in range(len(indices))]).clamp(min=0)
-    return _finish(raw, SECOND_SIZE)
+    return _finish(raw, SECOND_SIZE, _centres(model, photo))
 
 
 def _check_second_photo(model: LoadedModel, cams_for_classes: Callable, checker: Checker) -> str:
     """The problem of cams_for_classes on a second photo of odd size, or ""."""
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
-    ok, answer = checker.call(cams_for_classes, model, _second_photo(), list(SECOND_CLASSES))
+    ok, answer = checker.call(cams_for_classes, model, _second_photo(), list(SECOND_CLASSES), described=_MAPS_ARGUMENTS)
     if not ok:
         return ""  # the error is reported by the call
     cams = as_tensor(answer) if isinstance(answer, torch.Tensor) else None
@@ -206,7 +291,7 @@ def _check_second_photo(model: LoadedModel, cams_for_classes: Callable, checker:
     if not bool(torch.isfinite(cams).all()):
         return f"{what}, the maps contain NaN."
     reference = cached(model, "exercise a: second photo", lambda: _second_reference(model))
-    difference = max_difference(normalize_cams(cams), reference)
+    difference = _closest(normalize_cams(cams), reference)
     return "" if difference < TOLERANCE else f"{what}, the maps differ from Grad-CAM at layer4 by up to {difference:.2f}."
 
 
@@ -220,9 +305,9 @@ def _check_edges(model: LoadedModel, cams_for_classes: Callable, checker: Checke
     edges = cached(model, "exercise a: edges", lambda: _edge_classes(model))
     if not edges["names"]:
         return "", "", ""
-    ok, answer = checker.call(cams_for_classes, model, check_image(), list(edges["names"]))
+    ok, answer = checker.call(cams_for_classes, model, check_image(), list(edges["names"]), described=_MAPS_ARGUMENTS)
     cams = as_tensor(answer) if ok else None
-    if cams is None or tuple(cams.shape) != tuple(edges["reference"].shape):
+    if cams is None or tuple(cams.shape) != tuple(edges["reference"][0].shape):
         return "", "", ""  # an error is reported by the call; a wrong form by the first call's checks
     nan = normalised = values = ""
     for k, (name, kind) in enumerate(zip(edges["names"], edges["kinds"])):
@@ -242,21 +327,37 @@ def _check_edges(model: LoadedModel, cams_for_classes: Callable, checker: Checke
                                         f"yours reaches {high:.2f}: a map with no range stays all zero.")
         elif abs(low) > 1e-4 or (abs(high - 1) > 1e-4 and abs(high) > 1e-4):
             normalised = normalised or f"the map of {name!r} runs from {low:.3g} to {high:.3g}, not from 0 to 1."
-        elif kind == "above 0" and maps_right and max_difference(normalize_cams(cam), edges["reference"][k]) >= TOLERANCE:
+        elif kind == "above 0" and maps_right and _closest(normalize_cams(cam), [r[k] for r in edges["reference"]]) >= TOLERANCE:
             values = values or (f"the map of {name!r} (positive everywhere on this photo) does not match Grad-CAM at "
                                 "layer4.")
     return nan, normalised, values
 
 
-def _check_maps(checker: Checker, model: LoadedModel, cams_for_classes: Callable) -> None:
+def _scaled_down(cams: torch.Tensor, references: dict[str, list[torch.Tensor]], low: torch.Tensor, high: torch.Tensor) -> bool:
+    """Whether each map is the right map times a factor below 1: what (x - min) / (max - min + eps) gives."""
+    if bool((low.abs() > 1e-4).any()) or not bool(((high < 1 - 1e-4) & (high > 0)).all()):
+        return False  # an epsilon leaves every minimum at 0 and brings every maximum below 1
+    for right in references["reference"]:
+        peaks = right.flatten(1).amax(1)
+        factors = torch.where(peaks > 0, high / peaks.clamp(min=1e-12), torch.ones_like(high))
+        if max_difference(cams, right * factors[:, None, None]) < 1e-4:
+            return True
+    return False
+
+
+def _check_maps(checker: Checker, model: LoadedModel, cams_for_classes: Callable, ready_made: list[str]) -> None:
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     image = check_image()
     height, width = CHECK_IMAGE_SIZE
     later = ["no NaN", "normalised", "Grad-CAM at layer4"]
-    ok, answer = checker.call(cams_for_classes, model, image, list(CLASSES))
+    ok, answer = checker.call(cams_for_classes, model, image, list(CLASSES), described=_MAPS_ARGUMENTS)
     if not ok:
         checker.skip(later, "cams_for_classes did not return maps")
         return
+    # Maps in the order of a class list the function reordered in place: that side effect is the one cause to name.
+    reordered = 2 in checker.changed_arguments
+    # A network in training mode, to see that cams_for_classes leaves it so (a tiny one, whose maps the mode does not change).
+    checker.keeps_mode(cams_for_classes, training_copy(made_up_model()), made_up_image(), list(CLASSES))
     if isinstance(answer, (list, tuple)) and answer and all(as_tensor(item) is not None for item in answer):
         checker.require("shape", False, "cams_for_classes returns a list of maps; return one tensor (K, H, W), e.g. torch.stack(maps).")
         checker.skip(later, "fix the form of the result first")
@@ -287,7 +388,7 @@ def _check_maps(checker: Checker, model: LoadedModel, cams_for_classes: Callable
         return
     # The same function on two classes at the edges of the text: an all-zero map, a map above 0.
     references = cached(model, "exercise a", lambda: _references(model))
-    maps_right = bool(torch.isfinite(cams).all()) and max_difference(normalize_cams(cams), references["reference"]) < TOLERANCE
+    maps_right = bool(torch.isfinite(cams).all()) and _closest(normalize_cams(cams), references["reference"]) < TOLERANCE
     edge_nan, edge_normalised, edge_values = _check_edges(model, cams_for_classes, checker, maps_right)
     finite = bool(torch.isfinite(cams).all())
     checker.require(
@@ -300,22 +401,36 @@ def _check_maps(checker: Checker, model: LoadedModel, cams_for_classes: Callable
         return
     low, high = cams.flatten(1).amin(1), cams.flatten(1).amax(1)
     each_normalised = bool(((low.abs() < 1e-4) & (((high - 1).abs() < 1e-4) | (high.abs() < 1e-4))).all())
-    references = cached(model, "exercise a", lambda: _references(model))
     if each_normalised:
         problem = edge_normalised
-    elif abs(float(low.min())) < 1e-4 and abs(float(high.max()) - 1) < 1e-4:
+    elif abs(float(low.min())) < 1e-4 and abs(float(high.max()) - 1) < 1e-4 and not bool(((high - 1).abs() < 1e-4).all()):
         problem = ("normalise each map on its own, by its own minimum and maximum: your maps share one scale, so only "
                    f"the strongest reaches 1 (their maxima: {', '.join(f'{float(h):.2f}' for h in high)}).")
-    elif max_difference(cams, references["normalised first"]) < 1e-3:
+    elif _closest(cams, references["normalised first"]) < 1e-5:
+        # Tight: with a minimum of 0, maps normalised before upsampling are the right maps scaled down a little,
+        # as an epsilon in the denominator makes them; each has its own factor.
         problem = _MISTAKES["normalised first"]
+    elif _scaled_down(cams, references, low, high):
+        problem = (f"each map should reach 1, but they peak at {', '.join(f'{float(h):.4f}' for h in high)}: an epsilon "
+                   "added to the denominator, (x - min) / (max - min + eps), scales every map down, the more the smaller "
+                   "its range. Divide by max - min, and give a map with no range (max = min) a case of its own: it stays "
+                   "all zero (normalize_cams does both).")
     else:
-        problem = (f"each map should run from 0 to 1 (normalised by its own minimum and maximum); yours run from "
-                   f"{float(low.min()):.3g} to {float(high.max()):.3g}.")
+        # Name the first map that is not normalised, with its own range (the ranges of all maps together can be 0 to 1).
+        k = int((((low.abs() < 1e-4) & (((high - 1).abs() < 1e-4) | (high.abs() < 1e-4))) == 0).nonzero()[0])
+        problem = (f"each map should run from 0 to 1 (normalised by its own minimum and maximum); the map of "
+                   f"{CLASSES[k]!r} runs from {float(low[k]):.3g} to {float(high[k]):.3g}.")
     checker.require("normalised", not problem, problem)
     # Compare the shapes of the maps whatever their scaling, so one mistake costs one check.
     comparable = normalize_cams(cams)
-    matches = max_difference(comparable, references["reference"]) < TOLERANCE
+    matches = _closest(comparable, references["reference"]) < TOLERANCE
     problem = _check_second_photo(model, cams_for_classes, checker) if matches else _diagnose_maps(comparable, references)
+    if reordered and problem == _OTHER_ORDER:
+        problem = ""
+    if ready_made:
+        problem = (f"cams_for_classes calls {ready_made[0]}, which the text asks you not to use: it does the whole "
+                   "computation for you. Write the steps yourself: LayerRecorder, one backward pass per class, weights, "
+                   "weighted sum, ReLU, upsample_cams, normalize_cams (notebook 4).")
     checker.require("Grad-CAM at layer4", not problem and not edge_values, problem or edge_values)
 
 
@@ -465,15 +580,15 @@ def _check_dominant(checker: Checker, model: LoadedModel, dominant_class: Callab
     cases = _synthetic_cases()
     answers = []
     for cams, names in cases:
-        ok, answer = checker.call(dominant_class, cams.clone(), list(names))
+        ok, answer = checker.call(dominant_class, cams.clone(), list(names), described=_DOMINANT_ARGUMENTS)
         if not ok:
             checker.skip(["dominant on made-up maps", "dominant on real maps"], "dominant_class failed on made-up maps")
             return
         answers.append(answer)
     problem = _diagnose_dominant(cases, answers)
     made_up_failed = not checker.require("dominant on made-up maps", not problem, problem)
-    real = cached(model, "exercise a", lambda: _references(model))["reference"]
-    ok, answer = checker.call(dominant_class, real.clone(), list(CLASSES))
+    real = cached(model, "exercise a", lambda: _references(model))["reference"][0]
+    ok, answer = checker.call(dominant_class, real.clone(), list(CLASSES), described=_DOMINANT_ARGUMENTS)
     if ok:
         # Real maps can be near ties (a random network's especially): any class within rounding of the largest mass is right.
         masses = {half: part.flatten(-2).double().sum(-1) for half, part in _halves(real).items()}
@@ -506,6 +621,7 @@ def check_a(model: LoadedModel, cams_for_classes: Callable, dominant_class: Call
     small = smaller_input(model)  # a quick check; the maps are computed the same way on smaller inputs
     checker = Checker("a", CHECK_COUNT, catch_not_implemented=_grading, models=[model, small])
     model = small
-    _check_maps(checker, model, cams_for_classes)
+    with recorded_calls(READY_MADE) as ready_made:
+        _check_maps(checker, model, cams_for_classes, ready_made)
     _check_dominant(checker, model, dominant_class)
     return checker.finish()

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
-
+import functools
 import hashlib
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import torch
 from PIL import Image
 
 from ..cam import grad_cam
-from ..images import DATA_DIR, load_image
+from ..images import DATA_DIR, ImageLoadError, load_image
 from ..models import LoadedModel
 from ..plotting import CAM_COLORMAP, overlay_cam
-from ._common import Checker, CheckResult, cached, describe_error, smaller_input, type_name
+from ._common import Checker, CheckResult, cached, describe_error, smaller_input, training_copy, type_name
+from .exercise_e import made_up_image, made_up_model
 
-__all__ = ["ALPHA", "CHECK_COUNT", "CHECK_NAMES", "PNG_SIGNATURE", "check_b", "describe_overlay", "image_kinds"]
+__all__ = ["ALPHA", "CHECK_COUNT", "CHECK_NAMES", "PNG_SIGNATURE", "NetworkFailure", "check_b", "describe_overlay", "image_kinds"]
 
 #: The checks' names, in the order they run (the gradebook's columns).
 CHECK_NAMES = (
@@ -40,6 +42,8 @@ SUBFOLDER = "holiday"
 ALPHA = 0.5
 ALPHA_TOLERANCE = 0.03
 STALE = "camera.png"  # an earlier run's file in the output folder
+#: A file of the user's own in an output folder that exists already: it must survive the run.
+KEEP = "my notes.txt"
 #: The first bytes of every PNG file.
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -215,6 +219,10 @@ def _check_file(checker: Checker, model: LoadedModel, explain_file: Callable) ->
     name, overlay = answer
     # The same function on other kinds of image files; a kind judged wrong once is not judged again.
     with tempfile.TemporaryDirectory() as temporary:
+        # A network in training mode, to see that explain_file leaves it so (a tiny one, which the mode does not change).
+        toy = Path(temporary) / "toy.png"
+        Image.fromarray(made_up_image()).save(toy)
+        checker.keeps_mode(explain_file, training_copy(made_up_model()), toy)
         kinds = []
         for kind, kind_path in image_kinds(Path(temporary)).items():
             kind_ok, kind_answer = checker.call(explain_file, model, kind_path)
@@ -266,6 +274,7 @@ class _Folder:
         images: file name -> path of its contents, for every image directly in the folder.
         not_images: names of the files that are not images.
         as_str: pass both folders as str instead of Path.
+        contents: the input folder's files before the call; kept: the user's own files in the output folder.
     """
 
     what: str
@@ -274,6 +283,10 @@ class _Folder:
     images: dict[str, Path]
     not_images: tuple[str, ...]
     as_str: bool = False
+    #: Every file under ``folder`` (relative path -> its bytes' digest), taken before the call: it may only read them.
+    contents: dict[str, str] = field(default_factory=dict)
+    #: Files of the user's own in ``output`` before the call (name -> bytes): they must survive.
+    kept: dict[str, bytes] = field(default_factory=dict)
 
 
 def _copy(source: str | Path, target: Path) -> Path:
@@ -311,15 +324,115 @@ def _make_folders(root: Path) -> list[_Folder]:
     output = root / "second overlays"
     output.mkdir()
     _copy(STALE, output / "PHOTO.JPG_cam.png")  # from an earlier run: must be replaced
+    (output / KEEP).write_text("the user's own file, which has nothing to do with the overlays")
     folders.append(_Folder("a folder with hidden files, upper-case names and an overlay from an earlier run, given as str "
-                           "(output_folder exists already)", second, output, images, (".DS_Store",), as_str=True))
+                           f"(output_folder exists already, with a file of the user's, {KEEP!r})", second, output, images,
+                           (".DS_Store",), as_str=True, kept={KEEP: (output / KEEP).read_bytes()}))
     third = root / "only images"
     third.mkdir()
     folders.append(_Folder("a folder of images only", third, root / "third overlays", {"one.jpg": _copy("chelsea.jpg", third / "one.jpg")}, ()))
     fourth = root / "empty"
     fourth.mkdir()
     folders.append(_Folder("an empty folder", fourth, root / "fourth overlays", {}, ()))
+    for case in folders:
+        case.contents = _contents(case.folder)
     return folders
+
+
+def _contents(folder: Path) -> dict[str, str]:
+    """Every file under a folder, by relative path, with a digest of its bytes."""
+    return {str(path.relative_to(folder)): hashlib.sha1(path.read_bytes()).hexdigest() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+class NetworkFailure(RuntimeError, ValueError):
+    """The error the check makes the network raise for an image: not an unreadable image, so it must reach the caller.
+
+    A RuntimeError (what a network that fails raises) and a ValueError (the base of ImageLoadError), so that catching
+    either of them too broadly shows.
+    """
+
+
+@dataclass
+class _Fault:
+    """A folder on which explain_folder meets an error that is not an unreadable image, and must let it through.
+
+    Attributes:
+        what: the failure, for the message ("the check made the network fail on wide.png").
+        folder: the folder; output: the output folder.
+        file: the file the failure belongs to.
+        network_fails: the network raises :class:`NetworkFailure` in every forward pass of the call
+            (else saving fails: a folder has the overlay's name in ``output``).
+    """
+
+    what: str
+    folder: Path
+    output: Path
+    file: str
+    network_fails: bool
+
+
+def _make_faults(root: Path) -> list[_Fault]:
+    """Two folders with one image each: the network fails on it; saving its overlay fails."""
+    first = root / "network fails"
+    first.mkdir(parents=True)
+    _copy("chelsea.jpg", first / "wide.png")
+    (first / "notes.txt").write_text("not an image")
+    second = root / "saving fails"
+    second.mkdir()
+    _copy("coffee.jpg", second / "one.jpg")
+    output = root / "saving fails overlays"
+    (output / "one.jpg_cam.png").mkdir(parents=True)  # a folder where the overlay should go: the file cannot be written
+    return [
+        _Fault("the check made the network fail on wide.png (a RuntimeError)", first, root / "network fails overlays", "wide.png", True),
+        _Fault("saving one.jpg's overlay failed (the check put a folder named one.jpg_cam.png in output_folder, so the file "
+               "cannot be written: an OSError)", second, output, "one.jpg", False),
+    ]
+
+
+def _with_failing_network(function: Callable, network: torch.nn.Module, failed: list[bool]) -> Callable:
+    """The function, with every forward pass of ``network`` raising :class:`NetworkFailure` while it runs (noted in ``failed``)."""
+
+    def fail(module: torch.nn.Module, inputs: Any) -> None:
+        failed.append(True)
+        raise NetworkFailure("the network failed on this image (an error the check causes on purpose)")
+
+    @functools.wraps(function)
+    def failing(*args: Any) -> Any:
+        __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+        handle = network.register_forward_pre_hook(fail)
+        try:
+            return function(*args)
+        finally:
+            handle.remove()
+
+    return failing
+
+
+def _hidden_error(checker: Checker, model: LoadedModel, explain_folder: Callable, faults: list[_Fault], saves: bool) -> str:
+    """The message if explain_folder hides an error that is not an unreadable image (it must propagate), else "".
+
+    ``saves``: whether it saved the right overlays in the other folders; only then does a save that cannot fail
+    (no save at all) not count as a hidden error.
+    """
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    for fault in faults:
+        if not fault.network_fails and not saves:
+            continue  # a function that saves nothing, or elsewhere, meets no failure to hide: the names check says so
+        failed: list[bool] = []
+        function = _with_failing_network(explain_folder, model.network, failed) if fault.network_fails else explain_folder
+        ok, reported = checker.call(function, model, fault.folder, fault.output, expected=lambda error: not isinstance(error, ImageLoadError))
+        if not ok:
+            continue  # the error reached the caller, as it should (or, if it is an ImageLoadError, it was reported as a crash)
+        if fault.network_fails and not failed:
+            continue  # it never ran the network on the image: no failure to hide (the other checks say what it skipped)
+        if not fault.network_fails and not (fault.output / f"{fault.file}_cam.png").is_dir():
+            continue  # the function deleted what was in output_folder: the user's file in another folder tells that
+        names = [Path(str(item)).name for item in reported] if isinstance(reported, (list, tuple, set)) else []
+        went_on = "reported it as not an image" if fault.file in names else "went on without it"
+        return (f"explain_folder hid an error that was not an unreadable image: {fault.what}, and explain_folder {went_on}. "
+                "Catch ImageLoadError only (except ImageLoadError:), around loading the image, so that any other error "
+                "(the network failing, a full disk) reaches the caller.")
+    return ""
 
 
 def _describe_report(reported: Any, case: _Folder) -> str:
@@ -352,7 +465,24 @@ def _describe_report(reported: Any, case: _Folder) -> str:
 
 def _describe_names(case: _Folder) -> str:
     """What is wrong with the names of the files explain_folder wrote, or ""."""
-    written = sorted(p.name for p in case.output.rglob("*") if p.is_file()) if case.output.exists() else []
+    now = _contents(case.folder)
+    added = sorted(set(now) - set(case.contents))
+    if added:
+        return (f"explain_folder wrote {added[0]} into the folder it reads (for {case.what}): save the overlays into "
+                "output_folder, and only there.")
+    touched = sorted(name for name, digest in case.contents.items() if now.get(name) != digest)
+    if touched:
+        how = "deleted" if touched[0] not in now else "changed"
+        return (f"explain_folder {how} {touched[0]} in the folder it was given (for {case.what}): it only reads the files "
+                "there; leave them as they are.")
+    for name, content in case.kept.items():
+        target = case.output / name
+        if not target.is_file() or target.read_bytes() != content:
+            how = "deleted" if not target.is_file() else "changed"
+            return (f"explain_folder {how} {name!r}, a file of the user's that was in output_folder before the call (for "
+                    f"{case.what}): output_folder may hold other files; save the overlays into it and delete nothing "
+                    "(no shutil.rmtree: Path(output_folder).mkdir(parents=True, exist_ok=True) is all it needs).")
+    written = sorted(p.name for p in case.output.rglob("*") if p.is_file() and p.name not in case.kept) if case.output.exists() else []
     expected = sorted(f"{name}_cam.png" for name in case.images)
     if written == expected:
         return ""
@@ -392,6 +522,33 @@ def _describe_saved(model: LoadedModel, case: _Folder) -> str:
     return ""
 
 
+def _sentence(text: str) -> str:
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _crash_message(error: BaseException, case: _Folder, explain_folder: Callable) -> str:
+    """What a crash of explain_folder on one of the check's folders means, named by its cause."""
+    if isinstance(error, FileExistsError):
+        return ("explain_folder crashed because output_folder exists already (from an earlier run): create it "
+                "with Path(output_folder).mkdir(parents=True, exist_ok=True).")
+    if isinstance(error, (FileNotFoundError, OSError)) and "results" in str(error):
+        return ("explain_folder could not save into output_folder, which does not exist yet: create it first, "
+                "Path(output_folder).mkdir(parents=True, exist_ok=True).")
+    if isinstance(error, IsADirectoryError) or SUBFOLDER in str(error):
+        return f"explain_folder crashed on the sub-folder {SUBFOLDER!r}: skip sub-folders (path.is_file())."
+    if case.as_str and isinstance(error, (AttributeError, TypeError)) and "str" in str(error):
+        return ("explain_folder was given folder and output_folder as str and " + describe_error(explain_folder, error)
+                + " Accept both str and Path: Path(folder), Path(output_folder).")
+    if isinstance(error, TypeError) and "Cannot handle this data type" in str(error):
+        return (f"explain_folder crashed saving an overlay (for {case.what}): " + _sentence(describe_error(explain_folder, error))
+                + " PIL saves only uint8 images: the overlay must be RGB uint8 (0 to 255), as overlay_cam returns it "
+                "(see explain_file's result).")
+    if isinstance(error, ImageLoadError):
+        return (f"explain_folder crashed on {case.what}: " + _sentence(describe_error(explain_folder, error))
+                + " Catch ImageLoadError and report the file instead.")
+    return f"explain_folder crashed on {case.what}: " + describe_error(explain_folder, error)
+
+
 def _check_folder(checker: Checker, model: LoadedModel, explain_folder: Callable) -> None:
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     later = ["reports the files that are not images", "one overlay per image, named after its file", "saved overlays show the CAM in RGB"]
@@ -399,29 +556,21 @@ def _check_folder(checker: Checker, model: LoadedModel, explain_folder: Callable
         cases = _make_folders(Path(temporary))
         reports = []
         for case in cases:
-
-            def explain(error: BaseException, case: _Folder = case) -> str | None:
-                if isinstance(error, FileExistsError):
-                    return ("explain_folder crashed because output_folder exists already (from an earlier run): create it "
-                            "with Path(output_folder).mkdir(parents=True, exist_ok=True).")
-                if isinstance(error, (FileNotFoundError, OSError)) and "results" in str(error):
-                    return ("explain_folder could not save into output_folder, which does not exist yet: create it first, "
-                            "Path(output_folder).mkdir(parents=True, exist_ok=True).")
-                if isinstance(error, IsADirectoryError) or SUBFOLDER in str(error):
-                    return f"explain_folder crashed on the sub-folder {SUBFOLDER!r}: skip sub-folders (path.is_file())."
-                if case.as_str and isinstance(error, (AttributeError, TypeError)) and "str" in str(error):
-                    return ("explain_folder was given folder and output_folder as str and " + describe_error(explain_folder, error)
-                            + " Accept both str and Path: Path(folder), Path(output_folder).")
-                return (f"explain_folder crashed on {case.what}: " + describe_error(explain_folder, error)
-                        + (" Catch ImageLoadError and report the file instead." if case.not_images else ""))
-
             arguments = (str(case.folder), str(case.output)) if case.as_str else (case.folder, case.output)
-            ok, reported = checker.call(explain_folder, model, *arguments, explain=explain)
+            ok, reported = checker.call(explain_folder, model, *arguments,
+                                        explain=lambda error, case=case: _crash_message(error, case, explain_folder))
             if not ok:
                 checker.skip(later, "explain_folder must first run through every folder of the check")
                 return
             reports.append(reported)
-        problem = next((found for found in (_describe_report(r, c) for r, c in zip(reports, cases)) if found), "")
+        # Errors that are not unreadable images must reach the caller; and a network in training mode stays so.
+        names_right = not any(_describe_names(case) for case in cases)
+        hidden = _hidden_error(checker, model, explain_folder, _make_faults(Path(temporary) / "faults"), names_right)
+        toy = Path(temporary) / "toy"
+        toy.mkdir()
+        Image.fromarray(made_up_image()).save(toy / "toy.png")
+        checker.keeps_mode(explain_folder, training_copy(made_up_model()), toy, Path(temporary) / "toy overlays")
+        problem = next((found for found in (_describe_report(r, c) for r, c in zip(reports, cases)) if found), "") or hidden
         checker.require(later[0], not problem, problem)
         problem = next((found for found in map(_describe_names, cases) if found), "")
         if checker.require(later[1], not problem, problem):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -230,15 +230,26 @@ def _check_whole_photo(checker: Checker, changed_preprocess: Callable, photo: np
                    "without cropping or squashing the photo.")
     unseen = []
     probes = _probes(photo, tuple(tensor.shape))
+    own_steps = True  # whether the steps it applied, replayed on the probe, give what it returned: the steps ignore the photo
     for name, probe in probes:
         torch.manual_seed(seed)
-        ok, answer = checker.call(changed_preprocess, probe)
+        with recorded_steps() as steps:
+            ok, answer = checker.call(changed_preprocess, probe)
         if not ok:
             return  # the error is reported; this check is not judged on a pipeline that fails on a photo
         if isinstance(answer, torch.Tensor) and answer.shape == tensor.shape and torch.equal(answer.detach(), tensor.detach()):
+            if not unseen:
+                replayed = _replayed(steps.top, probe, seed)
+                own_steps = replayed is not None and replayed.shape == answer.shape and torch.equal(replayed, answer.detach())
             unseen.append(name)
     if problem:
         pass
+    elif len(unseen) == len(probes) and own_steps:
+        low, high = float(tensor.min()), float(tensor.max())
+        constant = f" (every value is {low:.3g})" if low == high else ""
+        problem = (f"the network's input no longer depends on the photo: your steps give the same tensor{constant} "
+                   "whatever photo they are given, so a step replaces the image instead of changing it. The model must "
+                   "still see the whole photo: change a step in a way that keeps the picture.")
     elif len(unseen) == len(probes):
         problem = ("changed_preprocess returns the same tensor whatever photo it is given: apply the steps to its "
                    "image argument, not to the notebook's photo.")
@@ -253,6 +264,12 @@ def _check_whole_photo(checker: Checker, changed_preprocess: Callable, photo: np
                        "the input at all, so that part is hidden (blacked out or replaced). Change a step that treats "
                        "the whole photo alike.")
     checker.require("the whole photo, unaltered", not problem, problem)
+
+
+def _same_but_case(name: str, names: Sequence[str]) -> list[str]:
+    """The names that equal ``name`` when case and surrounding spaces are ignored, but not exactly."""
+    wanted = name.strip().lower()
+    return [candidate for candidate in names if candidate.lower() == wanted and candidate != name]
 
 
 def _logits(model: LoadedModel, tensor: torch.Tensor) -> torch.Tensor:
@@ -286,7 +303,7 @@ def check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: Any
         checker.note_side_effect(
             "preprocess", f"model.preprocess is not the model's own pipeline any more ({edited[0]}): a cell changed it in place "
             "(changed_preprocess?), so every later prediction changes. Leave model.preprocess as it is and build a new "
-            "pipeline from a copy of its steps, list(model.preprocess.transforms). (The check put it back.)")
+            "pipeline from a copy of its steps, list(model.preprocess.transforms). The check restored model.preprocess.")
     coffee = load_image(DATA_DIR / "coffee.jpg")
     # The baseline and the reference steps, taken before the student's code runs: nothing it does can change them.
     reference = _flat_steps(model.preprocess)
@@ -333,19 +350,28 @@ def check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: Any
     elif not isinstance(new_top_class, str):
         problem = (f"new_top_class is the number {int(new_top_class)}; give the class's name (a str), "
                    "as model.class_names lists it.")
+    elif new_top_class in model.class_names or _same_but_case(new_top_class, model.class_names):
+        problem = ""  # a real class; a name written in another case is judged with the prediction, below
     else:
         try:
-            model.class_index(new_top_class)
-            problem = ""
+            index = model.class_index(new_top_class)  # a synonym that only one class has ('tabby cat')
+            problem = (f"new_top_class is {new_top_class!r}, which is not one of the model's class names but another "
+                       f"name for {model.class_names[index]!r}: give the name exactly as model.class_names writes it.")
         except UnknownClassError as error:
             problem = f"new_top_class is not an ImageNet class name: {error}"
     if checker.require("names a real class", not problem, problem) and predicted:
-        index = model.class_index(new_top_class)
-        checker.require(
-            "names the class the model predicts", index in [model.class_index(name) for name in predicted],
-            f"{new_top_class!r} is a real class, but not what the model predicts with your pipeline: its top class is "
-            f"{predicted[0]!r}. Print its top classes and copy the name (or read it in code, model.class_names[index]).",
-        )
+        if new_top_class in predicted:
+            problem = ""
+        elif _same_but_case(new_top_class, predicted):
+            # Exactly as the model writes it: ignoring case would confuse 'Cardigan' (a dog) with 'cardigan' (a sweater).
+            problem = (f"new_top_class is {new_top_class!r}, but the model writes its top class "
+                       f"{_same_but_case(new_top_class, predicted)[0]!r}: give the name exactly as model.class_names "
+                       "writes it (case and spaces matter: 'Cardigan' is a dog, 'cardigan' a sweater), e.g. model.class_names[index].")
+        else:
+            problem = (f"{new_top_class!r} is a real class, but not what the model predicts with your pipeline: its top "
+                       f"class is {predicted[0]!r}. Print its top classes and copy the name (or read it in code, "
+                       "model.class_names[index]).")
+        checker.require("names the class the model predicts", not problem, problem)
     else:
         checker.skip(["names the class the model predicts"], "need a working pipeline and a real class name first")
     return checker.finish()

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..cam import grad_cam
+from ..cam import grad_cam, upsample_cams
 from ..images import DATA_DIR, load_image
-from ..models import LoadedModel
+from ..models import LoadedModel, make_preprocess
 from ._common import STAGES, Checker, CheckResult, cached, smaller_input, type_name
 
 __all__ = ["CHECK_COUNT", "CHECK_NAMES", "check_d", "share"]
@@ -29,6 +28,8 @@ CHECK_NAMES = (
 CHECK_COUNT = len(CHECK_NAMES)
 TARGET = "espresso"  # the notebook works on the cat
 TOLERANCE = 0.02
+#: What the messages call localisation_shares' arguments.
+_SHARES_ARGUMENTS = {1: "the image", 3: "the mask"}
 
 
 def share(cam: torch.Tensor, mask: torch.Tensor) -> float:
@@ -66,12 +67,22 @@ class _AllZeroStages(nn.Module):
 
 
 def _zero_model() -> LoadedModel:
+    """The all-zero network, in training mode.
+
+    It has no batch norm or dropout, so the mode changes nothing it computes, and a function that switches it to
+    eval mode (and leaves it so) shows.
+    """
     torch.manual_seed(0)
-    return LoadedModel(network=_AllZeroStages().eval().requires_grad_(False), name="all-zero maps (a test network)")
+    return LoadedModel(network=_AllZeroStages().train().requires_grad_(False), name="all-zero maps (a test network)")
+
+
+#: The two placements of a map's cells the text accepts (notebook 4b): at their receptive-field centres (grad_cam's
+#: default) and spread evenly (upsample_cams without centres, as written by hand in exercise a).
+PLACEMENTS = ("centres", "stretch")
 
 
 def _references(model: LoadedModel, global_model: LoadedModel) -> dict[str, np.ndarray]:
-    """Right shares and the shares of known mistakes, per stage."""
+    """Right shares and the shares of known mistakes: for each, (placement, stage) -> share, one row per placement."""
     image = load_image(DATA_DIR / "cat_and_coffee.png")
     height, width = image.shape[:2]
     mask = torch.from_numpy(object_mask(height, width))
@@ -79,25 +90,28 @@ def _references(model: LoadedModel, global_model: LoadedModel) -> dict[str, np.n
     left[:, : width // 2] = True  # the notebook's cat_mask
     with torch.inference_mode():
         top = model.class_names[int(model.network(model.preprocess(image).unsqueeze(0)).argmax())]
-    shares: dict[str, list[float]] = {
-        key: [] for key in ("reference", "stretched", "outside", "cat_mask", "mean inside", "inside/outside", "top", "Egyptian cat", "global model")
-    }
+    keys = ("reference", "outside", "cat_mask", "mean inside", "inside/outside", "top", "Egyptian cat", "global model",
+            "no normalisation")
+    shares: dict[str, list[list[float]]] = {key: [[] for _ in PLACEMENTS] for key in keys}
     for stage in STAGES:
-        result = grad_cam(model, image, [TARGET, top, "Egyptian cat"], layer=stage)
-        maps = result.maps
-        cam = maps[0]
-        shares["reference"].append(share(cam, mask))
-        # Cells spread evenly over the photo (upsample_cams without centres, as written by hand in exercise a) are
-        # the other convention notebook 4b compares; both are right answers.
-        shares["stretched"].append(share(dataclasses.replace(result.select([0]), centres=None).maps[0], mask))
-        shares["outside"].append(share(cam, ~mask))
-        shares["cat_mask"].append(share(cam, left))
-        shares["mean inside"].append(float(cam[mask].mean()))
-        outside = float(cam[~mask].sum())
-        shares["inside/outside"].append(float(cam[mask].sum()) / outside if outside > 0 else 0.0)
-        shares["top"].append(share(maps[1], mask))
-        shares["Egyptian cat"].append(share(maps[2], mask))
-        shares["global model"].append(share(grad_cam(global_model, image, TARGET, layer=stage).maps[0], mask))
+        results = grad_cam(model, image, [TARGET, top, "Egyptian cat"], layer=stage)
+        global_result = grad_cam(global_model, image, TARGET, layer=stage)
+        for row, placement in enumerate(PLACEMENTS):
+            # Placing the cells is drawing the same raw maps: no second Grad-CAM for the other placement.
+            result = results if placement == "centres" else dataclasses.replace(results, centres=None)
+            maps = result.maps
+            cam = maps[0]
+            shares["reference"][row].append(share(cam, mask))
+            shares["outside"][row].append(share(cam, ~mask))
+            shares["cat_mask"][row].append(share(cam, left))
+            shares["mean inside"][row].append(float(cam[mask].mean()))
+            outside = float(cam[~mask].sum())
+            shares["inside/outside"][row].append(float(cam[mask].sum()) / outside if outside > 0 else 0.0)
+            shares["top"][row].append(share(maps[1], mask))
+            shares["Egyptian cat"][row].append(share(maps[2], mask))
+            shares["no normalisation"][row].append(share(upsample_cams(result.raw[:1], (height, width), result.centres)[0], mask))
+            placed = global_result if placement == "centres" else dataclasses.replace(global_result, centres=None)
+            shares["global model"][row].append(share(placed.maps[0], mask))
     references = {key: np.array(values) for key, values in shares.items()}
     references["top class name"] = np.array(top)
     return references
@@ -112,21 +126,30 @@ _MISTAKES = {
     "Egyptian cat": "these are the shares of 'Egyptian cat' (the notebook's class): explain the class_name you were given.",
     "top": "these are the shares of the model's top class ({top}): explain the class_name you were given.",
     "global model": "these shares come from the notebook's model: use the model argument.",
+    "no normalisation": "these are the shares of the maps before normalisation (result.raw upsampled): the text asks "
+    "for the normalised Grad-CAM (result.maps, each map from 0 to 1). Normalising subtracts each map's minimum, which "
+    "changes the share wherever that minimum is above 0.",
 }
 
 
+def _matches(values: np.ndarray, rows: np.ndarray) -> bool:
+    """Whether the shares match one placement's row of a reference."""
+    return any(np.allclose(values, row, atol=TOLERANCE) for row in rows)
+
+
 def _diagnose_shares(values: np.ndarray, references: dict[str, np.ndarray]) -> str:
-    if np.ptp(values) < 1e-6 and np.ptp(references["reference"]) > TOLERANCE:
+    """The known mistake whose shares these are (in either placement), else where they differ."""
+    if np.ptp(values) < 1e-6 and np.ptp(references["reference"][0]) > TOLERANCE:
         return ("all four shares are equal: the map did not change with the stage. Compute each stage's map at that "
                 "stage (grad_cam(..., layer=stage)).")
     for mistake, message in _MISTAKES.items():
-        if np.allclose(values, references[mistake], atol=TOLERANCE):
+        if _matches(values, references[mistake]):
             return message.format(top=repr(str(references["top class name"])))
-    if np.allclose(values, references["reference"][::-1], atol=TOLERANCE):
+    if _matches(values, references["reference"][:, ::-1]):
         return "the shares belong to other stages: check which value goes with which key."
-    reference = references["reference"]
+    reference = min(references["reference"], key=lambda row: float(np.abs(values - row).max()))
     worst = int(np.abs(values - reference).argmax())
-    return (f"the shares do not match, and no known mistake gives them: at {STAGES[worst]} yours is {values[worst]:.3f}, "
+    return (f"the shares do not match, nor any mistake the check knows: at {STAGES[worst]} yours is {values[worst]:.3f}, "
             f"the share of the normalised Grad-CAM's mass inside the mask is {reference[worst]:.3f}.")
 
 
@@ -136,7 +159,7 @@ def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedMode
     later = ["shares are fractions", "shares match Grad-CAM"]
     image = load_image(DATA_DIR / "cat_and_coffee.png")
     mask = object_mask(*image.shape[:2])
-    ok, shares = checker.call(localisation_shares, model, image, TARGET, mask.copy())
+    ok, shares = checker.call(localisation_shares, model, image, TARGET, mask.copy(), described=_SHARES_ARGUMENTS)
     if not ok:
         checker.skip(later, "localisation_shares failed")
         return False
@@ -165,9 +188,90 @@ def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedMode
     in_range = bool(np.all(np.isfinite(values)) and np.all((values >= 0) & (values <= 1)))
     checker.require(later[0], in_range, f"shares must be numbers in [0, 1]; got {np.round(values, 3).tolist()}.")
     references = cached(model, "exercise d", lambda: _references(model, global_model))
-    matches = bool(np.allclose(values, references["reference"], atol=TOLERANCE) or np.allclose(values, references["stretched"], atol=TOLERANCE))
-    checker.require(later[1], matches, "" if matches else _diagnose_shares(values, references))
+    problem = "" if _matches(values, references["reference"]) else _diagnose_shares(values, references)
+    # On the photo every stage's map has a minimum of 0, where normalising changes no share: a made-up network
+    # whose maps are positive everywhere tells normalised maps from raw ones.
+    problem = problem or _positive_maps_problem(checker, localisation_shares)
+    checker.require(later[1], not problem, problem)
     return True
+
+
+class _PositiveStages(nn.Module):
+    """A tiny network with ResNet's stage names whose Grad-CAM at every stage is positive everywhere (minimum above 0).
+
+    Positive weights and biases keep every ReLU open, so each logit grows with every activation: all gradients are
+    positive, and so is every weighted sum of the (positive, image-dependent) channels.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(22)
+        for index, stride in enumerate((4, 2, 2, 2), start=1):
+            convolution = nn.Conv2d(3, 3, kernel_size=stride, stride=stride)
+            with torch.no_grad():
+                convolution.weight.copy_(torch.rand(convolution.weight.shape, generator=generator) / (3 * stride * stride))
+                convolution.bias.fill_(2.0)
+            setattr(self, f"layer{index}", nn.Sequential(convolution, nn.ReLU()))
+        self.fc = nn.Linear(3, 1000)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.rand(1000, 3, generator=generator) + 0.1)
+            self.fc.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def _positive_model() -> LoadedModel:
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    return LoadedModel(network=_PositiveStages().eval().requires_grad_(False), name="positive maps (a test network)",
+                       mean=mean, std=std, preprocess=make_preprocess(mean, std, 64), pretrained=False)
+
+
+def _positive_image() -> np.ndarray:
+    """A 64 x 96 pattern: maps that vary over the image, so that the share inside the mask is not the mask's area."""
+    rows, columns = np.mgrid[0:64, 0:96]
+    return np.stack([(rows * columns) % 251, columns * 2, (rows * 4 + columns) % 256], axis=-1).astype(np.uint8)
+
+
+def _positive_references(model: LoadedModel) -> dict[str, np.ndarray]:
+    image = _positive_image()
+    height, width = image.shape[:2]
+    mask = torch.from_numpy(object_mask(height, width))
+    shares: dict[str, list[list[float]]] = {"reference": [[] for _ in PLACEMENTS], "no normalisation": [[] for _ in PLACEMENTS]}
+    for stage in STAGES:
+        results = grad_cam(model, image, TARGET, layer=stage)
+        for row, placement in enumerate(PLACEMENTS):
+            result = results if placement == "centres" else dataclasses.replace(results, centres=None)
+            shares["reference"][row].append(share(result.maps[0], mask))
+            shares["no normalisation"][row].append(share(upsample_cams(result.raw, (height, width), result.centres)[0], mask))
+    return {key: np.array(values) for key, values in shares.items()}
+
+
+def _positive_maps_problem(checker: Checker, localisation_shares: Callable) -> str:
+    """What is wrong with localisation_shares on the made-up network whose maps are positive everywhere, or ""."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    model = _positive_model()
+    image = _positive_image()
+    ok, shares = checker.call(localisation_shares, model, image, TARGET, object_mask(*image.shape[:2]), described=_SHARES_ARGUMENTS)
+    if not ok:
+        return ""  # the error is reported by the call
+    try:
+        values = np.array([float(shares[stage]) for stage in STAGES])
+    except Exception:  # noqa: BLE001 - the form is judged on the real model's result
+        return "on a made-up network whose maps are positive everywhere, localisation_shares did not return a share per stage."
+    references = cached(model, "exercise d: positive maps", lambda: _positive_references(model))
+    if _matches(values, references["reference"]):
+        return ""
+    what = "on a made-up network whose Grad-CAM is positive everywhere at every stage (each map's minimum above 0)"
+    if _matches(values, references["no normalisation"]):
+        return (f"{what}, these are the shares of the maps before normalisation (or divided by their maximum alone): "
+                "the text asks for the normalised Grad-CAM, (x - min) / (max - min), as result.maps holds it. "
+                "Subtracting each map's minimum changes the share wherever that minimum is above 0.")
+    reference = references["reference"][0]
+    worst = int(np.abs(values - reference).argmax())
+    return (f"{what}, the shares differ: at {STAGES[worst]} yours is {values[worst]:.3f}, the share of the normalised "
+            f"Grad-CAM's mass inside the mask is {reference[worst]:.3f}.")
 
 
 def _check_zero_maps(checker: Checker, localisation_shares: Callable) -> None:
@@ -182,7 +286,10 @@ def _check_zero_maps(checker: Checker, localisation_shares: Callable) -> None:
                     "with no mass is 0, as the text says.")
         return None
 
-    ok, shares = checker.call(localisation_shares, _zero_model(), image, TARGET, mask, explain=explain)
+    zero = _zero_model()
+    before = [module.training for module in zero.network.modules()]
+    ok, shares = checker.call(localisation_shares, zero, image, TARGET, mask, explain=explain, described=_SHARES_ARGUMENTS)
+    checker.mode_kept(localisation_shares, zero.network, before)
     if not ok:
         return
     try:
@@ -263,7 +370,7 @@ def _call_cases(checker: Checker, function: Callable, cases: list) -> list[Any] 
     answers = []
     for shares, threshold, _ in cases:
         arguments = (dict(shares),) if threshold is None else (dict(shares), threshold)
-        ok, answer = checker.call(function, *arguments)
+        ok, answer = checker.call(function, *arguments, described={0: "the dict of shares"})
         if not ok:
             return None
         answers.append(answer)

@@ -15,7 +15,20 @@ from torch import nn
 from ..cam import grad_cam, normalize_cams, upsample_cams
 from ..images import DATA_DIR, load_image
 from ..models import LoadedModel, make_preprocess
-from ._common import Checker, CheckResult, as_tensor, cached, describe_error, hook_keys, remove_new_hooks, smaller_input, type_name, watched_inputs
+from ._common import (
+    BACKWARD_CALLS,
+    Checker,
+    CheckResult,
+    as_tensor,
+    cached,
+    describe_error,
+    hook_keys,
+    recorded_calls,
+    remove_new_hooks,
+    smaller_input,
+    training_copy,
+    type_name,
+)
 
 __all__ = ["CHECK_COUNT", "CHECK_NAMES", "CHECK_IMAGE_SIZE", "check_e", "made_up_model"]
 
@@ -319,20 +332,20 @@ def _attempt(checker: Checker, function: Callable, *args: Any, explain: Callable
     """Call a student's function: (returned, result, message if it raised, hooks it left behind, removed again)."""
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     network = args[0].network
+    state = checker.before_call(function, args)
     before = hook_keys(network)
-    inputs = watched_inputs(args)
     try:
         result = True, function(*args), ""
     except NotImplementedError as error:
         if not checker.catch_not_implemented:
             remove_new_hooks(network, before)
-            checker.snapshot.restore()
+            checker.after_call(function, state)
             raise
         result = False, None, f"{getattr(function, '__name__', 'a function')} is not implemented yet ({error})."
     except Exception as error:  # noqa: BLE001 - any student error is reported, not raised
-        result = False, None, explain(error) or describe_error(function, error)
+        result = False, None, explain(error) or describe_error(function, error, state.grad_forwards)
     left = remove_new_hooks(network, before)
-    checker.watch_after(function, inputs)
+    checker.after_call(function, state)
     return (*result, left)
 
 
@@ -345,6 +358,9 @@ def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, cl
         checker.require(_CHECKS[0], False, error)
         checker.skip(_CHECKS[1:4], "class_activation_maps must run first")
         return
+    # A network in training mode, to see that the function leaves its mode as the text asks (the made-up network, which
+    # has no batch norm or dropout: the mode changes nothing it computes).
+    checker.keeps_mode(class_activation_maps, training_copy(made_up_model()), made_up_image())
     mistake, problem = _problem(answer, references)
     shape_mistake = mistake and tuple(getattr(as_tensor(answer), "shape", ())) != tuple(references["reference"].shape)
     checker.require(_CHECKS[0], not shape_mistake, problem)
@@ -468,21 +484,34 @@ def _check_grad_cam(checker: Checker, model: LoadedModel, grad_cam_from_cams: Ca
     library = cached(model, "exercise e: grad_cam", lambda: grad_cam(model, check_image(), range(references["classes"])).raw.cpu())
     cases = [*_made_up_cams(), references["reference"]]
     expected = [_grad_cam(cams) for cams in cases[:2]] + [library]
-    answers, changed = [], False
-    for cams in cases:
-        given = cams.clone()
-        ok, answer = checker.call(grad_cam_from_cams, given, watch_inputs=False)
-        if not ok:
-            checker.skip(_CHECKS[4:], "grad_cam_from_cams must run first")
-            return
-        changed = changed or given.shape != cams.shape or not torch.equal(given, cams)
-        answers.append(answer)
+    answers, changed = [], ""
+    with recorded_calls(BACKWARD_CALLS) as backward:
+        for cams in cases:
+            given = cams.clone()
+            ok, answer = checker.call(grad_cam_from_cams, given, watch_inputs=False)
+            if not ok:
+                checker.skip(_CHECKS[4:], "grad_cam_from_cams must run first")
+                return
+            if given.shape != cams.shape or given.dtype != cams.dtype or not torch.equal(given.detach(), cams):
+                changed = changed or "values"
+            elif given.requires_grad or given.grad is not None:
+                changed = changed or "requires_grad"
+            answers.append(answer)
     problem = _grad_cam_problem(cases, expected, answers)
+    if backward:
+        # Whatever the values: the text asks for Grad-CAM from the CAMs by reasoning, not by autograd.
+        problem = (f"grad_cam_from_cams runs {backward[0]}, which the text asks you to do without: work out on paper "
+                   "the gradient of logit k with respect to one cell of channel c of layer4 (notebook 3b, section 3); "
+                   "Grad-CAM's channel weights, and so its maps, follow from the CAMs with no backward pass.")
     checker.require(_CHECKS[4], not problem, problem)
     checker.require(
         _CHECKS[5], not changed,
         "grad_cam_from_cams changed the CAMs it was given (an in-place operation such as clamp_, relu_, /= or "
-        "cams[cams < 0] = 0): the caller's CAMs lose their values. Compute a new tensor and leave cams as it was.",
+        "cams[cams < 0] = 0): the caller's CAMs lose their values. Compute a new tensor and leave cams as it was."
+        if changed == "values" else
+        "grad_cam_from_cams switched on requires_grad of the CAMs it was given (cams.requires_grad_()), or stored a "
+        "gradient in them: the caller's CAMs now build an autograd graph in every later operation. Leave cams as it "
+        "was; no gradient is needed here.",
     )
 
 
