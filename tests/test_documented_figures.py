@@ -44,6 +44,12 @@ def test_per_learner_figures_follow_from_the_table_in_both_documents():
     readme, guide = (ROOT / "README.md").read_text(), (ROOT / "exercises" / "TEACHER_GUIDE.md").read_text()
     assert f"**One notebook open at a time: {_gb(one)}**" in readme and f"**{_gb(one + photo_mb)}** with" in readme
     assert f"**Three notebooks open: up to {_gb(three)}** ({_gb(three + photo_mb)} with a photo)" in readme
+    kept = table["kept after the last cell (MB)"]
+    worst = sorted(kept, key=kept.get)[-3:][::-1]
+    named = re.search(r"the worst three \(([^)]*)\s+still\s+running\) hold ([\d +]+) MB", readme)
+    assert named, "the README names the three notebooks that keep the most"
+    assert set(re.split(r",\s*|\s+and\s+", named.group(1).replace("\n", " "))) == set(worst), worst
+    assert [int(n) for n in named.group(2).split("+")] == [kept[n] for n in worst]
     assert f"**Per learner: {_gb(one + photo_mb)}**" in guide and f"**{_gb(three + photo_mb)}** if they leave three" in guide
     assert f"singleuser.memory.limit: {_gb(one + photo_mb).split()[0]}G" in guide
     # the class simulation's timings, said the same way in both

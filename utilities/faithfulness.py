@@ -463,7 +463,9 @@ def pointing_game(cam: torch.Tensor | np.ndarray, object_mask: torch.Tensor | np
         cam: a 2-D map.
         object_mask: boolean mask of the object, same shape.
         tolerance: also count a hit within this many pixels of the object
-            (the original pointing game uses 15).
+            horizontally and vertically: the mask grows by a square
+            neighbourhood of ``2 * tolerance + 1`` pixels a side (a max-pool),
+            not a disc. The original pointing game uses 15 pixels.
 
     Returns:
         True for a hit. A map that is constant has no strongest point and misses.
