@@ -146,12 +146,20 @@ def test_a_lesson_opened_and_closed_without_running_is_not_changed(browser, lab,
                            "window.jupyterapp.shell.currentWidget.sessionContext.session && "
                            "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel && "
                            "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'")
-    page.wait_for_timeout(2000)  # the kernel's info (language, spec) has reached the notebook's metadata
+    # JupyterLab writes the kernel's language and spec into the notebook's metadata when their replies arrive:
+    # wait for both replies, then for the handlers JupyterLab attached to them before ours.
+    page.evaluate("""async () => {
+        const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+        await kernel.info;
+        await kernel.spec;
+        await new Promise(resolve => setTimeout(resolve, 100));
+    }""")
     dirty = page.evaluate("window.jupyterapp.shell.currentWidget.context.model.dirty")
     changed = page.evaluate("JSON.stringify(window.jupyterapp.shell.currentWidget.context.model.metadata)")
     assert not dirty, f"{name} is marked changed on opening; its metadata in JupyterLab: {changed}"
     page.evaluate("window.jupyterapp.commands.execute('application:close-all')")
-    page.wait_for_timeout(1000)
+    # Either the notebook closes, or JupyterLab asks to save it first.
+    page.wait_for_function("!document.querySelector('.jp-NotebookPanel') || document.querySelector('.jp-Dialog')")
     assert page.locator(".jp-Dialog").count() == 0  # no 'Save changes?' dialog
     page.close()
     assert path.read_bytes() == before

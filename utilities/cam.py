@@ -307,17 +307,17 @@ def _layer_outputs(network: nn.Module, inputs: torch.Tensor) -> list[_LayerOutpu
     autograd graph, not guessed from module types: an output is on the path
     if its graph node is reachable backwards from the logits.
     """
-    calls: list[tuple[str, tuple[int, ...], object]] = []
-    tensors: dict[str, torch.Tensor] = {}  # outputs laid out as tokens or channels last, for the gradient probe
+    calls: list[tuple[str, tuple[int, ...], object, SpatialLayout | None]] = []
+    tensors: dict[str, tuple[torch.Tensor, SpatialLayout]] = {}  # outputs laid out as tokens or channels last, for the gradient probe
     input_size = tuple(inputs.shape[-2:])
 
     def record(name: str, module: nn.Module, args: tuple, output: object) -> None:
         if isinstance(output, torch.Tensor):
             # The node as it is now: an in-place operation later gives the tensor a new one.
-            calls.append((name, tuple(output.shape), output.grad_fn))
             layout = spatial_layout(tuple(output.shape), input_size)
+            calls.append((name, tuple(output.shape), output.grad_fn, layout))
             if layout is not None and layout.kind != "nchw" and output.requires_grad:
-                tensors[name] = output
+                tensors[name] = (output, layout)
 
     handles = [module.register_forward_hook(partial(record, name)) for name, module in network.named_modules() if name]
     try:
@@ -337,21 +337,18 @@ def _layer_outputs(network: nn.Module, inputs: torch.Tensor) -> list[_LayerOutpu
             continue
         reachable[id(node)] = node
         stack.extend(next_node for next_node, _ in node.next_functions)
-    last_call = {name: position for position, (name, _, _) in enumerate(calls)}
+    last_call = {name: position for position, (name, *_) in enumerate(calls)}
     # A transformer's last norm feeds only the class token to the head: its patch tokens get no gradient, so no map.
     # One backward pass of the top class finds such layers.
     silent: set[str] = set()
     if tensors:
-        gradients = torch.autograd.grad(logits[0].max(), list(tensors.values()), allow_unused=True)
-        for (name, output), gradient in zip(tensors.items(), gradients):
-            layout = spatial_layout(tuple(output.shape), input_size)
+        gradients = torch.autograd.grad(logits[0].max(), [output for output, _ in tensors.values()], allow_unused=True)
+        for (name, (_, layout)), gradient in zip(tensors.items(), gradients):
             if gradient is None or not bool(to_spatial(gradient, layout).any()):
                 silent.add(name)
     return [
-        _LayerOutput(
-            name, shape, node is not None and id(node) in reachable, spatial_layout(shape, input_size), name not in silent
-        )
-        for position, (name, shape, node) in enumerate(calls)
+        _LayerOutput(name, shape, node is not None and id(node) in reachable, layout, name not in silent)
+        for position, (name, shape, node, layout) in enumerate(calls)
         # A module called several times (a shared ReLU) is recorded at its last call, as LayerRecorder does.
         if last_call[name] == position
     ]

@@ -654,14 +654,21 @@ def _load_torchvision(name: str) -> LoadedModel:
     # torchvision's own weights API: it downloads into the cache above once, checks
     # the file's hash, and then reads it from there.
     state_dict = weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
+    return _torchvision_loaded(row, _torchvision_network(row, state_dict), name)
+
+
+def _torchvision_loaded(row: TorchvisionModel, network: nn.Module, name: str, pretrained: bool = True) -> LoadedModel:
+    """A torchvision network with its classes and its weights' preprocessing, trained or not."""
+    weights = _weights_enum(row)
     preprocess, mean, std = _torchvision_preprocess(weights, row.square_input)
     return LoadedModel(
-        network=_torchvision_network(row, state_dict),
+        network=network,
         name=name,
         class_names=tuple(weights.meta["categories"]),
         mean=mean,
         std=std,
         preprocess=preprocess,
+        pretrained=pretrained,
         target_layer=row.target_layer,
     )
 
@@ -678,18 +685,7 @@ def _load_torchvision_untrained(name: str) -> LoadedModel:
         for module in network.modules():
             if isinstance(module, nn.Linear) and not bool(module.weight.any()):
                 nn.init.normal_(module.weight, std=0.02)
-    weights = _weights_enum(row)
-    preprocess, mean, std = _torchvision_preprocess(weights, row.square_input)
-    return LoadedModel(
-        network=network,
-        name=name + UNTRAINED_SUFFIX,
-        class_names=tuple(weights.meta["categories"]),
-        mean=mean,
-        std=std,
-        preprocess=preprocess,
-        pretrained=False,
-        target_layer=row.target_layer,
-    )
+    return _torchvision_loaded(row, network, name + UNTRAINED_SUFFIX, pretrained=False)
 
 
 def _loader(key: str) -> Callable[[], LoadedModel] | None:
