@@ -63,6 +63,18 @@ def fold(cell) -> bool:
     return changed
 
 
+ANSWER_TAGS = ("answer-data", "hide-cell")
+
+
+def inherit_answer_data(source, claim_cell) -> None:
+    """Claims moved out of a cell computed for the questions stay with it: tagged for removal, outputs folded too."""
+    if "answer-data" not in source.metadata.get("tags", []):
+        return
+    tags = claim_cell.metadata.setdefault("tags", [])
+    tags.extend(tag for tag in ANSWER_TAGS if tag not in tags)
+    claim_cell.metadata.setdefault("jupyter", {})["outputs_hidden"] = True
+
+
 def _names_stored(nodes: list[ast.stmt]) -> set[str]:
     return {n.id for node in nodes for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
 
@@ -121,6 +133,7 @@ def fold_notebook(path: Path) -> list[str]:
                 cell.source, claims = parts
                 claim_cell = nbformat.v4.new_code_cell(claims)
                 fold(claim_cell)
+                inherit_answer_data(cell, claim_cell)
                 cells.extend([cell, claim_cell])
                 report.append(f"{path.name} cell {index}: claims moved to a folded cell")
                 changed = True

@@ -143,6 +143,21 @@ def test_fold_claims_moves_top_level_claims_and_keeps_dependent_ones(tmp_path):
     assert len(report) == 3 and "left in place" in report[1] and "left in place" in report[2]
 
 
+def test_claims_moved_out_of_a_cell_for_the_questions_stay_tagged_for_removal(tmp_path):
+    fold_claims = _fold_claims()
+    notebook = nbformat.v4.new_notebook()
+    for_questions = nbformat.v4.new_code_cell("z = 3\nprint(z)\nclaim(model, z == 3, 'z is three')")
+    for_questions.metadata.update(tags=["answer-data", "hide-cell"], jupyter={"outputs_hidden": True, "source_hidden": True})
+    notebook.cells = [for_questions, nbformat.v4.new_code_cell("w = 4\nclaim(model, w == 4, 'w is four')")]
+    path = tmp_path / "lesson.ipynb"
+    nbformat.write(notebook, path)
+    fold_claims.fold_notebook(path)
+    cells = nbformat.read(path, as_version=4).cells
+    assert [cell.source for cell in cells] == ["z = 3\nprint(z)", "claim(model, z == 3, 'z is three')", "w = 4", "claim(model, w == 4, 'w is four')"]
+    assert {"answer-data", "hide-cell", "hide-input"} <= set(cells[1].metadata["tags"]) and cells[1].metadata["jupyter"]["outputs_hidden"]
+    assert "answer-data" not in cells[3].metadata["tags"] and "outputs_hidden" not in cells[3].metadata["jupyter"]
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_claims_are_folded_in_cells_of_their_own(path):
     """A learner reads the verdicts, not the checking code: claims sit in folded cells (scripts/fold_claims.py)."""
