@@ -23,7 +23,7 @@ from .cam import CamResult, upsample_cams
 from .images import ImageLike, load_image
 from .models import LoadedModel
 
-__all__ = ["BLUR_RADIUS", "FILLS", "Box", "box_area", "cell_share", "content_in", "covering_table", "logits_of", "paint", "pixel_change"]
+__all__ = ["BLUR_RADIUS", "FILLS", "Box", "box_area", "cell_parts", "cell_share", "content_in", "covering_table", "logits_of", "paint", "pixel_change"]
 
 Box = Sequence[tuple[int, int, int, int]]
 
@@ -34,15 +34,33 @@ FILLS = ("mean", "blur", "black")
 BLUR_RADIUS = 20
 
 
+_DRAWN: dict = {}  # the last grid's drawn cells, keyed by its shape, image size and centres
+
+
+def _drawn_cells(result: CamResult) -> torch.Tensor:
+    """Each cell drawn alone, (h * w, H, W): drawing is linear, so one row of an identity matrix gives its drawn weight."""
+    h, w = result.raw.shape[1:]
+    centres = result.centres
+    key = (h, w, tuple(result.image_size),
+           None if centres is None else (tuple(centres.rows), tuple(centres.columns), tuple(centres.input_size)))
+    if key not in _DRAWN:
+        _DRAWN.clear()  # keep one grid: the tensor is h * w photo-sized maps
+        _DRAWN[key] = upsample_cams(torch.eye(h * w).reshape(h * w, h, w), result.image_size, centres)
+    return _DRAWN[key]
+
+
 def _cell_parts(result: CamResult, box: Box) -> torch.Tensor:
     """For each cell (row by row), the part of its drawn weight that lies inside the box."""
-    h, w = result.raw.shape[1:]
-    # Drawing is linear, so drawing each cell alone (one row of an identity matrix) gives its drawn weight.
-    drawn = upsample_cams(torch.eye(h * w).reshape(h * w, h, w), result.image_size, result.centres)
+    drawn = _drawn_cells(result)
     mask = torch.zeros(result.image_size)
     for x0, y0, x1, y1 in box:
         mask[y0:y1, x0:x1] = 1
     return (drawn * mask).sum(dim=(1, 2)) / drawn.sum(dim=(1, 2))
+
+
+def cell_parts(result: CamResult, box: Box) -> torch.Tensor:
+    """Each cell's part of its drawn weight that lies inside the box, as an (h, w) grid (0: all outside, 1: all inside)."""
+    return _cell_parts(result, box).reshape(result.raw.shape[1:])
 
 
 def content_in(result: CamResult, box: Box) -> list[float]:
