@@ -55,3 +55,20 @@ def test_per_learner_figures_follow_from_the_table_in_both_documents():
     # the class simulation's timings, said the same way in both
     timings = re.search(r"two notebooks together took (\d+ to \d+ s)", readme)
     assert timings and f"took {timings.group(1)} each for the two notebooks" in guide
+
+
+def test_the_guide_states_the_readmes_grading_times():
+    readme, guide = (ROOT / "README.md").read_text(), (ROOT / "exercises" / "TEACHER_GUIDE.md").read_text()
+    row = re.search(r"\| grading 60 submissions of 4 notebooks \| ([\d.]+) min with `--jobs 1`, ([\d.]+) min with `--jobs 2` \(([\d.]+)x\)", readme)
+    assert row, "the README's Speed table has the grading row"
+    one, two, ratio = row.groups()
+    assert f"`--jobs 1` {one} minutes" in guide and f"`--jobs 2` {two} minutes" in guide and f"{ratio} times the rate" in guide
+    assert f"({60 / float(one):.1f} submissions per minute)" in guide and f"({60 / float(two):.1f} per minute" in guide
+
+
+def test_the_guide_states_the_tables_range_of_kernel_peaks():
+    peaks = _table()["kernel's peak (MB)"].values()
+    low, high = min(peaks), max(peaks)
+    guide = (ROOT / "exercises" / "TEACHER_GUIDE.md").read_text()
+    gib = lambda megabytes: f"{megabytes / 1024:.2f}"
+    assert f"peaks at {gib(low)} to {gib(high)} GB ({low} to {high} MB;" in guide
