@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 
 from conftest import write_notebook
-from utilities.grading.reports import Submission, feedback_markdown
+from utilities.grading.reports import Submission, feedback_markdown, gradebook_rows, notes
 from utilities.grading.runner import GRADED_TOTALS, OUTPUT_LIMIT, RUNS_WITHOUT_ERRORS, Status, grade_notebook
 
 
@@ -133,3 +133,19 @@ def test_an_untouched_notebook_is_not_attempted_in_one_line(tmp_path, kernel_fac
     assert result.status == Status.NOT_ATTEMPTED and result.points == 0 and result.failing_cells == []
     assert result.problems == ["not attempted: every function still raises the template's NotImplementedError"]
     assert result.written_answers == [""]
+
+
+def test_a_not_attempted_notebook_that_printed_reports_no_cut_output(tmp_path, kernel_factory):
+    # An untouched template prints (a model loads, a summary shows) before its functions raise NotImplementedError:
+    # the result drops that output, so it must not say that output was cut ("printed 0 kB ... keeps the first 0 kB").
+    path = write_notebook(
+        tmp_path / "exercise_c_pre.ipynb",
+        "print('loading the model ...')",
+        "def changed_preprocess(image):\n    raise NotImplementedError\nchanged_preprocess(None)",
+    )
+    result = grade_notebook(path, "c", factory=kernel_factory)
+    assert result.status == Status.NOT_ATTEMPTED and result.output == ""
+    assert not result.output_truncated and result.output_size == 0
+    assert notes(result) == []
+    (row,) = gradebook_rows([Submission("x", {"c": result})])[1]
+    assert row["c status"] == Status.NOT_ATTEMPTED

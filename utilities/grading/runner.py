@@ -315,7 +315,8 @@ def grade_notebook(
             if not result.passed and result.failing_cells and all(
                 cell["error"].startswith("NotImplementedError") for cell in result.failing_cells
             ):
-                result.status, result.failing_cells, result.output = Status.NOT_ATTEMPTED, [], ""
+                # The template's own output is dropped, and its size with it: else the result reads as output cut.
+                result.status, result.failing_cells, result.output, result.output_size = Status.NOT_ATTEMPTED, [], "", 0
                 result.problems = ["not attempted: every function still raises the template's NotImplementedError"]
                 return finish(result)
             if result.failing_cells:
