@@ -1,4 +1,4 @@
-"""utilities.covering: a map's content in a box, painted boxes, and the table of notebooks 0b and 0c."""
+"""utilities.covering: a map's content in a box, painted boxes, and the table of notebooks 0b to 0d."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Covering tests beside a map: notebooks 0b and 0c.
+"""Covering tests beside a map: notebooks 0b, 0c and 0d.
 
 A map's **content** in a box is read in logits: at ``layer4`` of the course
 models (which feed only global average pooling and the linear ``fc``) a
