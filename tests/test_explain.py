@@ -47,7 +47,7 @@ def test_strict_exits_1_when_a_file_was_skipped_and_nothing_explained_exits_1_al
     assert (tmp_path / "strict" / CSV_NAME).exists()  # --strict changes the exit status only
     only_bad = [str(inputs / "notes.txt"), str(inputs / "empty.jpg")]
     assert main([*only_bad, "--out", str(tmp_path / "none"), *MODEL]) == EXIT_SKIPPED
-    assert "Explained 0 of 2 file(s)" in capsys.readouterr().out
+    assert "Explained 0 of 2 path(s)" in capsys.readouterr().out
 
 
 def test_a_folder_with_bad_files_explains_the_images_and_reports_the_rest(inputs, tmp_path, capsys, lite_model):
@@ -79,7 +79,8 @@ def test_a_folder_with_bad_files_explains_the_images_and_reports_the_rest(inputs
         assert float(first["probability"]) >= float(second["probability"])
 
     captured = capsys.readouterr()
-    assert "Explained 2 of 6 file(s): 4 overlay(s)" in captured.out
+    assert "Explained 2 of 7 path(s) given or found in the folders: 4 overlay(s)" in captured.out
+    assert "Skipped 5, listed below." in captured.out  # 2 + 5 = 7: the sub-folder counts in both
     report = captured.err[captured.err.index("Skipped 5:") :]
     reasons = {line.split(": ", 1)[0].strip(): line.split(": ", 1)[1] for line in report.splitlines()[1:]}
     assert {Path(path).name for path in reasons} == {"sub", "notes.txt", "empty.jpg", "truncated.jpg", "tiny.png"}

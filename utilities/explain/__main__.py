@@ -188,9 +188,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         cmap=args.cmap,
     )
     report.skipped[:0] = skipped
+    # Every path counts once: explained, or skipped (a sub-folder too), so the two numbers add up to the total.
     print(
-        f"Explained {len(report.explained_files)} of {len(files)} file(s): {len(report.rows)} overlay(s) "
-        f"and {CSV_NAME} in {out}."
+        f"Explained {len(report.explained_files)} of {len(files) + len(skipped)} path(s) given or found in the folders: "
+        f"{len(report.rows)} overlay(s) and {CSV_NAME} in {out}."
+        + (f" Skipped {len(report.skipped)}, listed below." if report.skipped else "")
     )
     if report.notes:
         print(f"Note on {len(report.notes)}:", file=sys.stderr)
