@@ -85,7 +85,26 @@ def stage(staging: Path, students: bool = False, without_answers: bool = False) 
         entries = "\n".join(relative.with_suffix("").as_posix() for relative in files)
         toctrees.append(f"```{{toctree}}\n:caption: {title}\n:maxdepth: 1\n\n{entries}\n```\n")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    (staging / "index.md").write_text(readme + "\n\n" + "\n".join(toctrees), encoding="utf-8")
+    front = students_front_page(readme, without_answers) if students else readme
+    (staging / "index.md").write_text(front + "\n\n" + "\n".join(toctrees), encoding="utf-8")
+
+
+def students_front_page(readme: str, without_answers: bool) -> str:
+    """The README's title, its first paragraph and its table of notebooks: what a learner needs.
+
+    The rest of the README is for teachers (grading, where the solutions are, class servers).
+    """
+    title, first_paragraph = readme.split("\n\n")[:2]
+    section = readme[readme.index("## The notebooks") :]
+    table = section[section.index("| notebook |") :]
+    table = table[: table.index("\n\n")] if "\n\n" in table else table
+    if without_answers:
+        questions = "Each lesson ends with questions; this copy of the course leaves their worked answers out."
+    else:
+        questions = "Each lesson ends with questions, each with a worked answer folded away under it (click **Answer**)."
+    intro = ("Work through the lessons in order; each starts with what you will learn and how long it takes. "
+             + questions + " The exercises follow the lessons they name.")
+    return "\n\n".join([title, first_paragraph, "## The notebooks", intro, table])
 
 
 def build(out: Path, staging: Path, students: bool = False, without_answers: bool = False) -> int:

@@ -60,7 +60,11 @@ def test_the_students_site_has_no_teachers_guide_and_can_leave_the_answers_out(t
     assert build_site.main(["--out", str(out), "--students", "--without-answers"]) == 0
     pages = {path.as_posix() for path in _pages(out)}
     assert "exercises/TEACHER_GUIDE.html" not in pages and "notebooks/00_quickstart.html" in pages
-    assert "TEACHER_GUIDE.html" not in (out / "index.html").read_text()
+    front = (out / "index.html").read_text()
+    assert "TEACHER_GUIDE.html" not in front
+    # the front page is the learners' part of the README: the lessons, not where the solutions are or how to grade
+    assert "00_quickstart.ipynb" in front and "worked answers out" in front
+    assert "exercises/solution" not in front and " solutions" not in front.lower() and "make grade" not in front and "Memory: what a learner needs" not in front
     for lesson in (out / "notebooks").glob("*.html"):
         text = lesson.read_text()
         assert 'class="answer"' not in text and "answer-data" not in text, lesson.name
