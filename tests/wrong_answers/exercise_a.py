@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import torch
@@ -64,11 +65,14 @@ def hand_cams(
             gradient = total
         if relu == "gradients":
             gradient = gradient.clamp(min=0)
-        channel_weights = {"mean": lambda g: g.mean(dim=(1, 2))[:, None, None], "one": lambda g: g.mean()}[weights](gradient)
-        weighted = channel_weights * activation
-        if relu == "channels":
-            weighted = weighted.clamp(min=0)
-        cam = weighted.sum(dim=0)
+        if weights == "gradients only":  # the gradients alone, averaged over the channels: the activations never used
+            cam = gradient.mean(dim=0)
+        else:
+            channel_weights = {"mean": lambda g: g.mean(dim=(1, 2))[:, None, None], "one": lambda g: g.mean()}[weights](gradient)
+            weighted = channel_weights * activation
+            if relu == "channels":
+                weighted = weighted.clamp(min=0)
+            cam = weighted.sum(dim=0)
         maps.append(cam.abs() if relu == "abs" else cam if relu in ("none", "after upsampling") else cam.clamp(min=0))
     maps = torch.stack(maps).detach()
     height, width = image.shape[:2]
@@ -183,6 +187,23 @@ def _copied_names(model, image, class_names):
     return maps[torch.argsort(torch.tensor(order))]
 
 
+def _set_of_names(model, image, class_names):
+    """De-duplicates the class names with a set, which loses their order.
+
+    A set's order changes with Python's hash seed; the order here is a fixed stand-in for it (by digest),
+    not the caller's order for the check's classes.
+    """
+    names = sorted(set(class_names), key=lambda name: hashlib.md5(name.encode()).hexdigest())
+    return hand_cams(model, image, names)
+
+
+def _share_of_own_map(cams, class_names):
+    """The class whose map has the largest share of its own mass in the half (mass in the half / whole mass)."""
+    total = cams.sum(dim=(-2, -1)).clamp(min=1e-12)
+    left, right = _sums(cams)
+    return {"left": class_names[int((left / total).argmax())], "right": class_names[int((right / total).argmax())]}
+
+
 def _fixed_size(model, image, class_names):
     """Maps upsampled to one fixed size (the size of the photo the student tried first), not image.shape[:2]."""
     maps = hand_cams(model, image, class_names, size=None, normalise="none")
@@ -217,6 +238,12 @@ WRONG_A = [
     WrongAnswer("a", "upsampled with align_corners=True", r"upsampled with align_corners=True", _cams(upsample="align_corners")),
     WrongAnswer("a", "the ReLU after upsampling", r"the ReLU comes after upsampling", _cams(relu="after upsampling")),
     WrongAnswer("a", "one weight for all channels", r"every channel gets the same weight", _cams(weights="one")),
+    WrongAnswer("a", "the gradients alone, activations never used", r"gradients alone \(averaged over the channels\), without the activations",
+                _cams(weights="gradients only")),
+    WrongAnswer("a", "class names de-duplicated with set(), order lost", r"belong to other classes: keep them in the order of class_names "
+                r"\(a set\(\)", lambda m, s: {"cams_for_classes": _set_of_names}),
+    WrongAnswer("a", "dominant_class: share of its own map instead of mass", r"share of its own map.*compare the mass itself",
+                _dominant(_share_of_own_map)),
     WrongAnswer("a", "the size hard-coded", r"on a second photo of odd size, 143x215.*take the size from the image you are given",
                 lambda m, s: {"cams_for_classes": _fixed_size}),
     WrongAnswer("a", "hand-written (x - min) / (max - min) without a guard", r"the map of '[^']+' contains NaN.*no positive evidence.*divides 0 by 0",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable
@@ -39,6 +40,7 @@ def folder_explainer(
     result: Callable[[list], Any] = lambda names: names,
     fresh_output: bool = False,
     save_in_try: bool = False,
+    skip_existing: bool = False,
 ) -> Callable:
     """explain_folder as a student writes it, with one switch per mistake (the defaults are right)."""
 
@@ -51,6 +53,8 @@ def folder_explainer(
             Path(output_folder).mkdir(parents=True, exist_ok=exist_ok)
         not_images = []
         for path in files(Path(folder)):
+            if skip_existing and (Path(output_folder) / name(path)).exists():  # "already done": an earlier run's overlay stays
+                continue
             try:
                 image = load_image(path)
                 _, overlay = _explain(model, path)
@@ -163,6 +167,11 @@ WRONG_B = [
                 _folder(files=lambda folder: sorted(p for p in folder.iterdir() if p.is_file() and not p.name.endswith("_cam.png")))),
     WrongAnswer("b", "existing overlays not overwritten", r"PHOTO\.JPG_cam\.png, left in output_folder by an earlier run, was not replaced",
                 _folder(overwrite=False)),
+    WrongAnswer("b", "images whose overlay exists skipped before explaining", r"^(?!.*hid an error).*PHOTO\.JPG_cam\.png, left in "
+                r"output_folder by an earlier run, was not replaced.*do not skip an image whose overlay exists",
+                _folder(skip_existing=True)),
+    WrongAnswer("b", "os.listdir names without their folder", r"reported every file as not an image, the images too.*without its folder",
+                _folder(files=lambda folder: [Path(entry) for entry in sorted(os.listdir(folder)) if (folder / entry).is_file()])),
     WrongAnswer("b", "None when every file is an image", r"returns None.*\(for a folder of images only\)",
                 _folder(result=lambda names: names or None)),
 

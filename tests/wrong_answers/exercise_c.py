@@ -136,7 +136,15 @@ def _named(change, spell=lambda name: name):
     return lambda model, solution: {"changed_preprocess": _steps(model, change), "new_top_class": spell(_top_class(model, change))}
 
 
+def _noise(x):
+    return x + 0.5 * torch.randn_like(x)
+
+
 WRONG_C = [
+    WrongAnswer("c", "a random step: ElasticTransform", r"gives a different tensor each time it is called on the same photo: a random step",
+                _named(lambda steps: [*steps, v2.ElasticTransform(alpha=200.0)])),
+    WrongAnswer("c", "a random step: Gaussian noise, the name copied from the check's message", r"different tensor each time.*a random step",
+                _pipeline(lambda steps: [*steps[:3], v2.Lambda(_noise), steps[3]], "bubble")),
     WrongAnswer("c", "a step that replaces the image by zeros", r"the network's input no longer depends on the photo: your steps give "
                 r"the same tensor \(every value is .*a step replaces the image", _named(_zeros)),
     WrongAnswer("c", "the class name in title case", r"new_top_class is \"Jack-O'-Lantern\", but the model writes its top class "

@@ -115,7 +115,19 @@ def _by_position(shares, threshold=0.8):
     return None
 
 
+def _image_in_place(right):
+    def localisation_shares(model, image, class_name, object_mask):
+        np.minimum(image, 254, out=image)  # "avoids overflow at 255", in the caller's photo
+        return right(model, image, class_name, object_mask)
+
+    return localisation_shares
+
+
 WRONG_D = [
+    WrongAnswer("d", "the image clipped to 254 in place", r"localisation_shares changed the image it was given as argument 2 \(image\), in place",
+                lambda model, solution: {"localisation_shares": _image_in_place(solution["localisation_shares"])}),
+    WrongAnswer("d", "shares as np.float32", r"each share should be a number \(a float\); localisation_shares returns a NumPy float32, not a Python float: convert with float",
+                _shares(share=lambda cam, mask: np.float32(float(cam[mask].sum()) / float(cam.sum())) if float(cam.sum()) > 0 else np.float32(0.0))),
     WrongAnswer("d", "maps not normalised (result.raw upsampled)", r"made-up network whose Grad-CAM is positive everywhere.*shares of "
                 r"the maps before normalisation", lambda model, solution: {"localisation_shares": _unnormalised}),
     WrongAnswer("d", "the caller's dict of shares emptied", r"changed the dict of shares it was given as argument 1 \(shares\), in place "

@@ -114,6 +114,13 @@ def _flags_the_caller(cams):
     return (cams.clamp(min=0) / (height * width)).detach()
 
 
+def _detaches_the_caller(cams):
+    """Detaches the caller's CAMs in place ("no gradient needed here")."""
+    cams.detach_()
+    height, width = cams.shape[-2:]
+    return cams.clamp(min=0) / (height * width)
+
+
 def _hooked(model, image):
     """A forward hook removed by hand after the forward pass, no_grad as a decorator: right."""
     stored = []
@@ -210,6 +217,8 @@ WRONG_E = [
     WrongAnswer("e", "NaN for a map with no positive cell", r"contain NaN.*negative everywhere", _grad(lambda cams: torch.relu(cams) / torch.relu(cams).amax(dim=(1, 2), keepdim=True))),
     WrongAnswer("e", "one weight per map instead of maps", r"same shape as cams", _grad(lambda cams: cams.clamp(min=0).mean(dim=(1, 2)))),
     WrongAnswer("e", "ReLU in place on the caller's CAMs", r"changed the CAMs it was given", _grad(_relu_in_place)),
+    WrongAnswer("e", "cams.detach_() on the caller's CAMs", r"switched off requires_grad of the CAMs it was given \(cams\.detach_\(\)",
+                _grad(_detaches_the_caller)),
 ]
 
 RIGHT_E = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -138,6 +139,7 @@ def _references(model: LoadedModel) -> dict[str, list[torch.Tensor]]:
         "ReLU per channel": _finish(each(lambda g: (g.mean(dim=(1, 2))[:, None, None] * a4).clamp(min=0).sum(0)), size, centres),
         "ReLU on gradients": _finish(each(lambda g: _gradcam(a4, g.clamp(min=0))).clamp(min=0), size, centres),
         "one weight": _finish(each(lambda g: g.mean() * a4.sum(0)).clamp(min=0), size, centres),
+        "gradients only": _finish(each(lambda g: g.mean(dim=0)).clamp(min=0), size, centres),
         "weights per cell": _finish(each(lambda g: (g.mean(dim=0) * a4).sum(0)).clamp(min=0), size, centres),
         "gradient times activation": _finish(each(lambda g: (g * a4).sum(0)).clamp(min=0), size, centres),
         "nearest": [normalize_cams(F.interpolate(raw[:, None], size=size, mode="nearest")[:, 0])],
@@ -153,6 +155,9 @@ _EARLY_RELU = ("the ReLU is applied too early (to the gradients, the weights or 
                "gradients into weights, sum the weighted channels, then apply the ReLU once, to the sum.")
 _CONTRAST = ("Grad-CAM backpropagates each class's own logit, logits[0, index], with nothing subtracted: a score that "
              "subtracts the other classes explains what tells this class apart from them, another map.")
+_GRADIENTS_ONLY = ("the maps are made of the gradients alone (averaged over the channels), without the activations: Grad-CAM "
+                   "weights each channel of the activation by the mean of its gradient over the cells and sums them, "
+                   "(gradient.mean(dim=(1, 2))[:, None, None] * activation).sum(dim=0).")
 _MISTAKES = {
     "probabilities": "these maps use the gradients of the softmax probabilities; Grad-CAM backpropagates each class's "
     "logit, the score before the softmax (logits[0, index]).",
@@ -177,6 +182,7 @@ _MISTAKES = {
     "ReLU on gradients": _EARLY_RELU,
     "one weight": "every channel gets the same weight (the mean of the whole gradient): each channel c needs its own "
     "weight, the mean of its gradient over the cells, gradient.mean(dim=(1, 2)) for a gradient (C, h, w).",
+    "gradients only": _GRADIENTS_ONLY,
     "weights per cell": "the gradient is averaged over the channels, which gives a weight per cell: average it over the "
     "cells (the last two dimensions), which gives one weight per channel.",
     "gradient times activation": "each cell is weighted by its own gradient (gradient * activation, summed over the "
@@ -192,7 +198,40 @@ _MISTAKES = {
 }
 
 
-_OTHER_ORDER = "the maps are right but belong to other classes: keep them in the order of class_names."
+_OTHER_ORDER = ("the maps are right but belong to other classes: keep them in the order of class_names (a set() or "
+                "sorted() of the names loses it).")
+
+
+def _reordered(cams: torch.Tensor, references: Sequence[torch.Tensor]) -> bool:
+    """Whether the maps are right maps in another order (and not right in the given one)."""
+    if cams.ndim != 3 or not bool(torch.isfinite(cams).all()) or _closest(cams, references) < TOLERANCE:
+        return False
+    comparable = normalize_cams(cams)
+    return any(_closest(comparable, [right[list(order)] for right in references]) < TOLERANCE
+               for order in itertools.permutations(range(cams.shape[0])) if list(order) != list(range(cams.shape[0])))
+
+
+def _one_weight_or_gradients(model: LoadedModel, cams_for_classes: Callable, checker: Checker) -> str:
+    """Tells "one weight for all channels" from "the gradients alone", whose maps agree where both are all zero.
+
+    Where the gradient at layer4 is the same in every cell (layer4 -> average pooling -> fc), both are 0 for a
+    class whose mean gradient is negative; for the class with the largest mean fc weight they differ.
+    """
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    fc = getattr(model.network, "fc", None)
+    if not isinstance(fc, torch.nn.Linear) or float(fc.weight.detach().mean(1).max()) <= 0:
+        return _MISTAKES["one weight"]
+    index = int(fc.weight.detach().mean(1).argmax())
+    name = model.class_names[index]
+    image = check_image()
+    activations, gradients = layer_gradients(model, image, ["layer4"], {"c": lambda logits: logits[0, index]})
+    g, a4 = gradients["c"]["layer4"], activations["layer4"]
+    one_weight = _finish((g.mean() * a4.sum(0)).clamp(min=0)[None], CHECK_IMAGE_SIZE, _centres(model, image))
+    ok, answer = checker.call(cams_for_classes, model, image, [name], described=_MAPS_ARGUMENTS)
+    cams = as_tensor(answer) if ok and isinstance(answer, torch.Tensor) else None
+    if cams is None or tuple(cams.shape) != tuple(one_weight[0].shape) or not bool(torch.isfinite(cams).all()):
+        return _MISTAKES["one weight"]
+    return _MISTAKES["one weight"] if _closest(normalize_cams(cams), one_weight) < TOLERANCE else _GRADIENTS_ONLY
 
 
 def _diagnose_maps(cams: torch.Tensor, references: dict[str, list[torch.Tensor]]) -> str:
@@ -291,6 +330,8 @@ def _check_second_photo(model: LoadedModel, cams_for_classes: Callable, checker:
     if not bool(torch.isfinite(cams).all()):
         return f"{what}, the maps contain NaN."
     reference = cached(model, "exercise a: second photo", lambda: _second_reference(model))
+    if _reordered(cams, reference):
+        return _OTHER_ORDER
     difference = _closest(normalize_cams(cams), reference)
     return "" if difference < TOLERANCE else f"{what}, the maps differ from Grad-CAM at layer4 by up to {difference:.2f}."
 
@@ -309,6 +350,8 @@ def _check_edges(model: LoadedModel, cams_for_classes: Callable, checker: Checke
     cams = as_tensor(answer) if ok else None
     if cams is None or tuple(cams.shape) != tuple(edges["reference"][0].shape):
         return "", "", ""  # an error is reported by the call; a wrong form by the first call's checks
+    if _reordered(cams, edges["reference"]):
+        return "", "", _OTHER_ORDER  # the maps of the classes are right, but swapped: not a normalisation problem
     nan = normalised = values = ""
     for k, (name, kind) in enumerate(zip(edges["names"], edges["kinds"])):
         cam = cams[k]
@@ -425,8 +468,12 @@ def _check_maps(checker: Checker, model: LoadedModel, cams_for_classes: Callable
     comparable = normalize_cams(cams)
     matches = _closest(comparable, references["reference"]) < TOLERANCE
     problem = _check_second_photo(model, cams_for_classes, checker) if matches else _diagnose_maps(comparable, references)
+    if problem == _MISTAKES["one weight"]:
+        problem = _one_weight_or_gradients(model, cams_for_classes, checker)
     if reordered and problem == _OTHER_ORDER:
         problem = ""
+    if reordered and edge_values == _OTHER_ORDER:
+        edge_values = ""
     if ready_made:
         problem = (f"cams_for_classes calls {ready_made[0]}, which the text asks you not to use: it does the whole "
                    "computation for you. Write the steps yourself: LayerRecorder, one backward pass per class, weights, "
@@ -460,7 +507,9 @@ def _halves(cams: torch.Tensor, by_rows: bool = False, split: str = "right") -> 
 def _dominant(cams: torch.Tensor, names: list[str], reduce: str = "sum", by_rows: bool = False, pick: str = "max", split: str = "right") -> dict[str, Any]:
     answer = {}
     for half, part in _halves(cams, by_rows, split).items():
-        values = part.flatten(-2).sum(-1) if reduce == "sum" else part.flatten(-2).amax(-1)
+        values = part.flatten(-2).sum(-1) if reduce != "max" else part.flatten(-2).amax(-1)
+        if reduce == "share":  # each class's mass in the half as a share of its own map's mass
+            values = values / cams.flatten(-2).sum(-1).clamp(min=1e-12)
         if not values.numel() or part.shape[-1] == 0:
             answer[half] = None
             continue
@@ -518,8 +567,11 @@ def _synthetic_cases() -> list[tuple[torch.Tensor, list[str]]]:
     tied[1, :, :3] = 0.5  # two classes with the same mass in the left half: the first in class_names wins
     tied[2, :, :3] = 0.5
     tied[0, :, 3:] = 0.2
+    share = torch.zeros(2, 4, 6)
+    share[0] = 0.5  # everywhere: the most mass in the left half
+    share[1, :, :3] = 0.4  # on the left half only: less mass there, but all of its own map's mass (the largest share)
     cases = [(plain, ["first", "second", "third"]), (peak, ["peak", "broad"]), (rows, ["top", "bottom"]), (graded, ["A", "B", "C"]),
-             (tied, ["x", "tie one", "tie two"])]
+             (tied, ["x", "tie one", "tie two"]), (share, ["everywhere", "left only"])]
     return cases + _boundary_cases()
 
 
@@ -530,6 +582,10 @@ _DOMINANT_MISTAKES: list[tuple[Callable[[torch.Tensor, list[str]], Any], str]] =
      "this compares the maps' peak values; compare their mass, the sum of each map over the half."),
     (lambda c, n: _dominant(c, n, by_rows=True),
      "the photo is split into top and bottom: split the columns (the last dimension, width) into left and right."),
+    (lambda c, n: _dominant(c, n, reduce="share") if bool((c.flatten(1).sum(1) > 0).all()) else None,
+     "this compares each class's share of its own map (its mass in the half divided by its whole map's mass); compare "
+     "the mass itself, the sum of each map over the half: a map spread over the whole photo can outweigh one that lies "
+     "in the half only."),
     (lambda c, n: _dominant(c, n, pick="min"), "this picks the class with the least mass in each half; pick the most."),
     (lambda c, n: {h: n.index(v) for h, v in _dominant(c, n).items()},
      "return class names, not their positions: {'left': name, 'right': name}."),
@@ -561,7 +617,9 @@ def _diagnose_dominant(cases: list[tuple[torch.Tensor, list[str]]], answers: lis
             return (f"dominant_class returned {strangers[0]!r}, which is not among the class_names it was given "
                     f"({', '.join(names)}): use the class_names argument, not the notebook's CLASSES.")
     for wrong, message in _DOMINANT_MISTAKES:
-        if all(answer == wrong(cams, names) for answer, (cams, names) in zip(answers, cases)):
+        # A mistake that is undefined on a case (None: a share of an all-zero map) is judged on the other cases.
+        expected = [wrong(cams, names) for cams, names in cases]
+        if any(e is not None for e in expected) and all(e is None or answer == e for answer, e in zip(answers, expected)):
             return message
     for answer, (cams, names) in zip(answers, cases):
         expected = _dominant(cams, names)

@@ -408,11 +408,13 @@ def _with_failing_network(function: Callable, network: torch.nn.Module, failed: 
     return failing
 
 
-def _hidden_error(checker: Checker, model: LoadedModel, explain_folder: Callable, faults: list[_Fault], saves: bool) -> str:
+def _hidden_error(checker: Checker, model: LoadedModel, explain_folder: Callable, faults: list[_Fault], saves: bool,
+                  stale_kept: bool = False) -> str:
     """The message if explain_folder hides an error that is not an unreadable image (it must propagate), else "".
 
     ``saves``: whether it saved the right overlays in the other folders; only then does a save that cannot fail
-    (no save at all) not count as a hidden error.
+    (no save at all) not count as a hidden error. ``stale_kept``: whether it left an earlier run's overlay in place
+    (it skips an image whose overlay exists, so a folder in the overlay's place makes no save fail).
     """
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     for fault in faults:
@@ -427,6 +429,8 @@ def _hidden_error(checker: Checker, model: LoadedModel, explain_folder: Callable
             continue  # it never ran the network on the image: no failure to hide (the other checks say what it skipped)
         if not fault.network_fails and not (fault.output / f"{fault.file}_cam.png").is_dir():
             continue  # the function deleted what was in output_folder: the user's file in another folder tells that
+        if not fault.network_fails and stale_kept:
+            continue  # it skips an image whose overlay exists already (it kept an earlier run's overlay): no save failed
         names = [Path(str(item)).name for item in reported] if isinstance(reported, (list, tuple, set)) else []
         went_on = "reported it as not an image" if fault.file in names else "went on without it"
         return (f"explain_folder hid an error that was not an unreadable image: {fault.what}, and explain_folder {went_on}. "
@@ -452,6 +456,10 @@ def _describe_report(reported: Any, case: _Folder) -> str:
     if SUBFOLDER in names:
         return f"explain_folder reported the sub-folder {SUBFOLDER!r}: skip sub-folders, they are neither explained nor reported."
     wrongly = sorted(set(names) & set(case.images))
+    if len(case.images) > 1 and set(names) >= set(case.images) | set(case.not_images):
+        return (f"explain_folder reported every file as not an image, the images too ({', '.join(wrongly)}){where}: "
+                "load_image was given a path without its folder? os.listdir (and os.scandir's .name) give names only; "
+                "load them from the folder, Path(folder) / name, not from the working directory.")
     if wrongly:
         return (f"explain_folder reported {', '.join(wrongly)}, which is an image{where}: report only the files load_image "
                 "cannot read, whatever their names (extension, case, a leading dot).")
@@ -505,7 +513,7 @@ def _describe_saved(model: LoadedModel, case: _Folder) -> str:
         target = case.output / f"{name}_cam.png"
         if case.as_str and target.read_bytes() == (DATA_DIR / STALE).read_bytes():
             return (f"{target.name}, left in output_folder by an earlier run, was not replaced: save every overlay, "
-                    "overwriting an older file of the same name.")
+                    "overwriting an older file of the same name (do not skip an image whose overlay exists already).")
         if not target.read_bytes().startswith(PNG_SIGNATURE):
             return (f"{target.name} is not a PNG file (its first bytes are not PNG's signature): save the overlay as PNG, "
                     "e.g. Image.fromarray(overlay).save(path) with a path ending in .png, or format='PNG'.")
@@ -565,7 +573,9 @@ def _check_folder(checker: Checker, model: LoadedModel, explain_folder: Callable
             reports.append(reported)
         # Errors that are not unreadable images must reach the caller; and a network in training mode stays so.
         names_right = not any(_describe_names(case) for case in cases)
-        hidden = _hidden_error(checker, model, explain_folder, _make_faults(Path(temporary) / "faults"), names_right)
+        stale_kept = any(case.as_str and (case.output / name).is_file() and (case.output / name).read_bytes() == (DATA_DIR / STALE).read_bytes()
+                         for case in cases for name in (f"{image}_cam.png" for image in case.images))
+        hidden = _hidden_error(checker, model, explain_folder, _make_faults(Path(temporary) / "faults"), names_right, stale_kept)
         toy = Path(temporary) / "toy"
         toy.mkdir()
         Image.fromarray(made_up_image()).save(toy / "toy.png")

@@ -170,6 +170,41 @@ def _replayed(top: list[Any], photo: np.ndarray, seed: int) -> torch.Tensor | No
         return None
 
 
+def _channels_last(tensor: Any) -> bool:
+    """Whether a tensor holds an image with its channels last, (H, W, 3) or (H, W, 1)."""
+    return isinstance(tensor, torch.Tensor) and tensor.ndim == 3 and tensor.shape[-1] in (1, 3) and tensor.shape[0] not in (1, 3)
+
+
+def _quiet_call(checker: Checker, function: Callable, *args: Any) -> Any:
+    """A further call whose error is not reported (the first call's result is judged); its side effects are, and undone."""
+    state = checker.before_call(function, args)
+    try:
+        return function(*args)
+    except Exception:  # noqa: BLE001 - see above
+        return None
+    finally:
+        checker.after_call(function, state)
+
+
+def _random_step(checker: Checker, changed_preprocess: Callable, photo: np.ndarray, tensor: Any) -> bool:
+    """Whether changed_preprocess gives another tensor on a second call on the same photo, under another random seed.
+
+    A random step (a Random... transform, ElasticTransform, noise from torch.randn) leaves the class the model
+    predicts undetermined. Errors and other kinds of results are judged elsewhere: not random.
+    """
+    if not isinstance(tensor, torch.Tensor):
+        return False
+    torch.manual_seed(12345)
+    try:
+        with recorded_steps():
+            again = _quiet_call(checker, changed_preprocess, photo.copy())
+    finally:
+        torch.manual_seed(0)
+    if not isinstance(again, torch.Tensor) or again.shape != tensor.shape:
+        return isinstance(again, torch.Tensor)
+    return not torch.allclose(again.detach().float(), tensor.detach().float(), atol=1e-5)
+
+
 def _outside_steps(tensor: Any, replayed: torch.Tensor | None) -> str:
     """A change made outside the steps: the student's tensor is not what its own steps give on the photo.
 
@@ -181,6 +216,8 @@ def _outside_steps(tensor: Any, replayed: torch.Tensor | None) -> str:
         return ""
     if tensor.ndim == 4 and tensor.shape[0] == 1:
         tensor = tensor[0]
+    if _channels_last(tensor):
+        return ""  # the steps' tensor with its dimensions reordered: the shape check names it
     if replayed is not None and replayed.shape == tensor.shape and torch.allclose(replayed.float(), tensor.detach().float(), atol=1e-5):
         return ""
     return ("changed_preprocess returns something its steps do not give on the photo it was given: a change made "
@@ -220,6 +257,9 @@ def _check_whole_photo(checker: Checker, changed_preprocess: Callable, photo: np
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     if not isinstance(tensor, torch.Tensor) or tensor.ndim < 2:
         checker.skip(["the whole photo, unaltered"], "need a tensor from changed_preprocess first")
+        return
+    if _channels_last(tensor):
+        checker.skip(["the whole photo, unaltered"], "need an image tensor (3, H, W) first")
         return
     height, width = tensor.shape[-2:]
     expected_width = height * photo.shape[1] / photo.shape[0]
@@ -316,6 +356,7 @@ def check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: Any
         ok, tensor = checker.call(changed_preprocess, given)
     predicted: list[str] = []
     one_change = False
+    random_step = False
     if not ok:
         checker.skip(["returns one image tensor (3, H, W)", "one step changed", "the whole photo, unaltered", "changes the top class"],
                      "changed_preprocess must run first")
@@ -327,10 +368,29 @@ def check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: Any
         else:
             # A photo edited in place is reported as such (a side effect), not once more as a change outside the steps.
             outside = _outside_steps(tensor, _replayed(steps.top, coffee, seed)) if np.array_equal(given, coffee) else ""
-            one_change = _check_steps(checker, reference, steps, outside)
+            if not steps:
+                # No step applied on this call: a result computed once and kept? Then it ignores its photo, which
+                # the whole-photo check says; "applied no transform" would be a wrong guess.
+                torch.manual_seed(seed)
+                with recorded_steps() as other_steps:
+                    other = _quiet_call(checker, changed_preprocess, 255 - coffee)
+                if not other_steps and isinstance(other, torch.Tensor) and isinstance(tensor, torch.Tensor) \
+                        and other.shape == tensor.shape and torch.equal(other.detach(), tensor.detach()):
+                    checker.skip(["one step changed"], "the steps can be compared once changed_preprocess applies them to its image argument")
+                    steps = None
+            if steps is not None:
+                one_change = _check_steps(checker, reference, steps, outside)
         _check_whole_photo(checker, changed_preprocess, coffee, tensor, seed)
+        random_step = well_formed and _random_step(checker, changed_preprocess, coffee, tensor)
         if not well_formed:
             checker.skip(["changes the top class"], "need an image tensor (3, H, W) first")
+        elif random_step:
+            checker.require(
+                "changes the top class", False,
+                "changed_preprocess gives a different tensor each time it is called on the same photo: a random step "
+                "(a Random... transform, ElasticTransform, noise from torch.randn...), so the class the model predicts "
+                "changes from call to call and is not determined by your pipeline. Make the change deterministic "
+                "(fixed parameters, p=1.0).")
         else:
             logits = _logits(model, tensor)
             probabilities = logits.softmax(dim=0)
@@ -359,7 +419,10 @@ def check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: Any
                        f"name for {model.class_names[index]!r}: give the name exactly as model.class_names writes it.")
         except UnknownClassError as error:
             problem = f"new_top_class is not an ImageNet class name: {error}"
-    if checker.require("names a real class", not problem, problem) and predicted:
+    real = checker.require("names a real class", not problem, problem)
+    if real and random_step:
+        checker.skip(["names the class the model predicts"], "need a pipeline that gives the same tensor at each call first")
+    elif real and predicted:
         if new_top_class in predicted:
             problem = ""
         elif _same_but_case(new_top_class, predicted):

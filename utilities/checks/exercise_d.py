@@ -123,8 +123,9 @@ _MISTAKES = {
     "mean inside": "this is the mean of the map inside the mask; the share is the mass inside divided by the whole "
     "map's mass, cam[mask].sum() / cam.sum().",
     "inside/outside": "this divides the mass inside by the mass outside; divide by the whole map's mass, cam.sum().",
+    "top": "these are the shares of {top}, the model's top class, not of class_name: explain the class_name you were "
+    "given (give it to grad_cam as the class to explain; without one, grad_cam explains the top class).",
     "Egyptian cat": "these are the shares of 'Egyptian cat' (the notebook's class): explain the class_name you were given.",
-    "top": "these are the shares of the model's top class ({top}): explain the class_name you were given.",
     "global model": "these shares come from the notebook's model: use the model argument.",
     "no normalisation": "these are the shares of the maps before normalisation (result.raw upsampled): the text asks "
     "for the normalised Grad-CAM (result.maps, each map from 0 to 1). Normalising subtracts each map's minimum, which "
@@ -173,10 +174,12 @@ def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedMode
         checker.skip(later, "fix the form of localisation_shares' result first")
         return True
     kinds = [shares[stage] for stage in STAGES]
-    odd = next((value for value in kinds if isinstance(value, bool) or not isinstance(value, (float, int, np.floating, np.integer))), None)
+    # A float as the text asks: a NumPy scalar such as np.float32 is not one (json.dumps refuses it); np.float64 is.
+    odd = next((value for value in kinds if isinstance(value, bool) or not isinstance(value, (float, int))), None)
     if odd is not None:
-        hint = ": convert with float(...)" if isinstance(odd, (torch.Tensor, np.ndarray)) else ""
-        checker.require(later[0], False, f"each share should be a number (a float); localisation_shares returns {type_name(odd)}{hint}.")
+        hint = ": convert with float(...)" if isinstance(odd, (torch.Tensor, np.ndarray, np.generic)) else ""
+        kind = f"a NumPy {type(odd).__name__}, not a Python float" if isinstance(odd, np.generic) else type_name(odd)
+        checker.require(later[0], False, f"each share should be a number (a float); localisation_shares returns {kind}{hint}.")
         checker.skip(later[1:], "fix the shares' type first")
         return True
     try:
@@ -276,7 +279,10 @@ def _positive_maps_problem(checker: Checker, localisation_shares: Callable) -> s
 
 def _check_zero_maps(checker: Checker, localisation_shares: Callable) -> None:
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    # Saturated (255) and black (0) pixels among the grey: an in-place edit that only touches those shows.
     image = np.full((64, 96, 3), 128, dtype=np.uint8)
+    image[::2, ::3] = 255
+    image[1::2, 1::4] = 0
     mask = object_mask(64, 96)
     name = "all-zero maps give share 0"
 
@@ -302,7 +308,10 @@ def _check_zero_maps(checker: Checker, localisation_shares: Callable) -> None:
                    "as the text says (check cam.sum() > 0 before dividing).")
     elif not np.all(values == 0):
         problem = (f"on a model whose maps are all zero, the shares should be 0 (no mass, none on the object); got "
-                   f"{np.round(values, 3).tolist()}. Did you use the notebook's model instead of the model argument?")
+                   f"{np.round(values, 3).tolist()}"
+                   # Shares that differ between the stages come from some real map: the notebook's model, most likely.
+                   + (". Did you use the notebook's model instead of the model argument?" if np.ptp(values) > 1e-6 else
+                      ": a map with no mass has share 0, not another constant."))
     else:
         problem = ""
     checker.require(name, not problem, problem)

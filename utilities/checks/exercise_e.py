@@ -423,6 +423,9 @@ _GRAD_CAM_MISTAKES: list[tuple[Callable[[torch.Tensor], torch.Tensor], str]] = [
      "one map, h * w."),
     (lambda c: c.clamp(min=0) / c.shape[0],
      "the maps are divided by the number of maps, K: divide by the number of cells of one map, h * w."),
+    (lambda c: c.clamp(min=0) / (c.shape[0] * c.shape[1]),
+     "the maps are divided by K * h (cams.shape[0] * cams.shape[1]): cams is (classes, h, w), so the maps' height and "
+     "width are its last two dimensions, h, w = cams.shape[-2:]; divide by h * w."),
     (lambda c: c.clamp(min=0) / c.shape[-2],
      "the maps are divided by the height only: divide by the number of cells of one map, h * w."),
     (lambda c: c.clamp(min=0) / c.shape[-1],
@@ -471,9 +474,12 @@ def _grad_cam_problem(cases: list[torch.Tensor], expected: list[torch.Tensor], a
     if len(ratios) == 2 and abs(ratios[0] - ratios[1]) < 1e-4 * abs(ratios[0]) and ratios[0] != 0:
         return (f"the maps are divided by the same number ({1 / ratios[0]:.4g}) whatever their size: divide by the number "
                 "of cells of the maps you are given, h * w from cams.shape, not a number from the notebook or one model.")
-    cams = cases[1]
+    cams, result = cases[1], results[1]
+    right = _grad_cam(cams)
+    cell = np.unravel_index(int((result.float() - right).abs().argmax()), tuple(cams.shape))
     return (f"on made-up CAMs of shape {tuple(cams.shape)}, grad_cam_from_cams does not return what grad_cam(...).raw "
-            "gives at layer4: work out the gradient of logit k with respect to one cell of channel c of layer4 "
+            f"gives at layer4: at map {cell[0]}, cell ({cell[1]}, {cell[2]}), where cams holds {float(cams[cell]):.3f}, yours "
+            f"is {float(result[cell]):.3f}, Grad-CAM's {float(right[cell]):.3f}. Work out the gradient of logit k with respect to one cell of channel c of layer4 "
             "(global average pooling, then fc), hence Grad-CAM's channel weights, then its map.")
 
 
@@ -497,6 +503,19 @@ def _check_grad_cam(checker: Checker, model: LoadedModel, grad_cam_from_cams: Ca
             elif given.requires_grad or given.grad is not None:
                 changed = changed or "requires_grad"
             answers.append(answer)
+        # The caller's CAMs may need gradients (CAMs of a network being trained): cams.detach_() or
+        # cams.requires_grad_(False) switches them off. Called outside checker.call: an answer that fails on a tensor
+        # that requires grad (cams.numpy(), an in-place op on a leaf) is judged on the calls above alone.
+        given = cases[1].clone().requires_grad_(True)
+        state = checker.before_call(grad_cam_from_cams, (given,), watch_inputs=False)
+        try:
+            grad_cam_from_cams(given)
+        except Exception:  # noqa: BLE001 - see above
+            pass
+        finally:
+            checker.after_call(grad_cam_from_cams, state)
+        if not given.requires_grad:
+            changed = changed or "requires_grad off"
     problem = _grad_cam_problem(cases, expected, answers)
     if backward:
         # Whatever the values: the text asks for Grad-CAM from the CAMs by reasoning, not by autograd.
@@ -509,6 +528,10 @@ def _check_grad_cam(checker: Checker, model: LoadedModel, grad_cam_from_cams: Ca
         "grad_cam_from_cams changed the CAMs it was given (an in-place operation such as clamp_, relu_, /= or "
         "cams[cams < 0] = 0): the caller's CAMs lose their values. Compute a new tensor and leave cams as it was."
         if changed == "values" else
+        "grad_cam_from_cams switched off requires_grad of the CAMs it was given (cams.detach_() or "
+        "cams.requires_grad_(False)): the caller's CAMs no longer carry gradients back to the network. Leave cams as it "
+        "was: cams.detach() returns a new tensor and leaves cams alone."
+        if changed == "requires_grad off" else
         "grad_cam_from_cams switched on requires_grad of the CAMs it was given (cams.requires_grad_()), or stored a "
         "gradient in them: the caller's CAMs now build an autograd graph in every later operation. Leave cams as it "
         "was; no gradient is needed here.",
