@@ -4,8 +4,10 @@ import re
 import shlex
 import subprocess
 import tomllib
+import venv
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,3 +136,24 @@ def test_the_documents_commands_run_as_written_from_a_fresh_shell():
                 assert "activate" in "\n".join(lines[section_start:number]), f"{where}: say how to enter the environment first"
             checked += 1
     assert checked >= 10
+
+
+def test_the_editable_install_prints_no_warning(tmp_path):
+    """Set-up installs the course with `pip install --editable`; the course's own packaging must print no warning
+    (pip shows the build backend's warnings even with --quiet). Installed into a bare environment of its own, so
+    that the project's .venv is left as it is."""
+    python = ROOT / ".venv" / "bin" / "python"
+    if not python.exists():
+        pytest.skip("no .venv: run `py tasks.py setup` first")
+    bare = tmp_path / "bare"
+    venv.create(bare, with_pip=False)
+    install = subprocess.run(
+        [str(python), "-m", "pip", "--python", str(bare / "bin" / "python"), "install", "--quiet", "--no-deps",
+         "--editable", str(ROOT)],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert install.returncode == 0, install.stderr
+    output = install.stdout + install.stderr
+    assert "warning" not in output.lower(), output
+    (pth,) = bare.rglob("__editable__.gradcam_course-*.pth")
+    assert Path(pth.read_text().strip()) == ROOT, "the editable install must point at the project root"
