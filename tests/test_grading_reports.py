@@ -32,7 +32,7 @@ def _class() -> list[Submission]:
     partial["a"] = NotebookResult(
         "a", "exercise_a.ipynb", Status.GRADED, passed=["shape", "no NaN"],
         problems=["dominant_class looked at the wrong half", "dominant_class looked at the wrong half", "cell 3 (`x`) raised ValueError: bad"],
-        failing_cells=[{"cell": 3, "first_line": "x", "error": "ValueError: bad", "traceback": "``` a fence ```\nValueError: bad"}],
+        failing_cells=[{"cell": 3, "first_line": "x", "run_as": 2, "error": "ValueError: bad", "traceback": "``` a fence ```\nValueError: bad"}],
         output="y" * 100, output_size=5_000_000,
     )
     partial["b"] = NotebookResult("b", "exercise_b.ipynb", Status.TIMED_OUT, problems=["a cell ran longer than 300 s"])
@@ -63,7 +63,7 @@ def test_feedback_gives_each_message_each_failing_cell_and_the_kept_output():
     # every check is named, passed or not; the reasons follow, each once
     assert "- passed: shape" in text and "- **not yet**: normalised" in text and "- **not yet**: Grad-CAM at layer4" in text
     assert text.count("- dominant_class looked at the wrong half") == 1 and "Why not yet:" in text
-    assert "Cell 3 (`x`) raised `ValueError: bad`:" in text
+    assert "Cell 3 (`x`, In [2] in the traceback) raised `ValueError: bad`:" in text
     assert "````\n``` a fence ```\nValueError: bad\n````" in text  # a longer fence than the traceback's own
     assert "What the notebook printed (the first 0 kB of 5.0 MB):" in text
     assert "*Timed out.*" in text and "a cell ran longer than 300 s" in text

@@ -13,12 +13,17 @@ from utilities.grading.runner import GRADED_TOTALS, OUTPUT_LIMIT, RUNS_WITHOUT_E
 
 def test_a_cell_that_raises_costs_a_point_and_is_named_with_its_traceback(tmp_path, kernel_factory):
     path = write_notebook(tmp_path / "exercise_c_pre.ipynb", "x = 1", "batch = [1, 2, 3]\nbatch[5]", "y = 2")
+    notebook = nbformat.read(path, as_version=4)
+    notebook.cells.insert(0, nbformat.v4.new_markdown_cell("# Exercise c"))  # cell numbers and In [n] now differ
+    nbformat.write(notebook, path)
     result = grade_notebook(path, "c", factory=kernel_factory)
     assert result.status == Status.GRADED and result.total == GRADED_TOTALS["c"] and result.passed == []
     assert "does not define model, changed_preprocess, new_top_class" in result.problems[0]
-    assert result.problems[-1] == "cell 2 (`batch = [1, 2, 3]`) raised IndexError: list index out of range"
+    # the cell as the notebook shows it (third), and the number the traceback gives it (In [2])
+    assert result.problems[-1] == "cell 3 (`batch = [1, 2, 3]`, In [2] in the traceback) raised IndexError: list index out of range"
     (cell,) = result.failing_cells
-    assert cell["cell"] == 2 and "----> 2 batch[5]" in cell["traceback"] and "\x1b[" not in cell["traceback"]
+    assert cell["cell"] == 3 and "----> 2 batch[5]" in cell["traceback"] and "\x1b[" not in cell["traceback"]
+    assert "Cell In[2]" in cell["traceback"]
 
 
 def test_an_empty_notebook_earns_no_point_for_running_without_errors(tmp_path, kernel_factory):

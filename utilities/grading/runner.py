@@ -27,6 +27,7 @@ __all__ = [
     "RUNS_WITHOUT_ERRORS",
     "Status",
     "NotebookResult",
+    "cell_label",
     "grade_notebook",
     "written_answers",
 ]
@@ -197,7 +198,8 @@ def _failing_cells(cells: list) -> list[dict[str, Any]]:
                 traceback = _students_frames(_ANSI.sub("", "\n".join(output.get("traceback", []))))
                 if len(traceback) > _TRACEBACK_LIMIT:
                     traceback = "...\n" + traceback[-_TRACEBACK_LIMIT:]  # the end names the error
-                failing.append({"cell": number, "first_line": _first_line(cell.source), "error": error[:300], "traceback": traceback})
+                failing.append({"cell": number, "first_line": _first_line(cell.source), "run_as": cell.get("execution_count"),
+                                "error": error[:300], "traceback": traceback})
                 break
     return failing
 
@@ -234,7 +236,14 @@ def _errors_message(failing: list[dict[str, Any]]) -> str:
     error = first["error"] if len(first["error"]) <= 200 else first["error"][:197] + "..."
     others = len(failing) - 1
     later = f" ({others} later cell{'s' if others > 1 else ''} failed too)" if others else ""
-    return f"cell {first['cell']} (`{first['first_line']}`) raised {error}{later}"
+    return f"{cell_label(first)} raised {error}{later}"
+
+
+def cell_label(failing: dict[str, Any]) -> str:
+    """'cell 3 (`first line`, In [2] in the traceback)': counted among all cells as the notebook shows them, with the
+    execution count that the traceback's ``Cell In[2]`` names (the two differ wherever Markdown cells come first)."""
+    run_as = f", In [{failing['run_as']}] in the traceback" if failing.get("run_as") is not None else ""
+    return f"cell {failing['cell']} (`{failing['first_line']}`{run_as})"
 
 
 def grade_notebook(
