@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -197,6 +198,35 @@ def _set_of_names(model, image, class_names):
     return hand_cams(model, image, names)
 
 
+def _forward_per_class(model, image, class_names):
+    """One forward pass per class (each class's map from a graph of its own): right maps, the network run K times."""
+    return torch.cat([hand_cams(model, image, [name]) for name in class_names])
+
+
+def _gradient_times_activation(model, image, class_names):
+    """Each cell weighted by its own gradient (HiResCAM): the same map as Grad-CAM where the head averages the cells."""
+    inputs = model.to_input(image)
+    with LayerRecorder(model.network, "layer4") as recorder:
+        logits = model.network(inputs)
+    maps = []
+    for name in class_names:
+        logits[0, model.class_index(name)].backward(retain_graph=True)
+        maps.append((recorder.gradients["layer4"][0] * recorder.activations["layer4"][0]).sum(dim=0).clamp(min=0))
+    return normalize_cams(upsample_cams(torch.stack(maps), image.shape[:2]))
+
+
+def _still_in_graph(model, image, class_names):
+    """The right maps, still attached to the autograd graph (the weights multiply the recorded gradient's graph)."""
+    maps = hand_cams(model, image, class_names)
+    return maps + 0 * model.to_input(image).requires_grad_(True).sum()
+
+
+def _numpy_names(cams, class_names):
+    """The names as numpy.str_, taken from a NumPy array of class_names."""
+    names = np.array(class_names)
+    return {"left": names[int(_sums(cams)[0].argmax())], "right": names[int(_sums(cams)[1].argmax())]}
+
+
 def _share_of_own_map(cams, class_names):
     """The class whose map has the largest share of its own mass in the half (mass in the half / whole mass)."""
     total = cams.sum(dim=(-2, -1)).clamp(min=1e-12)
@@ -308,6 +338,19 @@ WRONG_A = [
                 _dominant(lambda cams, names: {"left": "Egyptian cat", "right": "espresso"})),
     WrongAnswer("a", "dominant_class: a tuple instead of a dict", r"should return a dict",
                 _dominant(lambda cams, names: (names[int(_sums(cams)[0].argmax())], names[int(_sums(cams)[1].argmax())]))),
+]
+
+WRONG_A += [
+    # cases the text now decides (a fresh student's round 4): each passed the checks before
+    WrongAnswer("a", "one forward pass per class", r"ran the network 3 times for 3 classes: the text asks for one forward pass",
+                lambda m, s: {"cams_for_classes": _forward_per_class}),
+    WrongAnswer("a", "gradient x activation (HiResCAM) instead of mean-gradient weights",
+                r"whose head takes the maximum over the cells.*gradient x activation summed over the channels \(HiResCAM\)",
+                lambda m, s: {"cams_for_classes": _gradient_times_activation}),
+    WrongAnswer("a", "the maps returned still attached to the autograd graph", r"still attached to the autograd graph \(requires_grad=True\)",
+                lambda m, s: {"cams_for_classes": _still_in_graph}),
+    WrongAnswer("a", "dominant_class: names as numpy.str_", r"plain str; got a str_, a str_ \(a NumPy array of the names gives numpy\.str_",
+                _dominant(_numpy_names)),
 ]
 
 RIGHT_A = [

@@ -167,6 +167,7 @@ class Checker:
         self._reported: set[str] = set()
         #: The positions of the arguments the last call changed in place (put back since).
         self.changed_arguments: set[int] = set()
+        self.forward_passes = 0
 
     def _problem(self, message: str) -> None:
         # One mistake can fail several checks; its message is said once.
@@ -233,6 +234,8 @@ class Checker:
             handle.remove()
         changes = self.snapshot.changes(name, removed_sentinels=removed)
         self.snapshot.restore()
+        #: How many forward passes of the watched networks the last call ran (their sentinels fired).
+        self.forward_passes = len(state.grad_forwards)
         self.changed_arguments = set()
         for watched in state.inputs:
             change = watched.change()

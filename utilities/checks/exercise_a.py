@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
+from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -297,7 +299,9 @@ def _edge_classes(model: LoadedModel) -> dict[str, Any]:
 
 
 #: A second photo, of odd height and width, and its classes.
-SECOND_PHOTO, SECOND_SIZE, SECOND_CLASSES = "chelsea.jpg", (143, 215), ("tabby", "espresso")
+#: Five classes: a set() of the names keeps their order only 1 time in 120 (the order of a set of str changes with
+#: the process's hash seed), so an answer that loses the order cannot pass by chance.
+SECOND_PHOTO, SECOND_SIZE, SECOND_CLASSES = "chelsea.jpg", (143, 215), ("tabby", "espresso", "goldfish", "tiger cat", "wallet")
 
 
 def _second_photo() -> np.ndarray:
@@ -334,6 +338,59 @@ def _check_second_photo(model: LoadedModel, cams_for_classes: Callable, checker:
         return _OTHER_ORDER
     difference = _closest(normalize_cams(cams), reference)
     return "" if difference < TOLERANCE else f"{what}, the maps differ from Grad-CAM at layer4 by up to {difference:.2f}."
+
+
+class _MaxPoolingHead(torch.nn.Module):
+    """The made-up network of exercise e with the maximum over the cells instead of their mean before ``fc``.
+
+    There the gradient at ``layer4`` differs from cell to cell, so Grad-CAM (one weight per channel, the mean of its
+    gradient) and gradient x activation (HiResCAM) differ; after global average pooling they give the same map.
+    """
+
+    def __init__(self, body: torch.nn.Module) -> None:
+        super().__init__()
+        self.layer3, self.layer4, self.fc = body.layer3, body.layer4, body.fc
+        self.maxpool = torch.nn.AdaptiveMaxPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.maxpool(self.layer4(self.layer3(x))), 1))
+
+
+def max_pooling_model() -> LoadedModel:
+    """:func:`made_up_model` with :class:`_MaxPoolingHead`: the same weights, the same preprocessing."""
+    toy = made_up_model()  # a copy of its network: what a student's function does to this one stays here
+    return replace(toy, network=_MaxPoolingHead(copy.deepcopy(toy.network)).eval(), name="a made-up network with max pooling")
+
+
+def _check_max_pooling_head(cams_for_classes: Callable, checker: Checker) -> str:
+    """The problem of cams_for_classes on a network whose head takes the maximum over the cells, or ""."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    toy, image = max_pooling_model(), made_up_image()
+    ok, answer = checker.call(cams_for_classes, toy, image, list(CLASSES), described=_MAPS_ARGUMENTS)
+    if not ok:
+        return ""  # the error is reported by the call
+    cams = as_tensor(answer) if isinstance(answer, torch.Tensor) else None
+    size = tuple(image.shape[:2])
+    what = "on a small network of the check's own whose head takes the maximum over the cells (not their mean)"
+    if cams is None or tuple(cams.shape) != (len(CLASSES), *size) or not bool(torch.isfinite(cams).all()):
+        shape = tuple(cams.shape) if cams is not None else type_name(answer)
+        return f"{what}, cams_for_classes returned {shape}, expected finite maps {(len(CLASSES), *size)}."
+    scores = {str(k): (lambda logits, index=toy.class_index(name): logits[0, index]) for k, name in enumerate(CLASSES)}
+    activations, gradients = layer_gradients(toy, image, ["layer4"], scores)
+    a4, centres = activations["layer4"], _centres(toy, image)
+    each = [gradients[str(k)]["layer4"] for k in range(len(CLASSES))]
+    right = _finish(torch.stack([_gradcam(a4, g) for g in each]).clamp(min=0), size, centres)
+    comparable = normalize_cams(cams)
+    if _closest(comparable, right) < TOLERANCE:
+        return ""
+    elementwise = _finish(torch.stack([(g * a4).sum(0) for g in each]).clamp(min=0), size, centres)
+    if _closest(comparable, elementwise) < TOLERANCE:
+        return (f"{what}, your maps are gradient x activation summed over the channels (HiResCAM), not Grad-CAM: at "
+                "layer4 of the course's models the two agree only because global average pooling gives every cell the "
+                "same gradient. Grad-CAM weights each channel by its gradient averaged over the cells, "
+                "gradient.mean(dim=(1, 2)).")
+    return (f"{what}, the maps differ from Grad-CAM by up to {_closest(comparable, right):.2f}: does your code assume "
+            "something of the course's models (their head, their size) that the text does not give?")
 
 
 def _check_edges(model: LoadedModel, cams_for_classes: Callable, checker: Checker, maps_right: bool) -> tuple[str, str, str]:
@@ -394,6 +451,7 @@ def _check_maps(checker: Checker, model: LoadedModel, cams_for_classes: Callable
     height, width = CHECK_IMAGE_SIZE
     later = ["no NaN", "normalised", "Grad-CAM at layer4"]
     ok, answer = checker.call(cams_for_classes, model, image, list(CLASSES), described=_MAPS_ARGUMENTS)
+    forward_passes = checker.forward_passes
     if not ok:
         checker.skip(later, "cams_for_classes did not return maps")
         return
@@ -426,7 +484,13 @@ def _check_maps(checker: Checker, model: LoadedModel, cams_for_classes: Callable
         problem = f"the maps are {shape[1]}x{shape[2]}; upsample them to the image's size, {height}x{width} (image.shape[:2])."
     else:
         problem = ""
-    if not checker.require("shape", not problem, problem):
+    if not problem and answer.requires_grad:
+        # Right values, wrong contract: judged here, and the values still judged below.
+        problem = ("cams_for_classes returns maps still attached to the autograd graph (requires_grad=True): the "
+                   "caller's cams.numpy() fails and the whole network's graph stays in memory. Return them detached: "
+                   ".detach() the result, or compute the weighted sum under torch.no_grad() after the backward passes.")
+        checker.require("shape", False, problem)
+    elif not checker.require("shape", not problem, problem):
         checker.skip(later, "fix the shape first")
         return
     # The same function on two classes at the edges of the text: an all-zero map, a map above 0.
@@ -468,6 +532,12 @@ def _check_maps(checker: Checker, model: LoadedModel, cams_for_classes: Callable
     comparable = normalize_cams(cams)
     matches = _closest(comparable, references["reference"]) < TOLERANCE
     problem = _check_second_photo(model, cams_for_classes, checker) if matches else _diagnose_maps(comparable, references)
+    if matches and not problem:
+        problem = _check_max_pooling_head(cams_for_classes, checker)
+    if matches and not problem and forward_passes > 1:
+        problem = (f"cams_for_classes ran the network {forward_passes} times for {len(CLASSES)} classes: the text asks "
+                   "for one forward pass for all classes. Run it once inside LayerRecorder, then backpropagate each "
+                   "class's logit through that one graph (retain_graph=True, notebook 3).")
     if problem == _MISTAKES["one weight"]:
         problem = _one_weight_or_gradients(model, cams_for_classes, checker)
     if reordered and problem == _OTHER_ORDER:
@@ -627,9 +697,12 @@ def _diagnose_dominant(cases: list[tuple[torch.Tensor, list[str]]], answers: lis
             return (f"on {what} of shape {tuple(cams.shape)} (K, H, W), dominant_class returned {answer}, expected "
                     f"{expected}: for each half (left = the columns [:W // 2]) the class with the largest sum of its map; "
                     "a tie goes to the class that comes first in class_names.")
-        if not all(isinstance(value, str) for value in answer.values()):
-            return (f"dominant_class's values should be the names as str, from class_names; got "
-                    f"{', '.join(type_name(value) for value in answer.values())}.")
+        if not all(type(value) is str for value in answer.values()):
+            numpy_names = any(isinstance(value, np.str_) for value in answer.values())
+            return (f"dominant_class's values should be the items of class_names themselves, plain str; got "
+                    f"{', '.join(type_name(value) for value in answer.values())}"
+                    + (" (a NumPy array of the names gives numpy.str_, which prints as np.str_('...')): index class_names "
+                       "itself, class_names[int(index)]." if numpy_names else "."))
     return ""
 
 
