@@ -358,3 +358,22 @@ def test_a_map_at_the_layers_resolution_is_drawn_at_its_cells_centres(lite_model
     drawn = axes.get_images()[1].get_array()
     assert drawn.shape[:2] == display_shape(image.shape[:2], axes)
     plt.close(axes.figure)
+
+
+def test_cell_blocks_are_centred_on_the_cells_receptive_field_centres_and_hatch_the_flagged_cells():
+    from utilities.plotting import show_cell_blocks
+    from utilities.receptive_field import CellCentres
+
+    # 2 x 3 cells, stride 32 on a 64 x 96 input, centres shifted 8 pixels right and down; the photo is twice the input's size
+    centres = CellCentres(rows=np.array([24.0, 56.0]), columns=np.array([24.0, 56.0, 88.0]), stride=(32.0, 32.0),
+                          input_size=(64, 96), layer="layer", how="derived")
+    colours, hatched = np.zeros((2, 3, 3)), np.array([[True, False, False], [False, False, True]])
+    figure, ax = plt.subplots()
+    show_cell_blocks(ax, colours, centres, (128, 192), hatched=hatched)
+    assert tuple(ax.images[0].get_extent()) == (16.0, 208.0, 144.0, 16.0)  # each block 64 pixels, centred at 2 x the centre
+    assert ax.get_xlim() == (0.0, 192.0) and ax.get_ylim() == (128.0, 0.0)  # cut at the photo
+    hatches = [patch for patch in ax.patches if patch.get_hatch()]
+    assert sorted(patch.get_xy() for patch in hatches) == [(16.0, 16.0), (144.0, 80.0)]
+    with pytest.raises(ValueError, match="2 x 3 cells"):
+        show_cell_blocks(ax, np.zeros((3, 2, 3)), centres, (128, 192))
+    plt.close(figure)

@@ -41,6 +41,7 @@ __all__ = [
     "overlay_cam",
     "show_cam",
     "show_cams",
+    "show_cell_blocks",
     "show_feature_maps",
     "visualize_image_list",
 ]
@@ -547,7 +548,7 @@ def show_cams(
     titles = [f"{name} ({format_probability(p)})" for name, p in zip(names, result.probabilities.tolist())]
     if raw_max:
         maxima = result.raw.flatten(1).amax(dim=1).tolist() if len(result) else []
-        titles = [f"{title}\nraw max {maximum:.2g}" for title, maximum in zip(titles, maxima)]
+        titles = [f"{title}\nraw max {maximum:.3g}" for title, maximum in zip(titles, maxima)]
     pixels = load_image(image)
     count = len(result)
     ncols = max(1, min(count, ncols or max(1, int(_GALLERY_WIDTH // size))))
@@ -611,3 +612,51 @@ def _gallery(
     return figure, axes, bar_axes
 
 
+def show_cell_blocks(
+    ax: Axes,
+    colours: np.ndarray,
+    centres: CellCentres,
+    image_shape: tuple[int, int],
+    hatched: np.ndarray | None = None,
+) -> Axes:
+    """Draw one coloured block per cell of a layer, on the axes of the photo it belongs to.
+
+    Each block is one cell stride wide and high and centred on the cell's
+    receptive-field centre (nearest-neighbour: one value per cell, no
+    interpolation), so the blocks lie where the cells look, not on an even
+    split of the photo. The axes take the photo's pixel coordinates; what
+    reaches past the photo is cut off, and the photo's outline is drawn in grey.
+
+    Args:
+        ax: the axes to draw on.
+        colours: (h, w, 3) RGB values in [0, 1], one colour per cell.
+        centres: the cells' receptive-field centres, in network-input pixels
+            (``CamResult.centres``).
+        image_shape: (height, width) of the photo, in pixels.
+        hatched: optional (h, w) booleans: cells to hatch.
+
+    Returns:
+        The axes.
+
+    Raises:
+        ValueError: ``colours`` or ``hatched`` do not have one entry per cell.
+    """
+    height, width = image_shape
+    scale_y, scale_x = height / centres.input_size[0], width / centres.input_size[1]
+    rows_y, columns_x = np.asarray(centres.rows) * scale_y, np.asarray(centres.columns) * scale_x
+    half_y, half_x = centres.stride[0] * scale_y / 2, centres.stride[1] * scale_x / 2
+    colours = np.asarray(colours)
+    cells = (len(rows_y), len(columns_x))
+    if colours.shape[:2] != cells or (hatched is not None and np.shape(hatched) != cells):
+        raise ValueError(f"one colour (and hatch flag) per cell needed: the layer has {cells[0]} x {cells[1]} cells, "
+                         f"got colours {colours.shape[:2]}" + ("" if hatched is None else f" and hatched {np.shape(hatched)}"))
+    ax.imshow(colours, interpolation="nearest",
+              extent=(columns_x[0] - half_x, columns_x[-1] + half_x, rows_y[-1] + half_y, rows_y[0] - half_y))
+    if hatched is not None:
+        for row, column in zip(*np.nonzero(hatched)):
+            ax.add_patch(plt.Rectangle((columns_x[column] - half_x, rows_y[row] - half_y), 2 * half_x, 2 * half_y,
+                                       fill=False, hatch="///", edgecolor="black", linewidth=0))
+    ax.add_patch(plt.Rectangle((0, 0), width, height, fill=False, edgecolor="grey", linewidth=1))  # the photo's outline
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)
+    return ax
