@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from utilities import grad_cam, upsample_cams
+from utilities import LayerRecorder, grad_cam, normalize_cams, upsample_cams
 
 from .answers import RightAnswer, WrongAnswer
 
@@ -115,6 +115,28 @@ def _by_position(shares, threshold=0.8):
     return None
 
 
+def _hand_written(score: str, relu: bool):
+    """localisation_shares with Grad-CAM written by hand (LayerRecorder), from the logit or the softmax probability,
+    with or without the ReLU; the cells spread evenly, normalised with normalize_cams."""
+
+    def localisation_shares(model, image, class_name, object_mask):
+        index, shares = model.class_index(class_name), {}
+        for stage in STAGES:
+            with LayerRecorder(model.network, stage) as recorder:
+                logits = model.network(model.to_input(image))
+            target = logits.softmax(dim=1)[0, index] if score == "probability" else logits[0, index]
+            target.backward()
+            gradient, activation = recorder.gradients[stage][0], recorder.activations[stage][0]
+            raw = (gradient.mean(dim=(1, 2))[:, None, None] * activation).sum(dim=0)
+            raw = raw.clamp(min=0) if relu else raw
+            cam = normalize_cams(upsample_cams(raw[None], tuple(image.shape[:2])))[0]
+            mask = torch.as_tensor(object_mask)
+            shares[stage] = float(cam[mask].sum()) / float(cam.sum()) if float(cam.sum()) > 0 else 0.0
+        return shares
+
+    return lambda model, solution: {"localisation_shares": localisation_shares}
+
+
 def _image_in_place(right):
     def localisation_shares(model, image, class_name, object_mask):
         np.minimum(image, 254, out=image)  # "avoids overflow at 255", in the caller's photo
@@ -178,7 +200,15 @@ WRONG_D = [
                 _first(lambda shares, threshold=0.5: _in_order(shares, threshold))),
 ]
 
+WRONG_D += [
+    WrongAnswer("d", "Grad-CAM by hand from the softmax probability", r"gradients of the softmax probability.*backpropagates the class's logit",
+                _hand_written("probability", relu=True)),
+    WrongAnswer("d", "Grad-CAM by hand without the ReLU", r"without the ReLU, normalised from their negative minimum",
+                _hand_written("logit", relu=False)),
+]
+
 RIGHT_D = [
+    RightAnswer("d", "Grad-CAM written by hand with LayerRecorder, one forward pass per stage", _hand_written("logit", relu=True)),
     RightAnswer("d", "cells spread evenly, NumPy arithmetic", lambda model, solution: {"localisation_shares": _stretched}),
     RightAnswer("d", "first stage by sorting a copy of the dict", _first(lambda shares, threshold=0.8: next(
         (stage for stage, share in sorted(dict(shares).items()) if share >= threshold), None))),

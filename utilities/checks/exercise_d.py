@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..cam import grad_cam, upsample_cams
+from ..cam import grad_cam, normalize_cams, upsample_cams
 from ..images import DATA_DIR, load_image
 from ..models import LoadedModel, make_preprocess
-from ._common import STAGES, Checker, CheckResult, cached, smaller_input, type_name
+from ._common import STAGES, Checker, CheckResult, cached, layer_gradients, smaller_input, type_name
 
 __all__ = ["CHECK_COUNT", "CHECK_NAMES", "check_d", "share"]
 
@@ -91,8 +91,20 @@ def _references(model: LoadedModel, global_model: LoadedModel) -> dict[str, np.n
     with torch.inference_mode():
         top = model.class_names[int(model.network(model.preprocess(image).unsqueeze(0)).argmax())]
     keys = ("reference", "outside", "cat_mask", "mean inside", "inside/outside", "top", "Egyptian cat", "global model",
-            "no normalisation")
+            "no normalisation", "probability", "no ReLU")
     shares: dict[str, list[list[float]]] = {key: [[] for _ in PLACEMENTS] for key in keys}
+    # Grad-CAM written by hand with two slips: the softmax probability's gradient, and no ReLU (normalised from the
+    # signed map's minimum).
+    index = model.class_index(TARGET)
+    scores = {"logit": lambda logits: logits[0, index], "probability": lambda logits: logits.softmax(dim=1)[0, index]}
+    activations, gradients = layer_gradients(model, image, STAGES, scores)
+
+    def by_hand(stage: str, score: str, relu: bool, centres: Any) -> torch.Tensor:
+        gradient, activation = gradients[score][stage], activations[stage]
+        raw = (gradient.mean(dim=(1, 2))[:, None, None] * activation).sum(dim=0)
+        raw = raw.clamp(min=0) if relu else raw
+        return normalize_cams(upsample_cams(raw[None], (height, width), centres))[0]
+
     for stage in STAGES:
         results = grad_cam(model, image, [TARGET, top, "Egyptian cat"], layer=stage)
         global_result = grad_cam(global_model, image, TARGET, layer=stage)
@@ -110,6 +122,8 @@ def _references(model: LoadedModel, global_model: LoadedModel) -> dict[str, np.n
             shares["top"][row].append(share(maps[1], mask))
             shares["Egyptian cat"][row].append(share(maps[2], mask))
             shares["no normalisation"][row].append(share(upsample_cams(result.raw[:1], (height, width), result.centres)[0], mask))
+            shares["probability"][row].append(share(by_hand(stage, "probability", True, result.centres), mask))
+            shares["no ReLU"][row].append(share(by_hand(stage, "logit", False, result.centres), mask))
             placed = global_result if placement == "centres" else dataclasses.replace(global_result, centres=None)
             shares["global model"][row].append(share(placed.maps[0], mask))
     references = {key: np.array(values) for key, values in shares.items()}
@@ -130,6 +144,10 @@ _MISTAKES = {
     "no normalisation": "these are the shares of the maps before normalisation (result.raw upsampled): the text asks "
     "for the normalised Grad-CAM (result.maps, each map from 0 to 1). Normalising subtracts each map's minimum, which "
     "changes the share wherever that minimum is above 0.",
+    "probability": "these are the shares of Grad-CAM maps made from the gradients of the softmax probability; Grad-CAM "
+    "backpropagates the class's logit, the score before the softmax (grad_cam does).",
+    "no ReLU": "these are the shares of Grad-CAM maps without the ReLU, normalised from their negative minimum: apply the "
+    "ReLU to the weighted sum of the channels before upsampling and normalising (grad_cam does).",
 }
 
 
