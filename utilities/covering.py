@@ -49,18 +49,13 @@ def _drawn_cells(result: CamResult) -> torch.Tensor:
     return _DRAWN[key]
 
 
-def _cell_parts(result: CamResult, box: Box) -> torch.Tensor:
-    """For each cell (row by row), the part of its drawn weight that lies inside the box."""
+def cell_parts(result: CamResult, box: Box) -> torch.Tensor:
+    """Each cell's part of its drawn weight that lies inside the box, as an (h, w) grid (0: all outside, 1: all inside)."""
     drawn = _drawn_cells(result)
     mask = torch.zeros(result.image_size)
     for x0, y0, x1, y1 in box:
         mask[y0:y1, x0:x1] = 1
-    return (drawn * mask).sum(dim=(1, 2)) / drawn.sum(dim=(1, 2))
-
-
-def cell_parts(result: CamResult, box: Box) -> torch.Tensor:
-    """Each cell's part of its drawn weight that lies inside the box, as an (h, w) grid (0: all outside, 1: all inside)."""
-    return _cell_parts(result, box).reshape(result.raw.shape[1:])
+    return ((drawn * mask).sum(dim=(1, 2)) / drawn.sum(dim=(1, 2))).reshape(result.raw.shape[1:])
 
 
 def content_in(result: CamResult, box: Box) -> list[float]:
@@ -70,13 +65,13 @@ def content_in(result: CamResult, box: Box) -> list[float]:
     the photo over fewer pixels than the others (which edges depends on the
     model's padding, notebook 4b), and this split gives every cell its full weight.
     """
-    part = _cell_parts(result, box)
+    part = cell_parts(result, box).flatten()
     return [float(cells.flatten() @ part) for cells in result.raw]
 
 
 def cell_share(result: CamResult, box: Box) -> float:
     """The box's share of the cells, counted as :func:`content_in` counts: what a map with all cells equal puts there."""
-    return float(_cell_parts(result, box).mean())
+    return float(cell_parts(result, box).mean())
 
 
 def box_area(box: Box, image_size: tuple[int, int]) -> float:
@@ -152,7 +147,7 @@ def covering_table(
     bias = model.network.fc.bias
     rows = {}
     for label, box in boxes.items():
-        part = _cell_parts(result, box)
+        part = cell_parts(result, box).flatten()
         row = {"map": [float(cells.flatten() @ part) for cells in result.raw], "area": box_area(box, result.image_size), "cells": float(part.mean())}
         row["pixels"] = {fill: pixel_change(photo, box, fill) for fill in fills}
         row["covered"], row["top"] = {}, {}
