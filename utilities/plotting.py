@@ -548,7 +548,7 @@ def show_cams(
     titles = [f"{name} ({format_probability(p)})" for name, p in zip(names, result.probabilities.tolist())]
     if raw_max:
         maxima = result.raw.flatten(1).amax(dim=1).tolist() if len(result) else []
-        titles = [f"{title}\nraw max {maximum:.3g}" for title, maximum in zip(titles, maxima)]
+        titles = [f"{title}\nraw max {maximum:#.3g}" for title, maximum in zip(titles, maxima)]
     pixels = load_image(image)
     count = len(result)
     ncols = max(1, min(count, ncols or max(1, int(_GALLERY_WIDTH // size))))
