@@ -229,7 +229,7 @@ def test_gallery_titles_give_each_maps_raw_maximum():
     result = replace(_result_for_classes([0, 1, 2]), raw=raw, probabilities=torch.tensor([0.00047, 0.5, 0.4995]))
     image = np.zeros((20, 30, 3), dtype=np.uint8)
     titles = [ax.get_title() for ax in _panels(show_cams(image, result))]
-    assert titles == ["class 0 (0.047%)\nraw max 0.043", "class 1 (50.0%)\nraw max 0", "class 2 (50.0%)\nraw max 12"]
+    assert titles == ["class 0 (0.047%)\nraw max 0.0430", "class 1 (50.0%)\nraw max 0.00", "class 2 (50.0%)\nraw max 12.0"]  # trailing zeros kept: 0.170 beside 0.304
 
 
 def test_gallery_has_one_colorbar_that_says_each_map_has_its_own_scale():
