@@ -246,3 +246,11 @@ def test_bad_sizes_and_mismatched_maps_are_refused(lite_model):
         place_maps(torch.rand(1, 14, 14), centres, (224, 224))
     with pytest.raises(ValueError, match="how must be"):
         cell_centres(lite_model, "layer4", (224, 224), how="guessed")
+
+
+def test_a_network_whose_copy_cannot_run_gets_a_clear_error_not_an_index_error():
+    """Swin indexes a table with a buffer; the linear copy's empty stand-in for it must end in the documented ValueError,
+    which grad_cam turns into its one-line notice and evenly stretched maps."""
+    network = load_model("swin_t_untrained").network
+    with pytest.raises(ValueError, match="Cannot measure the centres of 'permute'"):
+        measure_cell_centres(network, "permute", (224, 224))

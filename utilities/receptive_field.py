@@ -419,7 +419,8 @@ def measure_cell_centres(network: nn.Module, layer: LayerSpec, input_size: Seque
     try:
         twin = _linear_positive_copy(network)
         base = _run_to_layer(twin, name, _network_input(twin, size, torch.float64))
-    except (RuntimeError, ValueError, TypeError, AttributeError) as error:
+    except (RuntimeError, ValueError, TypeError, AttributeError, IndexError) as error:
+        # IndexError: a buffer used as an index (Swin's relative position table) has an empty stand-in in the copy.
         raise ValueError(f"Cannot measure the centres of {name!r}: no linear, positive copy of this network runs ({error}).") from None
     if base.ndim != 3 or base.shape[-2] * base.shape[-1] <= 1:
         raise _not_spatial(name, (1, 1, *base.shape[-2:]) if base.ndim == 3 else tuple(base.shape), size)
