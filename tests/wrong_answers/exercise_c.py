@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torchvision.transforms import functional as transforms_functional
 from torchvision.transforms import v2
 
 from .answers import RightAnswer, WrongAnswer
@@ -161,6 +162,13 @@ WRONG_C = [
                 _function(lambda m, s: _steps_then(m, lambda tensor: tensor.flip(0)), "jack-o'-lantern")),
     WrongAnswer("c", "two changes inside one Lambda", r"differs from model\.preprocess in 3 steps.*inside a v2\.Lambda is a step too",
                 _pipeline(lambda steps: [steps[0], v2.Lambda(lambda x: v2.Grayscale(3)(v2.Resize(32, antialias=True)(x))), *steps[1:]])),
+    WrongAnswer("c", "two functional transforms inside one Lambda (v2.functional)",
+                r"differs from model\.preprocess in 3 steps.*added v2\.functional\.horizontal_flip\(\.\.\.\).*added v2\.functional\.resize",
+                _pipeline(lambda steps: [steps[0], v2.Lambda(lambda x: v2.functional.resize(v2.functional.horizontal_flip(x), [32])), *steps[1:]])),
+    WrongAnswer("c", "two functional transforms inside one Lambda (torchvision.transforms.functional)",
+                r"differs from model\.preprocess in 3 steps.*added transforms\.functional\.rgb_to_grayscale\(\.\.\.\)",
+                _pipeline(lambda steps: [steps[0], v2.Lambda(lambda x: transforms_functional.rgb_to_grayscale(
+                    transforms_functional.resize(x, [32]), num_output_channels=3)), *steps[1:]])),
     WrongAnswer("c", "the object blacked out on a copy of the photo", r"change made outside the steps \(to the photo, or a copy of it",
                 _function(lambda m, s: lambda image: m.preprocess(_blacked_out(image)))),
     WrongAnswer("c", "the object blacked out by a Lambda step", r"inverting the colours in block \(2, 2\).*does not change the input at all.*hidden",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
+import sys
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -46,13 +47,57 @@ class Recording(list):
     top: list[Any]
 
 
+class FunctionalCall:
+    """A step that a ``v2.Lambda`` applied by calling one of torchvision's functional transforms (``resize``, ...)."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.name = f"{module}.{name}"
+
+    def __repr__(self) -> str:
+        return f"{self.name}(...)"
+
+
+def _functional_name(code: Any) -> str:
+    """``"v2.functional.resize"`` for the code of one of torchvision's functional transforms, else ``""``."""
+    path = code.co_filename.replace("\\", "/")
+    if "/torchvision/transforms/v2/functional/" in path:
+        return f"v2.functional.{code.co_name}"
+    if path.endswith("/torchvision/transforms/functional.py"):
+        return f"transforms.functional.{code.co_name}"
+    return ""
+
+
+@contextlib.contextmanager
+def _functionals_called_by_lambda(steps: "Recording") -> Iterator[None]:
+    """While a ``v2.Lambda`` runs, record each functional transform that code outside torchvision calls (a step each).
+
+    A profiler, not a patch: torchvision finds its kernels by the functions themselves, so they must stay as they are.
+    The functionals they call in turn are called from inside torchvision and are not steps.
+    """
+    previous = sys.getprofile()
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            name = _functional_name(frame.f_code)
+            caller = frame.f_back
+            if name and caller is not None and "/torchvision/" not in caller.f_code.co_filename.replace("\\", "/"):
+                steps.append(FunctionalCall(*name.rsplit(".", 1)))
+
+    sys.setprofile(profile)
+    try:
+        yield
+    finally:
+        sys.setprofile(previous)
+
+
 @contextlib.contextmanager
 def recorded_steps() -> Iterator[Recording]:
     """Record the torchvision transforms applied while the block runs (a pipeline counts with its steps).
 
     This is how the check sees a student's pipeline step by step, whether ``changed_preprocess`` is a
     ``v2.Compose`` or a function that builds and applies one. A transform called inside a ``v2.Lambda``
-    is a step of its own: a Lambda that resizes and turns gray makes two changes.
+    is a step of its own, an object (``v2.Resize(32)``) or a function (``v2.functional.resize``): a Lambda
+    that resizes and turns gray makes two changes besides itself.
     """
     steps = Recording()
     steps.top = []
@@ -71,6 +116,9 @@ def recorded_steps() -> Iterator[Recording]:
                     steps.top.append(self)
         stack.append(self)
         try:
+            if isinstance(self, v2.Lambda):
+                with _functionals_called_by_lambda(steps):
+                    return original(self, *args, **kwargs)
             return original(self, *args, **kwargs)
         finally:
             stack.pop()
