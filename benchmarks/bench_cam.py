@@ -61,7 +61,9 @@ from peak_memory import reset_peak, status_kib  # noqa: E402 - benchmarks/peak_m
 
 THREADS = 2
 SIZE = 224
-MODELS = ("resnet50", "efficientnet_lite0", "resnet50_stock", "vit_b_16")
+MODELS = ("resnet50", "efficientnet_lite0", "resnet50_stock", "vit_b_16", "swin_t")
+#: Token models: no global pooling before the head, so no target applies to them.
+TRANSFORMERS = ("vit_b_16", "swin_t")
 #: A vision transformer: no global pooling, so each class's gradient is a full (tokens x dim) tensor and 1000 classes
 #: cost far more than on the CNNs; measured, not held to their targets.
 TRANSFORMER_CASES = ("inference forward", "Grad-CAM, 1 class", "Grad-CAM, 1000 classes")
@@ -98,7 +100,7 @@ def torchcam_installed() -> bool:
 
 def cases_of(model_name: str, skip_slow: bool) -> list[str]:
     """The cases measured for one model, in table order."""
-    if model_name == "vit_b_16":
+    if model_name in TRANSFORMERS:
         chosen = list(TRANSFORMER_CASES)
     elif model_name == "resnet50_stock":
         chosen = [case for case in STOCK_CASES if case != "torch-cam, 1000 classes" or torchcam_installed()]
@@ -129,8 +131,8 @@ def build_cases(model_name: str) -> dict[str, Callable[[], object]]:
         from torchvision.models import resnet50
 
         network = resnet50().eval()  # trainable parameters, as a user's model has them
-    elif model_name == "vit_b_16":
-        network = load_model("vit_b_16_untrained").network  # random weights cost the same time as trained ones
+    elif model_name in TRANSFORMERS:
+        network = load_model(f"{model_name}_untrained").network  # random weights cost the same time as trained ones
     else:
         network = load_model(model_name).network
     inputs = torch.randn(1, 3, SIZE, SIZE)
@@ -313,7 +315,7 @@ def main() -> int:
             peak = peaks[case]
             peak_cells = (f"{peak / 2**20:8.1f}", f"{peak / base_peak:9.2f}") if peak is not None and base_peak else ("n/a".rjust(8), "n/a".rjust(9))
             print(f"| {model_name:<18} | {case:<39} | {median_time * 1000:8.1f} | {time_ratio:9.2f} | {peak_cells[0]} | {peak_cells[1]} |")
-            if case in TARGETS and model_name != "vit_b_16":
+            if case in TARGETS and model_name not in TRANSFORMERS:
                 time_target, memory_target = TARGETS[case]
                 said = verdict(time_ratio, ratio_low, ratio_high, time_target)
                 text = (f"{model_name}, {case}: time {time_ratio:.2f}x, middle half of the rounds "
@@ -329,6 +331,9 @@ def main() -> int:
     if "vit_b_16" in args.models:
         print("  vit_b_16: torchvision's ViT-B/16 at its last block's norm; no global pooling, so a class's gradient is "
               "a full tokens x dim tensor and all 1000 classes cost about as many backward passes (no target applies)")
+    if "swin_t" in args.models:
+        print("  swin_t: torchvision's Swin-T at its last norm, tokens on a 7 x 7 grid (N, h, w, dim), which feeds a global "
+              "average pooling and the head (the table shows what 1000 classes cost there; no target applies)")
     for case in described:
         print(f"  {case}: {CASES[case]}")
     if "resnet50_stock" in args.models and not torchcam_installed():
