@@ -54,6 +54,8 @@ def hand_cams(
             target = logits.softmax(dim=1)[0, index]
         elif score == "minus mean":  # "how much more than the average class"
             target = logits[0, index] - logits[0].mean()
+        elif score == "negative":  # evidence against the class
+            target = -logits[0, index]
         else:
             target = logits[0, index]
         if gradient_of == "activations":  # the gradient with respect to the recorder's (detached) activation
@@ -351,6 +353,38 @@ WRONG_A += [
                 lambda m, s: {"cams_for_classes": _still_in_graph}),
     WrongAnswer("a", "dominant_class: names as numpy.str_", r"plain str; got a str_, a str_ \(a NumPy array of the names gives numpy\.str_",
                 _dominant(_numpy_names)),
+]
+
+def _weighted(weights):
+    """cams_for_classes whose channel weights come from ``weights(gradient, activation)`` instead of the mean gradient."""
+
+    def cams_for_classes(model, image, class_names):
+        inputs = model.to_input(image)
+        with LayerRecorder(model.network, "layer4") as recorder:
+            logits = model.network(inputs)
+        maps = []
+        for name in class_names:
+            logits[0, model.class_index(name)].backward(retain_graph=True)
+            gradient, activation = recorder.gradients["layer4"][0], recorder.activations["layer4"][0]
+            maps.append((weights(gradient, activation)[:, None, None] * activation).sum(dim=0).clamp(min=0))
+        return normalize_cams(upsample_cams(torch.stack(maps), image.shape[:2]))
+
+    return lambda model, solution: {"cams_for_classes": cams_for_classes}
+
+
+def _bgr(model, image, class_names):
+    """The photo given to the network in BGR order."""
+    return hand_cams(model, np.ascontiguousarray(image[..., ::-1]), class_names)
+
+
+WRONG_A += [
+    # a fresh student's round 5: each failed, with a message that did not name the cause
+    WrongAnswer("a", "channel weights: the largest gradient value", r"weight each channel by the largest value of its gradient",
+                _weighted(lambda g, a: g.amax(dim=(1, 2)))),
+    WrongAnswer("a", "channel weights: the mean of the activations", r"all maps are identical.*channel weights come from that gradient alone",
+                _weighted(lambda g, a: a.mean(dim=(1, 2)))),
+    WrongAnswer("a", "the photo given to the network in BGR order", r"colour channels reversed \(BGR", lambda m, s: {"cams_for_classes": _bgr}),
+    WrongAnswer("a", "the negative logit backpropagated", r"negative of each class's logit", _cams(score="negative")),
 ]
 
 RIGHT_A = [

@@ -144,12 +144,20 @@ def _references(model: LoadedModel) -> dict[str, list[torch.Tensor]]:
         "gradients only": _finish(each(lambda g: g.mean(dim=0)).clamp(min=0), size, centres),
         "weights per cell": _finish(each(lambda g: (g.mean(dim=0) * a4).sum(0)).clamp(min=0), size, centres),
         "gradient times activation": _finish(each(lambda g: (g * a4).sum(0)).clamp(min=0), size, centres),
+        "max gradient": _finish(each(lambda g: (g.amax(dim=(1, 2))[:, None, None] * a4).sum(0)).clamp(min=0), size, centres),
+        "negative logit": _finish((-signed).clamp(min=0), size, centres),
         "nearest": [normalize_cams(F.interpolate(raw[:, None], size=size, mode="nearest")[:, 0])],
         "align_corners": [normalize_cams(F.interpolate(raw[:, None], size=size, mode="bilinear", align_corners=True)[:, 0])],
         "normalised first": [placed for placed in _placed(normalize_cams(raw), size, centres)],
     }
     for stage in STAGES[:-1]:
         maps[stage] = _finish(per_class("logit", stage).clamp(min=0), size, _centres(model, image, stage))
+    # The photo given to the network in BGR order (a cv2 habit): the maps of another input.
+    bgr = np.ascontiguousarray(image[..., ::-1])
+    logit_scores = {str(k): (lambda logits, index=index: logits[0, index]) for k, index in enumerate(indices)}
+    bgr_activations, bgr_gradients = layer_gradients(model, bgr, ["layer4"], logit_scores)
+    maps["BGR"] = _finish(torch.stack([_gradcam(bgr_activations["layer4"], bgr_gradients[str(k)]["layer4"])
+                                       for k in range(len(CLASSES))]).clamp(min=0), size, centres)
     return maps
 
 
@@ -189,6 +197,12 @@ _MISTAKES = {
     "cells (the last two dimensions), which gives one weight per channel.",
     "gradient times activation": "each cell is weighted by its own gradient (gradient * activation, summed over the "
     "channels, which is HiResCAM): Grad-CAM weights each channel by its gradient averaged over the cells.",
+    "max gradient": "each channel is weighted by the largest value of its gradient; Grad-CAM weights it by the mean "
+    "of its gradient over the cells, gradient.mean(dim=(1, 2)).",
+    "negative logit": "these maps explain the negative of each class's logit (evidence against the class, a "
+    "counterfactual map): backpropagate the logit itself, logits[0, index].",
+    "BGR": "these are the maps of the photo with its colour channels reversed (BGR, a cv2 habit): give the network the "
+    "image as it is given, in RGB order (model.to_input(image) or model.preprocess(image)).",
     "nearest": "the maps are upsampled by nearest neighbour (blocky): upsample bilinearly, e.g. with upsample_cams.",
     "align_corners": "the maps are upsampled with align_corners=True, which pins the corner cells to the image's corner "
     "pixels: upsample with upsample_cams (bilinear, align_corners=False), which spreads the cells evenly over the pixels.",
@@ -247,8 +261,10 @@ def _diagnose_maps(cams: torch.Tensor, references: dict[str, list[torch.Tensor]]
             return _OTHER_ORDER
     spread = cams.flatten(1)
     if max_difference(cams, cams[:1].expand_as(cams)) < TOLERANCE and float(spread.amax() - spread.amin()) > 0:
-        return ("all maps are identical although the classes differ: each class needs its own backward pass of its "
-                "own logit (retain_graph=True, notebook 3), and its own gradient.")
+        return ("all maps are identical although the classes differ: what tells them apart is each class's own "
+                "gradient. Does every class get its own backward pass of its own logit (retain_graph=True, notebook 3), "
+                "and do the channel weights come from that gradient alone (its mean over the cells, nothing of the "
+                "activations, no softmax over channels)?")
     right = [k for k in range(len(CLASSES)) if _closest(cams[k], [r[k] for r in reference]) < TOLERANCE]
     if right and right[0] == 0 and len(right) < len(CLASSES):
         # Only the first class right and the later ones wrong: what changes from one class to the next is carried over.
@@ -389,6 +405,11 @@ def _check_max_pooling_head(cams_for_classes: Callable, checker: Checker) -> str
                 "layer4 of the course's models the two agree only because global average pooling gives every cell the "
                 "same gradient. Grad-CAM weights each channel by its gradient averaged over the cells, "
                 "gradient.mean(dim=(1, 2)).")
+    largest = _finish(torch.stack([(g.amax(dim=(1, 2))[:, None, None] * a4).sum(0) for g in each]).clamp(min=0), size, centres)
+    if _closest(comparable, largest) < TOLERANCE:
+        return (f"{what}, your maps weight each channel by the largest value of its gradient: at layer4 of the course's "
+                "models every cell has the same gradient, so the largest value is the mean, but not on other heads. "
+                "Grad-CAM weights each channel by the mean of its gradient over the cells, gradient.mean(dim=(1, 2)).")
     return (f"{what}, the maps differ from Grad-CAM by up to {_closest(comparable, right):.2f}: does your code assume "
             "something of the course's models (their head, their size) that the text does not give?")
 
