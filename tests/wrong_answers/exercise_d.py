@@ -201,6 +201,15 @@ WRONG_D = [
 ]
 
 WRONG_D += [
+    # a fresh student's round 5: each failed with the generic message before
+    WrongAnswer("d", "share of the pixels above 0.5 instead of mass", r"counts the pixels where the map is above 0\.5",
+                lambda m, s: {"localisation_shares": shares_function(share=lambda cam, mask: float(((cam > 0.5) & mask).sum()) / max(float((cam > 0.5).sum()), 1.0))}),
+    WrongAnswer("d", "largest value inside over largest overall", r"compares the map's largest value inside the mask",
+                lambda m, s: {"localisation_shares": shares_function(share=lambda cam, mask: float(cam[mask].max()) / float(cam.max()) if float(cam.max()) > 0 else 0.0)}),
+    WrongAnswer("d", "the mask mirrored left to right", r"inside the mask mirrored left to right",
+                lambda m, s: {"localisation_shares": shares_function(mask_of=lambda mask, image: mask[:, ::-1].copy())}),
+    WrongAnswer("d", "shares in percent", r"shares in percent: return fractions",
+                lambda m, s: {"localisation_shares": shares_function(share=lambda cam, mask: 100 * float(cam[mask].sum()) / float(cam.sum()) if float(cam.sum()) > 0 else 0.0)}),
     WrongAnswer("d", "Grad-CAM by hand from the softmax probability", r"gradients of the softmax probability.*backpropagates the class's logit",
                 _hand_written("probability", relu=True)),
     WrongAnswer("d", "Grad-CAM by hand without the ReLU", r"without the ReLU, normalised from their negative minimum",

@@ -91,7 +91,8 @@ def _references(model: LoadedModel, global_model: LoadedModel) -> dict[str, np.n
     with torch.inference_mode():
         top = model.class_names[int(model.network(model.preprocess(image).unsqueeze(0)).argmax())]
     keys = ("reference", "outside", "cat_mask", "mean inside", "inside/outside", "top", "Egyptian cat", "global model",
-            "no normalisation", "probability", "no ReLU")
+            "no normalisation", "probability", "no ReLU", "pixels above half", "area above 0", "peak ratio",
+            "mirrored mask", "mean ratio")
     shares: dict[str, list[list[float]]] = {key: [[] for _ in PLACEMENTS] for key in keys}
     # Grad-CAM written by hand with two slips: the softmax probability's gradient, and no ReLU (normalised from the
     # signed map's minimum).
@@ -117,6 +118,12 @@ def _references(model: LoadedModel, global_model: LoadedModel) -> dict[str, np.n
             shares["outside"][row].append(share(cam, ~mask))
             shares["cat_mask"][row].append(share(cam, left))
             shares["mean inside"][row].append(float(cam[mask].mean()))
+            above_half, above_zero = cam > 0.5, cam > 0
+            shares["pixels above half"][row].append(float((above_half & mask).sum()) / max(float(above_half.sum()), 1.0))
+            shares["area above 0"][row].append(float((above_zero & mask).sum()) / max(float(above_zero.sum()), 1.0))
+            shares["peak ratio"][row].append(float(cam[mask].max()) / float(cam.max()) if float(cam.max()) > 0 else 0.0)
+            shares["mirrored mask"][row].append(share(cam, mask.flip(-1)))
+            shares["mean ratio"][row].append(float(cam[mask].mean()) / float(cam.mean()) if float(cam.mean()) > 0 else 0.0)
             outside = float(cam[~mask].sum())
             shares["inside/outside"][row].append(float(cam[mask].sum()) / outside if outside > 0 else 0.0)
             shares["top"][row].append(share(maps[1], mask))
@@ -144,6 +151,16 @@ _MISTAKES = {
     "no normalisation": "these are the shares of the maps before normalisation (result.raw upsampled): the text asks "
     "for the normalised Grad-CAM (result.maps, each map from 0 to 1). Normalising subtracts each map's minimum, which "
     "changes the share wherever that minimum is above 0.",
+    "pixels above half": "this counts the pixels where the map is above 0.5 (those inside the mask over all of them); "
+    "the share is the map's mass inside the mask over its whole mass, cam[mask].sum() / cam.sum().",
+    "area above 0": "this counts the pixels where the map is above 0 (an area); the share weighs each pixel by the map's "
+    "value: cam[mask].sum() / cam.sum().",
+    "peak ratio": "this compares the map's largest value inside the mask with its largest value overall; the share is "
+    "the mass inside over the whole mass, cam[mask].sum() / cam.sum().",
+    "mirrored mask": "these are the shares inside the mask mirrored left to right: use object_mask as it is given (its "
+    "rows and columns are the image's).",
+    "mean ratio": "this divides the map's mean inside the mask by its mean overall (the share divided by the mask's "
+    "share of the area); the share is cam[mask].sum() / cam.sum().",
     "probability": "these are the shares of Grad-CAM maps made from the gradients of the softmax probability; Grad-CAM "
     "backpropagates the class's logit, the score before the softmax (grad_cam does).",
     "no ReLU": "these are the shares of Grad-CAM maps without the ReLU, normalised from their negative minimum: apply the "
@@ -161,6 +178,8 @@ def _diagnose_shares(values: np.ndarray, references: dict[str, np.ndarray]) -> s
     if np.ptp(values) < 1e-6 and np.ptp(references["reference"][0]) > TOLERANCE:
         return ("all four shares are equal: the map did not change with the stage. Compute each stage's map at that "
                 "stage (grad_cam(..., layer=stage)).")
+    if float(values.max()) > 1 and _matches(values / 100, references["reference"]):
+        return "these are the shares in percent: return fractions in [0, 1], cam[mask].sum() / cam.sum() (no * 100)."
     for mistake, message in _MISTAKES.items():
         if _matches(values, references[mistake]):
             return message.format(top=repr(str(references["top class name"])))
