@@ -134,7 +134,11 @@ def recorded_steps() -> Iterator[Recording]:
 
 
 def _step_name(step: Any) -> str:
-    return " ".join(repr(step).split())
+    name = " ".join(repr(step).split())
+    if isinstance(step, v2.ToDtype) and "dtype" not in name:
+        # torchvision's repr leaves the dtype out: ToDtype(torch.float16) would read as the original ToDtype(float32).
+        name = name.replace("ToDtype(", f"ToDtype(dtype={step.dtype}, ", 1)
+    return name
 
 
 def changed_steps(reference: list[Any], steps: list[Any]) -> list[str]:
