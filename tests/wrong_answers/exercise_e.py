@@ -92,6 +92,14 @@ def _training_mode(right):
     return class_activation_maps
 
 
+def _gradients_switched_off(right):
+    def class_activation_maps(model, image):
+        torch.set_grad_enabled(False)  # "CAM needs no gradients", for the whole process, and left so
+        return right(model, image)
+
+    return class_activation_maps
+
+
 def _evaluated(right):
     def class_activation_maps(model, image):
         model.network.eval()  # "to be safe", and left so
@@ -135,6 +143,9 @@ def _hooked(model, image):
 
 
 WRONG_E = [
+    WrongAnswer("e", "torch.set_grad_enabled(False) for the whole process, left so",
+                r"switched gradients off for the whole process \(torch\.set_grad_enabled\).*The check put it back",
+                lambda model, solution: {"class_activation_maps": _gradients_switched_off(solution["class_activation_maps"])}),
     WrongAnswer("e", "model.network.eval() called in class_activation_maps and left so", r"switched the network to eval mode.*left it there",
                 lambda model, solution: {"class_activation_maps": _evaluated(solution["class_activation_maps"])}),
     WrongAnswer("e", "Grad-CAM's weights by autograd on the CAMs", r"grad_cam_from_cams runs a backward pass .*which the text asks you to do without",

@@ -142,6 +142,7 @@ class _CallState(NamedTuple):
     inputs: list["Watched"]
     sentinels: list[tuple[torch.nn.Module, Any]]
     grad_forwards: list[bool]
+    grad_enabled: bool
 
 
 class Checker:
@@ -221,7 +222,7 @@ class Checker:
             grad_forwards.append(torch.is_grad_enabled() and not torch.is_inference_mode_enabled())
 
         sentinels = [(saved["network"], saved["network"].register_forward_hook(sentinel)) for saved in self.snapshot.networks]
-        return _CallState(inputs, sentinels, grad_forwards)
+        return _CallState(inputs, sentinels, grad_forwards, torch.is_grad_enabled())
 
     def after_call(self, function: Callable, state: _CallState) -> None:
         """Compare the model and the inputs with their state before the call; restore them; remember the first change."""
@@ -233,6 +234,13 @@ class Checker:
                 removed.add(id(network))
             handle.remove()
         changes = self.snapshot.changes(name, removed_sentinels=removed)
+        if torch.is_grad_enabled() != state.grad_enabled:
+            # torch.set_grad_enabled(False) left switched off: every later backward() of the notebook fails.
+            changes.append(("grad mode", f"{name} switched gradients {'on' if torch.is_grad_enabled() else 'off'} for the "
+                            "whole process (torch.set_grad_enabled) and left them so: every later backward pass "
+                            "of the notebook changes with it. Use torch.no_grad() or torch.enable_grad() in a with block, "
+                            "which puts the mode back. The check put it back."))
+            torch.set_grad_enabled(state.grad_enabled)
         self.snapshot.restore()
         #: How many forward passes of the watched networks the last call ran (their sentinels fired).
         self.forward_passes = len(state.grad_forwards)
@@ -294,10 +302,13 @@ class Checker:
         __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
         network = args[0].network
         before = [module.training for module in network.modules()]
+        grad_enabled = torch.is_grad_enabled()
         try:
             function(*args)
         except Exception:  # noqa: BLE001 - a failure is reported by the calls that judge results
             pass
+        finally:
+            torch.set_grad_enabled(grad_enabled)  # the calls that judge results report a change of it
         self.mode_kept(function, network, before)
 
     def mode_kept(self, function: Callable, network: torch.nn.Module, before: Sequence[bool]) -> bool:
