@@ -205,16 +205,23 @@ def _forward_per_class(model, image, class_names):
     return torch.cat([hand_cams(model, image, [name]) for name in class_names])
 
 
-def _gradient_times_activation(model, image, class_names):
-    """Each cell weighted by its own gradient (HiResCAM): the same map as Grad-CAM where the head averages the cells."""
-    inputs = model.to_input(image)
-    with LayerRecorder(model.network, "layer4") as recorder:
-        logits = model.network(inputs)
-    maps = []
-    for name in class_names:
-        logits[0, model.class_index(name)].backward(retain_graph=True)
-        maps.append((recorder.gradients["layer4"][0] * recorder.activations["layer4"][0]).sum(dim=0).clamp(min=0))
-    return normalize_cams(upsample_cams(torch.stack(maps), image.shape[:2]))
+def _maps_from(combine):
+    """cams_for_classes as in notebook 4, each class's map made by ``combine(gradient, activation)`` at layer4."""
+
+    def cams_for_classes(model, image, class_names):
+        with LayerRecorder(model.network, "layer4") as recorder:
+            logits = model.network(model.to_input(image))
+        maps = []
+        for name in class_names:
+            logits[0, model.class_index(name)].backward(retain_graph=True)
+            maps.append(combine(recorder.gradients["layer4"][0], recorder.activations["layer4"][0]).clamp(min=0))
+        return normalize_cams(upsample_cams(torch.stack(maps), image.shape[:2]))
+
+    return cams_for_classes
+
+
+# Each cell weighted by its own gradient (HiResCAM): the same map as Grad-CAM where the head averages the cells.
+_gradient_times_activation = _maps_from(lambda gradient, activation: (gradient * activation).sum(dim=0))
 
 
 def _still_in_graph(model, image, class_names):
@@ -357,19 +364,8 @@ WRONG_A += [
 
 def _weighted(weights):
     """cams_for_classes whose channel weights come from ``weights(gradient, activation)`` instead of the mean gradient."""
-
-    def cams_for_classes(model, image, class_names):
-        inputs = model.to_input(image)
-        with LayerRecorder(model.network, "layer4") as recorder:
-            logits = model.network(inputs)
-        maps = []
-        for name in class_names:
-            logits[0, model.class_index(name)].backward(retain_graph=True)
-            gradient, activation = recorder.gradients["layer4"][0], recorder.activations["layer4"][0]
-            maps.append((weights(gradient, activation)[:, None, None] * activation).sum(dim=0).clamp(min=0))
-        return normalize_cams(upsample_cams(torch.stack(maps), image.shape[:2]))
-
-    return lambda model, solution: {"cams_for_classes": cams_for_classes}
+    combine = lambda gradient, activation: (weights(gradient, activation)[:, None, None] * activation).sum(dim=0)  # noqa: E731
+    return lambda model, solution: {"cams_for_classes": _maps_from(combine)}
 
 
 def _bgr(model, image, class_names):
