@@ -143,6 +143,9 @@ def _hooked(model, image):
 
 
 WRONG_E = [
+    WrongAnswer("e", "cams.squeeze() in grad_cam_from_cams (breaks for one class)",
+                r"for cams of shape \(1, 4, 6\) it returned shape \(4, 6\) \(squeeze\(\) drops the class dimension",
+                _grad(lambda cams: (cams.squeeze().clamp(min=0) / (cams.shape[-2] * cams.shape[-1])))),
     WrongAnswer("e", "torch.set_grad_enabled(False) for the whole process, left so",
                 r"switched gradients off for the whole process \(torch\.set_grad_enabled\).*The check put it back",
                 lambda model, solution: {"class_activation_maps": _gradients_switched_off(solution["class_activation_maps"])}),
