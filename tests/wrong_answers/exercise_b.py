@@ -125,7 +125,36 @@ def _re_raising(model, folder, output_folder):
     return not_images
 
 
+def _verified_by_pil(model, folder, output_folder):
+    """Decides what is an image with PIL's verify() instead of load_image: a truncated JPEG passes verify()."""
+    output = Path(output_folder)
+    output.mkdir(parents=True, exist_ok=True)
+    not_images = []
+    for path in sorted(p for p in Path(folder).iterdir() if p.is_file()):
+        try:
+            with Image.open(path) as opened:
+                opened.verify()
+        except Exception:  # noqa: BLE001 - the student's catch-all around verify()
+            not_images.append(path.name)
+            continue
+        _, overlay = _explain(model, path)
+        Image.fromarray(overlay).save(output / f"{path.name}_cam.png")
+    return not_images
+
+
+def _clears_old_overlays(model, folder, output_folder):
+    """Deletes every *_cam.png in output_folder first ("stale results"), then explains the folder."""
+    for old in Path(output_folder).glob("*_cam.png") if Path(output_folder).is_dir() else []:
+        old.unlink()
+    return folder_explainer()(model, folder, output_folder)
+
+
 WRONG_B = [
+    # a fresh student's round 5: both passed before
+    WrongAnswer("b", "images told apart by PIL's verify() instead of load_image", r"half\.jpg.*ImageLoadError",
+                lambda model, solution: {"explain_folder": _verified_by_pil}),
+    WrongAnswer("b", "every older *_cam.png deleted from output_folder first", r"deleted 'holiday\.jpg_cam\.png', an earlier run's overlay",
+                lambda model, solution: {"explain_folder": _clears_old_overlays}),
     # what explain_folder may not do to the folders, the files and the model
     WrongAnswer("b", "output_folder deleted and made again (shutil.rmtree)", r"explain_folder deleted 'my notes\.txt', a file of the user's "
                 r"that was in output_folder before the call.*no shutil\.rmtree", _folder(fresh_output=True)),
@@ -211,7 +240,7 @@ WRONG_B = [
                 _folder(make_folder=False)),
     WrongAnswer("b", "returns None", r"returns None: return the list",
                 _folder(returns_list=False)),
-    WrongAnswer("b", "errors swallowed silently", r"broken\.png and notes\.txt are not images but were not reported",
+    WrongAnswer("b", "errors swallowed silently", r"broken\.png and half\.jpg and notes\.txt are not images but were not reported",
                 _folder(catch=(Exception,), report_errors=False)),
 ]
 

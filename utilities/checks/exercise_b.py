@@ -36,7 +36,7 @@ CHECK_NAMES = (
 CHECK_COUNT = len(CHECK_NAMES)
 #: The check's folder: file name -> what it holds. Sub-folder "holiday" is added separately.
 IMAGES = {"cat.jpg": "chelsea.jpg", "cat.png": "coffee.jpg", "scan": "camera.png"}
-NOT_IMAGES = ("broken.png", "notes.txt")
+NOT_IMAGES = ("broken.png", "notes.txt", "half.jpg")  # half.jpg: a JPEG cut in half, which PIL's verify() lets through
 SUBFOLDER = "holiday"
 #: overlay_cam's default blend weight, which the text asks for; the fit of a right overlay is exact to rounding.
 ALPHA = 0.5
@@ -44,6 +44,7 @@ ALPHA_TOLERANCE = 0.03
 STALE = "camera.png"  # an earlier run's file in the output folder
 #: A file of the user's own in an output folder that exists already: it must survive the run.
 KEEP = "my notes.txt"
+GONE = "holiday.jpg_cam.png"  # an earlier run's overlay whose photo is gone from the folder
 #: The first bytes of every PNG file.
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -306,7 +307,9 @@ def _make_folders(root: Path) -> list[_Folder]:
     _copy("coffee.jpg", first / SUBFOLDER / "beach.jpg")
     (first / "notes.txt").write_text("not an image")
     (first / "broken.png").write_bytes(b"")
-    folders = [_Folder("the check's folder (a text file, an empty file, a sub-folder)", first, root / "results" / "overlays",
+    whole = (DATA_DIR / "coffee.jpg").read_bytes()
+    (first / "half.jpg").write_bytes(whole[: len(whole) // 2])  # truncated: load_image refuses it
+    folders = [_Folder("the check's folder (a text file, an empty file, a truncated JPEG, a sub-folder)", first, root / "results" / "overlays",
                        images, NOT_IMAGES)]
 
     # Hidden files, upper-case names, an overlay an earlier run left in the folder (an image like any other),
@@ -325,9 +328,11 @@ def _make_folders(root: Path) -> list[_Folder]:
     output.mkdir()
     _copy(STALE, output / "PHOTO.JPG_cam.png")  # from an earlier run: must be replaced
     (output / KEEP).write_text("the user's own file, which has nothing to do with the overlays")
+    _copy(STALE, output / GONE)  # an earlier run's overlay of a photo no longer in the folder: not this run's to delete
     folders.append(_Folder("a folder with hidden files, upper-case names and an overlay from an earlier run, given as str "
-                           f"(output_folder exists already, with a file of the user's, {KEEP!r})", second, output, images,
-                           (".DS_Store",), as_str=True, kept={KEEP: (output / KEEP).read_bytes()}))
+                           f"(output_folder exists already, with a file of the user's, {KEEP!r}, and an earlier run's "
+                           f"overlay of a photo no longer there, {GONE!r})", second, output, images,
+                           (".DS_Store",), as_str=True, kept={name: (output / name).read_bytes() for name in (KEEP, GONE)}))
     third = root / "only images"
     third.mkdir()
     folders.append(_Folder("a folder of images only", third, root / "third overlays", {"one.jpg": _copy("chelsea.jpg", third / "one.jpg")}, ()))
@@ -487,7 +492,8 @@ def _describe_names(case: _Folder) -> str:
         target = case.output / name
         if not target.is_file() or target.read_bytes() != content:
             how = "deleted" if not target.is_file() else "changed"
-            return (f"explain_folder {how} {name!r}, a file of the user's that was in output_folder before the call (for "
+            whose = "an earlier run's overlay of a photo no longer in the folder" if name == GONE else "a file of the user's"
+            return (f"explain_folder {how} {name!r}, {whose} that was in output_folder before the call (for "
                     f"{case.what}): output_folder may hold other files; save the overlays into it and delete nothing "
                     "(no shutil.rmtree: Path(output_folder).mkdir(parents=True, exist_ok=True) is all it needs).")
     written = sorted(p.name for p in case.output.rglob("*") if p.is_file() and p.name not in case.kept) if case.output.exists() else []
