@@ -149,7 +149,7 @@ def feedback_markdown(submission: Submission) -> str:
             lines += ["", "Why not yet:", ""] + [f"- {reason}" for reason in reasons]
         lines += [f"- note: {note}" for note in notes(result)]
         for cell in result.failing_cells:
-            lines += ["", f"C{cell_label(cell)[1:]} raised `{cell['error']}`:", "", _fenced(cell["traceback"])]
+            lines += ["", f"Cell {cell_label(cell)} raised `{cell['error']}`:", "", _fenced(cell["traceback"])]
         if result.output and (result.status != Status.GRADED or result.output_truncated):
             shown = f"the first {_size(len(result.output))} of {_size(result.output_size)}" if result.output_truncated else "all of it"
             lines += ["", f"What the notebook printed ({shown}):", "", _fenced(result.output)]

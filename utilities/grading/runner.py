@@ -236,14 +236,15 @@ def _errors_message(failing: list[dict[str, Any]]) -> str:
     error = first["error"] if len(first["error"]) <= 200 else first["error"][:197] + "..."
     others = len(failing) - 1
     later = f" ({others} later cell{'s' if others > 1 else ''} failed too)" if others else ""
-    return f"{cell_label(first)} raised {error}{later}"
+    return f"cell {cell_label(first)} raised {error}{later}"
 
 
 def cell_label(failing: dict[str, Any]) -> str:
-    """'cell 3 (`first line`, In [2] in the traceback)': counted among all cells as the notebook shows them, with the
-    execution count that the traceback's ``Cell In[2]`` names (the two differ wherever Markdown cells come first)."""
+    """'3 (`first line`, In [2] in the traceback)', what follows the word "cell": the place among all cells as the
+    notebook shows them, with the execution count that the traceback's ``Cell In[2]`` names (the two differ wherever
+    Markdown cells come first)."""
     run_as = f", In [{failing['run_as']}] in the traceback" if failing.get("run_as") is not None else ""
-    return f"cell {failing['cell']} (`{failing['first_line']}`{run_as})"
+    return f"{failing['cell']} (`{failing['first_line']}`{run_as})"
 
 
 def grade_notebook(
