@@ -24,6 +24,9 @@ __all__ = [
     "as_tensor",
     "cached",
     "describe_error",
+    "elementwise_from",
+    "gradcam_from",
+    "largest_gradient_from",
     "layer_gradients",
     "max_difference",
     "hook_keys",
@@ -168,6 +171,7 @@ class Checker:
         self._reported: set[str] = set()
         #: The positions of the arguments the last call changed in place (put back since).
         self.changed_arguments: set[int] = set()
+        #: How many forward passes of the watched networks the last call ran (their sentinels fired).
         self.forward_passes = 0
 
     def _problem(self, message: str) -> None:
@@ -242,7 +246,6 @@ class Checker:
                             "which puts the mode back. The check put it back."))
             torch.set_grad_enabled(state.grad_enabled)
         self.snapshot.restore()
-        #: How many forward passes of the watched networks the last call ran (their sentinels fired).
         self.forward_passes = len(state.grad_forwards)
         self.changed_arguments = set()
         for watched in state.inputs:
@@ -291,6 +294,21 @@ class Checker:
         finally:
             self.after_call(function, state)
         return False, None
+
+    def quiet_call(self, function: Callable, *args: Any, watch_inputs: bool = True) -> Any:
+        """A further call whose error is not reported (an earlier call's result is judged); its side effects are.
+
+        Returns:
+            What the function returned, ``None`` if it raised.
+        """
+        __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+        state = self.before_call(function, args, watch_inputs)
+        try:
+            return function(*args)
+        except Exception:  # noqa: BLE001 - the calls that judge results report errors
+            return None
+        finally:
+            self.after_call(function, state)
 
     def keeps_mode(self, function: Callable, *args: Any) -> None:
         """Call a function once on a model in training mode (:func:`training_copy`) only to see that it leaves the mode.
@@ -403,6 +421,23 @@ def layer_gradients(
         for handle in handles:
             handle.remove()
     return {layer: outputs[layer][0].detach().cpu() for layer in layers}, gradients
+
+
+def gradcam_from(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM before its ReLU, from one image's activation and gradient (C, h, w): each channel weighted by the
+    mean of its gradient over the cells, summed over the channels."""
+    return (gradient.mean(dim=(1, 2))[:, None, None] * activation).sum(dim=0)
+
+
+def elementwise_from(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+    """Gradient x activation summed over the channels (HiResCAM before its ReLU): each cell weighted by its own gradient."""
+    return (gradient * activation).sum(dim=0)
+
+
+def largest_gradient_from(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+    """Each channel weighted by the largest value of its gradient: a student's slip, the mean where every cell has the
+    same gradient (global average pooling), not on other heads."""
+    return (gradient.amax(dim=(1, 2))[:, None, None] * activation).sum(dim=0)
 
 
 def smaller_input(model: LoadedModel, short_side: int = 112) -> LoadedModel:

@@ -22,6 +22,9 @@ from ._common import (
     CheckResult,
     as_tensor,
     cached,
+    elementwise_from,
+    gradcam_from,
+    largest_gradient_from,
     layer_gradients,
     max_difference,
     recorded_calls,
@@ -59,10 +62,6 @@ def check_image() -> np.ndarray:
     """The two-object photo at :data:`CHECK_IMAGE_SIZE`."""
     photo = Image.fromarray(load_image(DATA_DIR / "cat_and_coffee.png"))
     return np.array(photo.resize(CHECK_IMAGE_SIZE[::-1], Image.Resampling.BILINEAR))  # writable, as torch prefers
-
-
-def _gradcam(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
-    return (gradient.mean(dim=(1, 2))[:, None, None] * activation).sum(dim=0)
 
 
 def _centres(model: LoadedModel, image: np.ndarray, layer: str = "layer4") -> CellCentres | None:
@@ -113,7 +112,7 @@ def _references(model: LoadedModel) -> dict[str, list[torch.Tensor]]:
     size = CHECK_IMAGE_SIZE
     centres = _centres(model, image)
 
-    def per_class(kind: str, layer: str = "layer4", combine: Callable = _gradcam) -> torch.Tensor:
+    def per_class(kind: str, layer: str = "layer4", combine: Callable = gradcam_from) -> torch.Tensor:
         return torch.stack([combine(activations[layer], gradients[f"{kind}{k}"][layer]) for k in range(len(CLASSES))])
 
     def each(weights: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -128,23 +127,23 @@ def _references(model: LoadedModel) -> dict[str, list[torch.Tensor]]:
         "reference": _finish(raw, size, centres),
         "probabilities": _finish(per_class("probability").clamp(min=0), size, centres),
         "log-probabilities": _finish(per_class("log-probability").clamp(min=0), size, centres),
-        "minus the mean logit": _finish(each(lambda g: _gradcam(a4, g - mean4)).clamp(min=0), size, centres),
+        "minus the mean logit": _finish(each(lambda g: gradcam_from(a4, g - mean4)).clamp(min=0), size, centres),
         "positions": _finish(per_class("position").clamp(min=0), size, centres),
-        "sum": _finish(_gradcam(a4, gradients["sum"]["layer4"]).clamp(min=0).expand(len(CLASSES), -1, -1), size, centres),
-        "top": _finish(_gradcam(a4, gradients["top"]["layer4"]).clamp(min=0).expand(len(CLASSES), -1, -1), size, centres),
+        "sum": _finish(gradcam_from(a4, gradients["sum"]["layer4"]).clamp(min=0).expand(len(CLASSES), -1, -1), size, centres),
+        "top": _finish(gradcam_from(a4, gradients["top"]["layer4"]).clamp(min=0).expand(len(CLASSES), -1, -1), size, centres),
         "accumulated": _finish(
-            torch.stack([_gradcam(a4, sum(logit4[: k + 1])) for k in range(len(CLASSES))]).clamp(min=0), size, centres
+            torch.stack([gradcam_from(a4, sum(logit4[: k + 1])) for k in range(len(CLASSES))]).clamp(min=0), size, centres
         ),
         "no ReLU": _finish(signed, size, centres),
         "abs": _finish(signed.abs(), size, centres),
         "ReLU after upsampling": [normalize_cams(placed.clamp(min=0)) for placed in _placed(signed, size, centres)],
         "ReLU per channel": _finish(each(lambda g: (g.mean(dim=(1, 2))[:, None, None] * a4).clamp(min=0).sum(0)), size, centres),
-        "ReLU on gradients": _finish(each(lambda g: _gradcam(a4, g.clamp(min=0))).clamp(min=0), size, centres),
+        "ReLU on gradients": _finish(each(lambda g: gradcam_from(a4, g.clamp(min=0))).clamp(min=0), size, centres),
         "one weight": _finish(each(lambda g: g.mean() * a4.sum(0)).clamp(min=0), size, centres),
         "gradients only": _finish(each(lambda g: g.mean(dim=0)).clamp(min=0), size, centres),
         "weights per cell": _finish(each(lambda g: (g.mean(dim=0) * a4).sum(0)).clamp(min=0), size, centres),
-        "gradient times activation": _finish(each(lambda g: (g * a4).sum(0)).clamp(min=0), size, centres),
-        "max gradient": _finish(each(lambda g: (g.amax(dim=(1, 2))[:, None, None] * a4).sum(0)).clamp(min=0), size, centres),
+        "gradient times activation": _finish(each(lambda g: elementwise_from(a4, g)).clamp(min=0), size, centres),
+        "max gradient": _finish(each(lambda g: largest_gradient_from(a4, g)).clamp(min=0), size, centres),
         "negative logit": _finish((-signed).clamp(min=0), size, centres),
         "nearest": [normalize_cams(F.interpolate(raw[:, None], size=size, mode="nearest")[:, 0])],
         "align_corners": [normalize_cams(F.interpolate(raw[:, None], size=size, mode="bilinear", align_corners=True)[:, 0])],
@@ -154,10 +153,10 @@ def _references(model: LoadedModel) -> dict[str, list[torch.Tensor]]:
         maps[stage] = _finish(per_class("logit", stage).clamp(min=0), size, _centres(model, image, stage))
     # The photo given to the network in BGR order (a cv2 habit): the maps of another input.
     bgr = np.ascontiguousarray(image[..., ::-1])
-    logit_scores = {str(k): (lambda logits, index=index: logits[0, index]) for k, index in enumerate(indices)}
+    logit_scores = {f"logit{k}": scores[f"logit{k}"] for k in range(len(CLASSES))}
     bgr_activations, bgr_gradients = layer_gradients(model, bgr, ["layer4"], logit_scores)
-    maps["BGR"] = _finish(torch.stack([_gradcam(bgr_activations["layer4"], bgr_gradients[str(k)]["layer4"])
-                                       for k in range(len(CLASSES))]).clamp(min=0), size, centres)
+    maps["BGR"] = _finish(torch.stack([gradcam_from(bgr_activations["layer4"], bgr_gradients[score]["layer4"])
+                                       for score in logit_scores]).clamp(min=0), size, centres)
     return maps
 
 
@@ -305,7 +304,7 @@ def _edge_classes(model: LoadedModel) -> dict[str, Any]:
     activations, gradients = layer_gradients(model, image, ["layer4"], scores)
     names, kinds, maps = [], [], []
     for kind, index in chosen.items():
-        raw = _gradcam(activations["layer4"], gradients[kind]["layer4"]).clamp(min=0)
+        raw = gradcam_from(activations["layer4"], gradients[kind]["layer4"]).clamp(min=0)
         if (kind == "all zero" and float(raw.max()) == 0) or (kind == "above 0" and float(raw.min()) > 0.05 * float(raw.max())):
             names.append(model.class_names[index])
             kinds.append(kind)
@@ -331,7 +330,7 @@ def _second_reference(model: LoadedModel) -> list[torch.Tensor]:
     scores = {str(k): (lambda logits, index=index: logits[0, index]) for k, index in enumerate(indices)}
     photo = _second_photo()
     activations, gradients = layer_gradients(model, photo, ["layer4"], scores)
-    raw = torch.stack([_gradcam(activations["layer4"], gradients[str(k)]["layer4"]) for k in range(len(indices))]).clamp(min=0)
+    raw = torch.stack([gradcam_from(activations["layer4"], gradients[str(k)]["layer4"]) for k in range(len(indices))]).clamp(min=0)
     return _finish(raw, SECOND_SIZE, _centres(model, photo))
 
 
@@ -395,18 +394,20 @@ def _check_max_pooling_head(cams_for_classes: Callable, checker: Checker) -> str
     activations, gradients = layer_gradients(toy, image, ["layer4"], scores)
     a4, centres = activations["layer4"], _centres(toy, image)
     each = [gradients[str(k)]["layer4"] for k in range(len(CLASSES))]
-    right = _finish(torch.stack([_gradcam(a4, g) for g in each]).clamp(min=0), size, centres)
+
+    def maps_by(combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> list[torch.Tensor]:
+        return _finish(torch.stack([combine(a4, g) for g in each]).clamp(min=0), size, centres)
+
+    right = maps_by(gradcam_from)
     comparable = normalize_cams(cams)
     if _closest(comparable, right) < TOLERANCE:
         return ""
-    elementwise = _finish(torch.stack([(g * a4).sum(0) for g in each]).clamp(min=0), size, centres)
-    if _closest(comparable, elementwise) < TOLERANCE:
+    if _closest(comparable, maps_by(elementwise_from)) < TOLERANCE:
         return (f"{what}, your maps are gradient x activation summed over the channels (HiResCAM), not Grad-CAM: at "
                 "layer4 of the course's models the two agree only because global average pooling gives every cell the "
                 "same gradient. Grad-CAM weights each channel by its gradient averaged over the cells, "
                 "gradient.mean(dim=(1, 2)).")
-    largest = _finish(torch.stack([(g.amax(dim=(1, 2))[:, None, None] * a4).sum(0) for g in each]).clamp(min=0), size, centres)
-    if _closest(comparable, largest) < TOLERANCE:
+    if _closest(comparable, maps_by(largest_gradient_from)) < TOLERANCE:
         return (f"{what}, your maps weight each channel by the largest value of its gradient: at layer4 of the course's "
                 "models every cell has the same gradient, so the largest value is the mean, but not on other heads. "
                 "Grad-CAM weights each channel by the mean of its gradient over the cells, gradient.mean(dim=(1, 2)).")

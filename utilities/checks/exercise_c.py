@@ -50,8 +50,8 @@ class Recording(list):
 class FunctionalCall:
     """A step that a ``v2.Lambda`` applied by calling one of torchvision's functional transforms (``resize``, ...)."""
 
-    def __init__(self, module: str, name: str) -> None:
-        self.name = f"{module}.{name}"
+    def __init__(self, name: str) -> None:
+        self.name = name  # "v2.functional.resize"
 
     def __repr__(self) -> str:
         return f"{self.name}(...)"
@@ -81,7 +81,7 @@ def _functionals_called_by_lambda(steps: "Recording") -> Iterator[None]:
             name = _functional_name(frame.f_code)
             caller = frame.f_back
             if name and caller is not None and "/torchvision/" not in caller.f_code.co_filename.replace("\\", "/"):
-                steps.append(FunctionalCall(*name.rsplit(".", 1)))
+                steps.append(FunctionalCall(name))
 
     sys.setprofile(profile)
     try:
@@ -227,17 +227,6 @@ def _channels_last(tensor: Any) -> bool:
     return isinstance(tensor, torch.Tensor) and tensor.ndim == 3 and tensor.shape[-1] in (1, 3) and tensor.shape[0] not in (1, 3)
 
 
-def _quiet_call(checker: Checker, function: Callable, *args: Any) -> Any:
-    """A further call whose error is not reported (the first call's result is judged); its side effects are, and undone."""
-    state = checker.before_call(function, args)
-    try:
-        return function(*args)
-    except Exception:  # noqa: BLE001 - see above
-        return None
-    finally:
-        checker.after_call(function, state)
-
-
 def _random_step(checker: Checker, changed_preprocess: Callable, photo: np.ndarray, tensor: Any) -> bool:
     """Whether changed_preprocess gives another tensor on a second call on the same photo, under another random seed.
 
@@ -249,7 +238,7 @@ def _random_step(checker: Checker, changed_preprocess: Callable, photo: np.ndarr
     torch.manual_seed(12345)
     try:
         with recorded_steps():
-            again = _quiet_call(checker, changed_preprocess, photo.copy())
+            again = checker.quiet_call(changed_preprocess, photo.copy())
     finally:
         torch.manual_seed(0)
     if not isinstance(again, torch.Tensor) or again.shape != tensor.shape:
@@ -425,7 +414,7 @@ def check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: Any
                 # the whole-photo check says; "applied no transform" would be a wrong guess.
                 torch.manual_seed(seed)
                 with recorded_steps() as other_steps:
-                    other = _quiet_call(checker, changed_preprocess, 255 - coffee)
+                    other = checker.quiet_call(changed_preprocess, 255 - coffee)
                 if not other_steps and isinstance(other, torch.Tensor) and isinstance(tensor, torch.Tensor) \
                         and other.shape == tensor.shape and torch.equal(other.detach(), tensor.detach()):
                     checker.skip(["one step changed"], "the steps can be compared once changed_preprocess applies them to its image argument")

@@ -12,7 +12,7 @@ from torch import nn
 from ..cam import grad_cam, normalize_cams, upsample_cams
 from ..images import DATA_DIR, load_image
 from ..models import LoadedModel, make_preprocess
-from ._common import STAGES, Checker, CheckResult, cached, layer_gradients, smaller_input, type_name
+from ._common import STAGES, Checker, CheckResult, cached, gradcam_from, layer_gradients, smaller_input, type_name
 
 __all__ = ["CHECK_COUNT", "CHECK_NAMES", "check_d", "share"]
 
@@ -101,8 +101,7 @@ def _references(model: LoadedModel, global_model: LoadedModel) -> dict[str, np.n
     activations, gradients = layer_gradients(model, image, STAGES, scores)
 
     def by_hand(stage: str, score: str, relu: bool, centres: Any) -> torch.Tensor:
-        gradient, activation = gradients[score][stage], activations[stage]
-        raw = (gradient.mean(dim=(1, 2))[:, None, None] * activation).sum(dim=0)
+        raw = gradcam_from(activations[stage], gradients[score][stage])
         raw = raw.clamp(min=0) if relu else raw
         return normalize_cams(upsample_cams(raw[None], (height, width), centres))[0]
 
