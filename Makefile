@@ -1,7 +1,12 @@
 # Both targets set everything up on first use (see tasks.py), then run.
 PYTHON ?= python3
 
-.PHONY: lab test site site-students bench bench-photo bench-memory bench-grading grade nbgrader-course no-answers explain setup
+.DEFAULT_GOAL := help
+
+.PHONY: help lab test site site-students bench bench-photo bench-memory bench-grading grade nbgrader-course no-answers explain setup
+
+help:   ## list the commands (a bare `make` does this; it starts nothing)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 lab:    ## your copy of the course in JupyterLab (my-course/: lessons, exercises, data; updates keep your edits)
 	$(PYTHON) tasks.py lab
@@ -44,5 +49,5 @@ no-answers:  ## the notebooks without the worked answers, for teachers: make no-
 explain:  ## CAM overlays and a CSV for a folder of images: make explain ARGS='data --top-k 3 --out cams'
 	$(PYTHON) tasks.py explain $(ARGS)
 
-setup:
+setup:  ## set everything up (the virtual environment in .venv), and start nothing
 	$(PYTHON) tasks.py setup

@@ -44,3 +44,13 @@ html_theme_options = {
 }
 html_last_updated_fmt = None
 # The download button offers each page's source: the notebook itself, to open in JupyterLab.
+
+
+def _title_once(app, pagename, templatename, context, doctree):
+    """The home page's own title is the site's: '<title> — <site title>' would say it twice."""
+    if context.get("title") == context.get("docstitle"):
+        context["docstitle"] = ""  # the basic layout adds the suffix only when there is a docstitle
+
+
+def setup(app):
+    app.connect("html-page-context", _title_once)

@@ -157,3 +157,12 @@ def test_the_editable_install_prints_no_warning(tmp_path):
     assert "warning" not in output.lower(), output
     (pth,) = bare.rglob("__editable__.gradcam_course-*.pth")
     assert Path(pth.read_text().strip()) == ROOT, "the editable install must point at the project root"
+
+
+def test_a_bare_make_lists_the_commands_and_starts_nothing():
+    """`make` with no target prints every documented target; PYTHON=false makes any target that would run tasks.py fail."""
+    bare = subprocess.run(["make", "PYTHON=false"], cwd=ROOT, capture_output=True, text=True)
+    assert bare.returncode == 0, bare.stderr
+    documented = set(re.findall(r"^([a-z][a-z-]*):.*## ", (ROOT / "Makefile").read_text(), flags=re.MULTILINE))
+    assert {"lab", "test", "setup"} <= documented
+    assert {line.split()[1] for line in bare.stdout.splitlines() if line.strip().startswith("make ")} == documented

@@ -215,7 +215,7 @@ def test_an_image_too_small_for_a_reliable_answer_is_explained_with_a_note(data_
     Image.open(data_dir / "chelsea.jpg").convert("RGB").resize((12, 8)).save(tmp_path / "thumb.png")
     assert main([str(tmp_path / "thumb.png"), "--out", str(tmp_path / "cams"), *MODEL]) == EXIT_OK
     err = capsys.readouterr().err
-    assert "Note on 1:" in err and "at 8x12 pixels it is under 32 on a side" in err
+    assert "Note on 1:" in err and "at 12 x 8 pixels (width x height) it is under 32 on a side" in err
 
 
 def test_the_reliable_side_is_where_shrunk_photos_stop_keeping_their_top_class(lite_model, data_dir):

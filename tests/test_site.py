@@ -55,6 +55,13 @@ def test_the_site_has_every_lesson_exercise_and_guide(site):
     assert lesson.count("<img") >= 3
 
 
+def test_no_page_title_says_the_same_thing_twice(site):
+    for page in _pages(site):
+        (title,) = re.findall(r"<title>(.*?)</title>", (site / page).read_text(), flags=re.DOTALL)
+        parts = [part.strip() for part in title.replace("&#8212;", "—").split("—")]
+        assert len(parts) == len(set(parts)), f"{page}: {title!r}"
+
+
 def test_the_students_site_has_no_teachers_guide_and_can_leave_the_answers_out(tmp_path):
     out = tmp_path / "site-students"
     assert build_site.main(["--out", str(out), "--students", "--without-answers"]) == 0

@@ -267,7 +267,7 @@ def explain_images(
                 report.skipped.append(Skipped(path, f"could not be explained: {type(error).__name__}: {error}"))
                 continue
             if min(pixels.shape[:2]) < RELIABLE_IMAGE_SIDE:
-                report.notes.append(Skipped(path, f"explained, but at {pixels.shape[0]}x{pixels.shape[1]} pixels it is "
+                report.notes.append(Skipped(path, f"explained, but at {pixels.shape[1]} x {pixels.shape[0]} pixels (width x height) it is "
                                             f"under {RELIABLE_IMAGE_SIDE} on a side: the model's answer is close to noise"))
             writer.writerows(rows)
             csv_file.flush()  # rows so far survive an interrupted run
