@@ -1,0 +1,263 @@
+"""Scenes with a planted cue, and a small CNN trained on them: the ground truth of lesson 10.
+
+A scene is a 64 x 64 RGB image of one bar, horizontal or vertical (the class,
+the true signal), on a noisy colour gradient. A **stamp**, an 8 x 8 checker
+patch, can be planted on a chosen share of one class's scenes: a local cue
+whose box is known, so a map's mass on it can be measured against the box's
+share of the area. A **colour cast** can be planted instead: a cue spread over
+the whole image, which no box holds. Everything is drawn from a seed, so a
+data set is the same on every machine.
+
+:class:`SmallCNN` has ResNet50's interface (``layer1`` .. ``layer4``,
+``avgpool``, ``fc``), so every helper of the course explains it once wrapped by
+:func:`as_loaded_model`; ``layer4`` is an 8 x 8 grid of cells 8 pixels apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .models import LoadedModel
+
+__all__ = [
+    "CAST",
+    "CLASSES",
+    "SCENE_SIZE",
+    "STAMP_SIZE",
+    "Scenes",
+    "SmallCNN",
+    "accuracy",
+    "as_loaded_model",
+    "make_scenes",
+    "to_tensor",
+    "train_classifier",
+]
+
+#: The two classes, in output order.
+CLASSES = ("horizontal bar", "vertical bar")
+
+#: Height and width of a scene, in pixels.
+SCENE_SIZE = 64
+
+#: Side of the stamp, in pixels.
+STAMP_SIZE = 8
+
+#: The colour cast added to a scene's (R, G, B) values: warmer, less blue.
+CAST = (25.0, 0.0, -25.0)
+
+_MEAN, _STD = (0.5,) * 3, (0.25,) * 3
+
+
+@dataclass(frozen=True)
+class Scenes:
+    """A data set of scenes.
+
+    Attributes:
+        images: (N, 64, 64, 3) uint8 RGB.
+        labels: (N,) class indices into :data:`CLASSES`.
+        stamp_boxes: (N, 4) the stamp's ``(left, top, right, bottom)``; all -1 where there is none.
+        bar_boxes: (N, 4) a box around the bar, same convention.
+        cast: (N,) whether the scene carries the colour cast.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    stamp_boxes: np.ndarray
+    bar_boxes: np.ndarray
+    cast: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def stamped(self) -> np.ndarray:
+        """(N,) whether the scene carries the stamp."""
+        return self.stamp_boxes[:, 0] >= 0
+
+
+def _class_index(name: str | None, argument: str) -> int | None:
+    if name is None:
+        return None
+    if name not in CLASSES:
+        raise ValueError(f"{argument} must be one of {CLASSES} or None, got {name!r}.")
+    return CLASSES.index(name)
+
+
+def _share(value: float, argument: str) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{argument} is a share of scenes, between 0 and 1; got {value!r}.")
+    return float(value)
+
+
+def _stamp() -> np.ndarray:
+    rows, cols = np.mgrid[:STAMP_SIZE, :STAMP_SIZE]
+    checker = ((rows // 2 + cols // 2) % 2).astype(np.float32)
+    return 255 * np.stack([checker, 1 - checker, checker], axis=-1)  # magenta and green, 2-pixel squares
+
+
+def make_scenes(
+    n: int,
+    seed: int,
+    *,
+    stamp_on: str | None = None,
+    stamp_share: float = 0.9,
+    cast_on: str | None = None,
+    cast_share: float = 0.9,
+) -> Scenes:
+    """Draw ``n`` scenes, classes at random, with the cues asked for.
+
+    Args:
+        n: how many scenes.
+        seed: the seed of everything drawn; the same seed gives the same scenes.
+        stamp_on: the class whose scenes get the stamp, or ``None`` for no stamp.
+        stamp_share: the share of that class's scenes stamped, each by chance.
+            The stamp never overlaps the bar's box.
+        cast_on: the class whose scenes get the colour cast, or ``None``.
+        cast_share: the share of that class's scenes with the cast.
+
+    Returns:
+        The scenes.
+
+    Raises:
+        ValueError: ``n`` below 1, a class not in :data:`CLASSES`, a share outside [0, 1].
+    """
+    if int(n) < 1:
+        raise ValueError(f"n is how many scenes to draw, at least 1; got {n!r}.")
+    n = int(n)
+    stamp_class, cast_class = _class_index(stamp_on, "stamp_on"), _class_index(cast_on, "cast_on")
+    stamp_share, cast_share = _share(stamp_share, "stamp_share"), _share(cast_share, "cast_share")
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, len(CLASSES), n)
+    rows, cols = np.mgrid[:SCENE_SIZE, :SCENE_SIZE].astype(np.float32) - (SCENE_SIZE - 1) / 2
+
+    base = rng.uniform(60, 190, (n, 1, 1, 3)).astype(np.float32)
+    slope = rng.uniform(-1, 1, (n, 2, 1, 1, 1)).astype(np.float32)
+    images = base + slope[:, 0] * cols[None, :, :, None] + slope[:, 1] * rows[None, :, :, None]
+    images += rng.normal(0, 12, images.shape).astype(np.float32)
+
+    # The bar: 3 : 1, tilted by up to 0.25 rad, in a colour far from the background's.
+    half_long = rng.uniform(12, 20, n).astype(np.float32)
+    half_short = half_long / 3
+    centre = rng.uniform(18, SCENE_SIZE - 18, (n, 2)).astype(np.float32) - (SCENE_SIZE - 1) / 2
+    angle = rng.uniform(-0.25, 0.25, n).astype(np.float32) + np.where(labels == 1, np.pi / 2, 0).astype(np.float32)
+    dx, dy = cols[None] - centre[:, 0, None, None], rows[None] - centre[:, 1, None, None]
+    along = np.cos(angle)[:, None, None] * dx + np.sin(angle)[:, None, None] * dy
+    across = -np.sin(angle)[:, None, None] * dx + np.cos(angle)[:, None, None] * dy
+    bar = (np.abs(along) <= half_long[:, None, None]) & (np.abs(across) <= half_short[:, None, None])
+    colour = 255 - base + rng.uniform(-40, 40, (n, 1, 1, 3)).astype(np.float32)
+    images = np.where(bar[..., None], colour + rng.normal(0, 8, images.shape).astype(np.float32), images)
+    bar_boxes = np.full((n, 4), -1)
+    for i in range(n):
+        ys, xs = np.nonzero(bar[i])
+        bar_boxes[i] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+
+    stamp_boxes = np.full((n, 4), -1)
+    if stamp_class is not None:
+        stamp = _stamp()
+        for i in np.flatnonzero((labels == stamp_class) & (rng.random(n) < stamp_share)):
+            left, top, right, bottom = bar_boxes[i]
+            corners = np.arange(SCENE_SIZE - STAMP_SIZE + 1)
+            clear_x = (corners + STAMP_SIZE <= left) | (corners >= right)
+            clear_y = (corners + STAMP_SIZE <= top) | (corners >= bottom)
+            free = np.flatnonzero(clear_y[:, None] | clear_x[None, :])  # never empty: a bar's box is under 56 wide
+            y, x = divmod(int(free[rng.integers(len(free))]), len(corners))
+            images[i, y:y + STAMP_SIZE, x:x + STAMP_SIZE] = stamp
+            stamp_boxes[i] = (x, y, x + STAMP_SIZE, y + STAMP_SIZE)
+
+    cast = np.zeros(n, dtype=bool)
+    if cast_class is not None:
+        cast = (labels == cast_class) & (rng.random(n) < cast_share)
+        images[cast] += np.asarray(CAST, np.float32)
+    return Scenes(images.clip(0, 255).round().astype(np.uint8), labels.astype(np.int64), stamp_boxes, bar_boxes, cast)
+
+
+def _stage(channels_in: int, channels_out: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(channels_in, channels_out, 3, stride, 1, bias=False), nn.BatchNorm2d(channels_out), nn.ReLU()
+    )
+
+
+class SmallCNN(nn.Module):
+    """Four stages of one 3 x 3 convolution each, named like ResNet50's, then pooling and ``fc``.
+
+    Strides 2, 2, 2, 1: a 64-pixel scene gives a 32, 16, 8 and 8 cells' grid.
+
+    Args:
+        classes: how many outputs.
+        width: channels of ``layer1``; ``layer2`` has twice, ``layer3`` and ``layer4`` four times as many.
+    """
+
+    def __init__(self, classes: int = len(CLASSES), width: int = 16) -> None:
+        super().__init__()
+        self.layer1 = _stage(3, width, 2)
+        self.layer2 = _stage(width, 2 * width, 2)
+        self.layer3 = _stage(2 * width, 4 * width, 2)
+        self.layer4 = _stage(4 * width, 4 * width, 1)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4 * width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) uint8 scenes to the network's normalised (N, 3, H, W) float input."""
+    pixels = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
+    mean, std = torch.tensor(_MEAN).view(1, 3, 1, 1), torch.tensor(_STD).view(1, 3, 1, 1)
+    return (pixels - mean) / std
+
+
+def train_classifier(
+    scenes: Scenes, seed: int, *, epochs: int = 4, width: int = 16, batch_size: int = 64, learning_rate: float = 3e-3
+) -> SmallCNN:
+    """Train a fresh :class:`SmallCNN` on ``scenes`` with Adam and cross-entropy.
+
+    Args:
+        scenes: the training set.
+        seed: the seed of the initial weights and of the batches' order.
+        epochs: passes over the training set.
+        width: see :class:`SmallCNN`.
+        batch_size: scenes per step.
+        learning_rate: Adam's step size.
+
+    Returns:
+        The trained network, in eval mode.
+    """
+    torch.manual_seed(seed)
+    network = SmallCNN(width=width)
+    inputs, labels = to_tensor(scenes.images), torch.from_numpy(scenes.labels)
+    optimiser = torch.optim.Adam(network.parameters(), lr=learning_rate)
+    order_of = torch.Generator().manual_seed(seed)
+    network.train()
+    with torch.enable_grad():
+        for _ in range(epochs):
+            order = torch.randperm(len(labels), generator=order_of)
+            for start in range(0, len(labels), batch_size):
+                batch = order[start:start + batch_size]
+                loss = nn.functional.cross_entropy(network(inputs[batch]), labels[batch])
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+    return network.eval()
+
+
+@torch.no_grad()
+def accuracy(network: nn.Module, scenes: Scenes) -> float:
+    """The share of ``scenes`` whose top class is their label."""
+    was_training = network.training
+    network.eval()
+    try:
+        predicted = network(to_tensor(scenes.images)).argmax(1).numpy()
+    finally:
+        network.train(was_training)
+    return float((predicted == scenes.labels).mean())
+
+
+def as_loaded_model(network: SmallCNN, name: str = "small CNN") -> LoadedModel:
+    """``network`` with its class names and input normalisation, for every helper of the course (frozen, eval mode)."""
+    return LoadedModel.wrap(network, list(CLASSES), mean=_MEAN, std=_STD, input_size=SCENE_SIZE, name=name)
