@@ -383,6 +383,12 @@ WRONG_A += [
     WrongAnswer("a", "the negative logit backpropagated", r"negative of each class's logit", _cams(score="negative")),
 ]
 
+WRONG_A += [
+    # a fresh student's round 5: passed the check before
+    WrongAnswer("a", "maps returned as float16", r"returns float16 maps; the text asks for float32",
+                lambda m, s: {"cams_for_classes": lambda model, image, class_names: hand_cams(model, image, class_names).half()}),
+]
+
 RIGHT_A = [
     RightAnswer("a", "cells placed at their receptive-field centres (cell_centres), as grad_cam draws them",
                 _cams(placement="centres")),

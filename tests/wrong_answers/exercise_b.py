@@ -244,6 +244,35 @@ WRONG_B = [
                 _folder(catch=(Exception,), report_errors=False)),
 ]
 
+def _through_jpeg(image, overlay):
+    """The overlay compressed as JPEG in memory, then saved as PNG: the colours of the JPEG."""
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(overlay).save(buffer, "JPEG", quality=75)
+    buffer.seek(0)
+    return np.asarray(Image.open(buffer).convert("RGB"))
+
+
+def _touching(model, folder, output_folder):
+    """Right, but it rewrites each input file with its own bytes ("mark as processed"): its modification time changes."""
+    not_images = folder_explainer()(model, folder, output_folder)
+    for path in sorted(Path(folder).iterdir()):
+        if path.is_file():
+            path.write_bytes(path.read_bytes())
+    return not_images
+
+
+WRONG_B += [
+    # a fresh student's round 5: passed the check before
+    WrongAnswer("b", "overlay saved through JPEG compression, then as PNG", r"went through a lossy step.*JPEG compression",
+                _folder(save=_through_jpeg)),
+    WrongAnswer("b", "input files rewritten with the same bytes", r"wrote to \S+ in the folder it was given.*modification time changed",
+                lambda m, s: {"explain_folder": _touching}),
+    WrongAnswer("b", "class name lower-cased", r"exactly as the model gives it",
+                _file(lambda model, path: (lambda name, overlay: (name.lower(), overlay))(*_explain(model, path)))),
+]
+
 RIGHT_B = [
     RightAnswer("b", "every error caught, the unreadable files reported, the others raised again", lambda m, s: {"explain_folder": _re_raising}),
     RightAnswer("b", "grad_cam with the cells spread evenly (placement='stretch')",

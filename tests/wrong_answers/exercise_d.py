@@ -216,6 +216,43 @@ WRONG_D += [
                 _hand_written("logit", relu=False)),
 ]
 
+def _on_the_grid(model, image, class_name, object_mask):
+    """Grad-CAM at each stage's own cell grid, the mask sampled at the cells' nearest pixels: never upsampled."""
+    with LayerRecorder(model.network, STAGES) as recorder:
+        logits = model.network(model.to_input(image))
+    logits[0, model.class_index(class_name)].backward()
+    mask = torch.as_tensor(np.asarray(object_mask), dtype=torch.bool)
+    height, width = mask.shape
+    shares = {}
+    for stage in STAGES:
+        activation, gradient = recorder.activations[stage][0], recorder.gradients[stage][0]
+        cam = normalize_cams((gradient.mean(dim=(1, 2))[:, None, None] * activation).sum(0).clamp(min=0)[None].detach())[0]
+        rows, columns = torch.arange(cam.shape[0]) * height // cam.shape[0], torch.arange(cam.shape[1]) * width // cam.shape[1]
+        cells = mask[rows][:, columns]
+        shares[stage] = float(cam[cells].sum()) / float(cam.sum()) if float(cam.sum()) > 0 else 0.0
+    return shares
+
+
+_SHIFTED = dict(zip(STAGES, ["layer1", *STAGES[:-1]]))
+
+
+def _shifted_shares(model, image, class_name, object_mask):
+    """Each stage's share computed one stage too early (the stem's slot taken by layer1)."""
+    mask = torch.as_tensor(np.asarray(object_mask), dtype=torch.bool)
+    shares = {}
+    for stage in STAGES:
+        cam = grad_cam(model, image, class_name, layer=_SHIFTED[stage]).maps[0]
+        shares[stage] = float(cam[mask].sum()) / float(cam.sum()) if float(cam.sum()) > 0 else 0.0
+    return shares
+
+WRONG_D += [
+    # a fresh student's round 5: failed with the generic message before
+    WrongAnswer("d", "stages shifted by one (layer1's map under layer2's name)", r"shares belong to other stages \(at layer2 yours is layer1's share.*shifted by one",
+                lambda m, s: {"localisation_shares": _shifted_shares}),
+    WrongAnswer("d", "shares on the cell grid, the mask sampled down", r"computed on each stage's cell grid",
+                lambda m, s: {"localisation_shares": _on_the_grid}),
+]
+
 RIGHT_D = [
     RightAnswer("d", "Grad-CAM written by hand with LayerRecorder, one forward pass per stage", _hand_written("logit", relu=True)),
     RightAnswer("d", "cells spread evenly, NumPy arithmetic", lambda model, solution: {"localisation_shares": _stretched}),

@@ -235,6 +235,48 @@ WRONG_E = [
                 _grad(_detaches_the_caller)),
 ]
 
+def _two_forward_passes(model, image):
+    """Right maps, but a first forward pass for nothing (the logits), then the recorded one."""
+    with torch.no_grad():
+        model.network(model.to_input(image))
+    activation, _ = _activation(model, model.to_input(image))
+    return torch.einsum("kc,chw->khw", model.network.fc.weight, activation[0])
+
+
+def _loop_over_classes(model, image):
+    """Right maps, one einsum per class in a Python loop."""
+    activation, _ = _activation(model, model.to_input(image))
+    weight = model.network.fc.weight
+    return torch.stack([torch.einsum("c,chw->hw", weight[k], activation[0]) for k in range(weight.shape[0])])
+
+
+def _squeezed(model, image):
+    """activation.squeeze(): drops the batch dimension, and the height too where layer4 is one cell high."""
+    activation, _ = _activation(model, model.to_input(image))
+    return torch.einsum("kc,chw->khw", model.network.fc.weight, activation.squeeze())
+
+
+def _replaces_fc_weight(model, image):
+    """Right maps, but fc.weight replaced by a new Parameter with the same values."""
+    model.network.fc.weight = torch.nn.Parameter(model.network.fc.weight.detach().clone(), requires_grad=False)
+    return cams_function()(model, image)
+
+
+WRONG_E += [
+    # a fresh student's round 5: passed the check before
+    WrongAnswer("e", "two forward passes", r"ran the network 2 times for one image", lambda m, s: {"class_activation_maps": _two_forward_passes}),
+    WrongAnswer("e", "a loop over the classes, one einsum each", r"in \d+ calls of torch\.einsum.*one torch\.einsum",
+                lambda m, s: {"class_activation_maps": _loop_over_classes}),
+    WrongAnswer("e", "activation.squeeze() (drops a height of 1)", r"one cell high.*squeeze\(\)",
+                lambda m, s: {"class_activation_maps": _squeezed}),
+    WrongAnswer("e", "fc.weight replaced by a new Parameter", r"replaced the network's parameters \(fc\.weight\)",
+                lambda m, s: {"class_activation_maps": _replaces_fc_weight}),
+    WrongAnswer("e", "Grad-CAM divided by each map's maximum", r"divided by its own maximum",
+                _grad(lambda cams: cams.clamp(min=0) / cams.clamp(min=0).amax(dim=(1, 2), keepdim=True).clamp(min=1e-12))),
+    WrongAnswer("e", "clamp(0, 1) as the ReLU", r"clamp\(0, 1\), which also cuts", _grad(lambda cams: cams.clamp(0, 1) / _cells(cams))),
+    WrongAnswer("e", "Grad-CAM in float16", r"returns float16 maps for float32 CAMs", _grad(lambda cams: (cams.clamp(min=0) / _cells(cams)).half())),
+]
+
 RIGHT_E = [
     RightAnswer("e", "a bare forward hook removed by hand, inference_mode", lambda model, solution: {"class_activation_maps": _hooked}),
     RightAnswer("e", "F.relu and numel of one map", _grad(lambda cams: torch.nn.functional.relu(cams) / cams[0].numel())),

@@ -735,6 +735,9 @@ class Snapshot:
                 "network": network,
                 "modules": [(name, id(module)) for name, module in network.named_modules()],
                 "state": {name: value.detach().clone() for name, value in network.state_dict(keep_vars=True).items()},
+                # The parameter objects themselves: a new nn.Parameter with the same values is a change too.
+                "parameters": [(module_name, module, key, parameter) for module_name, module in network.named_modules()
+                               for key, parameter in module._parameters.items()],
                 "training": [module.training for module in network.modules()],
                 "requires_grad": [parameter.requires_grad for parameter in network.parameters()],
                 "grads": [parameter.grad is None for parameter in network.parameters()],
@@ -760,6 +763,14 @@ class Snapshot:
             training = [m.training for m in network.modules()]
             if training != saved["training"]:
                 found.append(("training", _mode_message(name, saved["training"], training)))
+            replaced = [f"{module_name}.{key}".lstrip(".") for module_name, module, key, parameter in saved["parameters"]
+                        if module._parameters.get(key) is not parameter]
+            if replaced:
+                found.append(("parameters", f"{name} replaced the network's parameters ({replaced[0]}{', ...' if len(replaced) > 1 else ''}) "
+                              "by new objects (model.network.fc.weight = nn.Parameter(...) or the like): the network is shared "
+                              "by every cell, and whatever holds the old parameters (an optimiser, a variable of the notebook) "
+                              "no longer sees the network's weights. Read the weights, never assign them: a function that "
+                              "explains a model must leave it as it was. The check put the originals back."))
             state = network.state_dict(keep_vars=True)
             changed = [key for key, value in saved["state"].items()
                        if key not in state or state[key].shape != value.shape or not torch.equal(state[key].detach(), value)]
@@ -797,6 +808,9 @@ class Snapshot:
         for saved in self.networks:
             network = saved["network"]
             if [(n, id(m)) for n, m in network.named_modules()] == saved["modules"]:
+                for _module_name, module, key, parameter in saved["parameters"]:
+                    if module._parameters.get(key) is not parameter:
+                        module._parameters[key] = parameter
                 for module, flag in zip(network.modules(), saved["training"]):
                     module.training = flag
                 state = network.state_dict(keep_vars=True)

@@ -506,7 +506,14 @@ def _check_maps(checker: Checker, model: LoadedModel, cams_for_classes: Callable
         problem = f"the maps are {shape[1]}x{shape[2]}; upsample them to the image's size, {height}x{width} (image.shape[:2])."
     else:
         problem = ""
-    if not problem and answer.requires_grad:
+    if not problem and answer.dtype != torch.float32:
+        # Right values, wrong contract: judged here, and the values still judged below.
+        dtype = str(answer.dtype).replace("torch.", "")
+        problem = (f"cams_for_classes returns {dtype} maps; the text asks for float32, the dtype of the network's "
+                   f"activations and gradients{' (float16 keeps only about 3 significant digits)' if dtype in ('float16', 'bfloat16') else ''}: "
+                   "return the maps in float32, with no .half(), .double() or dtype= on the way.")
+        checker.require("shape", False, problem)
+    elif not problem and answer.requires_grad:
         # Right values, wrong contract: judged here, and the values still judged below.
         problem = ("cams_for_classes returns maps still attached to the autograd graph (requires_grad=True): the "
                    "caller's cams.numpy() fails and the whole network's graph stays in memory. Return them detached: "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,11 @@ KEEP = "my notes.txt"
 GONE = "holiday.jpg_cam.png"  # an earlier run's overlay whose photo is gone from the folder
 #: The first bytes of every PNG file.
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: The share of a saved overlay's values that may differ from the exact blend by more than rounding (JPEG's are 10% and more).
+LOSSY_SHARE = 0.002
+#: A difference from the exact blend larger than this is no rounding (a right overlay is within 1 level, its heat map's
+#: colours within 2 where a hand-written upsampling rounds differently).
+LOSSY_LEVELS = 2.5
 
 
 def image_kinds(root: Path) -> dict[str, Path]:
@@ -232,34 +238,75 @@ def _check_file(checker: Checker, model: LoadedModel, explain_file: Callable) ->
                 return
             if _form_problem(kind_answer):
                 continue
-            kinds.append((kind, kind_path.name, kind_answer, reference(model, kind_path)))
+            # The file as a plain PIL read gives it: an answer that matches it did not read with load_image.
+            naive = np.asarray(Image.open(kind_path).convert("RGB"))
+            kinds.append((kind, kind_path.name, kind_answer, reference(model, kind_path), naive))
     failed: set[str] = set()
 
-    def first_kind_problem(judge: Callable[[Any, Any, tuple], str]) -> str:
+    @functools.cache
+    def naive_reference(index: int) -> tuple[str, np.ndarray]:
+        """(top class, heat map alone) of a kind's file as a plain PIL read gives it: only to name a cause."""
+        naive = kinds[index][4]
+        result = grad_cam(model, naive)
+        return result.class_names[0], overlay_cam(naive, result.maps[0], alpha=1.0)
+
+    def first_kind_problem(judge: Callable[[Any, Any, tuple], str], misread: Callable[[Any, Any, int], bool]) -> str:
+        """The first kind a judge finds wrong: the problem, and its cause (load_image only where the answer matches
+        what a plain PIL read of the file gives)."""
         __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
-        for kind, file_name, (kind_name, kind_overlay), expected in kinds:
+        for index, (kind, file_name, (kind_name, kind_overlay), expected, _naive) in enumerate(kinds):
             if kind in failed:
                 continue
             problem = judge(kind_name, kind_overlay, expected)
             if problem:
-                # The cause is named once; later checks say only where else it shows.
-                cause = _READ_WITH_LOAD_IMAGE if not failed else "the same cause as above"
                 failed.add(kind)
+                if not misread(kind_name, kind_overlay, index):
+                    return f"on {kind} ({file_name}): {problem}."
+                # The cause is named once; later checks say only where else it shows.
+                cause = _READ_WITH_LOAD_IMAGE if not any(_READ_WITH_LOAD_IMAGE in p for p in checker.result.problems) else "the same cause as above"
                 return f"on {kind} ({file_name}): {problem}; {cause}."
         return ""
 
+    def name_problem(n: Any, o: Any, e: tuple) -> str:
+        if n == e[0]:
+            return ""
+        if isinstance(n, str) and n.strip().lower() == e[0].lower():
+            return (f"explain_file says {n!r}, the model's top class is {e[0]!r}: return the class name exactly as the model "
+                    "gives it (grad_cam's result.class_names[0]), no change of case or spaces")
+        return f"explain_file says {n!r}, the model's top class is {e[0]!r}"
+
+    def size_problem(n: Any, o: Any, e: tuple) -> str:
+        if not _size_problem(o, e[1]):
+            return ""
+        text = f"the overlay is {o.shape[0]}x{o.shape[1]}, the image {e[1].shape[0]}x{e[1].shape[1]}"
+        if o.shape[:2] == e[1].shape[:2][::-1]:
+            return text + " (the photo on its side: its EXIF rotation was not applied)"
+        if o.shape[:2] == e[1].shape[:2]:
+            return text + f" ({_size_problem(o, e[1])})"
+        return text + ": make the overlay exactly the image's size, no crop and no resize"
+
+    def overlay_problem(n: Any, o: Any, e: tuple) -> str:
+        if o.shape != e[1].shape:
+            return ""
+        found = describe_overlay(o, e[1], e[2])
+        if not found:
+            return ""
+        return "the overlay does not show the photo as load_image reads it, blended with the Grad-CAM of its top class: " + found.rstrip(".")
+
+    def misread_overlay(n: Any, o: Any, index: int) -> bool:
+        naive = kinds[index][4]
+        return o.shape == naive.shape and not describe_overlay(o, naive, naive_reference(index)[1])
+
     problem = (f"explain_file says {name!r}, which is not the model's top class for this photo ({top!r})." if name != top else
-               first_kind_problem(lambda n, o, e: f"explain_file says {n!r}, the model's top class is {e[0]!r}" if n != e[0] else ""))
+               first_kind_problem(name_problem, lambda n, o, index: n == naive_reference(index)[0]))
     checker.require("predicted class", not problem, problem)
     problem = _size_problem(overlay, image) or first_kind_problem(
-        lambda n, o, e: (f"the overlay is {o.shape[0]}x{o.shape[1]}, the image {e[1].shape[0]}x{e[1].shape[1]}"
-                         + (" (the photo on its side: its EXIF rotation was not applied)" if o.shape[:2] == e[1].shape[:2][::-1] else ""))
-        if _size_problem(o, e[1]) else "")
+        size_problem, lambda n, o, index: (isinstance(o, np.ndarray) and o.shape[:2] == kinds[index][4].shape[:2]
+                                           != kinds[index][3][1].shape[:2]))
     checker.require("overlay size and type", not problem, problem)
     if overlay.shape == image.shape:
         problem = describe_overlay(overlay, image, heat, alternatives=alternatives(model, "coffee.jpg")) or first_kind_problem(
-            lambda n, o, e: ("the overlay does not show the photo as load_image reads it, blended with the Grad-CAM of "
-                             "its top class" if o.shape == e[1].shape and describe_overlay(o, e[1], e[2]) else ""))
+            overlay_problem, misread_overlay)
         checker.require("overlay shows the CAM in RGB", not problem, problem)
     else:
         checker.skip(later[-1:], "the overlay's colours can be checked once it has the image's size")
@@ -340,13 +387,22 @@ def _make_folders(root: Path) -> list[_Folder]:
     fourth.mkdir()
     folders.append(_Folder("an empty folder", fourth, root / "fourth overlays", {}, ()))
     for case in folders:
+        # A time in the past, so that any write to an input file shows, even one with the same bytes in the same instant.
+        for path in case.folder.rglob("*"):
+            if path.is_file():
+                os.utime(path, ns=(PAST_NS, PAST_NS))
         case.contents = _contents(case.folder)
     return folders
 
 
-def _contents(folder: Path) -> dict[str, str]:
-    """Every file under a folder, by relative path, with a digest of its bytes."""
-    return {str(path.relative_to(folder)): hashlib.sha1(path.read_bytes()).hexdigest() for path in sorted(folder.rglob("*")) if path.is_file()}
+#: The modification time the check gives its input files (1 January 2020).
+PAST_NS = 1_577_836_800 * 10**9
+
+
+def _contents(folder: Path) -> dict[str, tuple[str, int]]:
+    """Every file under a folder, by relative path, with a digest of its bytes and its modification time (ns)."""
+    return {str(path.relative_to(folder)): (hashlib.sha1(path.read_bytes()).hexdigest(), os.stat(path).st_mtime_ns)
+            for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
 class NetworkFailure(RuntimeError, ValueError):
@@ -483,11 +539,17 @@ def _describe_names(case: _Folder) -> str:
     if added:
         return (f"explain_folder wrote {added[0]} into the folder it reads (for {case.what}): save the overlays into "
                 "output_folder, and only there.")
-    touched = sorted(name for name, digest in case.contents.items() if now.get(name) != digest)
+    touched = sorted(name for name, (digest, _) in case.contents.items() if name not in now or now[name][0] != digest)
     if touched:
         how = "deleted" if touched[0] not in now else "changed"
         return (f"explain_folder {how} {touched[0]} in the folder it was given (for {case.what}): it only reads the files "
                 "there; leave them as they are.")
+    rewritten = sorted(name for name, (_, mtime) in case.contents.items() if now[name][1] != mtime)
+    if rewritten:
+        return (f"explain_folder wrote to {rewritten[0]} in the folder it was given (for {case.what}): its bytes are the "
+                "same, but its modification time changed (a touch(), os.utime or a write of the same bytes). The function "
+                "only reads the files there: tools that sync or back up the folder see the file as changed. Leave the "
+                "input files as they are.")
     for name, content in case.kept.items():
         target = case.output / name
         if not target.is_file() or target.read_bytes() != content:
@@ -513,8 +575,12 @@ def _describe_names(case: _Folder) -> str:
                                                               "reads is an image, whatever its name)" if missing else "") + ".")
 
 
-def _describe_saved(model: LoadedModel, case: _Folder) -> str:
-    """What is wrong with the contents of the overlays explain_folder saved, or ""."""
+def _describe_saved(model: LoadedModel, case: _Folder, own: Callable[[Path], Any] | None = None) -> str:
+    """What is wrong with the contents of the overlays explain_folder saved, or "".
+
+    Args:
+        own: the student's explain_file on a path, to compare a saved overlay with the overlay it was made from.
+    """
     for name, source in case.images.items():
         target = case.output / f"{name}_cam.png"
         if case.as_str and target.read_bytes() == (DATA_DIR / STALE).read_bytes():
@@ -533,6 +599,22 @@ def _describe_saved(model: LoadedModel, case: _Folder) -> str:
         problem = describe_overlay(saved, image, heat, what=f"the saved {target.name}", alternatives=alternatives(model, source))
         if problem:
             return problem
+        # PNG is lossless: the saved file holds the overlay exactly, up to the rounding of the blend. Where it does not
+        # hold the right overlay, it is compared with the student's own explain_file overlay of the same file: an
+        # overlay of another heat map is explain_file's business, a lossy copy of its own overlay is this check's.
+        differences = [np.abs(saved.astype(np.float64) - ((1 - ALPHA) * image + ALPHA * right.astype(np.float64)))
+                       for right in ([heat] if isinstance(heat, np.ndarray) else heat)]
+        closest = min(differences, key=lambda difference: float((difference > LOSSY_LEVELS).mean()))
+        if float((closest > LOSSY_LEVELS).mean()) > LOSSY_SHARE and own is not None:
+            answer = own(case.folder / name)
+            overlay = answer[1] if isinstance(answer, (tuple, list)) and len(answer) == 2 else None
+            if isinstance(overlay, np.ndarray) and overlay.shape == saved.shape:
+                closest = np.abs(saved.astype(np.float64) - overlay.astype(np.float64))
+        if float((closest > LOSSY_LEVELS).mean()) > LOSSY_SHARE:
+            return (f"the saved {target.name} differs from the overlay by more than rounding in {100 * float((closest > LOSSY_LEVELS).mean()):.0f}% "
+                    f"of its values (by up to {int(closest.max())} levels): it went through a lossy step on its way, "
+                    "JPEG compression (a save as JPEG, or an io.BytesIO in JPEG, before the PNG)? Save the uint8 overlay "
+                    "itself as PNG, which is lossless: Image.fromarray(overlay).save(path).")
     return ""
 
 
@@ -563,7 +645,7 @@ def _crash_message(error: BaseException, case: _Folder, explain_folder: Callable
     return f"explain_folder crashed on {case.what}: " + describe_error(explain_folder, error)
 
 
-def _check_folder(checker: Checker, model: LoadedModel, explain_folder: Callable) -> None:
+def _check_folder(checker: Checker, model: LoadedModel, explain_folder: Callable, explain_file: Callable | None = None) -> None:
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     later = ["reports the files that are not images", "one overlay per image, named after its file", "saved overlays show the CAM in RGB"]
     with tempfile.TemporaryDirectory() as temporary:
@@ -590,7 +672,8 @@ def _check_folder(checker: Checker, model: LoadedModel, explain_folder: Callable
         checker.require(later[0], not problem, problem)
         problem = next((found for found in map(_describe_names, cases) if found), "")
         if checker.require(later[1], not problem, problem):
-            problem = next((found for found in (_describe_saved(model, c) for c in cases) if found), "")
+            own = (lambda path: checker.quiet_call(explain_file, model, path)) if explain_file is not None else None
+            problem = next((found for found in (_describe_saved(model, c, own) for c in cases) if found), "")
             checker.require(later[2], not problem, problem)
         else:
             checker.skip(later[2:], "the saved overlays can be checked once they have the right names")
@@ -614,5 +697,5 @@ def check_b(model: LoadedModel, explain_file: Callable, explain_folder: Callable
     checker = Checker("b", CHECK_COUNT, catch_not_implemented=_grading, models=[model, small])
     model = small
     _check_file(checker, model, explain_file)
-    _check_folder(checker, model, explain_folder)
+    _check_folder(checker, model, explain_folder, explain_file)
     return checker.finish()

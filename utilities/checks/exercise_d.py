@@ -92,7 +92,7 @@ def _references(model: LoadedModel, global_model: LoadedModel) -> dict[str, np.n
         top = model.class_names[int(model.network(model.preprocess(image).unsqueeze(0)).argmax())]
     keys = ("reference", "outside", "cat_mask", "mean inside", "inside/outside", "top", "Egyptian cat", "global model",
             "no normalisation", "probability", "no ReLU", "pixels above half", "area above 0", "peak ratio",
-            "mirrored mask", "mean ratio")
+            "mirrored mask", "mean ratio", "cell grid")
     shares: dict[str, list[list[float]]] = {key: [[] for _ in PLACEMENTS] for key in keys}
     # Grad-CAM written by hand with two slips: the softmax probability's gradient, and no ReLU (normalised from the
     # signed map's minimum).
@@ -132,6 +132,21 @@ def _references(model: LoadedModel, global_model: LoadedModel) -> dict[str, np.n
             shares["no ReLU"][row].append(share(by_hand(stage, "logit", False, result.centres), mask))
             placed = global_result if placement == "centres" else dataclasses.replace(global_result, centres=None)
             shares["global model"][row].append(share(placed.maps[0], mask))
+        # The share on the stage's own cell grid (never upsampled), the mask brought down to the grid: the cells'
+        # nearest pixels (two ways) or each cell's fraction inside the mask. One row per way, both placements alike.
+        grid = normalize_cams(gradcam_from(activations[stage], gradients["logit"][stage]).clamp(min=0)[None])[0]
+        cells_high, cells_wide = grid.shape
+        rows = torch.arange(cells_high)
+        columns = torch.arange(cells_wide)
+        nearest = mask[(rows * height) // cells_high][:, (columns * width) // cells_wide]
+        centred = mask[((2 * rows + 1) * height) // (2 * cells_high)][:, ((2 * columns + 1) * width) // (2 * cells_wide)]
+        fraction = torch.nn.functional.adaptive_avg_pool2d(mask[None, None].float(), (cells_high, cells_wide))[0, 0]
+        total = float(grid.sum())
+        for way, value in enumerate((share(grid, nearest), share(grid, centred),
+                                     float((grid * fraction).sum()) / total if total > 0 else 0.0)):
+            while len(shares["cell grid"]) <= way:
+                shares["cell grid"].append([])
+            shares["cell grid"][way].append(value)
     references = {key: np.array(values) for key, values in shares.items()}
     references["top class name"] = np.array(top)
     return references
@@ -164,6 +179,9 @@ _MISTAKES = {
     "backpropagates the class's logit, the score before the softmax (grad_cam does).",
     "no ReLU": "these are the shares of Grad-CAM maps without the ReLU, normalised from their negative minimum: apply the "
     "ReLU to the weighted sum of the channels before upsampling and normalising (grad_cam does).",
+    "cell grid": "these shares are computed on each stage's cell grid, with the mask brought down to the cells: the "
+    "mask is the image's size, so upsample each map to the image's size first (grad_cam's result.maps are), then sum "
+    "it inside the mask.",
 }
 
 
@@ -184,6 +202,15 @@ def _diagnose_shares(values: np.ndarray, references: dict[str, np.ndarray]) -> s
             return message.format(top=repr(str(references["top class name"])))
     if _matches(values, references["reference"][:, ::-1]):
         return "the shares belong to other stages: check which value goes with which key."
+    # Each share is another stage's (shifted by one, say): the stages' names and the layers do not go together.
+    for row in references["reference"]:
+        others = [min((j for j in range(len(STAGES)) if abs(values[i] - row[j]) <= TOLERANCE),
+                      key=lambda j: (j != i, abs(values[i] - row[j])), default=None) for i in range(len(STAGES))]
+        if None not in others and any(j != i for i, j in enumerate(others)) and len(set(others)) > 1:
+            pairs = ", ".join(f"at {STAGES[i]} yours is {STAGES[j]}'s share" for i, j in enumerate(others) if j != i)
+            return (f"the shares belong to other stages ({pairs}): the stage names and the layers are out of step "
+                    "(shifted by one?). Compute each stage's map at that stage itself, grad_cam(..., layer=stage), "
+                    "and store it under that stage's name.")
     reference = min(references["reference"], key=lambda row: float(np.abs(values - row).max()))
     worst = int(np.abs(values - reference).argmax())
     return (f"the shares do not match, nor any mistake the check knows: at {STAGES[worst]} yours is {values[worst]:.3f}, "

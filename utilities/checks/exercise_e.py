@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import weakref
@@ -349,11 +350,39 @@ def _attempt(checker: Checker, function: Callable, *args: Any, explain: Callable
     return (*result, left)
 
 
+#: What combines fc's weights with the activation: the text asks for one call for all classes (one torch.einsum).
+#: Wrapped where everything looks them up, so that the calls are seen however the student imported torch.
+COMBINING_CALLS: dict[str, tuple[Any, str]] = {
+    "torch.einsum": (torch, "einsum"),
+    "torch.matmul": (torch, "matmul"),
+    "torch.mm": (torch, "mm"),
+    "torch.tensordot": (torch, "tensordot"),
+    "@": (torch.Tensor, "__matmul__"),
+    "Tensor.matmul": (torch.Tensor, "matmul"),
+    "Tensor.mm": (torch.Tensor, "mm"),
+}
+
+
+@functools.cache
+def thin_model() -> LoadedModel:
+    """The made-up network with inputs 16 pixels high: a wide image gives layer4 a map one cell high."""
+    toy = made_up_model()
+    return dataclasses.replace(toy, preprocess=make_preprocess(toy.mean, toy.std, 16))
+
+
+def thin_image() -> np.ndarray:
+    """A 24 x 120 colour ramp: 16 x 80 after :func:`thin_model`'s preprocessing, 1 x 5 cells at layer4."""
+    rows, columns = np.mgrid[0:24, 0:120]
+    return np.stack([rows * 10, columns * 2, (rows * columns) % 256], axis=-1).astype(np.uint8)
+
+
 def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, class_activation_maps: Callable) -> None:
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     image = check_image()
     references = cached(model, "exercise e", lambda: _references(model, image, full_size))
-    ok, answer, error, left = _attempt(checker, class_activation_maps, model, image, explain=_explain(references))
+    with recorded_calls(COMBINING_CALLS) as combining:
+        ok, answer, error, left = _attempt(checker, class_activation_maps, model, image, explain=_explain(references))
+    forward_passes = checker.forward_passes
     if not ok:
         checker.require(_CHECKS[0], False, error)
         checker.skip(_CHECKS[1:4], "class_activation_maps must run first")
@@ -367,6 +396,18 @@ def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, cl
     if shape_mistake:
         checker.skip(_CHECKS[1:2], "fix the shape first")
     else:
+        if not mistake and forward_passes > 1:
+            mistake, problem = "forward passes", (
+                f"class_activation_maps ran the network {forward_passes} times for one image: the text asks for one forward "
+                "pass, with layer4 recorded (LayerRecorder); the activation and fc.weight give every class's map, no "
+                "further pass is needed.")
+        if not mistake and len(combining) > 1:
+            counts = {label: combining.count(label) for label in dict.fromkeys(combining)}
+            mistake, problem = "several combinations", (
+                "class_activation_maps combined fc's weights with the activation in "
+                + ", ".join(f"{count} call{'s' if count > 1 else ''} of {label}" for label, count in counts.items())
+                + " (a loop over the classes?): the text asks for all classes at once, in one torch.einsum of fc.weight "
+                "(classes, channels) and the activation (channels, h, w).")
         checker.require(_CHECKS[1], not mistake, problem)
 
     # The same function on a made-up network and image: nothing may be hard-coded for one model.
@@ -375,9 +416,23 @@ def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, cl
     toy_references = cached(toy, "exercise e", lambda: _references(toy, made_up_image(), toy))
     toy_ok, toy_answer, toy_error, toy_left = _attempt(checker, class_activation_maps, toy, made_up_image(), explain=_explain(toy_references))
     toy_mistake, toy_problem = _problem(toy_answer, toy_references) if toy_ok else ("error", toy_error)
+    if not toy_mistake:
+        # A map one cell high: activation.squeeze() drops that dimension as well as the batch dimension.
+        thin = thin_model()
+        thin_references = cached(thin, "exercise e: thin", lambda: _references(thin, thin_image(), thin))
+        thin_ok, thin_answer, _, thin_left = _attempt(checker, class_activation_maps, thin, thin_image(), explain=_explain(thin_references))
+        toy_left = max(toy_left, thin_left)
+        if not thin_ok or _problem(thin_answer, thin_references)[0]:
+            toy_mistake, toy_problem = "thin", (
+                "on the made-up network (layer4 with 5 channels) and a 24x120 image, whose layer4 activation is one cell "
+                "high, (1, 5, 1, 5), class_activation_maps "
+                + ("raised an error" if not thin_ok else "did not return the right maps, (classes, 1, 5)")
+                + ": does it squeeze() the activation? squeeze() drops every dimension of size 1, the height too; take "
+                "the one image's activation with [0] (or squeeze(0)).")
     same_as_above = bool(toy_mistake) and toy_mistake == mistake and mistake not in ("generic", "shape", "type")
     checker.require(
         _CHECKS[2], not toy_mistake or same_as_above,
+        toy_problem if toy_mistake == "thin" else
         "on a made-up network (layer4 with 5 channels, global average pooling, fc with a large bias) and a 40x72 image: "
         + (toy_problem[0].lower() + toy_problem[1:] if toy_problem else ""),
     )
@@ -441,6 +496,16 @@ _GRAD_CAM_MISTAKES: list[tuple[Callable[[torch.Tensor], torch.Tensor], str]] = [
      "the maps are multiplied by the number of cells: Grad-CAM's weights are CAM's weights divided by h * w."),
     (lambda c: normalize_cams(c.clamp(min=0)),
      "the maps are normalised to [0, 1]: return what grad_cam(...).raw holds, after the ReLU but not normalised."),
+    (lambda c: c.clamp(min=0) / c.clamp(min=0).amax(dim=(-2, -1), keepdim=True).clamp(min=1e-12),
+     "each map is divided by its own maximum (so it peaks at 1): Grad-CAM's factor is the same for every class, "
+     "1 / (h * w), from the gradient of the average pooling; return what grad_cam(...).raw holds, not normalised."),
+    (lambda c: (-c).clamp(min=0) / (c.shape[-2] * c.shape[-1]),
+     "the maps have the wrong sign (the ReLU of -cams): the gradient of logit k is + fc.weight[k, c] / (h * w), so "
+     "Grad-CAM is ReLU(+cams) / (h * w)."),
+    (lambda c: torch.div(c.clamp(min=0), c.shape[-2] * c.shape[-1], rounding_mode="floor"),
+     "the maps are divided with floor division (//), which rounds every value down to a whole number: divide with /."),
+    (lambda c: c.clamp(0, 1) / (c.shape[-2] * c.shape[-1]),
+     "the ReLU is written as clamp(0, 1), which also cuts every value above 1: the ReLU is clamp(min=0) only."),
     (lambda c: c.clamp(min=0) / c.clamp(min=0).sum(dim=(-2, -1), keepdim=True).clamp(min=1e-12),
      "each map is divided by its own sum: Grad-CAM's factor is the same for every class, 1 / (h * w), from the "
      "gradient of the average pooling."),
@@ -457,6 +522,11 @@ def _grad_cam_problem(cases: list[torch.Tensor], expected: list[torch.Tensor], a
                 cams.shape[0] == 1 and tuple(result.shape) == tuple(cams.shape[1:])) else ""
             return (f"grad_cam_from_cams should return one map per CAM, the same shape as cams: for cams of shape "
                     f"{tuple(cams.shape)} it returned shape {tuple(result.shape)}{squeezed}.")
+    for cams, answer in zip(cases, answers):
+        if answer.dtype != cams.dtype:
+            return (f"grad_cam_from_cams returns {str(answer.dtype).replace('torch.', '')} maps for {str(cams.dtype).replace('torch.', '')} CAMs "
+                    f"(a .half(), .double() or a dtype= on the way?): keep the CAMs' dtype; "
+                    f"{str(answer.dtype).replace('torch.', '')} rounds the values differently from grad_cam(...).raw.")
     results = [as_tensor(answer) for answer in answers]
     if all(_close(result, right) for result, right in zip(results, expected)):
         return ""
@@ -481,8 +551,8 @@ def _grad_cam_problem(cases: list[torch.Tensor], expected: list[torch.Tensor], a
     right = _grad_cam(cams)
     cell = np.unravel_index(int((result.float() - right).abs().argmax()), tuple(cams.shape))
     return (f"on made-up CAMs of shape {tuple(cams.shape)}, grad_cam_from_cams does not return what grad_cam(...).raw "
-            f"gives at layer4: at map {cell[0]}, cell ({cell[1]}, {cell[2]}), where cams holds {float(cams[cell]):.3f}, yours "
-            f"is {float(result[cell]):.3f}, Grad-CAM's {float(right[cell]):.3f}. Work out the gradient of logit k with respect to one cell of channel c of layer4 "
+            f"gives at layer4: at map {cell[0]}, cell ({cell[1]}, {cell[2]}), where cams holds {float(cams[cell]):.4g}, yours "
+            f"is {float(result[cell]):.6g}, Grad-CAM's {float(right[cell]):.6g}. Work out the gradient of logit k with respect to one cell of channel c of layer4 "
             "(global average pooling, then fc), hence Grad-CAM's channel weights, then its map.")
 
 
