@@ -395,3 +395,30 @@ RIGHT_A = [
     RightAnswer("a", "eval mode for the computation, the caller's mode put back", lambda m, s: {"cams_for_classes": _evaluated_and_put_back}),
     RightAnswer("a", "class names sorted on a copy, maps put back in the caller's order", lambda m, s: {"cams_for_classes": _copied_names}),
 ]
+
+
+def _deduplicated_names(model, image, class_names):
+    """Drops repeated class names (dict.fromkeys keeps the order): fewer maps than names."""
+    return hand_cams(model, image, list(dict.fromkeys(class_names)))
+
+
+def _fresh_centres(model, image, class_names):
+    """Cells at their receptive-field centres, computed afresh (the cache cleared): cell_centres runs the network once."""
+    cell_centres.cache_clear()
+    return hand_cams(model, image, class_names, placement="centres")
+
+
+WRONG_A += [
+    # a fresh student's round 6: passed the check before
+    WrongAnswer("a", "repeated class names dropped", r"given a class name twice.*drops repeated names",
+                lambda m, s: {"cams_for_classes": _deduplicated_names}),
+    # round 6: a message that did not name the cause
+    WrongAnswer("a", "dominant_class: names lower-cased", r"in another case or with other spaces",
+                _dominant(lambda cams, names: {"left": names[int(_sums(cams)[0].argmax())].lower(),
+                                               "right": names[int(_sums(cams)[1].argmax())].lower()})),
+]
+
+RIGHT_A += [
+    RightAnswer("a", "receptive-field centres computed afresh by cell_centres (its own forward pass is not the student's)",
+                lambda m, s: {"cams_for_classes": _fresh_centres}),
+]

@@ -273,7 +273,76 @@ WRONG_B += [
                 _file(lambda model, path: (lambda name, overlay: (name.lower(), overlay))(*_explain(model, path)))),
 ]
 
+def _sniffed(model, folder, output_folder):
+    """Image-ness decided by content sniffing of a few formats (imghdr's list): files it does not know are reported
+    without asking load_image, so an icon (.ico), which load_image reads, is reported as not an image."""
+    signatures = (b"\xff\xd8", b"\x89PNG", b"GIF8", b"II*\x00", b"MM\x00*", b"BM", b"RIFF")
+    known = folder_explainer(files=lambda f: sorted(p for p in f.iterdir() if p.is_file() and p.read_bytes()[:4].startswith(signatures)))
+    reported = known(model, folder, output_folder)
+    return sorted(reported + [p.name for p in Path(folder).iterdir() if p.is_file() and not p.read_bytes()[:4].startswith(signatures)])
+
+
+_BY_NAME: dict = {}
+
+
+def _cached_by_name(model, path):
+    """explain_file with a cache keyed by the file's name: another folder's file of the same name gets the first answer."""
+    key = (id(model), Path(path).name)
+    if key not in _BY_NAME:
+        _BY_NAME[key] = _explain(model, path)
+    return _BY_NAME[key]
+
+
+def _raw_centres(model, path):
+    """Right: result.raw normalised by hand (min and max), placed with centres=result.centres, as overlay_cam documents."""
+    image = load_image(path)
+    result = grad_cam(model, image)
+    raw = result.raw[0]
+    return result.class_names[0], overlay_cam(image, (raw - raw.min()) / (raw.max() - raw.min() + 1e-12), centres=result.centres)
+
+
+def _palette(model, folder, output_folder):
+    """Right overlays, saved as palette PNGs "to save space": convert('P') keeps at most 256 colours."""
+    not_images = folder_explainer()(model, folder, output_folder)
+    for path in Path(folder).iterdir():
+        target = Path(output_folder) / f"{path.name}_cam.png"
+        if path.is_file() and target.is_file():
+            Image.open(target).convert("P").save(target)
+    return not_images
+
+
+def _gray_base(model, path):
+    image = load_image(path)
+    gray = np.asarray(Image.fromarray(image).convert("L").convert("RGB"))
+    return grad_cam(model, image).class_names[0], overlay_cam(gray, grad_cam(model, image).maps[0])
+
+
+def _into_subfolder(model, folder, output_folder):
+    """Each folder's overlays in a sub-folder of output_folder named after it."""
+    Path(output_folder).mkdir(parents=True, exist_ok=True)
+    return folder_explainer()(model, folder, Path(output_folder) / Path(folder).name)
+
+
+WRONG_B += [
+    # a fresh student's round 6: passed the check, or got a message that did not name the cause
+    WrongAnswer("b", "image-ness by content sniffing (imghdr's formats)", r"reported icon\.ico, which is an image.*not imghdr",
+                lambda m, s: {"explain_folder": _sniffed}),
+    WrongAnswer("b", "explain_file cached by file name", r"another photo also named coffee\.jpg.*a cache keyed by the file's name",
+                _file(_cached_by_name)),
+    WrongAnswer("b", "overlay saved as a palette PNG", r"is a palette PNG \(mode 'P'",
+                lambda m, s: {"explain_folder": _palette}),
+    WrongAnswer("b", "heat map blended onto a grayscale photo", r"the overlay blends the right heat map onto a grayscale copy",
+                _file(_gray_base)),
+    WrongAnswer("b", "overlays saved into a sub-folder of output_folder", r"into a sub-folder of output_folder",
+                lambda m, s: {"explain_folder": _into_subfolder}),
+    WrongAnswer("b", "names reported without extensions", r"returned \['broken', 'half', 'notes'\].*without their extensions",
+                _folder(report=lambda path: path.stem)),
+    WrongAnswer("b", "overlays named <file name>.cam.png", r"cat\.jpg\.cam\.png is not named as the text asks",
+                _folder(name=lambda path: f"{path.name}.cam.png")),
+]
+
 RIGHT_B = [
+    RightAnswer("b", "result.raw normalised by hand, drawn with centres=result.centres", _file(_raw_centres)),
     RightAnswer("b", "every error caught, the unreadable files reported, the others raised again", lambda m, s: {"explain_folder": _re_raising}),
     RightAnswer("b", "grad_cam with the cells spread evenly (placement='stretch')",
                 _file(lambda model, path: _explain_with(model, path, placement="stretch"))),

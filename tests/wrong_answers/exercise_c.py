@@ -160,16 +160,16 @@ WRONG_C = [
                 _function(lambda m, s: _steps_then(m, lambda tensor: tensor.double()), "jack-o'-lantern")),
     WrongAnswer("c", "a change made to the tensor after the steps", r"change made outside the steps",
                 _function(lambda m, s: _steps_then(m, lambda tensor: tensor.flip(0)), "jack-o'-lantern")),
-    WrongAnswer("c", "two changes inside one Lambda", r"differs from model\.preprocess in 3 steps.*inside a v2\.Lambda is a step too",
+    WrongAnswer("c", "two changes inside one Lambda", r"differs from model\.preprocess in 2 steps.*each transform called inside a v2\.Lambda is a step",
                 _pipeline(lambda steps: [steps[0], v2.Lambda(lambda x: v2.Grayscale(3)(v2.Resize(32, antialias=True)(x))), *steps[1:]])),
     WrongAnswer("c", "ToDtype(float16) in place of ToDtype(float32): one message, no 'same steps'",
                 r"^(?!.*applies the same steps)(?s:.*)returns torch\.float16 values.*return float32",
                 _pipeline(lambda steps: [steps[0], steps[1], v2.ToDtype(torch.float16, scale=True), steps[3]], "joystick")),
     WrongAnswer("c", "two functional transforms inside one Lambda (v2.functional)",
-                r"differs from model\.preprocess in 3 steps.*added v2\.functional\.horizontal_flip\(\.\.\.\).*added v2\.functional\.resize",
+                r"differs from model\.preprocess in 2 steps.*v2\.functional\.horizontal_flip\(\.\.\.\).*added v2\.functional\.resize",
                 _pipeline(lambda steps: [steps[0], v2.Lambda(lambda x: v2.functional.resize(v2.functional.horizontal_flip(x), [32])), *steps[1:]])),
     WrongAnswer("c", "two functional transforms inside one Lambda (torchvision.transforms.functional)",
-                r"differs from model\.preprocess in 3 steps.*added transforms\.functional\.rgb_to_grayscale\(\.\.\.\)",
+                r"differs from model\.preprocess in 2 steps.*transforms\.functional\.rgb_to_grayscale\(\.\.\.\)",
                 _pipeline(lambda steps: [steps[0], v2.Lambda(lambda x: transforms_functional.rgb_to_grayscale(
                     transforms_functional.resize(x, [32]), num_output_channels=3)), *steps[1:]])),
     WrongAnswer("c", "the object blacked out on a copy of the photo", r"change made outside the steps \(to the photo, or a copy of it",
@@ -221,4 +221,18 @@ RIGHT_C = [
     RightAnswer("c", "Resize(48) in place of Resize, the name read in code", _named(lambda steps: [steps[0], v2.Resize(48, antialias=True), *steps[2:]])),
     RightAnswer("c", "ToDtype without scaling (0 to 255), the name read in code",
                 _named(lambda steps: [*steps[:2], v2.ToDtype(torch.float32, scale=False), steps[3]])),
+]
+
+WRONG_C += [
+    # a fresh student's round 6: passed the check before
+    WrongAnswer("c", "Resize replaced by slicing that also trims a 2-pixel border", r"bottom edge does not change the input at all.*crop",
+                _pipeline(lambda steps: [steps[0], v2.Lambda(lambda x: x[..., 2:-2:6, 2:-2:6]), *steps[2:]])),
+    # round 6: a message that did not name the cause
+    WrongAnswer("c", "Resize inserted before ToImage, a no-op there", r"gives back its input unchanged where it stands.*after ToImage",
+                _pipeline(lambda steps: [v2.Resize(64, antialias=True), *steps])),
+]
+
+RIGHT_C += [
+    RightAnswer("c", "Resize replaced by a Lambda calling v2.functional.resize (one step)",
+                _named(lambda steps: [steps[0], v2.Lambda(lambda x: v2.functional.resize(x, [32], antialias=True)), *steps[2:]])),
 ]

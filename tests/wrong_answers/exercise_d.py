@@ -259,3 +259,38 @@ RIGHT_D = [
     RightAnswer("d", "first stage by sorting a copy of the dict", _first(lambda shares, threshold=0.8: next(
         (stage for stage, share in sorted(dict(shares).items()) if share >= threshold), None))),
 ]
+
+
+def _grad_cam_shares(mask_of=lambda mask: mask, share_of=lambda value: value, maps_of=lambda maps: maps[0]):
+    """localisation_shares with grad_cam per stage and one slip: in the mask, the share or the map taken."""
+    def localisation_shares(model, image, class_name, object_mask):
+        mask = mask_of(np.asarray(object_mask, dtype=bool))
+        shares = {}
+        for stage in STAGES:
+            cam = maps_of(grad_cam(model, image, class_name, layer=stage).maps).detach().numpy()
+            total = float(cam.sum())
+            shares[stage] = share_of(float(cam[mask].sum()) / total) if total > 0 else 0.0
+        return shares
+
+    return lambda model, solution: {"localisation_shares": localisation_shares}
+
+
+def _last_reached(shares, threshold=0.8):
+    found = None
+    for stage in STAGES:
+        if shares[stage] >= threshold:
+            found = stage
+    return found
+
+
+WRONG_D += [
+    # a fresh student's round 6: passed the check before
+    WrongAnswer("d", "the mask transposed when it is square", r"square, so a mask with its rows and columns swapped.*transposed",
+                _grad_cam_shares(mask_of=lambda mask: mask.T if mask.shape[0] == mask.shape[1] else mask)),
+    WrongAnswer("d", "shares rounded to 2 decimals", r"rounded to 2 decimals.*unrounded", _grad_cam_shares(share_of=lambda value: round(value, 2))),
+    # round 6: a message that did not name the cause
+    WrongAnswer("d", "result.maps without [0]: an extra leading dimension", r"extra leading dimension of size 1.*result\.maps\[0\]",
+                _grad_cam_shares(maps_of=lambda maps: maps)),
+    WrongAnswer("d", "the last stage that reaches the threshold: one cause named",
+                r"^(?!.*largest share)(?s:.*)last stage that reaches the threshold", _first(_last_reached)),
+]

@@ -277,7 +277,23 @@ WRONG_E += [
     WrongAnswer("e", "Grad-CAM in float16", r"returns float16 maps for float32 CAMs", _grad(lambda cams: (cams.clamp(min=0) / _cells(cams)).half())),
 ]
 
+WRONG_E += [
+    # a fresh student's round 6: passed the check
+    WrongAnswer("e", "CAMs returned in float64", r"returns float64 maps: return them in the dtype.*float32", _finish(lambda cams, *_: cams.double())),
+    WrongAnswer("e", "CAMs still attached to the autograd graph", r"maps that require grad",
+                _finish(lambda cams, *_: cams.clone().requires_grad_())),
+]
+
+
+def _matrix_product(model, image):
+    """Right: one matrix product instead of the einsum (the same sum over the channels)."""
+    activation, _ = _activation(model, model.to_input(image))
+    channels, height, width = activation[0].shape
+    return (model.network.fc.weight @ activation[0].reshape(channels, height * width)).reshape(-1, height, width)
+
+
 RIGHT_E = [
+    RightAnswer("e", "one matrix product instead of the einsum", lambda model, solution: {"class_activation_maps": _matrix_product}),
     RightAnswer("e", "a bare forward hook removed by hand, inference_mode", lambda model, solution: {"class_activation_maps": _hooked}),
     RightAnswer("e", "F.relu and numel of one map", _grad(lambda cams: torch.nn.functional.relu(cams) / cams[0].numel())),
 ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
+import os
+import sys
 import weakref
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
@@ -139,6 +141,31 @@ def describe_error(function: Callable, error: BaseException, grad_forwards: Sequ
     return f"{name} raised {type(error).__name__}: {text}" if text else f"{name} raised {type(error).__name__}."
 
 
+_UTILITIES_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_CHECKS_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# The model's own methods (model.predict, ...) are the student's way to run the network: their passes count.
+_STUDENT_WAYS = (os.path.join(_UTILITIES_DIR, "models.py"),)
+
+
+def _made_by_course_helper() -> bool:
+    """Whether the forward pass now running was made inside a course helper the student called.
+
+    Walks the stack from the network's call up to the check that called the student's function: a frame of the
+    ``utilities`` package on the way (other than the checks and the model's own methods) means a helper ran the
+    network for a purpose of its own (``cell_centres`` measures the network's geometry on a made-up input), not
+    the student's code.
+    """
+    frame = sys._getframe(2)  # above this function and the sentinel that calls it
+    while frame is not None:
+        path = os.path.abspath(frame.f_code.co_filename)
+        if path.startswith(_CHECKS_DIR):
+            return False  # reached the check that called the student's function
+        if path.startswith(_UTILITIES_DIR) and path not in _STUDENT_WAYS:
+            return True
+        frame = frame.f_back
+    return False
+
+
 class _CallState(NamedTuple):
     """What :meth:`Checker.before_call` took, for :meth:`Checker.after_call`."""
 
@@ -171,7 +198,8 @@ class Checker:
         self._reported: set[str] = set()
         #: The positions of the arguments the last call changed in place (put back since).
         self.changed_arguments: set[int] = set()
-        #: How many forward passes of the watched networks the last call ran (their sentinels fired).
+        #: How many forward passes of the watched networks the last call ran (their sentinels fired), not counting
+        #: those a course helper made for its own purpose (see :func:`_made_by_course_helper`).
         self.forward_passes = 0
 
     def _problem(self, message: str) -> None:
@@ -223,6 +251,8 @@ class Checker:
         grad_forwards: list[bool] = []
 
         def sentinel(module: torch.nn.Module, inputs: Any, output: Any) -> None:
+            if _made_by_course_helper():
+                return  # a helper's own pass (e.g. cell_centres deriving the cells' centres): not the student's
             grad_forwards.append(torch.is_grad_enabled() and not torch.is_inference_mode_enabled())
 
         sentinels = [(saved["network"], saved["network"].register_forward_hook(sentinel)) for saved in self.snapshot.networks]

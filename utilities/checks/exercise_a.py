@@ -378,22 +378,30 @@ def max_pooling_model() -> LoadedModel:
 
 
 def _check_max_pooling_head(cams_for_classes: Callable, checker: Checker) -> str:
-    """The problem of cams_for_classes on a network whose head takes the maximum over the cells, or ""."""
+    """The problem of cams_for_classes on a network whose head takes the maximum over the cells, or "".
+
+    Its list of class names gives one name twice: one map per item of class_names, the repeated one too.
+    """
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     toy, image = max_pooling_model(), made_up_image()
-    ok, answer = checker.call(cams_for_classes, toy, image, list(CLASSES), described=_MAPS_ARGUMENTS)
+    names = [*CLASSES, CLASSES[0]]
+    ok, answer = checker.call(cams_for_classes, toy, image, list(names), described=_MAPS_ARGUMENTS)
     if not ok:
         return ""  # the error is reported by the call
     cams = as_tensor(answer) if isinstance(answer, torch.Tensor) else None
     size = tuple(image.shape[:2])
+    if cams is not None and cams.ndim == 3 and cams.shape[0] == len(set(names)) != len(names):
+        return (f"given a class name twice, {names}, cams_for_classes returned {cams.shape[0]} maps for {len(names)} "
+                "names: it drops repeated names. Return one map per item of class_names, K = len(class_names), in their "
+                "order, a name given twice with its map twice: the caller pairs maps and names by position.")
     what = "on a small network of the check's own whose head takes the maximum over the cells (not their mean)"
-    if cams is None or tuple(cams.shape) != (len(CLASSES), *size) or not bool(torch.isfinite(cams).all()):
+    if cams is None or tuple(cams.shape) != (len(names), *size) or not bool(torch.isfinite(cams).all()):
         shape = tuple(cams.shape) if cams is not None else type_name(answer)
-        return f"{what}, cams_for_classes returned {shape}, expected finite maps {(len(CLASSES), *size)}."
-    scores = {str(k): (lambda logits, index=toy.class_index(name): logits[0, index]) for k, name in enumerate(CLASSES)}
+        return f"{what}, with classes {names}, cams_for_classes returned {shape}, expected finite maps {(len(names), *size)}."
+    scores = {str(k): (lambda logits, index=toy.class_index(name): logits[0, index]) for k, name in enumerate(names)}
     activations, gradients = layer_gradients(toy, image, ["layer4"], scores)
     a4, centres = activations["layer4"], _centres(toy, image)
-    each = [gradients[str(k)]["layer4"] for k in range(len(CLASSES))]
+    each = [gradients[str(k)]["layer4"] for k in range(len(names))]
 
     def maps_by(combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> list[torch.Tensor]:
         return _finish(torch.stack([combine(a4, g) for g in each]).clamp(min=0), size, centres)
@@ -467,6 +475,23 @@ def _scaled_down(cams: torch.Tensor, references: dict[str, list[torch.Tensor]], 
     return False
 
 
+def _global_of_size(function: Callable, size: tuple[int, ...]) -> str:
+    """The name of a global array of (H, W) ``size`` that the function's code reads (not one of its arguments), or ""."""
+    code = getattr(function, "__code__", None)
+    names: set[str] = set()
+    stack = [code] if code is not None else []
+    while stack:
+        current = stack.pop()
+        names.update(current.co_names)
+        stack.extend(const for const in current.co_consts if hasattr(const, "co_names"))
+    arguments = set(code.co_varnames[:code.co_argcount]) if code is not None else set()
+    for name in sorted(names - arguments):
+        value = getattr(function, "__globals__", {}).get(name)
+        if isinstance(value, np.ndarray) and value.ndim >= 2 and tuple(value.shape[:2]) == tuple(size):
+            return name
+    return ""
+
+
 def _check_maps(checker: Checker, model: LoadedModel, cams_for_classes: Callable, ready_made: list[str]) -> None:
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     image = check_image()
@@ -502,6 +527,11 @@ def _check_maps(checker: Checker, model: LoadedModel, cams_for_classes: Callable
                    f"{height}x{width} (image.shape[:2]): images need not be the input's size.")
     elif shape[1:] == (width, height):
         problem = f"the maps are {shape[1]}x{shape[2]}, height and width swapped: image.shape[:2] is (H, W) = ({height}, {width})."
+    elif shape[1:] != CHECK_IMAGE_SIZE and _global_of_size(cams_for_classes, shape[1:]):
+        name = _global_of_size(cams_for_classes, shape[1:])
+        problem = (f"the maps are {shape[1]}x{shape[2]}, the size of the notebook's {name!r}, not of the image the check "
+                   f"gave ({height}x{width}): cams_for_classes reads the notebook's variable {name!r} instead of its own "
+                   "image argument. Inside the function use its own parameter, the image passed in.")
     elif shape[1:] != CHECK_IMAGE_SIZE:
         problem = f"the maps are {shape[1]}x{shape[2]}; upsample them to the image's size, {height}x{width} (image.shape[:2])."
     else:
@@ -712,6 +742,11 @@ def _diagnose_dominant(cases: list[tuple[torch.Tensor, list[str]]], answers: lis
             shown = repr(answer) if len(repr(answer)) < 80 else type_name(answer)
             return f"dominant_class should return a dict {{'left': name, 'right': name}}; got {shown}."
         strangers = [value for value in answer.values() if value not in names]
+        recased = [name for name in names if isinstance(strangers[0], str) and name != strangers[0]
+                   and name.strip().lower() == strangers[0].strip().lower()] if strangers else []
+        if recased:
+            return (f"dominant_class returned {strangers[0]!r}, the class name {recased[0]!r} in another case or with other "
+                    "spaces: return the items of class_names exactly as they are given (no .lower(), .title() or .strip()).")
         if strangers and not all(isinstance(value, int) for value in answer.values()):
             return (f"dominant_class returned {strangers[0]!r}, which is not among the class_names it was given "
                     f"({', '.join(names)}): use the class_names argument, not the notebook's CLASSES.")

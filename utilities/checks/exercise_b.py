@@ -18,7 +18,7 @@ from PIL import Image
 from ..cam import grad_cam
 from ..images import DATA_DIR, ImageLoadError, load_image
 from ..models import LoadedModel
-from ..plotting import CAM_COLORMAP, overlay_cam
+from ..plotting import CAM_COLORMAP, check_colormap, overlay_cam
 from ._common import Checker, CheckResult, cached, describe_error, smaller_input, training_copy, type_name
 from .exercise_e import made_up_image, made_up_model
 
@@ -48,11 +48,16 @@ KEEP = "my notes.txt"
 GONE = "holiday.jpg_cam.png"  # an earlier run's overlay whose photo is gone from the folder
 #: The first bytes of every PNG file.
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-#: The share of a saved overlay's values that may differ from the exact blend by more than rounding (JPEG's are 10% and more).
-LOSSY_SHARE = 0.002
-#: A difference from the exact blend larger than this is no rounding (a right overlay is within 1 level, its heat map's
-#: colours within 2 where a hand-written upsampling rounds differently).
-LOSSY_LEVELS = 2.5
+#: The share of a saved overlay's pixels that may differ from every right drawing by more than rounding. Right drawings
+#: (result.maps[0]; result.raw normalised by hand with centres=; cells spread evenly) differ from one another only where
+#: a map value falls on the other side of a colour boundary, by a neighbouring row of the colormap: counted as right,
+#: they leave 0% unexplained; JPEG compression, even at quality 100, leaves 25% and more.
+LOSSY_SHARE = 0.01
+#: How far a pixel may be from the rounded blend of the photo with its right colour, or a neighbouring colour of the
+#: colormap (rounding is 0.5; float32 or float64 blends round differently by one level at most).
+LOSSY_LEVELS = 1.0
+#: How many rows of the colormap on either side of the right colour a right drawing may land on.
+COLOUR_ROWS = 3
 
 
 def image_kinds(root: Path) -> dict[str, Path]:
@@ -89,7 +94,12 @@ def _reference(model: LoadedModel, path: Path) -> tuple[str, np.ndarray, tuple[n
     image = load_image(path)
     result = grad_cam(model, image)
     stretched = dataclasses.replace(result, centres=None)  # the same cells, spread evenly: no second Grad-CAM
-    return result.class_names[0], image, (overlay_cam(image, result.maps[0], alpha=1.0), overlay_cam(image, stretched.maps[0], alpha=1.0))
+    # The layer-resolution map normalised and stretched by overlay_cam itself (no centres), as its docstring allows:
+    # on a small image it differs from the maps upsampled by grad_cam by a few colour rows.
+    raw = result.raw[0]
+    small = (raw - raw.min()) / (raw.max() - raw.min()).clamp(min=1e-12)
+    return result.class_names[0], image, (overlay_cam(image, result.maps[0], alpha=1.0), overlay_cam(image, stretched.maps[0], alpha=1.0),
+                                          overlay_cam(image, small, alpha=1.0))
 
 
 def reference(model: LoadedModel, source: str | Path) -> tuple[str, np.ndarray, tuple[np.ndarray, np.ndarray]]:
@@ -175,6 +185,11 @@ def describe_overlay(
     for message, wrong in (alternatives() if alternatives else {}).items():
         if wrong.shape == pixels.shape and _fit(pixels, image, wrong)[1] < 3:
             return f"in {what}, {message}"
+    gray = np.asarray(Image.fromarray(image).convert("L"), dtype=np.float64)[..., None].repeat(3, axis=2)
+    for base in (gray, image.astype(np.float64).mean(axis=2, keepdims=True).repeat(3, axis=2)):
+        if any(_fit(pixels, base, right)[1] < 3 for right in heats):
+            return (f"{what} blends the right heat map onto a grayscale copy of the photo: blend it onto the photo in colour, "
+                    "as load_image reads it (overlay_cam(image, ...)).")
     return (f"the heat map in {what} is not the Grad-CAM of the model's top class at layer4 (normalised to [0, 1], "
             f"coloured by overlay_cam with its default colormap, {CAM_COLORMAP!r}).")
 
@@ -241,6 +256,18 @@ def _check_file(checker: Checker, model: LoadedModel, explain_file: Callable) ->
             # The file as a plain PIL read gives it: an answer that matches it did not read with load_image.
             naive = np.asarray(Image.open(kind_path).convert("RGB"))
             kinds.append((kind, kind_path.name, kind_answer, reference(model, kind_path), naive))
+        # Another photo of the same name in another folder: the answer must come from the file's contents.
+        twin = Path(temporary) / "another folder" / path.name
+        twin.parent.mkdir()
+        _copy("chelsea.jpg", twin)
+        twin_ok, twin_answer = checker.call(explain_file, model, twin)
+        twin_top = reference(model, twin)[0]
+        twin_problem = ""
+        if twin_ok and not _form_problem(twin_answer) and twin_answer[0] != twin_top and twin_answer[0] == name:
+            twin_problem = (f"explain_file says {name!r} for another photo also named {path.name} (in another folder), whose "
+                            f"top class is {twin_top!r}: it gave the first file's answer again (a cache keyed by the file's "
+                            "name?). Two files of the same name in different folders are different images: explain each "
+                            "file from its contents.")
     failed: set[str] = set()
 
     @functools.cache
@@ -298,7 +325,7 @@ def _check_file(checker: Checker, model: LoadedModel, explain_file: Callable) ->
         return o.shape == naive.shape and not describe_overlay(o, naive, naive_reference(index)[1])
 
     problem = (f"explain_file says {name!r}, which is not the model's top class for this photo ({top!r})." if name != top else
-               first_kind_problem(name_problem, lambda n, o, index: n == naive_reference(index)[0]))
+               first_kind_problem(name_problem, lambda n, o, index: n == naive_reference(index)[0]) or twin_problem)
     checker.require("predicted class", not problem, problem)
     problem = _size_problem(overlay, image) or first_kind_problem(
         size_problem, lambda n, o, index: (isinstance(o, np.ndarray) and o.shape[:2] == kinds[index][4].shape[:2]
@@ -382,7 +409,9 @@ def _make_folders(root: Path) -> list[_Folder]:
                            (".DS_Store",), as_str=True, kept={name: (output / name).read_bytes() for name in (KEEP, GONE)}))
     third = root / "only images"
     third.mkdir()
-    folders.append(_Folder("a folder of images only", third, root / "third overlays", {"one.jpg": _copy("chelsea.jpg", third / "one.jpg")}, ()))
+    Image.open(DATA_DIR / "coffee.jpg").save(third / "icon.ico", sizes=[(128, 128)])  # a format load_image reads, imghdr does not
+    folders.append(_Folder("a folder of images only", third, root / "third overlays",
+                           {"one.jpg": _copy("chelsea.jpg", third / "one.jpg"), "icon.ico": third / "icon.ico"}, ()))
     fourth = root / "empty"
     fourth.mkdir()
     folders.append(_Folder("an empty folder", fourth, root / "fourth overlays", {}, ()))
@@ -523,12 +552,17 @@ def _describe_report(reported: Any, case: _Folder) -> str:
                 "load them from the folder, Path(folder) / name, not from the working directory.")
     if wrongly:
         return (f"explain_folder reported {', '.join(wrongly)}, which is an image{where}: report only the files load_image "
-                "cannot read, whatever their names (extension, case, a leading dot).")
+                "cannot read, whatever their names (extension, case, a leading dot) or formats (an .ico icon is an image too): load_image "
+                "decides, not imghdr or a list of extensions.")
     missing = sorted(set(case.not_images) - set(names))
+    stems = {Path(name).stem: name for name in case.not_images}
+    if names and all(name in stems and name != stems[name] for name in names):
+        return (f"explain_folder returned {sorted(str(item) for item in reported)}{where}: the names without their "
+                f"extensions (path.stem); return the full file names, such as {stems[names[0]]!r} (path.name).")
     if missing:
         what = f"{missing[0]} is not an image but was" if len(missing) == 1 else f"{' and '.join(missing)} are not images but were"
-        return (f"{what} not reported{where}: try to load every file and report those that load_image refuses "
-                "(ImageLoadError), whatever their names.")
+        return (f"{what} not reported{where} (explain_folder returned {sorted(str(item) for item in reported)}): try to load "
+                "every file and report those that load_image refuses (ImageLoadError), whatever their names.")
     return f"explain_folder reported {sorted(names)}{where}; expected exactly the files that are not images, {expected}."
 
 
@@ -558,10 +592,15 @@ def _describe_names(case: _Folder) -> str:
             return (f"explain_folder {how} {name!r}, {whose} that was in output_folder before the call (for "
                     f"{case.what}): output_folder may hold other files; save the overlays into it and delete nothing "
                     "(no shutil.rmtree: Path(output_folder).mkdir(parents=True, exist_ok=True) is all it needs).")
-    written = sorted(p.name for p in case.output.rglob("*") if p.is_file() and p.name not in case.kept) if case.output.exists() else []
+    written = sorted(str(p.relative_to(case.output)) for p in case.output.rglob("*")
+                     if p.is_file() and str(p.relative_to(case.output)) not in case.kept) if case.output.exists() else []
     expected = sorted(f"{name}_cam.png" for name in case.images)
     if written == expected:
         return ""
+    nested = [name for name in written if Path(name).parent != Path(".")]
+    if nested:
+        return (f"explain_folder saved {nested[0]} into a sub-folder of output_folder (for {case.what}): save every overlay "
+                f"directly in output_folder, as output_folder / f\"{{path.name}}_cam.png\" ({Path(nested[0]).name}).")
     if not case.output.exists():
         return f"explain_folder did not create output_folder (for {case.what}): create it, even when there is nothing to save."
     if "cat_cam.png" in written:
@@ -570,12 +609,50 @@ def _describe_names(case: _Folder) -> str:
     if any(SUBFOLDER in name or "beach" in name for name in written):
         return f"explain_folder explained a photo inside the sub-folder {SUBFOLDER!r}: explain only the files directly in the folder."
     missing = sorted(set(expected) - set(written))
-    return (f"for {case.what}, expected one overlay per image, {', '.join(expected) or 'none'}; found "
-            f"{', '.join(written) if written else 'none'}" + (f" ({missing[0]} is missing: every file that load_image "
-                                                              "reads is an image, whatever its name)" if missing else "") + ".")
+    extra = sorted(set(written) - set(expected))
+    found = (f"for {case.what}, expected one overlay per image, {', '.join(expected) or 'none'}; found "
+             f"{', '.join(written) if written else 'none'}")
+    case_only = [name for name in extra if name.lower() in {e.lower() for e in expected}]
+    if case_only:
+        return (found + f" ({case_only[0]} differs from an expected name in upper and lower case only: keep the file "
+                "name exactly as it is, and the suffix _cam.png in lower case).")
+    if extra and len(extra) >= len(missing):
+        return (found + f" ({extra[0]} is not named as the text asks: name each overlay <file name>_cam.png, the full file "
+                "name, extension included, then _cam.png, e.g. cat.jpg_cam.png).")
+    return found + (f" ({missing[0]} is missing: every file that load_image reads is an image, whatever its name)"
+                    if missing else "") + "."
 
 
-def _describe_saved(model: LoadedModel, case: _Folder, own: Callable[[Path], Any] | None = None) -> str:
+def _unexplained(saved: np.ndarray, image: np.ndarray, heats: Sequence[np.ndarray]) -> np.ndarray:
+    """Per pixel, how far a saved overlay is from the nearest right drawing (levels, the largest over R, G, B).
+
+    A right drawing blends the photo with the reference's colour at that pixel, or with a colour up to
+    :data:`COLOUR_ROWS` rows away in the colormap (a map value on the other side of a colour boundary, which
+    another right way of drawing the same map gives): the documented drawings differ by no more.
+    """
+    colormap = check_colormap(CAM_COLORMAP)
+    table = colormap(np.arange(colormap.N))[:, :3] * 255.0
+    codes = np.rint(table).astype(np.int64) @ np.array([65536, 256, 1])
+    order = np.argsort(codes, kind="stable")
+    pixels, photo = saved.astype(np.float64), image.astype(np.float64)
+    best = np.full(saved.shape[:2], np.inf)
+    for heat in heats:
+        # Each pixel's row in the colour table (the reference's heat map alone holds exactly the table's colours).
+        wanted = heat.astype(np.int64) @ np.array([65536, 256, 1])
+        rows = order[np.clip(np.searchsorted(codes[order], wanted), 0, len(codes) - 1)]
+        for step in range(-COLOUR_ROWS, COLOUR_ROWS + 1):
+            colour = table[np.clip(rows + step, 0, colormap.N - 1)]
+            best = np.minimum(best, np.abs(pixels - ((1 - ALPHA) * photo + ALPHA * colour)).max(axis=2))
+    return best
+
+
+_MODES = {"P": "a palette PNG (mode 'P', at most 256 colours)", "L": "a grayscale PNG (mode 'L')",
+          "LA": "a grayscale PNG (mode 'LA')", "1": "a black-and-white PNG (mode '1')", "I": "a 32-bit grayscale PNG (mode 'I')",
+          "I;16": "a 16-bit grayscale PNG (mode 'I;16')"}
+
+
+def _describe_saved(model: LoadedModel, case: _Folder, own: Callable[[Path], Any] | None = None,
+                    skipped: Sequence[str] = ()) -> str:
     """What is wrong with the contents of the overlays explain_folder saved, or "".
 
     Args:
@@ -583,6 +660,10 @@ def _describe_saved(model: LoadedModel, case: _Folder, own: Callable[[Path], Any
     """
     for name, source in case.images.items():
         target = case.output / f"{name}_cam.png"
+        if case.as_str and target.read_bytes() == (DATA_DIR / STALE).read_bytes() and name in skipped:
+            return (f"{name} was not explained: with an empty output_folder, explain_folder wrote no {target.name} either "
+                    f"(for {case.what}; here an earlier run's {target.name} hid that). Every file that load_image reads is "
+                    "an image, whatever its name (upper-case extension, leading dot): try to load every file.")
         if case.as_str and target.read_bytes() == (DATA_DIR / STALE).read_bytes():
             return (f"{target.name}, left in output_folder by an earlier run, was not replaced: save every overlay, "
                     "overwriting an older file of the same name (do not skip an image whose overlay exists already).")
@@ -591,30 +672,41 @@ def _describe_saved(model: LoadedModel, case: _Folder, own: Callable[[Path], Any
                     "e.g. Image.fromarray(overlay).save(path) with a path ending in .png, or format='PNG'.")
         _, image, heat = reference(model, source)
         try:
-            saved = np.asarray(Image.open(target).convert("RGB"))
+            with Image.open(target) as opened:
+                mode = opened.mode
+                saved = np.asarray(opened.convert("RGB"))
         except Exception:  # noqa: BLE001 - an unreadable file is reported as such
             return f"{target.name} is not a readable PNG image."
+        if mode in _MODES and saved.shape == image.shape and describe_overlay(saved, image, heat):
+            return (f"the saved {target.name} is {_MODES[mode]}, which loses the overlay's colours (a convert('{mode[0]}') "
+                    "on the way?): the heat map itself is not the problem. Save the RGB uint8 overlay as it is: "
+                    "Image.fromarray(overlay).save(path).")
         if saved.shape != image.shape:
             return f"{target.name} is {saved.shape[0]}x{saved.shape[1]}; save the overlay at its image's size, {image.shape[0]}x{image.shape[1]}."
         problem = describe_overlay(saved, image, heat, what=f"the saved {target.name}", alternatives=alternatives(model, source))
         if problem:
             return problem
-        # PNG is lossless: the saved file holds the overlay exactly, up to the rounding of the blend. Where it does not
-        # hold the right overlay, it is compared with the student's own explain_file overlay of the same file: an
-        # overlay of another heat map is explain_file's business, a lossy copy of its own overlay is this check's.
-        differences = [np.abs(saved.astype(np.float64) - ((1 - ALPHA) * image + ALPHA * right.astype(np.float64)))
-                       for right in ([heat] if isinstance(heat, np.ndarray) else heat)]
-        closest = min(differences, key=lambda difference: float((difference > LOSSY_LEVELS).mean()))
-        if float((closest > LOSSY_LEVELS).mean()) > LOSSY_SHARE and own is not None:
-            answer = own(case.folder / name)
-            overlay = answer[1] if isinstance(answer, (tuple, list)) and len(answer) == 2 else None
-            if isinstance(overlay, np.ndarray) and overlay.shape == saved.shape:
-                closest = np.abs(saved.astype(np.float64) - overlay.astype(np.float64))
-        if float((closest > LOSSY_LEVELS).mean()) > LOSSY_SHARE:
-            return (f"the saved {target.name} differs from the overlay by more than rounding in {100 * float((closest > LOSSY_LEVELS).mean()):.0f}% "
-                    f"of its values (by up to {int(closest.max())} levels): it went through a lossy step on its way, "
-                    "JPEG compression (a save as JPEG, or an io.BytesIO in JPEG, before the PNG)? Save the uint8 overlay "
-                    "itself as PNG, which is lossless: Image.fromarray(overlay).save(path).")
+        # PNG is lossless: the saved file holds a right drawing of the overlay exactly, up to rounding and the colour
+        # boundaries on which right drawings differ. Where it does not, it is compared with the student's own
+        # explain_file overlay of the same file: a saved copy of a wrong overlay is a wrong heat map, named as such;
+        # a file that differs from its own overlay in many pixels went through a lossy step.
+        closest = _unexplained(saved, image, [heat] if isinstance(heat, np.ndarray) else heat)
+        if float((closest > LOSSY_LEVELS).mean()) <= LOSSY_SHARE:
+            continue
+        answer = own(case.folder / name) if own is not None else None
+        overlay = answer[1] if isinstance(answer, (tuple, list)) and len(answer) == 2 else None
+        if isinstance(overlay, np.ndarray) and overlay.shape == saved.shape:
+            copy = np.abs(saved.astype(np.float64) - overlay.astype(np.float64)).max(axis=2)
+            if float((copy > LOSSY_LEVELS).mean()) <= LOSSY_SHARE:
+                return (f"the heat map in the saved {target.name} (the overlay explain_file returns for it) is not exactly "
+                        f"the Grad-CAM of the model's top class: {100 * float((closest > LOSSY_LEVELS).mean()):.0f}% of its "
+                        f"pixels differ from the right overlay by more than rounding (by up to {int(np.ceil(closest.max()))} "
+                        "levels). Blend result.maps[0], which is normalised by its minimum and maximum to [0, 1].")
+            closest = copy
+        return (f"the saved {target.name} differs from the overlay by more than rounding in {100 * float((closest > LOSSY_LEVELS).mean()):.0f}% "
+                f"of its pixels (by up to {int(np.ceil(closest.max()))} levels): it went through a lossy step on its way, "
+                "JPEG compression (a save as JPEG, or an io.BytesIO in JPEG, before the PNG)? Save the uint8 overlay "
+                "itself as PNG, which is lossless: Image.fromarray(overlay).save(path).")
     return ""
 
 
@@ -664,6 +756,14 @@ def _check_folder(checker: Checker, model: LoadedModel, explain_folder: Callable
         stale_kept = any(case.as_str and (case.output / name).is_file() and (case.output / name).read_bytes() == (DATA_DIR / STALE).read_bytes()
                          for case in cases for name in (f"{image}_cam.png" for image in case.images))
         hidden = _hidden_error(checker, model, explain_folder, _make_faults(Path(temporary) / "faults"), names_right, stale_kept)
+        skipped: list[str] = []
+        if stale_kept:
+            # An earlier run's overlay left in place: did the function skip the overlay that exists, or the image itself?
+            fresh = Path(temporary) / "fresh overlays"
+            for case in cases:
+                if case.as_str:
+                    checker.quiet_call(explain_folder, model, str(case.folder), str(fresh))
+                    skipped = [name for name in case.images if not (fresh / f"{name}_cam.png").is_file()]
         toy = Path(temporary) / "toy"
         toy.mkdir()
         Image.fromarray(made_up_image()).save(toy / "toy.png")
@@ -673,7 +773,7 @@ def _check_folder(checker: Checker, model: LoadedModel, explain_folder: Callable
         problem = next((found for found in map(_describe_names, cases) if found), "")
         if checker.require(later[1], not problem, problem):
             own = (lambda path: checker.quiet_call(explain_file, model, path)) if explain_file is not None else None
-            problem = next((found for found in (_describe_saved(model, c, own) for c in cases) if found), "")
+            problem = next((found for found in (_describe_saved(model, c, own, skipped) for c in cases) if found), "")
             checker.require(later[2], not problem, problem)
         else:
             checker.skip(later[2:], "the saved overlays can be checked once they have the right names")

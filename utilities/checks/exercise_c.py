@@ -45,6 +45,8 @@ class Recording(list):
     """The steps a pipeline applied (what :func:`changed_steps` counts), and ``top``: the top-level ones, to replay."""
 
     top: list[Any]
+    #: The steps that gave back their input unchanged (a no-op where they stand, e.g. a Resize before ToImage).
+    unchanged: list[Any]
 
 
 class FunctionalCall:
@@ -95,12 +97,14 @@ def recorded_steps() -> Iterator[Recording]:
     """Record the torchvision transforms applied while the block runs (a pipeline counts with its steps).
 
     This is how the check sees a student's pipeline step by step, whether ``changed_preprocess`` is a
-    ``v2.Compose`` or a function that builds and applies one. A transform called inside a ``v2.Lambda``
-    is a step of its own, an object (``v2.Resize(32)``) or a function (``v2.functional.resize``): a Lambda
-    that resizes and turns gray makes two changes besides itself.
+    ``v2.Compose`` or a function that builds and applies one. A ``v2.Lambda`` counts as the transforms it
+    calls, one step each, an object (``v2.Resize(32)``) or a function (``v2.functional.resize``): a Lambda
+    that only resizes is one step, like ``v2.Resize``; one that resizes and turns gray is two. A Lambda that
+    calls no transform (the student's own operation) is one step itself.
     """
     steps = Recording()
     steps.top = []
+    steps.unchanged = []
     stack: list[Any] = []
     had_own = "__call__" in vars(v2.Transform)
     original = v2.Transform.__call__
@@ -117,9 +121,21 @@ def recorded_steps() -> Iterator[Recording]:
         stack.append(self)
         try:
             if isinstance(self, v2.Lambda):
+                before = len(steps)
                 with _functionals_called_by_lambda(steps):
-                    return original(self, *args, **kwargs)
-            return original(self, *args, **kwargs)
+                    result = original(self, *args, **kwargs)
+                # A Lambda counts as the transforms it called, not once more itself: they take the place of its own
+                # entry (there since it was called, or since the pipeline holding it was).
+                own = [k for k in range(before) if steps[k] is self]
+                if own and len(steps) > before:
+                    inner = steps[before:]
+                    del steps[before:]
+                    steps[own[-1]:own[-1] + 1] = inner
+                return result
+            result = original(self, *args, **kwargs)
+            if len(args) == 1 and not kwargs and _same_value(args[0], result):
+                steps.unchanged.append(self)
+            return result
         finally:
             stack.pop()
 
@@ -131,6 +147,18 @@ def recorded_steps() -> Iterator[Recording]:
             v2.Transform.__call__ = original  # type: ignore[method-assign]
         else:
             del v2.Transform.__call__
+
+
+def _same_value(before: Any, after: Any) -> bool:
+    """Whether a step gave back what it was given: the same object, or an equal array or tensor of the same kind."""
+    if after is before:
+        return True
+    if type(before) is not type(after) or not isinstance(before, (np.ndarray, torch.Tensor)):
+        return False
+    try:
+        return before.shape == after.shape and before.dtype == after.dtype and bool((before == after).all())
+    except Exception:  # noqa: BLE001 - values that cannot be compared count as changed
+        return False
 
 
 def _step_name(step: Any) -> str:
@@ -204,7 +232,7 @@ def _check_steps(checker: Checker, reference: list[Any], steps: list[Any], outsi
                    "(your own operation as v2.Lambda).")
     elif len(changes) > 1:
         problem = (f"changed_preprocess differs from model.preprocess in {len(changes)} steps ({'; '.join(changes)}); "
-                   "the task asks for exactly one changed step (a transform called inside a v2.Lambda is a step too).")
+                   "the task asks for exactly one changed step (each transform called inside a v2.Lambda is a step).")
     else:
         problem = ""
     return checker.require("one step changed", not problem, problem)
@@ -273,8 +301,9 @@ def _probes(photo: np.ndarray, output_shape: tuple[int, ...], grid: int = 4) -> 
     """
     height, width = photo.shape[:2]
     out_height, out_width = (output_shape[-2], output_shape[-1]) if len(output_shape) >= 2 else (height, width)
-    rows = min(height // 4, max(2, int(np.ceil(height / max(out_height, 1))) + 1, height // 100))
-    columns = min(width // 4, max(2, int(np.ceil(width / max(out_width, 1))) + 1, width // 100))
+    # One output pixel's share of the photo (rounded up): every resampling reads some of it, a crop by a few pixels none.
+    rows = min(height // 4, max(2, int(np.ceil(height / max(out_height, 1))), height // 100))
+    columns = min(width // 4, max(2, int(np.ceil(width / max(out_width, 1))), width // 100))
     regions = {
         "top edge": (slice(0, rows), slice(None)),
         "bottom edge": (slice(height - rows, height), slice(None)),
@@ -438,10 +467,17 @@ def check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: Any
             top = int(logits.argmax())
             # Classes whose logits equal the top one up to float rounding are tied: either may come out on another machine.
             predicted = [model.class_names[i] for i in torch.nonzero(logits >= logits[top] - TIE_TOLERANCE).flatten().tolist()]
+            reference_names = {_step_name(step) for step in reference}
+            idle = [step for step in (steps.unchanged if steps else []) if _step_name(step) not in reference_names]
+            if idle:
+                ending = (f": your step {_step_name(idle[0])} gives back its input unchanged where it stands (before ToImage, "
+                          "v2's transforms pass a NumPy array through untouched), so it changes nothing. Put it where it "
+                          "acts on the image tensor (after ToImage) before judging the change.")
+            else:
+                ending = ": this change barely matters to this model; try another candidate." if one_change else "."
             checker.require(
                 "changes the top class", original_name not in predicted,
-                f"with your pipeline the model's top class is still {original_name!r} ({float(probabilities[original]):.1%})"
-                + (": this change barely matters to this model; try another candidate." if one_change else "."),
+                f"with your pipeline the model's top class is still {original_name!r} ({float(probabilities[original]):.1%})" + ending,
             )
     # The class name.
     if new_top_class is None:

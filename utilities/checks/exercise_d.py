@@ -27,7 +27,10 @@ CHECK_NAMES = (
 )
 CHECK_COUNT = len(CHECK_NAMES)
 TARGET = "espresso"  # the notebook works on the cat
-TOLERANCE = 0.02
+TOLERANCE = 0.02  # how close shares must be to a known mistake's to be diagnosed as it
+#: How close a right share is to the reference: two right computations agree to about 1e-6, and shares rounded to
+#: two decimals (off by up to 0.005) must not pass.
+SHARE_TOLERANCE = 1e-3
 #: What the messages call localisation_shares' arguments.
 _SHARES_ARGUMENTS = {1: "the image", 3: "the mask"}
 
@@ -185,13 +188,29 @@ _MISTAKES = {
 }
 
 
-def _matches(values: np.ndarray, rows: np.ndarray) -> bool:
+def _matches(values: np.ndarray, rows: np.ndarray, atol: float = TOLERANCE) -> bool:
     """Whether the shares match one placement's row of a reference."""
-    return any(np.allclose(values, row, atol=TOLERANCE) for row in rows)
+    return any(np.allclose(values, row, atol=atol) for row in rows)
+
+
+def _rounded(values: np.ndarray, rows: np.ndarray, what: str = "") -> str:
+    """The message for right shares rounded to a few decimals, or ""."""
+    for decimals in (1, 2, 3):
+        if not np.allclose(values, np.round(values, decimals), rtol=0, atol=1e-9):
+            continue
+        for row in rows:
+            if np.allclose(values, np.round(row, decimals), rtol=0, atol=1e-6) and not np.allclose(values, row, rtol=0, atol=SHARE_TOLERANCE):
+                return (f"{what}the shares are rounded to {decimals} decimal{'s' if decimals > 1 else ''} (yours "
+                        f"{', '.join(f'{v:g}' for v in values)}; unrounded {', '.join(f'{v:.4f}' for v in row)}): return "
+                        "them as computed, unrounded; round only where you print or plot them.")
+    return ""
 
 
 def _diagnose_shares(values: np.ndarray, references: dict[str, np.ndarray]) -> str:
     """The known mistake whose shares these are (in either placement), else where they differ."""
+    rounded = _rounded(values, references["reference"])
+    if rounded:
+        return rounded
     if np.ptp(values) < 1e-6 and np.ptp(references["reference"][0]) > TOLERANCE:
         return ("all four shares are equal: the map did not change with the stage. Compute each stage's map at that "
                 "stage (grad_cam(..., layer=stage)).")
@@ -213,8 +232,19 @@ def _diagnose_shares(values: np.ndarray, references: dict[str, np.ndarray]) -> s
                     "and store it under that stage's name.")
     reference = min(references["reference"], key=lambda row: float(np.abs(values - row).max()))
     worst = int(np.abs(values - reference).argmax())
-    return (f"the shares do not match, nor any mistake the check knows: at {STAGES[worst]} yours is {values[worst]:.3f}, "
-            f"the share of the normalised Grad-CAM's mass inside the mask is {reference[worst]:.3f}.")
+    digits = 3 if abs(values[worst] - reference[worst]) >= 0.01 else 5  # close ones need more digits to differ
+    return (f"the shares do not match, nor any mistake the check knows: at {STAGES[worst]} yours is {values[worst]:.{digits}f}, "
+            f"the share of the normalised Grad-CAM's mass inside the mask is {reference[worst]:.{digits}f}.")
+
+
+def _explain_index_error(error: BaseException) -> str | None:
+    """A map with an extra leading dimension of size 1 indexed by the 2-D mask: name that dimension."""
+    text = str(error)
+    if isinstance(error, IndexError) and "boolean index did not match" in text and " is 1 but " in text:
+        return ("localisation_shares raised IndexError: the map indexed by the mask has an extra leading dimension of "
+                "size 1, (1, H, W) against the mask's (H, W): result.maps holds one map per class, (K, H, W); take the "
+                "class's map, result.maps[0] (print cam.shape and mask.shape to see it).")
+    return None
 
 
 def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedModel, localisation_shares: Callable) -> bool:
@@ -223,7 +253,8 @@ def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedMode
     later = ["shares are fractions", "shares match Grad-CAM"]
     image = load_image(DATA_DIR / "cat_and_coffee.png")
     mask = object_mask(*image.shape[:2])
-    ok, shares = checker.call(localisation_shares, model, image, TARGET, mask.copy(), described=_SHARES_ARGUMENTS)
+    ok, shares = checker.call(localisation_shares, model, image, TARGET, mask.copy(), explain=_explain_index_error,
+                              described=_SHARES_ARGUMENTS)
     if not ok:
         checker.skip(later, "localisation_shares failed")
         return False
@@ -254,7 +285,7 @@ def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedMode
     in_range = bool(np.all(np.isfinite(values)) and np.all((values >= 0) & (values <= 1)))
     checker.require(later[0], in_range, f"shares must be numbers in [0, 1]; got {np.round(values, 3).tolist()}.")
     references = cached(model, "exercise d", lambda: _references(model, global_model))
-    problem = "" if _matches(values, references["reference"]) else _diagnose_shares(values, references)
+    problem = "" if _matches(values, references["reference"], SHARE_TOLERANCE) else _diagnose_shares(values, references)
     # On the photo every stage's map has a minimum of 0, where normalising changes no share: a made-up network
     # whose maps are positive everywhere tells normalised maps from raw ones.
     problem = problem or _positive_maps_problem(checker, localisation_shares)
@@ -294,23 +325,32 @@ def _positive_model() -> LoadedModel:
                        mean=mean, std=std, preprocess=make_preprocess(mean, std, 64), pretrained=False)
 
 
-def _positive_image() -> np.ndarray:
-    """A 64 x 96 pattern: maps that vary over the image, so that the share inside the mask is not the mask's area."""
-    rows, columns = np.mgrid[0:64, 0:96]
+def _positive_image(width: int = 96) -> np.ndarray:
+    """A 64 x ``width`` pattern: maps that vary over the image, so that the share inside the mask is not the mask's area.
+
+    ``width=64`` gives a square image: there a mask used with its rows and columns swapped (``mask.T``) still fits.
+    """
+    rows, columns = np.mgrid[0:64, 0:width]
     return np.stack([(rows * columns) % 251, columns * 2, (rows * 4 + columns) % 256], axis=-1).astype(np.uint8)
 
 
-def _positive_references(model: LoadedModel) -> dict[str, np.ndarray]:
-    image = _positive_image()
+#: The made-up network's images: 64 x 96, and a square one, whose mask (the right part) is not its own transpose.
+POSITIVE_WIDTHS = (96, 64)
+
+
+def _positive_references(model: LoadedModel, width: int = 96) -> dict[str, np.ndarray]:
+    image = _positive_image(width)
     height, width = image.shape[:2]
     mask = torch.from_numpy(object_mask(height, width))
-    shares: dict[str, list[list[float]]] = {"reference": [[] for _ in PLACEMENTS], "no normalisation": [[] for _ in PLACEMENTS]}
+    keys = ("reference", "no normalisation", "transposed mask")
+    shares: dict[str, list[list[float]]] = {key: [[] for _ in PLACEMENTS] for key in keys}
     for stage in STAGES:
         results = grad_cam(model, image, TARGET, layer=stage)
         for row, placement in enumerate(PLACEMENTS):
             result = results if placement == "centres" else dataclasses.replace(results, centres=None)
             shares["reference"][row].append(share(result.maps[0], mask))
             shares["no normalisation"][row].append(share(upsample_cams(result.raw, (height, width), result.centres)[0], mask))
+            shares["transposed mask"][row].append(share(result.maps[0], mask.T) if height == width else float("nan"))
     return {key: np.array(values) for key, values in shares.items()}
 
 
@@ -318,26 +358,37 @@ def _positive_maps_problem(checker: Checker, localisation_shares: Callable) -> s
     """What is wrong with localisation_shares on the made-up network whose maps are positive everywhere, or ""."""
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     model = _positive_model()
-    image = _positive_image()
-    ok, shares = checker.call(localisation_shares, model, image, TARGET, object_mask(*image.shape[:2]), described=_SHARES_ARGUMENTS)
-    if not ok:
-        return ""  # the error is reported by the call
-    try:
-        values = np.array([float(shares[stage]) for stage in STAGES])
-    except Exception:  # noqa: BLE001 - the form is judged on the real model's result
-        return "on a made-up network whose maps are positive everywhere, localisation_shares did not return a share per stage."
-    references = cached(model, "exercise d: positive maps", lambda: _positive_references(model))
-    if _matches(values, references["reference"]):
-        return ""
-    what = "on a made-up network whose Grad-CAM is positive everywhere at every stage (each map's minimum above 0)"
-    if _matches(values, references["no normalisation"]):
-        return (f"{what}, these are the shares of the maps before normalisation (or divided by their maximum alone): "
-                "the text asks for the normalised Grad-CAM, (x - min) / (max - min), as result.maps holds it. "
-                "Subtracting each map's minimum changes the share wherever that minimum is above 0.")
-    reference = references["reference"][0]
-    worst = int(np.abs(values - reference).argmax())
-    return (f"{what}, the shares differ: at {STAGES[worst]} yours is {values[worst]:.3f}, the share of the normalised "
-            f"Grad-CAM's mass inside the mask is {reference[worst]:.3f}.")
+    for width in POSITIVE_WIDTHS:
+        image = _positive_image(width)
+        size = f"{image.shape[0]}x{image.shape[1]}"
+        ok, shares = checker.call(localisation_shares, model, image, TARGET, object_mask(*image.shape[:2]), described=_SHARES_ARGUMENTS)
+        if not ok:
+            return ""  # the error is reported by the call
+        try:
+            values = np.array([float(shares[stage]) for stage in STAGES])
+        except Exception:  # noqa: BLE001 - the form is judged on the real model's result
+            return (f"on a made-up network whose maps are positive everywhere, with a {size} image, localisation_shares "
+                    "did not return a share per stage.")
+        references = cached(model, ("exercise d: positive maps", width), lambda: _positive_references(model, width))
+        if _matches(values, references["reference"], SHARE_TOLERANCE):
+            continue
+        what = f"on a made-up network whose Grad-CAM is positive everywhere at every stage (each map's minimum above 0), with a {size} image"
+        rounded = _rounded(values, references["reference"], f"{what}, ")
+        if rounded:
+            return rounded
+        if _matches(values, references["no normalisation"]):
+            return (f"{what}, these are the shares of the maps before normalisation (or divided by their maximum alone): "
+                    "the text asks for the normalised Grad-CAM, (x - min) / (max - min), as result.maps holds it. "
+                    "Subtracting each map's minimum changes the share wherever that minimum is above 0.")
+        if image.shape[0] == image.shape[1] and _matches(values, references["transposed mask"]):
+            return (f"{what} (square, so a mask with its rows and columns swapped still fits), these are the shares inside "
+                    "the mask transposed: use object_mask as it is given, mask[row, column] for the image's pixel "
+                    "(row, column), with no .T or swapped axes, whatever the image's shape.")
+        reference = references["reference"][0]
+        worst = int(np.abs(values - reference).argmax())
+        return (f"{what}, the shares differ: at {STAGES[worst]} yours is {values[worst]:.3f}, the share of the normalised "
+                f"Grad-CAM's mass inside the mask is {reference[worst]:.3f}.")
+    return ""
 
 
 def _check_zero_maps(checker: Checker, localisation_shares: Callable) -> None:
@@ -449,15 +500,21 @@ def _call_cases(checker: Checker, function: Callable, cases: list) -> list[Any] 
     return answers
 
 
-def _describe_stages(cases: list, answers: list[Any]) -> str:
+def _describe_stages(cases: list, answers: list[Any], every: tuple[list, list[Any]] | None = None) -> str:
+    """The problem with first_localised_stage's answers to ``cases``, or "".
+
+    ``every``: all the cases it was given with its answers: a known mistake is named only if it explains them all
+    (one bug, one cause, in every check's message).
+    """
     for answer in answers:
         if answer is not None and not isinstance(answer, str):
             return f"first_localised_stage should return a stage's name (a str such as 'layer2') or None; it returns {type_name(answer)}."
     wrong = [(case, answer) for case, answer in zip(cases, answers) if answer != case[2]]
     if not wrong:
         return ""
+    known_cases, known_answers = every or (cases, answers)
     for mistake, message in _STAGE_MISTAKES:
-        if all(answer == (mistake(s) if t is None else mistake(s, t)) for (s, t, _), answer in zip(cases, answers)):
+        if all(answer == (mistake(s) if t is None else mistake(s, t)) for (s, t, _), answer in zip(known_cases, known_answers)):
             return message
     (shares, threshold, expected), answer = wrong[0]
     called = f"first_localised_stage({shares})" if threshold is None else f"first_localised_stage({shares}, {threshold})"
@@ -489,9 +546,13 @@ def check_d(model: LoadedModel, localisation_shares: Callable, first_localised_s
         _check_zero_maps(checker, localisation_shares)
     else:
         checker.skip(["all-zero maps give share 0"], "localisation_shares must run first")
+    judged = []
     for name, cases in (("first stage on known shares", STAGE_CASES + _generated_stage_cases()), ("threshold reached with >=, default 0.8", THRESHOLD_CASES)):
         answers = _call_cases(checker, first_localised_stage, cases)
         if answers is not None:
-            problem = _describe_stages(cases, answers)
-            checker.require(name, not problem, problem)
+            judged.append((name, cases, answers))
+    every = ([case for _, cases, _ in judged for case in cases], [answer for _, _, answers in judged for answer in answers])
+    for name, cases, answers in judged:
+        problem = _describe_stages(cases, answers, every)
+        checker.require(name, not problem, problem)
     return checker.finish()

@@ -380,8 +380,11 @@ def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, cl
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     image = check_image()
     references = cached(model, "exercise e", lambda: _references(model, image, full_size))
+    before = len(checker.result.problems)
     with recorded_calls(COMBINING_CALLS) as combining:
         ok, answer, error, left = _attempt(checker, class_activation_maps, model, image, explain=_explain(references))
+    # A forward pass in training mode changes the maps too: that cause is said once (a pending side effect, or a problem).
+    trained = any("training mode" in found for found in [*checker.result.problems[before:], getattr(checker, "_side_effect", "")])
     forward_passes = checker.forward_passes
     if not ok:
         checker.require(_CHECKS[0], False, error)
@@ -401,13 +404,27 @@ def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, cl
                 f"class_activation_maps ran the network {forward_passes} times for one image: the text asks for one forward "
                 "pass, with layer4 recorded (LayerRecorder); the activation and fc.weight give every class's map, no "
                 "further pass is needed.")
+        cams = answer if isinstance(answer, torch.Tensor) else torch.empty(0, dtype=references["reference"].dtype)
+        if not mistake and cams.dtype != references["reference"].dtype:
+            mistake, problem = "dtype", (
+                f"class_activation_maps returns {str(cams.dtype).replace('torch.', '')} maps: return them in the dtype of "
+                f"layer4's activation and fc.weight, {str(references['reference'].dtype).replace('torch.', '')}, as the text "
+                "asks (no .double(), .half() or dtype= on the way).")
+        if not mistake and cams.requires_grad:
+            mistake, problem = "graph", (
+                "class_activation_maps returns maps that require grad (still attached to the autograd graph of the forward "
+                "pass, which they keep alive): the text asks for a plain tensor; compute them under torch.no_grad(), or "
+                "return .detach().")
+        if mistake == "generic" and trained:
+            problem = ("the maps differ from CAM because the forward pass ran in training mode (batch norm with this "
+                       "image's own statistics): the same cause as above.")
         if not mistake and len(combining) > 1:
             counts = {label: combining.count(label) for label in dict.fromkeys(combining)}
             mistake, problem = "several combinations", (
                 "class_activation_maps combined fc's weights with the activation in "
                 + ", ".join(f"{count} call{'s' if count > 1 else ''} of {label}" for label, count in counts.items())
-                + " (a loop over the classes?): the text asks for all classes at once, in one torch.einsum of fc.weight "
-                "(classes, channels) and the activation (channels, h, w).")
+                + " (a loop over the classes?): the text asks for all classes at once, in one torch.einsum (or one matrix "
+                "product) of fc.weight (classes, channels) and the activation (channels, h, w).")
         checker.require(_CHECKS[1], not mistake, problem)
 
     # The same function on a made-up network and image: nothing may be hard-coded for one model.
