@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torchvision.transforms import v2
 
 from exercise_helpers import one_thread, solution_namespace  # noqa: F401 - one_thread is an autouse fixture
-from utilities.checks import CHECK_COUNTS, check_a, check_b, check_c, check_d, check_e, grade
+from utilities.checks import CHECK_COUNTS, check_a, check_b, check_c, check_d, check_e, check_f, grade
 from utilities.checks._common import describe_error
 from utilities import count_hooks, grad_cam
 from utilities.checks.exercise_c import changed_steps, recorded_steps
@@ -22,12 +22,13 @@ CHECKS = [
     ("c", check_c, ("changed_preprocess", "new_top_class")),
     ("d", check_d, ("localisation_shares", "first_localised_stage")),
     ("e", check_e, ("class_activation_maps", "grad_cam_from_cams")),
+    ("f", check_f, ("box_reliance",)),
 ]
 
 
 @pytest.fixture(scope="module")
 def solutions():
-    return {letter: solution_namespace(f"exercise_{letter}_") for letter in "abcde"}
+    return {letter: solution_namespace(f"exercise_{letter}_") for letter in "abcdef"}
 
 
 def test_solutions_pass_every_check(solutions, lite_model):
@@ -42,7 +43,7 @@ def test_checks_that_need_no_trained_model_pass_the_solutions_on_resnet50_too(so
 
     resnet = load_model("resnet50_untrained")
     for letter, check, names in CHECKS:
-        if letter in "ade":  # b and c are cheap to trust: they call the same library functions per model
+        if letter in "adef":  # b and c are cheap to trust: they call the same library functions per model
             functions = [solutions[letter][name] for name in names]
             assert check(resnet, *functions).correct, letter
 
@@ -208,16 +209,16 @@ def test_a_side_effect_costs_the_next_check_once_and_the_model_is_put_back(lite_
     assert check_d(lite_model, right, solutions["d"]["first_localised_stage"]).correct
 
 
-@pytest.mark.parametrize("letter", "abcde")
+@pytest.mark.parametrize("letter", "abcdef")
 def test_an_unfinished_function_raises_through_no_visible_frame_of_the_checks(lite_model, letter):
     # IPython (and so nbgrader's feedback) leaves frames with __tracebackhide__ out of a traceback:
     # the student sees the check's call and their own function, nothing inside utilities/checks.
-    check, names = {"a": (check_a, 2), "b": (check_b, 2), "c": (check_c, 1), "d": (check_d, 2), "e": (check_e, 2)}[letter]
+    check, names = {"a": (check_a, 2), "b": (check_b, 2), "c": (check_c, 1), "d": (check_d, 2), "e": (check_e, 2), "f": (check_f, 1)}[letter]
 
     def stub(*args, **kwargs):
         raise NotImplementedError("hint")
 
-    arguments = [stub, stub] if names == 2 else [stub, "espresso"]
+    arguments = [stub, stub] if names == 2 else [stub] if letter == "f" else [stub, "espresso"]
     with pytest.raises(NotImplementedError) as caught:
         check(lite_model, *arguments)
     frames = [entry.frame for entry in caught.traceback]
@@ -286,3 +287,26 @@ def test_an_argument_changed_in_place_is_named_and_put_back(lite_model):
     assert checker.changed_arguments == {1, 2}
     result = checker.finish()
     assert "tidy changed the array it was given as argument 2 (image), in place (its values)" in result.problems[0]
+
+
+def test_exercise_f_made_up_network_maps_brightness_and_the_cases_hold_every_edge():
+    # The check's made-up network: Grad-CAM of "light" is ReLU(the mean of each 8 x 8 patch of the input) / (h w),
+    # of "dark" ReLU(-mean) / (h w); its cases hold an all-zero map, a map of total mass below 1, a box covering
+    # its whole image, boxes at the right and bottom border, and an even number of images (a median of two values).
+    from utilities.checks.exercise_f import _toy_maps, made_up_cases, made_up_model
+
+    toy = made_up_model()
+    image = made_up_cases()[0]["images"][0]
+    inputs = toy.to_input(image)
+    patches = F.avg_pool2d(inputs, 8).mean(dim=1)[0]
+    cells = patches.numel()
+    assert torch.allclose(grad_cam(toy, image, "light").raw[0], patches.clamp(min=0) / cells, atol=1e-6)
+    assert torch.allclose(grad_cam(toy, image, "dark").raw[0], (-patches).clamp(min=0) / cells, atol=1e-6)
+    totals = [float(cam.sum()) for index in range(2) for cam in _toy_maps(index)["placed"]["centres"]]
+    assert totals.count(0.0) >= 2 and any(0 < total < 1 for total in totals)
+    cases = made_up_cases()
+    assert len(cases[0]["images"]) % 2 == 0 and isinstance(cases[0]["boxes"], list) and isinstance(cases[1]["boxes"], np.ndarray)
+    sizes = [image.shape[:2] for case in cases for image in case["images"]]
+    boxes = [tuple(int(v) for v in box) for case in cases for box in case["boxes"]]
+    assert any(box == (0, 0, w, h) for box, (h, w) in zip(boxes, sizes))
+    assert any(box[2] == w and box[3] == h for box, (h, w) in zip(boxes, sizes) if box[0] > 0)

@@ -40,7 +40,7 @@ def test_generator_refuses_unbalanced_markers(source):
 def test_every_exercise_has_both_versions_and_hides_solutions():
     students = sorted(p.name for p in STUDENT_DIR.glob("*.ipynb"))
     assert students == sorted(p.name for p in SOLUTION_DIR.glob("*.ipynb"))
-    assert [name[:10] for name in students] == ["exercise_a", "exercise_b", "exercise_c", "exercise_d", "exercise_e"]
+    assert [name[:10] for name in students] == ["exercise_a", "exercise_b", "exercise_c", "exercise_d", "exercise_e", "exercise_f"]
     for path in STUDENT_DIR.glob("*.ipynb"):
         text = path.read_text()
         assert "BEGIN SOLUTION" not in text and "*Answer:*" not in text

@@ -55,7 +55,7 @@ MEMOISED = {"cams_for_classes", "explain_file", "localisation_shares", "class_ac
 def solutions(lite_model):
     # The solution's functions, with the tests' model: each answer replaces only what it gets wrong.
     namespaces = {}
-    for letter in "abcde":
+    for letter in "abcdef":
         namespace = {**solution_namespace(f"exercise_{letter}_"), "model": lite_model}
         namespaces[letter] = {name: _memoised(value) if name in MEMOISED else value for name, value in namespace.items()}
     return namespaces

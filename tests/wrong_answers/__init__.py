@@ -12,9 +12,10 @@ from .exercise_b import RIGHT_B, WRONG_B
 from .exercise_c import RIGHT_C, WRONG_C
 from .exercise_d import RIGHT_D, WRONG_D
 from .exercise_e import RIGHT_E, WRONG_E
+from .exercise_f import RIGHT_F, WRONG_F
 
 __all__ = ["RIGHT_ANSWERS", "WRONG_ANSWERS", "RightAnswer", "WrongAnswer"]
 
-WRONG_ANSWERS: list[WrongAnswer] = [*WRONG_A, *WRONG_B, *WRONG_C, *WRONG_D, *WRONG_E]
+WRONG_ANSWERS: list[WrongAnswer] = [*WRONG_A, *WRONG_B, *WRONG_C, *WRONG_D, *WRONG_E, *WRONG_F]
 #: Right answers written differently from the solutions: each must pass.
-RIGHT_ANSWERS: list[RightAnswer] = [*RIGHT_A, *RIGHT_B, *RIGHT_C, *RIGHT_D, *RIGHT_E]
+RIGHT_ANSWERS: list[RightAnswer] = [*RIGHT_A, *RIGHT_B, *RIGHT_C, *RIGHT_D, *RIGHT_E, *RIGHT_F]

@@ -15,7 +15,7 @@ class WrongAnswer:
     """A plausible wrong answer.
 
     Attributes:
-        exercise: ``"a"`` .. ``"e"``.
+        exercise: ``"a"`` .. ``"f"``.
         mistake: what the student did wrong, in a few words.
         message: a regular expression the check's messages must match: the named cause.
         build: ``build(model, solution)`` -> the notebook names this answer replaces; the other
@@ -33,7 +33,7 @@ class RightAnswer:
     """A right answer written differently from the solution: it must pass every check.
 
     Attributes:
-        exercise: ``"a"`` .. ``"e"``.
+        exercise: ``"a"`` .. ``"f"``.
         how: how it differs from the solution, in a few words.
         build: as :attr:`WrongAnswer.build`.
     """

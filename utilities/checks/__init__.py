@@ -22,7 +22,10 @@ the caller's network to eval mode. Where a text asks for something to be done
 without a ready-made function (exercise a: utilities' CAM methods; exercise e:
 a backward pass), the check records calls of it, however it was imported.
 Exercise b makes the network fail on one image and saving fail for another:
-errors that are not unreadable images must reach the caller.
+errors that are not unreadable images must reach the caller. Exercise f is
+checked differentially: the student's function and a reference run on the same
+generated inputs (a made-up network whose map is known, boxes at the border,
+all-zero maps).
 """
 
 from __future__ import annotations
@@ -32,15 +35,16 @@ import sys
 import warnings
 from typing import Any, Callable, Mapping
 
-from . import exercise_a, exercise_b, exercise_c, exercise_d, exercise_e
+from . import exercise_a, exercise_b, exercise_c, exercise_d, exercise_e, exercise_f
 from ._common import CheckResult
 from .exercise_a import check_a
 from .exercise_b import check_b
 from .exercise_c import check_c
 from .exercise_d import check_d
 from .exercise_e import check_e
+from .exercise_f import check_f
 
-__all__ = ["CHECK_COUNTS", "CHECK_NAMES", "EXERCISES", "CheckResult", "check_a", "check_b", "check_c", "check_d", "check_e", "grade", "points"]
+__all__ = ["CHECK_COUNTS", "CHECK_NAMES", "EXERCISES", "CheckResult", "check_a", "check_b", "check_c", "check_d", "check_e", "check_f", "grade", "points"]
 
 #: Exercise letter -> its checks' names, in the order they run.
 CHECK_NAMES: dict[str, tuple[str, ...]] = {
@@ -49,6 +53,7 @@ CHECK_NAMES: dict[str, tuple[str, ...]] = {
     "c": exercise_c.CHECK_NAMES,
     "d": exercise_d.CHECK_NAMES,
     "e": exercise_e.CHECK_NAMES,
+    "f": exercise_f.CHECK_NAMES,
 }
 #: Number of checks per exercise.
 CHECK_COUNTS = {letter: len(names) for letter, names in CHECK_NAMES.items()}
@@ -60,6 +65,7 @@ EXERCISES: dict[str, tuple[Callable[..., CheckResult], tuple[str, ...]]] = {
     "c": (check_c, ("model", "changed_preprocess", "new_top_class")),
     "d": (check_d, ("model", "localisation_shares", "first_localised_stage")),
     "e": (check_e, ("model", "class_activation_maps", "grad_cam_from_cams")),
+    "f": (check_f, ("model", "box_reliance")),
 }
 
 
@@ -67,7 +73,7 @@ def grade(exercise: str, namespace: Mapping[str, Any]) -> CheckResult:
     """Run an exercise's checks on the names a notebook defined; never raises for a student's mistake.
 
     Args:
-        exercise: ``"a"`` .. ``"e"``.
+        exercise: ``"a"`` .. ``"f"``.
         namespace: the notebook's globals.
 
     Returns:
@@ -92,7 +98,7 @@ def points(exercise: str, namespace: Mapping[str, Any]) -> int:
     ``sys.stderr`` goes to stdout, where the student and the feedback still see it.
 
     Args:
-        exercise: ``"a"`` .. ``"e"``.
+        exercise: ``"a"`` .. ``"f"``.
         namespace: the notebook's globals (``globals()``).
 
     Returns:

@@ -23,13 +23,13 @@ from .runner import NotebookResult, Status, grade_notebook
 
 __all__ = ["NOTEBOOK_PATTERN", "default_jobs", "grading_model", "find_submissions", "grade_class", "main", "submission_notebooks"]
 
-NOTEBOOK_PATTERN = re.compile(r"^exercise_([a-e])_.*\.ipynb$", re.IGNORECASE)
+NOTEBOOK_PATTERN = re.compile(r"^exercise_([a-f])_.*\.ipynb$", re.IGNORECASE)
 
 DESCRIPTION = """\
 Grade folders of submitted exercise notebooks.
 
 Each submission is a folder with some of the notebooks exercise_a_*.ipynb ..
-exercise_e_*.ipynb (other files are copied along, and otherwise ignored). A
+exercise_f_*.ipynb (other files are copied along, and otherwise ignored). A
 PATH that holds no exercise notebook is taken as a folder of submissions, one
 sub-folder per student. Every notebook runs in its own fresh kernel, in a
 temporary copy of its folder, top to bottom and past errors; then the

@@ -429,7 +429,7 @@ def exercise_program(letter: str, source_dir: Path = SOURCE_DIR) -> Program:
     """Read an exercise's source notebook.
 
     Args:
-        letter: ``"a"`` .. ``"e"``.
+        letter: ``"a"`` .. ``"f"``.
         source_dir: the folder of the source notebooks.
 
     Returns:
@@ -759,6 +759,18 @@ def realistic_inputs(letter: str, model: LoadedModel, store: Path) -> dict[str, 
                 for shape in ((1000, 7, 7), (4, 7, 9), (2, 14, 14), (1, 1, 1))
             ],
         }
+    if letter == "f":
+        from ..planted import CLASSES, make_scenes
+
+        scenes = make_scenes(12, seed=5, stamp_on=CLASSES[1], stamp_share=1.0)
+        name = CLASSES[1] if CLASSES[1] in model.class_names else model.class_names[0]
+        stamped = [int(i) for i in np.flatnonzero(scenes.stamped)[:3]]
+        return {
+            "box_reliance": [
+                Input("three stamped scenes, the stamps' boxes as an array", (model, scenes.images[stamped], scenes.stamp_boxes[stamped], name)),
+                Input("four scenes, the bars' boxes as a list", (model, list(scenes.images[:4]), [tuple(int(v) for v in box) for box in scenes.bar_boxes[:4]], name)),
+            ],
+        }
     raise ValueError(f"unknown exercise {letter!r}")
 
 
@@ -1021,7 +1033,7 @@ def run_exercise(
     """Generate an exercise's mutants and run each against its checks.
 
     Args:
-        letter: ``"a"`` .. ``"e"``.
+        letter: ``"a"`` .. ``"f"``.
         model: the model, loaded once (the checks' references are computed once per network).
         select: run only the mutants it accepts (default: all).
         timeout: seconds per mutant.

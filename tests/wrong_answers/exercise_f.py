@@ -1,0 +1,174 @@
+"""Wrong answers to exercise f: Grad-CAM's share of mass in a box against chance, over a set of images."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from utilities import grad_cam, normalize_cams, upsample_cams
+
+from .answers import RightAnswer, WrongAnswer
+
+__all__ = ["RIGHT_F", "WRONG_F", "reliance_function"]
+
+
+def _placed(model, image, class_name, normalised=False, stretch=False, top_class=False):
+    result = grad_cam(model, image, None if top_class else class_name, layer="layer4")
+    cam = upsample_cams(result.raw, result.image_size, None if stretch else result.centres)[0]
+    return normalize_cams(cam[None])[0] if normalised else cam
+
+
+def _in_box(cam, left, top, right, bottom):
+    return float(cam[top:bottom, left:right].sum())
+
+
+def reliance_function(
+    *,
+    map_of=_placed,
+    share_of=lambda cam, box, total: _in_box(cam, *box) / total,
+    empty_share=0.0,
+    chance_of=lambda box, image, model: (box[2] - box[0]) * (box[3] - box[1]) / (image.shape[0] * image.shape[1]),
+    median_of=lambda shares: float(np.median(shares)),
+    above_of=lambda shares, chance: float(np.mean(shares > chance)),
+    ratio_of=lambda shares, chance: float(np.median(shares)) / float(np.median(chance)),
+    count_empty=True,
+    before=lambda model, images, boxes: None,
+):
+    """box_reliance as a student writes it, with one switch per mistake (the defaults are right)."""
+
+    def box_reliance(model, images, boxes, class_name):
+        before(model, images, boxes)
+        shares, chance, empty = [], [], 0
+        for image, box in zip(images, boxes):
+            box = tuple(int(v) for v in box)
+            cam = map_of(model, image, class_name)
+            total = float(cam.sum())
+            if total > 0:
+                shares.append(share_of(cam, box, total))
+            else:
+                shares.append(empty_share)
+                empty += 1
+            chance.append(chance_of(box, image, model))
+        shares, chance = np.array(shares), np.array(chance)
+        return {"shares": shares, "chance": chance, "median": median_of(shares), "above_chance": above_of(shares, chance),
+                "ratio": ratio_of(shares, chance), "empty": empty if count_empty else 0}
+
+    return box_reliance
+
+
+def _f(**mistake):
+    return lambda model, solution: {"box_reliance": reliance_function(**mistake)}
+
+
+def _pixels(cam, box, total):
+    positive = cam > 0
+    left, top, right, bottom = box
+    return float(positive[top:bottom, left:right].sum()) / float(positive.sum())
+
+
+def _edits_boxes(model, images, boxes):
+    boxes[0] = (0, 0, 1, 1)  # "clipped" to the image, in the caller's list
+
+
+def _edits_images(model, images, boxes):
+    images[0][0, 0] = 0
+
+
+def _trains(model, images, boxes):
+    model.network.train()
+
+
+def _without_nan_guard():
+    """The share divided by the total whatever it is: 0 / 0 gives NaN (a NumPy warning, not an error)."""
+
+    def box_reliance(model, images, boxes, class_name):
+        shares, chance = [], []
+        for image, (left, top, right, bottom) in zip(images, boxes):
+            cam = _placed(model, image, class_name).numpy().astype(np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                shares.append(cam[top:bottom, left:right].sum() / cam.sum())
+            chance.append((right - left) * (bottom - top) / (image.shape[0] * image.shape[1]))
+        shares, chance = np.array(shares), np.array(chance)
+        empty = int(np.isnan(shares).sum())
+        return {"shares": shares, "chance": chance, "median": float(np.median(shares)),
+                "above_chance": float(np.mean(shares > chance)),
+                "ratio": float(np.median(shares)) / float(np.median(chance)), "empty": empty}
+
+    return box_reliance
+
+
+def _torch_version(model, images, boxes, class_name):
+    """Right, written with torch and a boolean mask, returning tensors and NumPy scalars."""
+    shares, chance, empty = [], [], 0
+    for image, box in zip(images, boxes):
+        left, top, right, bottom = (int(v) for v in box)
+        result = grad_cam(model, image, class_name, layer="layer4")
+        cam = upsample_cams(result.raw, result.image_size, result.centres)[0]
+        mask = torch.zeros_like(cam, dtype=torch.bool)
+        mask[top:bottom, left:right] = True
+        total = cam.sum()
+        empty += int(total == 0)
+        shares.append(cam[mask].sum() / total if total > 0 else torch.tensor(0.0))
+        chance.append(mask.float().mean())
+    shares, chance = torch.stack(shares), torch.stack(chance)
+    median = shares.double().quantile(0.5)
+    return {"shares": shares, "chance": chance, "median": median, "above_chance": (shares > chance).double().mean(),
+            "ratio": median / chance.double().quantile(0.5), "empty": empty, "maps": "not asked for"}
+
+
+WRONG_F = [
+    # the share
+    WrongAnswer("f", "share of the box's pixels where the map is positive", r"count the box's pixels where the map is above 0",
+                _f(share_of=_pixels)),
+    WrongAnswer("f", "mass of the normalised map", r"normalised to \[0, 1\].*normalising subtracts the map's minimum",
+                _f(map_of=lambda model, image, name: _placed(model, image, name, normalised=True))),
+    WrongAnswer("f", "box transposed, cam[left:right, top:bottom]", r"the box is read transposed",
+                _f(share_of=lambda cam, box, total: _in_box(cam, box[1], box[0], box[3], box[2]) / total)),
+    WrongAnswer("f", "right and bottom inclusive in the share", r"includes its right column and bottom row",
+                _f(share_of=lambda cam, box, total: _in_box(cam, box[0], box[1], box[2] + 1, box[3] + 1) / total)),
+    WrongAnswer("f", "mass in the box not divided by the total", r"not divided by the map's total mass",
+                _f(share_of=lambda cam, box, total: _in_box(cam, *box))),
+    WrongAnswer("f", "the top class's map", r"the top class's map, not of class_name's",
+                _f(map_of=lambda model, image, name: _placed(model, image, name, top_class=True))),
+    # chance
+    WrongAnswer("f", "chance computed for 64 x 64 scenes", r"over 64 x 64 pixels, the scenes' size",
+                _f(chance_of=lambda box, image, model: (box[2] - box[0]) * (box[3] - box[1]) / 64**2)),
+    WrongAnswer("f", "chance on the network input's grid", r"chance is computed on the wrong grid",
+                _f(chance_of=lambda box, image, model: (box[2] - box[0]) * (box[3] - box[1]) / np.prod(model.preprocess(image).shape[-2:]))),
+    WrongAnswer("f", "chance with right and bottom inclusive", r"chance counts the box's right column and bottom row",
+                _f(chance_of=lambda box, image, model: (box[2] - box[0] + 1) * (box[3] - box[1] + 1) / (image.shape[0] * image.shape[1]))),
+    # empty maps
+    WrongAnswer("f", "NaN for an all-zero map", r"holds NaN \(or infinity\) where a map is zero everywhere", lambda model, solution: {"box_reliance": _without_nan_guard()}),
+    WrongAnswer("f", "empty maps not counted", r"answer\['empty'\] is 0, but \d of the", _f(count_empty=False)),
+    WrongAnswer("f", "share 1.0 for an empty map", r"a map that is zero everywhere has share 1: the contract gives it share 0.0", _f(empty_share=1.0)),
+    # the summary
+    WrongAnswer("f", "mean instead of median", r"the median is a mean", _f(median_of=lambda shares: float(np.mean(shares)))),
+    WrongAnswer("f", "torch.median (lower middle value)", r"lower of the two middle values \(torch\.median",
+                _f(median_of=lambda shares: float(torch.median(torch.from_numpy(shares))))),
+    WrongAnswer("f", "median without the empty maps", r"the median leaves the empty maps out",
+                _f(median_of=lambda shares: float(np.median(shares[shares > 0])))),
+    WrongAnswer("f", "above chance with >=", r"counts a share equal to chance \(>=\)",
+                _f(above_of=lambda shares, chance: float(np.mean(shares >= chance)))),
+    WrongAnswer("f", "above chance as a count", r"above_chance is a count of images",
+                _f(above_of=lambda shares, chance: int(np.sum(shares > chance)))),
+    WrongAnswer("f", "ratio as the median of per-image ratios", r"ratio is the median of each image's share / chance",
+                _f(ratio_of=lambda shares, chance: float(np.median(shares / chance)))),
+    WrongAnswer("f", "ratio upside down", r"ratio is upside down", _f(ratio_of=lambda shares, chance: float(np.median(chance) / np.median(shares)))),
+    # the result's form and side effects
+    WrongAnswer("f", "a tuple instead of the dict", r"box_reliance should return a dict with the keys 'shares'.*it returns a tuple",
+                lambda model, solution: {"box_reliance": lambda *args: tuple(solution["box_reliance"](*args).values())}),
+    WrongAnswer("f", "a key named differently", r"lacks 'above_chance'",
+                lambda model, solution: {"box_reliance": lambda *args: {("above" if k == "above_chance" else k): v
+                                                                           for k, v in solution["box_reliance"](*args).items()}}),
+    WrongAnswer("f", "the caller's list of boxes edited", r"box_reliance changed the list it was given as argument 3 \(boxes\)",
+                _f(before=_edits_boxes)),
+    WrongAnswer("f", "an image edited in place", r"box_reliance changed the list it was given as argument 2 \(images\)",
+                _f(before=_edits_images)),
+    WrongAnswer("f", "the network left in training mode", r"box_reliance left the network in training mode", _f(before=_trains)),
+]
+
+RIGHT_F = [
+    RightAnswer("f", "torch, a boolean mask, tensors and quantile", lambda model, solution: {"box_reliance": _torch_version}),
+    RightAnswer("f", "cells spread evenly (the other placement)",
+                _f(map_of=lambda model, image, name: _placed(model, image, name, stretch=True))),
+]

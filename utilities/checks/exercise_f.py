@@ -1,0 +1,493 @@
+"""Exercise f: whether a model relies on a box, measured from Grad-CAM maps alone (lesson 10's stamp share).
+
+The check is differential: it runs the student's ``box_reliance`` and a reference on the same generated,
+seeded inputs and compares the results. The inputs are chosen so that each known mistake gives a different
+answer: a made-up network whose ``layer4`` map is the image's brightness (class "light") or darkness (class
+"dark") per 8 x 8 cell, images of different sizes, boxes of odd and even sides, at the border and covering the
+whole image, an all-black or all-white image whose map is zero everywhere, lists and arrays of boxes; and the
+notebook's own model on four stamped scenes.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..cam import grad_cam, normalize_cams, upsample_cams
+from ..models import LoadedModel
+from ..planted import CLASSES, SCENE_SIZE, make_scenes
+from ._common import Checker, CheckResult, cached, smaller_input, training_copy, type_name
+
+__all__ = ["CHECK_COUNT", "CHECK_NAMES", "KEYS", "box_reliance_reference", "check_f", "made_up_model"]
+
+#: The checks' names, in the order they run (the gradebook's columns).
+CHECK_NAMES = (
+    "the result's keys and types",
+    "share of mass in the box",
+    "chance",
+    "empty maps",
+    "median, above chance and ratio",
+)
+CHECK_COUNT = len(CHECK_NAMES)
+#: The keys of box_reliance's dict.
+KEYS = ("shares", "chance", "median", "above_chance", "ratio", "empty")
+PLACEMENTS = ("centres", "stretch")
+LIGHT, DARK = "light", "dark"
+_RTOL, _ATOL = 1e-4, 1e-6
+
+
+# ----------------------------------------------------------------------------- the made-up network
+
+
+class _BrightnessNetwork(nn.Module):
+    """ResNet's names on a network whose ``layer4`` map is known: the mean brightness of each 8 x 8 patch.
+
+    ``layer4`` has two channels, + and - the patch's mean (of the normalised input); ``fc`` is the identity, so
+    Grad-CAM of class "light" is ReLU(brightness) / (h w) and of class "dark" ReLU(-brightness) / (h w).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer1, self.layer2, self.layer3 = nn.Identity(), nn.Identity(), nn.Identity()
+        self.layer4 = nn.Conv2d(3, 2, kernel_size=8, stride=8)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2, 2)
+        with torch.no_grad():
+            self.layer4.weight.copy_(torch.stack([torch.ones(3, 8, 8), -torch.ones(3, 8, 8)]) / 192)
+            self.layer4.bias.zero_()
+            self.fc.weight.copy_(torch.eye(2))
+            self.fc.bias.copy_(torch.tensor([0.5, -0.5]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+@functools.cache
+def made_up_model() -> LoadedModel:
+    """The made-up network, classes ("light", "dark"), inputs with a short side of 32 pixels."""
+    return LoadedModel.wrap(_BrightnessNetwork(), [LIGHT, DARK], mean=(0.5,) * 3, std=(0.25,) * 3, input_size=32,
+                            name="a made-up network", pretrained=False)
+
+
+def _image(rng: np.random.Generator, height: int, width: int, blob: float, background: tuple[float, float],
+           radius: tuple[float, float] = (4, 9)) -> np.ndarray:
+    """A ramp with noise and one round blob (brighter for blob > 0, darker for blob < 0)."""
+    rows, columns = np.mgrid[:height, :width].astype(np.float64)
+    base = rng.uniform(*background) + rng.uniform(-0.6, 0.6) * (rows - height / 2) + rng.uniform(-0.6, 0.6) * (columns - width / 2)
+    centre = rng.uniform(0.2, 0.8, 2) * (height, width)
+    radius = rng.uniform(*radius)
+    spot = blob * np.exp(-((rows - centre[0]) ** 2 + (columns - centre[1]) ** 2) / (2 * radius**2))
+    channels = [base + spot + rng.normal(0, 5, (height, width)) + rng.uniform(-8, 8) for _ in range(3)]
+    return np.clip(np.stack(channels, axis=-1), 0, 255).round().astype(np.uint8)
+
+
+def made_up_cases() -> list[dict[str, Any]]:
+    """The generated inputs of the made-up network: (what, images, boxes, class name), seeded."""
+    rng = np.random.default_rng(10)
+    sizes = [(40, 56), (48, 48), (33, 61), (64, 40), (52, 52), (36, 90)]
+    light = [_image(rng, h, w, 70, (140, 175)) for h, w in sizes[:5]] + [np.zeros((*sizes[5], 3), dtype=np.uint8)]
+    light_boxes = [
+        (9, 5, 16, 14),     # odd sides, 7 wide, 9 high
+        (40, 40, 48, 48),   # even sides, at the right and bottom border
+        (0, 0, 5, 11),      # at the left and top border, taller than wide
+        (3, 20, 37, 31),    # wide and flat
+        (0, 0, 52, 52),     # the whole image
+        (30, 10, 41, 17),   # on the all-black image: its map is zero everywhere
+    ]
+    dark = np.stack([_image(rng, 64, 64, -170, (150, 170), (8, 13)) for _ in range(4)] + [np.full((64, 64, 3), 230, dtype=np.uint8)])
+    dark[2, 20:44, 24:40] = 20  # a dark bar across a box's edge
+    dark[3] = 200
+    dark[3, :32, :32] = 127  # barely darker than the middle grey: a map whose total mass is below 1
+    dark_boxes = np.array([(20, 3, 27, 48), (56, 0, 64, 13), (26, 18, 39, 31), (3, 0, 20, 13), (10, 10, 18, 18)])
+    return [
+        {"what": "a list of six made-up images of different sizes, class 'light', boxes as a list of tuples",
+         "images": light, "boxes": light_boxes, "class": LIGHT},
+        {"what": "five made-up 64x64 images as one array, class 'dark', boxes as an (N, 4) array",
+         "images": dark, "boxes": dark_boxes, "class": DARK},
+    ]
+
+
+def notebook_case(model: LoadedModel) -> dict[str, Any]:
+    """Four stamped scenes for the notebook's model, with the stamps' boxes."""
+    scenes = make_scenes(40, seed=77, stamp_on=CLASSES[1], stamp_share=1.0)
+    chosen = np.flatnonzero(scenes.stamped)[:4]
+    names = list(model.class_names)
+    class_name = CLASSES[1] if CLASSES[1] in names else names[0]
+    return {"what": f"four stamped scenes, the notebook's model, class {class_name!r}",
+            "images": [scenes.images[i] for i in chosen], "boxes": [tuple(int(v) for v in scenes.stamp_boxes[i]) for i in chosen],
+            "class": class_name}
+
+
+# ----------------------------------------------------------------------------- the reference
+
+
+def _box(box: Any) -> tuple[int, int, int, int]:
+    left, top, right, bottom = (int(v) for v in box)
+    return left, top, right, bottom
+
+
+def _mass_share(cam: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    left, top, right, bottom = box
+    total = float(cam.sum())
+    return float(cam[top:bottom, left:right].sum()) / total if total > 0 else 0.0
+
+
+def summary(shares: np.ndarray, chance: np.ndarray) -> dict[str, Any]:
+    """median, above_chance, ratio of per-image shares and chances, as the contract defines them."""
+    median = float(np.median(shares))
+    return {"median": median, "above_chance": float(np.mean(shares > chance)), "ratio": median / float(np.median(chance))}
+
+
+def box_reliance_reference(model: LoadedModel, images: Sequence[np.ndarray], boxes: Any, class_name: str,
+                           placement: str = "centres") -> dict[str, Any]:
+    """The contract's answer (the solution's, written independently)."""
+    shares, chance, empty = [], [], 0
+    for image, box in zip(images, boxes):
+        result = grad_cam(model, image, class_name, layer="layer4")
+        cam = upsample_cams(result.raw, result.image_size, result.centres if placement == "centres" else None)[0]
+        cam = cam.double().numpy()
+        left, top, right, bottom = _box(box)
+        empty += int(cam.sum() <= 0)
+        shares.append(_mass_share(cam, (left, top, right, bottom)))
+        chance.append((right - left) * (bottom - top) / (image.shape[0] * image.shape[1]))
+    shares_array, chance_array = np.array(shares), np.array(chance)
+    return {"shares": shares_array, "chance": chance_array, **summary(shares_array, chance_array), "empty": empty}
+
+
+def _maps(model: LoadedModel, case: dict[str, Any]) -> dict[str, Any]:
+    """Per image: the placed maps (both placements), float64, and the sizes; the top class's maps on demand."""
+    placed: dict[str, list[np.ndarray]] = {placement: [] for placement in PLACEMENTS}
+    inputs = []
+    for image in case["images"]:
+        result = grad_cam(model, image, case["class"], layer="layer4")
+        placed["centres"].append(upsample_cams(result.raw, result.image_size, result.centres)[0].double().numpy())
+        placed["stretch"].append(upsample_cams(result.raw, result.image_size, None)[0].double().numpy())
+        inputs.append(tuple(model.preprocess(image).shape[-2:]))
+
+    def top_class() -> dict[str, list[np.ndarray]]:
+        tops: dict[str, list[np.ndarray]] = {placement: [] for placement in PLACEMENTS}
+        for image in case["images"]:
+            result = grad_cam(model, image, layer="layer4")
+            tops["centres"].append(upsample_cams(result.raw, result.image_size, result.centres)[0].double().numpy())
+            tops["stretch"].append(upsample_cams(result.raw, result.image_size, None)[0].double().numpy())
+        return tops
+
+    boxes = [_box(box) for box in case["boxes"]]
+    sizes = [tuple(image.shape[:2]) for image in case["images"]]
+    empty = np.array([float(cam.sum()) <= 0 for cam in placed["centres"]])
+    chance = np.array([(r - l) * (b - t) / (h * w) for (l, t, r, b), (h, w) in zip(boxes, sizes)])
+    return {"placed": placed, "inputs": inputs, "boxes": boxes, "sizes": sizes, "empty": empty, "chance": chance,
+            "top class": functools.cache(top_class)}
+
+
+# ----------------------------------------------------------------------------- known mistakes
+
+
+def _pixels(cam: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    left, top, right, bottom = box
+    positive = cam > 0
+    return float(positive[top:bottom, left:right].sum()) / float(positive.sum()) if positive.any() else 0.0
+
+
+def _area(cam: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    left, top, right, bottom = box
+    return (right - left) * (bottom - top) / cam.size
+
+
+#: mistake -> (share of one map in one box, message)
+_SHARE_MISTAKES: dict[str, tuple[Callable[[np.ndarray, tuple], float], str]] = {
+    "pixels": (_pixels, "the shares count the box's pixels where the map is above 0, over all such pixels: the share is of the "
+               "map's mass, the sum of the map's values in the box over the sum of all its values."),
+    "area": (_area, "the shares equal each box's share of the image's area (chance): the share is of the map's mass, the sum of "
+             "the map's values inside the box over the sum of all its values, not the box's share of the pixels."),
+    "normalised": (lambda cam, box: _mass_share(normalize_cams(torch.from_numpy(cam)[None])[0].numpy(), box),
+                   "the shares are of the map normalised to [0, 1] (result.maps, map_for or normalize_cams): normalising "
+                   "subtracts the map's minimum, which changes its mass; measure the raw map, upsample_cams(result.raw, "
+                   "...), as lesson 10 does."),
+    "transposed": (lambda cam, box: _mass_share(cam, (box[1], box[0], box[3], box[2])),
+                   "the box is read transposed, cam[left:right, top:bottom]: a box is (left, top, right, bottom), left and "
+                   "right are columns (x), top and bottom rows (y); the map is indexed [row, column], "
+                   "cam[top:bottom, left:right]."),
+    "inclusive": (lambda cam, box: _mass_share(cam, (box[0], box[1], box[2] + 1, box[3] + 1)),
+                  "the box includes its right column and bottom row, cam[top:bottom + 1, left:right + 1]: right and bottom "
+                  "are exclusive, as in Python's slices and scenes.stamp_boxes: cam[top:bottom, left:right]."),
+    "not divided": (lambda cam, box: float(cam[box[1]:box[3], box[0]:box[2]].sum()),
+                    "the shares are the map's mass inside the box, not divided by the map's total mass: the share is "
+                    "the mass in the box over the mass of the whole map, between 0 and 1."),
+    "outside": (lambda cam, box: 1 - _mass_share(cam, box) if cam.sum() > 0 else 0.0,
+                "the shares are of the mass outside the box: the share is the mass inside the box over the whole map's."),
+}
+
+#: mistake -> (chance of one box in one image, given the box, the image's (H, W) and the network input's (h, w), message)
+_CHANCE_MISTAKES: dict[str, tuple[Callable[[tuple, tuple, tuple], float], str]] = {
+    "scene": (lambda box, size, inputs: (box[2] - box[0]) * (box[3] - box[1]) / SCENE_SIZE**2,
+              f"the chance is the box's area over {SCENE_SIZE} x {SCENE_SIZE} pixels, the scenes' size, whatever the image: "
+              "divide by the area of the image you were given, its height times its width."),
+    "input": (lambda box, size, inputs: (box[2] - box[0]) * (box[3] - box[1]) / (inputs[0] * inputs[1]),
+              "the chance is computed on the wrong grid: the box's area over the network input's size "
+              "(model.preprocess(image), resized): the box and the map are in the image's pixels, so divide by the "
+              "image's height times its width."),
+    "inclusive": (lambda box, size, inputs: (box[2] - box[0] + 1) * (box[3] - box[1] + 1) / (size[0] * size[1]),
+                  "the chance counts the box's right column and bottom row, (right - left + 1) * (bottom - top + 1): right "
+                  "and bottom are exclusive, so the box has (right - left) * (bottom - top) pixels."),
+    "box only": (lambda box, size, inputs: (box[2] - box[0]) * (box[3] - box[1]),
+                 "the chance is the box's area in pixels, not divided by the image's area: it is the box's share of the "
+                 "image's area, between 0 and 1."),
+}
+
+
+def _lower_median(values: np.ndarray) -> float:
+    return float(np.sort(values)[(len(values) - 1) // 2]) if len(values) else float("nan")
+
+
+def _medians(shares: np.ndarray, chance: np.ndarray, empty: np.ndarray) -> dict[str, tuple[float, str]]:
+    full = ~empty
+    return {
+        "mean": (float(np.mean(shares)), "the median is a mean: the contract asks for the median share over the images "
+                 "(np.median), which one map with most of its mass in the box does not drag up."),
+        "lower": (_lower_median(shares), "the median of an even number of shares is the lower of the two middle values "
+                  "(torch.median does this): the contract asks for np.median's, the average of the two."),
+        "empties left out": (float(np.median(shares[full])) if full.any() else float("nan"),
+                             "the median leaves the empty maps out: an empty map counts with share 0.0 in the median, "
+                             "in above_chance and in the ratio."),
+    }
+
+
+def _aboves(shares: np.ndarray, chance: np.ndarray, empty: np.ndarray) -> dict[str, tuple[float, str]]:
+    full = ~empty
+    return {
+        "at least": (float(np.mean(shares >= chance)), "above_chance counts a share equal to chance (>=), as for a box "
+                     "covering the whole image, whose share and chance are both 1: count shares strictly above (>)."),
+        "count": (float(np.sum(shares > chance)), "above_chance is a count of images: it is the share of the images, "
+                  "between 0 and 1 (the count divided by the number of images)."),
+        "empties left out": (float(np.mean(shares[full] > chance[full])) if full.any() else float("nan"),
+                             "above_chance leaves the empty maps out: an empty map counts, with share 0.0, which is not "
+                             "above chance; divide by the number of all images."),
+        "mean chance": (float(np.mean(shares > np.mean(chance))), "above_chance compares every share with the mean "
+                        "chance: compare each image's share with its own box's chance."),
+    }
+
+
+def _ratios(shares: np.ndarray, chance: np.ndarray, empty: np.ndarray) -> dict[str, tuple[float, str]]:
+    median = float(np.median(shares))
+    return {
+        "per image": (float(np.median(shares / chance)), "ratio is the median of each image's share / chance: the contract "
+                      "asks for the median share divided by the median chance."),
+        "mean": (float(np.mean(shares)) / float(np.mean(chance)), "ratio divides the mean share by the mean chance: the "
+                 "contract asks for the median share divided by the median chance."),
+        "mean chance": (median / float(np.mean(chance)), "ratio divides the median share by the mean chance: divide by the "
+                        "median chance."),
+        "inverted": (float(np.median(chance)) / median if median else float("inf"),
+                     "ratio is upside down, chance / share: it is the median share divided by the median chance (above 1: "
+                     "more mass on the box than an even spread puts there)."),
+    }
+
+
+# ----------------------------------------------------------------------------- reading and judging an answer
+
+
+def _close(answer: np.ndarray, right: np.ndarray) -> bool:
+    return answer.shape == right.shape and bool(np.all(np.abs(answer - right) <= _RTOL * np.abs(right) + _ATOL))
+
+
+def _array(value: Any) -> np.ndarray | None:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return array
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        array = _array(value)
+        return float(array) if array is not None and array.ndim == 0 else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _parse(answer: Any, count: int) -> tuple[dict[str, Any] | None, str]:
+    """(the answer's values as float64 arrays and floats, "") or (None, what is wrong with its form)."""
+    expected = ", ".join(repr(key) for key in KEYS)
+    if not isinstance(answer, dict):
+        return None, f"box_reliance should return a dict with the keys {expected}; it returns {type_name(answer)}."
+    missing = [key for key in KEYS if key not in answer]
+    if missing:
+        return None, (f"the dict box_reliance returns lacks {', '.join(repr(key) for key in missing)}: the contract's keys are "
+                      f"{expected} (extra keys are fine).")
+    parsed: dict[str, Any] = {}
+    for key in ("shares", "chance"):
+        array = _array(answer[key])
+        if array is None or array.shape != (count,):
+            shape = "" if array is None else f" of shape {array.shape}"
+            return None, (f"answer[{key!r}] should hold one number per image, an array (or list) of {count} numbers for "
+                          f"{count} images; it is {type_name(answer[key])}{shape}.")
+        parsed[key] = array
+    for key in ("median", "above_chance", "ratio"):
+        number = _number(answer[key])
+        if number is None:
+            return None, f"answer[{key!r}] should be one number (a float); it is {type_name(answer[key])}."
+        parsed[key] = number
+    empty = _number(answer["empty"])
+    if empty is None or empty != empty or empty != int(empty):
+        return None, f"answer['empty'] should be the number of all-zero maps, an int; it is {type_name(answer['empty'])}."
+    parsed["empty"] = int(empty)
+    return parsed, ""
+
+
+def _shares_problem(results: list[tuple[dict, dict, dict]]) -> tuple[str, str]:
+    """(mistake, message) of the shares of the non-empty maps over every case; ("", "") if right (either placement)."""
+    for placement in PLACEMENTS:
+        if all(_close(p["shares"][~m["empty"]], np.array([_mass_share(cam, box) for cam, box, e in
+                                                          zip(m["placed"][placement], m["boxes"], m["empty"]) if not e]))
+               for _c, m, p in results):
+            return "", ""
+    for mistake, (share, message) in _SHARE_MISTAKES.items():
+        for placement in PLACEMENTS:
+            if all(_close(p["shares"][~m["empty"]], np.array([share(cam, box) for cam, box, e in
+                                                              zip(m["placed"][placement], m["boxes"], m["empty"]) if not e]))
+                   for _c, m, p in results):
+                return mistake, message
+    for placement in PLACEMENTS:
+        if all(_close(p["shares"][~m["empty"]], np.array([_mass_share(cam, box) for cam, box, e in
+                                                          zip(m["top class"]()[placement], m["boxes"], m["empty"]) if not e]))
+               for _c, m, p in results):
+            return "top class", ("the shares are of the top class's map, not of class_name's: pass class_name to grad_cam "
+                                 "as the target (grad_cam(model, image, class_name, layer='layer4')).")
+    for case, maps, parsed in results:
+        right = np.array([_mass_share(cam, box) for cam, box in zip(maps["placed"]["centres"], maps["boxes"])])
+        for i, (answer, value, empty) in enumerate(zip(parsed["shares"], right, maps["empty"])):
+            if not empty and not abs(answer - value) <= _RTOL * abs(value) + _ATOL:
+                left, top, right_edge, bottom = maps["boxes"][i]
+                height, width = maps["sizes"][i]
+                return "generic", (f"on {case['what']}, image {i} ({height}x{width}, box (left, top, right, bottom) = "
+                                   f"{(left, top, right_edge, bottom)}): your share is {answer:.4g}, the map's mass in the box "
+                                   f"over its total mass is {value:.4g}. Use Grad-CAM of class_name at layer4, upsampled "
+                                   "raw to the image's size (upsample_cams(result.raw, result.image_size, result.centres)[0]), "
+                                   "and cam[top:bottom, left:right].sum() / cam.sum().")
+    return "generic", "the shares differ from the map's mass in the box over its total mass."
+
+
+def _chance_problem(results: list[tuple[dict, dict, dict]]) -> str:
+    if all(_close(p["chance"], m["chance"]) for _c, m, p in results):
+        return ""
+    for _mistake, (chance, message) in _CHANCE_MISTAKES.items():
+        if all(_close(p["chance"], np.array([chance(box, size, inputs) for box, size, inputs in zip(m["boxes"], m["sizes"], m["inputs"])]))
+               for _c, m, p in results):
+            return message
+    if all(_close(p["chance"], p["shares"]) for _c, m, p in results):
+        return "answer['chance'] holds the shares again: chance is each box's share of its image's area, (right - left) * (bottom - top) / (H * W)."
+    for case, maps, parsed in results:
+        for i, (answer, value) in enumerate(zip(parsed["chance"], maps["chance"])):
+            if not abs(answer - value) <= _RTOL * abs(value) + _ATOL:
+                height, width = maps["sizes"][i]
+                return (f"on {case['what']}, image {i} ({height}x{width}, box {maps['boxes'][i]}): your chance is {answer:.4g}, "
+                        f"the box's share of the image's area is {value:.4g}: (right - left) * (bottom - top) / (H * W).")
+    return "the chances differ from each box's share of its image's area."
+
+
+def _summary_problem(results: list[tuple[dict, dict, dict]]) -> str:
+    """The summary judged on the answer's own shares and chances (those of the reference if they are not finite)."""
+    problems = []
+    for key, variants in (("median", _medians), ("above_chance", _aboves), ("ratio", _ratios)):
+        wrong = ""
+        for _case, maps, parsed in results:
+            shares = parsed["shares"] if np.isfinite(parsed["shares"]).all() else np.nan_to_num(parsed["shares"], nan=0.0)
+            chance = parsed["chance"] if np.isfinite(parsed["chance"]).all() and (parsed["chance"] > 0).all() else maps["chance"]
+            right = summary(shares, chance)[key]
+            if _close(np.array(parsed[key]), np.array(right)):
+                continue
+            if parsed[key] != parsed[key]:
+                wrong = wrong or "nan"
+                continue
+            found = [message for value, message in variants(shares, chance, maps["empty"]).values()
+                     if _close(np.array(parsed[key]), np.array(value))]
+            wrong = found[0] if found else (wrong or f"answer[{key!r}] is {parsed[key]:.4g} where the contract gives {right:.4g} "
+                                            f"from your own shares and chances ({_case['what']}).")
+            if found:
+                break
+        if wrong and wrong != "nan":
+            problems.append(wrong)
+    return " ".join(problems)
+
+
+def _empty_problem(results: list[tuple[dict, dict, dict]]) -> str:
+    for case, maps, parsed in results:
+        values = [parsed["shares"], parsed["chance"], *(np.array(parsed[key]) for key in ("median", "above_chance", "ratio"))]
+        if not all(np.isfinite(value).all() for value in values):
+            return ("the result holds NaN (or infinity) where a map is zero everywhere (here on an all-black or all-white "
+                    "image): its total mass is 0, and 0 / 0 is NaN. The contract gives such a map share 0.0 and counts it "
+                    "in answer['empty']; then the median, above_chance and ratio stay numbers.")
+    for case, maps, parsed in results:
+        empties = parsed["shares"][maps["empty"]]
+        if len(empties) and not np.allclose(empties, 0.0):
+            return (f"on {case['what']}, a map that is zero everywhere has share {float(empties[0]):.4g}: the contract gives it "
+                    "share 0.0 (no mass, so none in the box).")
+        if parsed["empty"] != int(maps["empty"].sum()):
+            return (f"on {case['what']}, answer['empty'] is {parsed['empty']}, but {int(maps['empty'].sum())} of the "
+                    f"{len(maps['empty'])} maps are zero everywhere: count the maps whose total mass is 0.")
+    return ""
+
+
+def _references(model: LoadedModel, case: dict[str, Any]) -> dict[str, Any]:
+    return _maps(model, case)
+
+
+def check_f(model: LoadedModel, box_reliance: Callable, *, _grading: bool = False) -> CheckResult:
+    """Exercise f: ``box_reliance(model, images, boxes, class_name)`` against the contract, on generated inputs.
+
+    Args:
+        model: the model the notebook trained (any classifier with ``layer4`` works).
+        box_reliance: the student's function; see the notebook's contract.
+        _grading: count an unfinished function as failed instead of raising its ``NotImplementedError``.
+
+    Returns:
+        The checks' result.
+    """
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    toy = made_up_model()
+    small = smaller_input(model, SCENE_SIZE)  # the scenes' own size: a quick check for any model
+    checker = Checker("f", CHECK_COUNT, catch_not_implemented=_grading, models=[model, small, toy])
+    cases = [(toy, case) for case in made_up_cases()] + [(small, notebook_case(small))]
+    results = []
+    for index, (owner, case) in enumerate(cases):
+        maps = _toy_maps(index) if index < 2 else cached(small, ("exercise f", repr(small.preprocess)), lambda: _maps(small, case))
+        images = list(case["images"]) if isinstance(case["images"], list) else case["images"].copy()
+        boxes = list(case["boxes"]) if isinstance(case["boxes"], list) else case["boxes"].copy()
+        ok, answer = checker.call(box_reliance, owner, images, boxes, case["class"])
+        if not ok:
+            checker.skip(CHECK_NAMES, "box_reliance must run first")
+            return checker.finish()
+        parsed, problem = _parse(answer, len(case["boxes"]))
+        if parsed is None:
+            checker.require(CHECK_NAMES[0], False, f"on {case['what']}: {problem}")
+            checker.skip(CHECK_NAMES[1:], "fix the result's form first")
+            return checker.finish()
+        results.append((case, maps, parsed))
+    # The same function on a network in training mode: it must leave the mode as it found it.
+    first = made_up_cases()[0]
+    checker.keeps_mode(box_reliance, training_copy(toy), first["images"][:2], first["boxes"][:2], first["class"])
+    checker.require(CHECK_NAMES[0], True, "")
+    mistake, problem = _shares_problem(results)
+    checker.require(CHECK_NAMES[1], not mistake, problem)
+    chance = _chance_problem(results)
+    checker.require(CHECK_NAMES[2], not chance, chance)
+    empty = _empty_problem(results)
+    checker.require(CHECK_NAMES[3], not empty, empty)
+    summary_problem = _summary_problem(results)
+    checker.require(CHECK_NAMES[4], not summary_problem, summary_problem)
+    return checker.finish()
+
+
+@functools.cache
+def _toy_maps(index: int) -> dict[str, Any]:
+    return _maps(made_up_model(), made_up_cases()[index])
