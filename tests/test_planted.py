@@ -112,3 +112,19 @@ def test_accuracy_counts_top_classes_and_keeps_the_networks_mode():
         expected = float((network.eval()(to_tensor(scenes.images)).argmax(1).numpy() == scenes.labels).mean())
     network.train()
     assert accuracy(network, scenes) == expected and network.training
+
+
+def test_training_pins_its_thread_count_and_puts_the_callers_back():
+    scenes = make_scenes(128, 3, stamp_on="vertical bar")
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = train_classifier(scenes, seed=2, epochs=1)
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(3)
+        three = train_classifier(scenes, seed=2, epochs=1)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(previous)
+    for a, b in zip(one.state_dict().values(), three.state_dict().values()):
+        assert torch.equal(a, b), "the caller's thread count changed the trained model"

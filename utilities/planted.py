@@ -28,6 +28,7 @@ __all__ = [
     "CLASSES",
     "SCENE_SIZE",
     "STAMP_SIZE",
+    "TRAINING_THREADS",
     "Scenes",
     "SmallCNN",
     "accuracy",
@@ -45,6 +46,9 @@ SCENE_SIZE = 64
 
 #: Side of the stamp, in pixels.
 STAMP_SIZE = 8
+
+#: Threads :func:`train_classifier` trains with, whatever the machine has: the trained model depends on it.
+TRAINING_THREADS = 2
 
 #: The colour cast added to a scene's (R, G, B) values: warmer, less blue.
 CAST = (25.0, 0.0, -25.0)
@@ -225,7 +229,9 @@ def train_classifier(
         learning_rate: Adam's step size.
 
     Returns:
-        The trained network, in eval mode.
+        The trained network, in eval mode. It trains with :data:`TRAINING_THREADS`
+        threads (the caller's setting is put back), so that a seed gives the same
+        model on any machine with the same kind of CPU.
     """
     torch.manual_seed(seed)
     network = SmallCNN(width=width)
@@ -233,15 +239,22 @@ def train_classifier(
     optimiser = torch.optim.Adam(network.parameters(), lr=learning_rate)
     order_of = torch.Generator().manual_seed(seed)
     network.train()
-    with torch.enable_grad():
-        for _ in range(epochs):
-            order = torch.randperm(len(labels), generator=order_of)
-            for start in range(0, len(labels), batch_size):
-                batch = order[start:start + batch_size]
-                loss = nn.functional.cross_entropy(network(inputs[batch]), labels[batch])
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
+    threads = torch.get_num_threads()
+    # Sums split over another number of threads round differently, and over a few hundred steps those
+    # differences grow into another model: the thread count is pinned so a seed trains the same model everywhere.
+    torch.set_num_threads(TRAINING_THREADS)
+    try:
+        with torch.enable_grad():
+            for _ in range(epochs):
+                order = torch.randperm(len(labels), generator=order_of)
+                for start in range(0, len(labels), batch_size):
+                    batch = order[start:start + batch_size]
+                    loss = nn.functional.cross_entropy(network(inputs[batch]), labels[batch])
+                    optimiser.zero_grad()
+                    loss.backward()
+                    optimiser.step()
+    finally:
+        torch.set_num_threads(threads)
     return network.eval()
 
 
