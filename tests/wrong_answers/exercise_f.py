@@ -74,6 +74,46 @@ def _edits_images(model, images, boxes):
     images[0][0, 0] = 0
 
 
+def _changed(function, **changes):
+    def box_reliance(model, images, boxes, class_name):
+        answer = function(model, images, boxes, class_name)
+        return {key: changes[key](value) if key in changes else value for key, value in answer.items()}
+
+    return box_reliance
+
+
+def _threshold(function):
+    """Maps whose total is below 1e-3 counted as empty, share 0.0 (the rest from the right answer)."""
+
+    def box_reliance(model, images, boxes, class_name):
+        answer = function(model, images, boxes, class_name)
+        shares, empty = np.array(answer["shares"], dtype=float), 0
+        for i, image in enumerate(images):
+            result = grad_cam(model, image, class_name, layer="layer4")
+            total = float(upsample_cams(result.raw, result.image_size, result.centres)[0].sum())
+            if total < 1e-3:
+                shares[i], empty = 0.0, empty + 1
+        median = float(np.median(shares))
+        return {**answer, "shares": shares, "median": median, "above_chance": float(np.mean(shares > answer["chance"])),
+                "ratio": median / float(np.median(answer["chance"])), "empty": empty}
+
+    return box_reliance
+
+
+def _integer_chance(model, images, boxes, class_name):
+    shares, chance = [], []
+    for image, (left, top, right, bottom) in zip(images, boxes):
+        result = grad_cam(model, image, class_name, layer="layer4")
+        cam = upsample_cams(result.raw, result.image_size, result.centres)[0]
+        total = float(cam.sum())
+        shares.append(float(cam[top:bottom, left:right].sum()) / total if total > 0 else 0.0)
+        chance.append((right - left) * (bottom - top) // (image.shape[0] * image.shape[1]))
+    shares, chance = np.array(shares), np.array(chance, dtype=float)
+    median = float(np.median(shares))
+    return {"shares": shares, "chance": chance, "median": median, "above_chance": float(np.mean(shares > chance)),
+            "ratio": median / float(np.median(chance)), "empty": int(np.sum(shares == 0))}
+
+
 def _trains(model, images, boxes):
     model.network.train()
 
@@ -162,8 +202,26 @@ WRONG_F = [
                                                                            for k, v in solution["box_reliance"](*args).items()}}),
     WrongAnswer("f", "the caller's list of boxes edited", r"box_reliance changed the list it was given as argument 3 \(boxes\)",
                 _f(before=_edits_boxes)),
-    WrongAnswer("f", "an image edited in place", r"box_reliance changed the list it was given as argument 2 \(images\)",
+    WrongAnswer("f", "an image edited in place", r"box_reliance changed the images it was given as argument 2 \(images\), in place \(image 0: at \[0, 0\]",
                 _f(before=_edits_images)),
+    WrongAnswer("f", "empty by a threshold on the total", r"tiny but not zero.*a threshold",
+                lambda model, solution: {"box_reliance": _threshold(solution["box_reliance"])}),
+    WrongAnswer("f", "layer4's forward hooks cleared", r"removed a forward hook on model\.network\.layer4",
+                _f(before=lambda model, images, boxes: model.network.layer4._forward_hooks.clear())),
+    WrongAnswer("f", "np.squeeze on the shares", r"np\.squeeze",
+                lambda model, solution: {"box_reliance": _changed(solution["box_reliance"], shares=np.squeeze, chance=np.squeeze)}),
+    WrongAnswer("f", "shares and chance as lists", r"answer\['shares'\] is a list: the contract asks for a NumPy float array",
+                lambda model, solution: {"box_reliance": _changed(solution["box_reliance"], shares=lambda v: list(v), chance=lambda v: list(v))}),
+    WrongAnswer("f", "upper middle value as the median", r"upper of the two middle values",
+                _f(median_of=lambda shares: float(np.sort(shares)[len(shares) // 2]))),
+    WrongAnswer("f", "ratio of the mean share to the median chance", r"ratio divides the mean share by the median chance",
+                _f(ratio_of=lambda shares, chance: float(np.mean(shares)) / float(np.median(chance)))),
+    WrongAnswer("f", "shares returned sorted", r"the order of the images was lost",
+                lambda model, solution: {"box_reliance": _changed(solution["box_reliance"], shares=np.sort)}),
+    WrongAnswer("f", "chance with integer division", r"ZeroDivisionError.*integer division \(//\)",
+                lambda model, solution: {"box_reliance": _integer_chance}),
+    WrongAnswer("f", "boxes read as 4 x N", r"4 x N",
+                lambda model, solution: {"box_reliance": lambda m, images, boxes, name: solution["box_reliance"](m, images, np.asarray(boxes).T, name)}),
     WrongAnswer("f", "the network left in training mode", r"box_reliance left the network in training mode", _f(before=_trains)),
 ]
 

@@ -11,6 +11,7 @@ notebook's own model on four stamped scenes.
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -20,7 +21,7 @@ from torch import nn
 from ..cam import grad_cam, normalize_cams, upsample_cams
 from ..models import LoadedModel
 from ..planted import CLASSES, SCENE_SIZE, make_scenes
-from ._common import Checker, CheckResult, cached, smaller_input, training_copy, type_name
+from ._common import Checker, CheckResult, cached, smaller_input, training_copy, type_name, watched_inputs
 
 __all__ = ["CHECK_COUNT", "CHECK_NAMES", "KEYS", "box_reliance_reference", "check_f", "made_up_model"]
 
@@ -50,7 +51,7 @@ class _BrightnessNetwork(nn.Module):
     Grad-CAM of class "light" is ReLU(brightness) / (h w) and of class "dark" ReLU(-brightness) / (h w).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, scale: float = 1.0) -> None:
         super().__init__()
         self.layer1, self.layer2, self.layer3 = nn.Identity(), nn.Identity(), nn.Identity()
         self.layer4 = nn.Conv2d(3, 2, kernel_size=8, stride=8)
@@ -59,8 +60,8 @@ class _BrightnessNetwork(nn.Module):
         with torch.no_grad():
             self.layer4.weight.copy_(torch.stack([torch.ones(3, 8, 8), -torch.ones(3, 8, 8)]) / 192)
             self.layer4.bias.zero_()
-            self.fc.weight.copy_(torch.eye(2))
-            self.fc.bias.copy_(torch.tensor([0.5, -0.5]))
+            self.fc.weight.copy_(torch.eye(2) * scale)
+            self.fc.bias.copy_(torch.tensor([0.5, -0.5]) * scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
@@ -68,10 +69,16 @@ class _BrightnessNetwork(nn.Module):
 
 
 @functools.cache
-def made_up_model() -> LoadedModel:
-    """The made-up network, classes ("light", "dark"), inputs with a short side of 32 pixels."""
-    return LoadedModel.wrap(_BrightnessNetwork(), [LIGHT, DARK], mean=(0.5,) * 3, std=(0.25,) * 3, input_size=32,
+def made_up_model(scale: float = 1.0) -> LoadedModel:
+    """The made-up network, classes ("light", "dark"), inputs with a short side of 32 pixels.
+
+    ``scale`` multiplies its outputs, and so its Grad-CAM maps: 1e-7 gives maps tiny but not zero.
+    """
+    return LoadedModel.wrap(_BrightnessNetwork(scale), [LIGHT, DARK], mean=(0.5,) * 3, std=(0.25,) * 3, input_size=32,
                             name="a made-up network", pretrained=False)
+
+
+TINY = 1e-7
 
 
 def _image(rng: np.random.Generator, height: int, width: int, blob: float, background: tuple[float, float],
@@ -109,6 +116,9 @@ def made_up_cases() -> list[dict[str, Any]]:
          "images": light, "boxes": light_boxes, "class": LIGHT},
         {"what": "five made-up 64x64 images as one array, class 'dark', boxes as an (N, 4) array",
          "images": dark, "boxes": dark_boxes, "class": DARK},
+        {"what": f"one made-up image (a list of one) on a network whose outputs are {TINY:g} times as large, so its map is "
+                 "tiny but not zero, class 'light'",
+         "images": light[:1], "boxes": light_boxes[:1], "class": LIGHT, "scale": TINY},
     ]
 
 
@@ -245,6 +255,10 @@ def _lower_median(values: np.ndarray) -> float:
     return float(np.sort(values)[(len(values) - 1) // 2]) if len(values) else float("nan")
 
 
+def _upper_median(values: np.ndarray) -> float:
+    return float(np.sort(values)[len(values) // 2]) if len(values) else float("nan")
+
+
 def _medians(shares: np.ndarray, chance: np.ndarray, empty: np.ndarray) -> dict[str, tuple[float, str]]:
     full = ~empty
     return {
@@ -255,6 +269,8 @@ def _medians(shares: np.ndarray, chance: np.ndarray, empty: np.ndarray) -> dict[
         "empties left out": (float(np.median(shares[full])) if full.any() else float("nan"),
                              "the median leaves the empty maps out: an empty map counts with share 0.0 in the median, "
                              "in above_chance and in the ratio."),
+        "upper": (_upper_median(shares), "the median of an even number of shares is the upper of the two middle values "
+                  "(sorted(shares)[n // 2]): the contract asks for np.median's, the average of the two."),
     }
 
 
@@ -270,6 +286,11 @@ def _aboves(shares: np.ndarray, chance: np.ndarray, empty: np.ndarray) -> dict[s
                              "above chance; divide by the number of all images."),
         "mean chance": (float(np.mean(shares > np.mean(chance))), "above_chance compares every share with the mean "
                         "chance: compare each image's share with its own box's chance."),
+        "median chance": (float(np.mean(shares > np.median(chance))), "above_chance compares every share with the median "
+                          "chance: compare each image's share with its own box's chance, shares > chance element by element."),
+        "first chance": (float(np.mean(shares > chance[0])), "above_chance compares every share with the first image's "
+                         "chance (chance[0]): compare each image's share with its own box's chance, shares > chance "
+                         "element by element."),
     }
 
 
@@ -282,6 +303,8 @@ def _ratios(shares: np.ndarray, chance: np.ndarray, empty: np.ndarray) -> dict[s
                  "contract asks for the median share divided by the median chance."),
         "mean chance": (median / float(np.mean(chance)), "ratio divides the median share by the mean chance: divide by the "
                         "median chance."),
+        "mean share": (float(np.mean(shares)) / float(np.median(chance)), "ratio divides the mean share by the median "
+                       "chance: divide the median share (answer['median']) by the median chance."),
         "inverted": (float(np.median(chance)) / median if median else float("inf"),
                      "ratio is upside down, chance / share: it is the median share divided by the median chance (above 1: "
                      "more mass on the box than an even spread puts there)."),
@@ -326,20 +349,28 @@ def _parse(answer: Any, count: int) -> tuple[dict[str, Any] | None, str]:
                       f"{expected} (extra keys are fine).")
     parsed: dict[str, Any] = {}
     for key in ("shares", "chance"):
-        array = _array(answer[key])
+        value = answer[key]
+        array = _array(value)
         if array is None or array.shape != (count,):
             shape = "" if array is None else f" of shape {array.shape}"
-            return None, (f"answer[{key!r}] should hold one number per image, an array (or list) of {count} numbers for "
-                          f"{count} images; it is {type_name(answer[key])}{shape}.")
+            squeezed = (" np.squeeze (or .item()) turns the array of one image into a 0-d array: keep the shape (N,), "
+                        "also for N = 1." if array is not None and array.shape == () and count == 1 else "")
+            return None, (f"answer[{key!r}] should hold one number per image, a NumPy float array of shape ({count},) for "
+                          f"{count} image{'s' if count != 1 else ''}; it is {type_name(value)}{shape}.{squeezed}")
+        if isinstance(value, (list, tuple)):
+            return None, (f"answer[{key!r}] is {type_name(value)}: the contract asks for a NumPy float array of shape (N,) "
+                          f"(np.array({key}, dtype=float)), which the notebook's later cells compute with.")
         parsed[key] = array
     for key in ("median", "above_chance", "ratio"):
-        number = _number(answer[key])
+        value = answer[key]
+        number = _number(value)
         if number is None:
-            return None, f"answer[{key!r}] should be one number (a float); it is {type_name(answer[key])}."
+            return None, f"answer[{key!r}] should be one number (a float); it is {type_name(value)}."
         parsed[key] = number
-    empty = _number(answer["empty"])
+    value = answer["empty"]
+    empty = _number(value)
     if empty is None or empty != empty or empty != int(empty):
-        return None, f"answer['empty'] should be the number of all-zero maps, an int; it is {type_name(answer['empty'])}."
+        return None, f"answer['empty'] should be the number of all-zero maps, an int; it is {type_name(value)}."
     parsed["empty"] = int(empty)
     return parsed, ""
 
@@ -363,9 +394,22 @@ def _shares_problem(results: list[tuple[dict, dict, dict]]) -> tuple[str, str]:
                for _c, m, p in results):
             return "top class", ("the shares are of the top class's map, not of class_name's: pass class_name to grad_cam "
                                  "as the target (grad_cam(model, image, class_name, layer='layer4')).")
+    for placement in PLACEMENTS:
+        rights = [np.array([_mass_share(cam, box) for cam, box in zip(m["placed"][placement], m["boxes"])]) for _c, m, _p in results]
+        if all(_close(np.sort(p["shares"]), np.sort(right)) for (_c, _m, p), right in zip(results, rights)):
+            return "sorted", ("the shares are sorted, not in the order of the images: the order of the images was lost, so "
+                              "shares[i] no longer belongs to images[i] and boxes[i]. Return them in the images' order (sort "
+                              "a copy, or leave the sorting to np.median).")
     for case, maps, parsed in results:
         right = np.array([_mass_share(cam, box) for cam, box in zip(maps["placed"]["centres"], maps["boxes"])])
         for i, (answer, value, empty) in enumerate(zip(parsed["shares"], right, maps["empty"])):
+            total = float(maps["placed"]["centres"][i].sum())
+            if not empty and answer == 0 and value > 0 and total < 1e-3:
+                return "threshold", (f"on {case['what']}, image {i}: your share is 0, but its map's total mass is {total:.3g}, tiny "
+                                     "but not zero, and its share is {:.4g}. A map is empty only when its total mass is "
+                                     "exactly 0 (the raw map is >= 0): a threshold (total < 1e-3, max < 1e-6) treats a map "
+                                     "of small values as empty, and the scale of a raw map says nothing about where its "
+                                     "mass is.".format(value))
             if not empty and not abs(answer - value) <= _RTOL * abs(value) + _ATOL:
                 left, top, right_edge, bottom = maps["boxes"][i]
                 height, width = maps["sizes"][i]
@@ -399,24 +443,33 @@ def _summary_problem(results: list[tuple[dict, dict, dict]]) -> str:
     """The summary judged on the answer's own shares and chances (those of the reference if they are not finite)."""
     problems = []
     for key, variants in (("median", _medians), ("above_chance", _aboves), ("ratio", _ratios)):
-        wrong = ""
+        # a known mistake must give the answer on every case where it is wrong; one that gives it on every case
+        # (where it happens to be right too) is preferred
+        wrong_cases, all_cases = [], []
         for _case, maps, parsed in results:
             shares = parsed["shares"] if np.isfinite(parsed["shares"]).all() else np.nan_to_num(parsed["shares"], nan=0.0)
             chance = parsed["chance"] if np.isfinite(parsed["chance"]).all() and (parsed["chance"] > 0).all() else maps["chance"]
             right = summary(shares, chance)[key]
-            if _close(np.array(parsed[key]), np.array(right)):
-                continue
             if parsed[key] != parsed[key]:
-                wrong = wrong or "nan"
                 continue
-            found = [message for value, message in variants(shares, chance, maps["empty"]).values()
-                     if _close(np.array(parsed[key]), np.array(value))]
-            wrong = found[0] if found else (wrong or f"answer[{key!r}] is {parsed[key]:.4g} where the contract gives {right:.4g} "
-                                            f"from your own shares and chances ({_case['what']}).")
-            if found:
-                break
-        if wrong and wrong != "nan":
-            problems.append(wrong)
+            if key == "ratio" and _close(np.array(parsed[key]), np.array(parsed["median"] / float(np.median(chance)))):
+                continue  # the answer's own median over the median chance: a wrong median is reported as such
+            entry = (_case, parsed[key], right, variants(shares, chance, maps["empty"]))
+            all_cases.append(entry)
+            if not _close(np.array(parsed[key]), np.array(right)):
+                wrong_cases.append(entry)
+        if not wrong_cases:
+            continue
+        names = list(wrong_cases[0][3])
+        def explains(name: str, cases: list) -> bool:
+            return all(_close(np.array(answer), np.array(found_variants[name][0])) for _c, answer, _r, found_variants in cases)
+
+        found = ([wrong_cases[0][3][name][1] for name in names if explains(name, all_cases)]
+                 + [wrong_cases[0][3][name][1] for name in names if explains(name, wrong_cases)]
+                 + [wrong_cases[0][3][name][1] for name in names if explains(name, wrong_cases[:1])])
+        case, answer, right, _v = wrong_cases[0]
+        problems.append(found[0] if found else f"answer[{key!r}] is {answer:.4g} where the contract gives {right:.4g} from your "
+                        f"own shares and chances ({case['what']}).")
     return " ".join(problems)
 
 
@@ -432,6 +485,11 @@ def _empty_problem(results: list[tuple[dict, dict, dict]]) -> str:
         if len(empties) and not np.allclose(empties, 0.0):
             return (f"on {case['what']}, a map that is zero everywhere has share {float(empties[0]):.4g}: the contract gives it "
                     "share 0.0 (no mass, so none in the box).")
+        if parsed["empty"] > int(maps["empty"].sum()) and any(
+                float(cam.sum()) < 1e-3 for cam, e in zip(maps["placed"]["centres"], maps["empty"]) if not e):
+            return (f"on {case['what']}, answer['empty'] is {parsed['empty']}, but {int(maps['empty'].sum())} of the "
+                    f"{len(maps['empty'])} maps are zero everywhere: a map of tiny values (total mass below 1e-3) is not "
+                    "empty. Count the maps whose total mass is exactly 0, not below a threshold.")
         if parsed["empty"] != int(maps["empty"].sum()):
             return (f"on {case['what']}, answer['empty'] is {parsed['empty']}, but {int(maps['empty'].sum())} of the "
                     f"{len(maps['empty'])} maps are zero everywhere: count the maps whose total mass is 0.")
@@ -440,6 +498,51 @@ def _empty_problem(results: list[tuple[dict, dict, dict]]) -> str:
 
 def _references(model: LoadedModel, case: dict[str, Any]) -> dict[str, Any]:
     return _maps(model, case)
+
+
+def _explain(box_reliance: Callable) -> Callable[[BaseException], str | None]:
+    """Messages for the errors of known mistakes (None: the generic message)."""
+
+    def explain(error: BaseException) -> str | None:
+        try:
+            source = inspect.getsource(box_reliance)
+        except (OSError, TypeError):
+            source = ""
+        if isinstance(error, ZeroDivisionError) and "//" in source:
+            return (f"box_reliance raised ZeroDivisionError ({error}): your code uses integer division (//), and "
+                    "(right - left) * (bottom - top) // (H * W) is 0 for every box smaller than its image, so the median "
+                    "chance is 0 and the ratio divides by it. The chance is a fraction: divide with /.")
+        if isinstance(error, ValueError) and "values to unpack" in str(error):
+            return (f"box_reliance raised ValueError ({error}): boxes holds one box per image, N rows of 4 numbers (left, "
+                    "top, right, bottom), a list of N tuples or an (N, 4) array. Read it in that form, zip(images, boxes); "
+                    "its transpose (np.asarray(boxes).T) is 4 x N, one row per coordinate.")
+        return None
+
+    return explain
+
+
+def _where_changed(before: Any, after: Any) -> str:
+    """Where two arrays (or lists of arrays) first differ, with the values there; "" if nowhere found."""
+    if isinstance(before, list) and isinstance(after, list):
+        if len(before) != len(after):
+            return f"its length went from {len(before)} to {len(after)}"
+        for i, (first, second) in enumerate(zip(before, after)):
+            where = _where_changed(first, second)
+            if where:
+                return f"image {i}: {where}"
+        return ""
+    if isinstance(before, np.ndarray) and isinstance(after, np.ndarray):
+        if before.shape != after.shape or before.dtype != after.dtype:
+            return f"its shape or type went from {before.shape} {before.dtype} to {after.shape} {after.dtype}"
+        differ = np.argwhere(before != after)
+        if not len(differ):
+            return ""
+        shown = before.ndim - 1 if before.ndim >= 3 and before.shape[-1] in (1, 3, 4) else before.ndim
+        at = tuple(int(v) for v in differ[0][:shown])
+        old, new = before[at], after[at]
+        return (f"at [{', '.join(str(v) for v in at)}] {np.array2string(np.asarray(old))} became "
+                f"{np.array2string(np.asarray(new))}, {len({tuple(d[:shown]) for d in differ})} place(s) in all")
+    return ""
 
 
 def check_f(model: LoadedModel, box_reliance: Callable, *, _grading: bool = False) -> CheckResult:
@@ -454,16 +557,60 @@ def check_f(model: LoadedModel, box_reliance: Callable, *, _grading: bool = Fals
         The checks' result.
     """
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
-    toy = made_up_model()
+    toy, tiny = made_up_model(), made_up_model(TINY)
     small = smaller_input(model, SCENE_SIZE)  # the scenes' own size: a quick check for any model
-    checker = Checker("f", CHECK_COUNT, catch_not_implemented=_grading, models=[model, small, toy])
-    cases = [(toy, case) for case in made_up_cases()] + [(small, notebook_case(small))]
+    checker = Checker("f", CHECK_COUNT, catch_not_implemented=_grading, models=[model, small, toy, tiny])
+    removed_hook = []
+
+    @functools.wraps(box_reliance)
+    def with_hook(*args: Any) -> Any:
+        """The first call: with a harmless forward hook of the check's own on layer4, which must still be there after."""
+        layer = args[0].network.layer4
+        hook = layer.register_forward_hook(lambda _module, _inputs, _output: None)
+        try:
+            return box_reliance(*args)
+        finally:
+            if hook.id not in layer._forward_hooks:
+                removed_hook.append(True)
+            hook.remove()
+
+    toy_cases = made_up_cases()
+    cases = [(made_up_model(case.get("scale", 1.0)), case) for case in toy_cases] + [(small, notebook_case(small))]
     results = []
     for index, (owner, case) in enumerate(cases):
-        maps = _toy_maps(index) if index < 2 else cached(small, ("exercise f", repr(small.preprocess)), lambda: _maps(small, case))
-        images = list(case["images"]) if isinstance(case["images"], list) else case["images"].copy()
+        maps = (_toy_maps(index) if index < len(toy_cases)
+                else cached(small, ("exercise f", repr(small.preprocess)), lambda: _maps(small, case)))
+        images = [np.array(image) for image in case["images"]] if isinstance(case["images"], list) else case["images"].copy()
         boxes = list(case["boxes"]) if isinstance(case["boxes"], list) else case["boxes"].copy()
-        ok, answer = checker.call(box_reliance, owner, images, boxes, case["class"])
+        args = (owner, images, boxes, case["class"])
+        # the inputs are watched here, to say where an image changed (the start of an array may not show it)
+        watched = watched_inputs(args, box_reliance)
+        originals = [np.array(image) for image in images] if isinstance(images, list) else None
+        ok, answer = checker.call(with_hook if index == 0 else box_reliance, *args, explain=_explain(box_reliance),
+                                  watch_inputs=False)
+        if removed_hook and index == 0:
+            checker.note_side_effect("hooks removed", "box_reliance removed a forward hook on model.network.layer4 that was "
+                                     "there before the call (the check put one there; clearing layer4._forward_hooks or "
+                                     "remove_all_hooks does it): it belongs to whoever registered it, whose recording stops "
+                                     "working. Remove only the hooks your function registers, by their handles "
+                                     "(handle.remove()).")
+        name = getattr(box_reliance, "__name__", "box_reliance")
+        name = name if name.isidentifier() else "your function"
+        for item in watched:
+            change = item.change()
+            if not change:
+                continue
+            if item.position == 1 and originals is not None:
+                where = _where_changed(originals, [np.asarray(image) for image in images]) or change
+                message = (f"{name} changed the images it was given as argument 2 ({item.parameter or 'images'}), in place "
+                           f"({where}): the caller's images change with it, and their data is lost. Work on a copy "
+                           "(image.copy()) and leave the argument as it was.")
+            elif isinstance(item.value, np.ndarray) and change == "its values":
+                message = item.message(name, f"its values, {_where_changed(item.before, item.value)}")
+            else:
+                message = item.message(name, change)
+            checker.note_side_effect(f"argument {item.position + 1}", message)
+            item.restore()
         if not ok:
             checker.skip(CHECK_NAMES, "box_reliance must run first")
             return checker.finish()
@@ -490,4 +637,5 @@ def check_f(model: LoadedModel, box_reliance: Callable, *, _grading: bool = Fals
 
 @functools.cache
 def _toy_maps(index: int) -> dict[str, Any]:
-    return _maps(made_up_model(), made_up_cases()[index])
+    case = made_up_cases()[index]
+    return _maps(made_up_model(case.get("scale", 1.0)), case)
