@@ -565,6 +565,7 @@ def check_f(model: LoadedModel, box_reliance: Callable, *, _grading: bool = Fals
     @functools.wraps(box_reliance)
     def with_hook(*args: Any) -> Any:
         """The first call: with a harmless forward hook of the check's own on layer4, which must still be there after."""
+        __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
         layer = args[0].network.layer4
         hook = layer.register_forward_hook(lambda _module, _inputs, _output: None)
         try:
