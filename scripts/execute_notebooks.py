@@ -8,6 +8,7 @@ figures in place of widgets (``GRADCAM_NONINTERACTIVE=1``).
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -49,7 +50,13 @@ def execute(path: Path) -> float:
     return elapsed
 
 
-def main(paths: list[str]) -> int:
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description="Execute notebooks top to bottom in place, as committed, and time each.")
+    parser.add_argument("notebooks", nargs="*", help="notebooks to execute (default: every notebook in notebooks/)")
+    paths = parser.parse_args(argv).notebooks
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        parser.error(f"no such notebook: {', '.join(missing)}")
     os.environ["GRADCAM_MODEL"] = "efficientnet_lite0"
     # As under the tests (conftest.py): idle OpenMP threads sleep instead of spinning, which a busy machine punishes.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
