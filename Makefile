@@ -3,7 +3,7 @@ PYTHON ?= python3
 
 .DEFAULT_GOAL := help
 
-.PHONY: help lab test site site-students bench bench-photo bench-memory bench-grading grade nbgrader-course no-answers explain setup
+.PHONY: help lab test site site-students bench bench-photo bench-memory bench-grading grade nbgrader-course no-answers explain hub setup
 
 help:   ## list the commands (a bare `make` does this; it starts nothing)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -48,6 +48,9 @@ no-answers:  ## the notebooks without the worked answers, for teachers: make no-
 
 explain:  ## CAM overlays and a CSV for a folder of images: make explain ARGS='data --top-k 3 --out cams'
 	$(PYTHON) tasks.py explain $(ARGS)
+
+hub:    ## a JupyterHub for a class on this machine: learners log in, get the course by an nbgitpuller link: make hub [ARGS='--port 8000 --class-list names.txt']
+	$(PYTHON) tasks.py hub $(ARGS)
 
 setup:  ## set everything up (the virtual environment in .venv), and start nothing
 	$(PYTHON) tasks.py setup

@@ -143,6 +143,7 @@ def main(argv: list[str]) -> int:
         "no-answers": lambda python: [str(python), str(ROOT / "scripts" / "strip_answers.py"), str(ROOT / "notebooks"), *argv[1:]],
         "explain": lambda python: [str(python), "-m", "utilities.explain", *argv[1:]],
         "site": lambda python: [str(python), str(ROOT / "scripts" / "build_site.py"), *argv[1:]],
+        "hub": lambda python: [str(python), str(ROOT / "scripts" / "hub.py"), *argv[1:]],
         "setup": None,
     }
     if not argv or argv[0] not in commands:
