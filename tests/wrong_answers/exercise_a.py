@@ -422,3 +422,36 @@ RIGHT_A += [
     RightAnswer("a", "receptive-field centres computed afresh by cell_centres (its own forward pass is not the student's)",
                 lambda m, s: {"cams_for_classes": _fresh_centres}),
 ]
+
+
+def _outside_recorder(model, image, class_names):
+    """The forward pass re-run for each class after the LayerRecorder block: no hooks there, so no graph."""
+    inputs = model.to_input(image)
+    with LayerRecorder(model.network, "layer4") as recorder:
+        model.network(inputs)
+    maps = []
+    for name in class_names:
+        logits = model.network(inputs)
+        logits[0, model.class_index(name)].backward()
+        gradient, activation = recorder.gradients["layer4"][0], recorder.activations["layer4"][0]
+        maps.append((gradient.mean(dim=(1, 2))[:, None, None] * activation).sum(0).clamp(min=0))
+    return normalize_cams(upsample_cams(torch.stack(maps).detach(), tuple(image.shape[:2])))
+
+
+def _alphabetical_ties(cams, class_names):
+    """The most mass per half, a tie broken by the names' alphabetical order (argmax over sorted(names))."""
+    left, right = _sums(cams)
+    names = list(class_names)
+    order = sorted(names)
+    return {half: order[int(np.argmax([float(sums[names.index(name)]) for name in order]))]
+            for half, sums in (("left", left), ("right", right))}
+
+
+WRONG_A += [
+    # a fresh student's round 8: passed the check before
+    WrongAnswer("a", "dominant_class: ties broken alphabetically", r"tie rule is that the class that comes first in class_names wins",
+                _dominant(_alphabetical_ties)),
+    # round 8: a message that did not name the cause
+    WrongAnswer("a", "forward pass outside the LayerRecorder block", r"forward pass must run inside the with block, where the hooks are",
+                lambda m, s: {"cams_for_classes": _outside_recorder}),
+]

@@ -236,3 +236,12 @@ RIGHT_C += [
     RightAnswer("c", "Resize replaced by a Lambda calling v2.functional.resize (one step)",
                 _named(lambda steps: [steps[0], v2.Lambda(lambda x: v2.functional.resize(x, [32], antialias=True)), *steps[2:]])),
 ]
+
+WRONG_C += [
+    # a fresh student's round 8: a padded input was refused as "another aspect ratio", with a message about cropping
+    # and squashing; the text now forbids padding, and the message names it
+    WrongAnswer("c", "v2.Pad added at the end (a border around the photo)", r"pads the photo \(Pad.*no padding",
+                _pipeline(lambda steps: [*steps, v2.Pad(300)])),
+    WrongAnswer("c", "padding inside a v2.Lambda (v2.functional.pad)", r"pads the photo \(v2\.functional\.pad.*no padding",
+                _pipeline(lambda steps: [*steps, v2.Lambda(lambda x: v2.functional.pad(x, [100]))])),
+]

@@ -294,3 +294,51 @@ WRONG_D += [
     WrongAnswer("d", "the last stage that reaches the threshold: one cause named",
                 r"^(?!.*largest share)(?s:.*)last stage that reaches the threshold", _first(_last_reached)),
 ]
+
+
+def _fixed_size(model, image, class_name, object_mask):
+    """grad_cam with output_size hard-coded to the notebook photo's size (224, 448)."""
+    mask = np.asarray(object_mask, dtype=bool)
+    shares = {}
+    for stage in STAGES:
+        cam = grad_cam(model, image, class_name, layer=stage, output_size=(224, 448)).maps[0].numpy()
+        total = float(cam.sum())
+        shares[stage] = float(cam[mask].sum()) / total if total > 0 else 0.0
+    return shares
+
+
+def _from_input_resized(model, image, class_name, object_mask):
+    """The map made from the preprocessed tensor (the network input's size), nearest-resized to the mask's size."""
+    mask = np.asarray(object_mask, dtype=bool)
+    shares = {}
+    for stage in STAGES:
+        cam = grad_cam(model, model.to_input(image), class_name, layer=stage).maps[0]
+        if tuple(cam.shape) != mask.shape:
+            cam = torch.nn.functional.interpolate(cam[None, None], size=mask.shape, mode="nearest")[0, 0]
+        cam = cam.numpy()
+        total = float(cam.sum())
+        shares[stage] = float(cam[mask].sum()) / total if total > 0 else 0.0
+    return shares
+
+
+def _truthy(shares, threshold=0.8):
+    """A share of exactly 0.0 is falsy: it never counts, even with threshold=0."""
+    for stage in STAGES:
+        if shares.get(stage) and shares[stage] >= threshold:
+            return stage
+    return None
+
+
+WRONG_D += [
+    # a fresh student's round 8: passed the check before
+    WrongAnswer("d", "output_size hard-coded to the photo's size", r"153x305 copy of the photo.*the map must have the image's size.*not with a fixed size",
+                lambda m, s: {"localisation_shares": _fixed_size}),
+    WrongAnswer("d", "map made from the preprocessed tensor, nearest-resized", r"153x305 copy of the photo.*the map must have the image's size.*preprocessed tensor",
+                lambda m, s: {"localisation_shares": _from_input_resized}),
+    WrongAnswer("d", "a share of 0.0 skipped by a truthiness test (threshold 0)", r"threshold=0.*0\.0 is falsy.*>= threshold", _first(_truthy)),
+    # round 8: messages that did not name the cause
+    WrongAnswer("d", "stage numbers as keys, shown as ints", r"got \[1, 2, 3, 4\]: the keys must be the stage names as str",
+                _shares(keys=lambda stage: int(stage[-1]))),
+    WrongAnswer("d", "the mask cast to uint8 and used as an index", r"integer-mask indexing.*Index with the boolean mask",
+                _grad_cam_shares(mask_of=lambda mask: mask.astype(np.uint8))),
+]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 from dataclasses import replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -226,6 +227,53 @@ def _reordered(cams: torch.Tensor, references: Sequence[torch.Tensor]) -> bool:
                for order in itertools.permutations(range(cams.shape[0])) if list(order) != list(range(cams.shape[0])))
 
 
+_OUTSIDE_RECORDER = ("{name} raised {kind}: the score has no gradient although the forward pass ran with gradients on. "
+                     "A forward pass ran outside `with LayerRecorder(...)`: the forward pass must run inside the with "
+                     "block, where the hooks are (the model's weights are frozen, so outside it the logits have no graph "
+                     "to backpropagate); the same happens to a score computed from a detached tensor (LayerRecorder's "
+                     "activations are detached copies). Run the one forward pass inside the with block and backpropagate "
+                     "the logits it returned, each class's logit with retain_graph=True.")
+
+
+@contextlib.contextmanager
+def _graphless_forwards(network: torch.nn.Module) -> Iterator[list[bool]]:
+    """Notes each forward pass of ``network`` that ran with gradients on yet returned logits without a graph.
+
+    The course's networks have frozen weights: only inside LayerRecorder, whose hooks put the recorded layers into the
+    graph, does a forward pass give logits to backpropagate. A global hook, so the network's own hooks stay as they are.
+    """
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    found: list[bool] = []
+
+    def note(module: torch.nn.Module, inputs: Any, output: Any) -> None:
+        __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+        if (module is network and torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+                and isinstance(output, torch.Tensor) and not output.requires_grad):
+            found.append(True)
+
+    handle = torch.nn.modules.module.register_module_forward_hook(note)
+    try:
+        yield found
+    finally:
+        handle.remove()
+
+
+def _call_maps(checker: Checker, cams_for_classes: Callable, model: LoadedModel, *args: Any, **options: Any) -> tuple[bool, Any]:
+    """checker.call of cams_for_classes, an error from a forward pass outside LayerRecorder named as such."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    network = getattr(model, "network", None)
+    with _graphless_forwards(network) as found:
+
+        def explain(error: BaseException) -> str | None:
+            __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+            if found and "does not require grad" in str(error):
+                return _OUTSIDE_RECORDER.format(name=getattr(cams_for_classes, "__name__", "cams_for_classes"),
+                                                kind=type(error).__name__)
+            return None
+
+        return checker.call(cams_for_classes, model, *args, explain=explain, **options)
+
+
 def _one_weight_or_gradients(model: LoadedModel, cams_for_classes: Callable, checker: Checker) -> str:
     """Tells "one weight for all channels" from "the gradients alone", whose maps agree where both are all zero.
 
@@ -242,7 +290,7 @@ def _one_weight_or_gradients(model: LoadedModel, cams_for_classes: Callable, che
     activations, gradients = layer_gradients(model, image, ["layer4"], {"c": lambda logits: logits[0, index]})
     g, a4 = gradients["c"]["layer4"], activations["layer4"]
     one_weight = _finish((g.mean() * a4.sum(0)).clamp(min=0)[None], CHECK_IMAGE_SIZE, _centres(model, image))
-    ok, answer = checker.call(cams_for_classes, model, image, [name], described=_MAPS_ARGUMENTS)
+    ok, answer = _call_maps(checker, cams_for_classes, model, image, [name], described=_MAPS_ARGUMENTS)
     cams = as_tensor(answer) if ok and isinstance(answer, torch.Tensor) else None
     if cams is None or tuple(cams.shape) != tuple(one_weight[0].shape) or not bool(torch.isfinite(cams).all()):
         return _MISTAKES["one weight"]
@@ -337,7 +385,7 @@ def _second_reference(model: LoadedModel) -> list[torch.Tensor]:
 def _check_second_photo(model: LoadedModel, cams_for_classes: Callable, checker: Checker) -> str:
     """The problem of cams_for_classes on a second photo of odd size, or ""."""
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
-    ok, answer = checker.call(cams_for_classes, model, _second_photo(), list(SECOND_CLASSES), described=_MAPS_ARGUMENTS)
+    ok, answer = _call_maps(checker, cams_for_classes, model, _second_photo(), list(SECOND_CLASSES), described=_MAPS_ARGUMENTS)
     if not ok:
         return ""  # the error is reported by the call
     cams = as_tensor(answer) if isinstance(answer, torch.Tensor) else None
@@ -385,7 +433,7 @@ def _check_max_pooling_head(cams_for_classes: Callable, checker: Checker) -> str
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     toy, image = max_pooling_model(), made_up_image()
     names = [*CLASSES, CLASSES[0]]
-    ok, answer = checker.call(cams_for_classes, toy, image, list(names), described=_MAPS_ARGUMENTS)
+    ok, answer = _call_maps(checker, cams_for_classes, toy, image, list(names), described=_MAPS_ARGUMENTS)
     if not ok:
         return ""  # the error is reported by the call
     cams = as_tensor(answer) if isinstance(answer, torch.Tensor) else None
@@ -433,7 +481,7 @@ def _check_edges(model: LoadedModel, cams_for_classes: Callable, checker: Checke
     edges = cached(model, "exercise a: edges", lambda: _edge_classes(model))
     if not edges["names"]:
         return "", "", ""
-    ok, answer = checker.call(cams_for_classes, model, check_image(), list(edges["names"]), described=_MAPS_ARGUMENTS)
+    ok, answer = _call_maps(checker, cams_for_classes, model, check_image(), list(edges["names"]), described=_MAPS_ARGUMENTS)
     cams = as_tensor(answer) if ok else None
     if cams is None or tuple(cams.shape) != tuple(edges["reference"][0].shape):
         return "", "", ""  # an error is reported by the call; a wrong form by the first call's checks
@@ -497,7 +545,7 @@ def _check_maps(checker: Checker, model: LoadedModel, cams_for_classes: Callable
     image = check_image()
     height, width = CHECK_IMAGE_SIZE
     later = ["no NaN", "normalised", "Grad-CAM at layer4"]
-    ok, answer = checker.call(cams_for_classes, model, image, list(CLASSES), described=_MAPS_ARGUMENTS)
+    ok, answer = _call_maps(checker, cams_for_classes, model, image, list(CLASSES), described=_MAPS_ARGUMENTS)
     forward_passes = checker.forward_passes
     if not ok:
         checker.skip(later, "cams_for_classes did not return maps")
@@ -642,6 +690,9 @@ def _dominant(cams: torch.Tensor, names: list[str], reduce: str = "sum", by_rows
         if not values.numel() or part.shape[-1] == 0:
             answer[half] = None
             continue
+        if pick == "alphabetical":  # the most mass, a tie broken by the names' alphabetical order
+            answer[half] = max(sorted(names), key=lambda name: float(values[names.index(name)]))
+            continue
         answer[half] = names[int(values.argmax() if pick == "max" else values.argmin())]
     return answer
 
@@ -699,8 +750,12 @@ def _synthetic_cases() -> list[tuple[torch.Tensor, list[str]]]:
     share = torch.zeros(2, 4, 6)
     share[0] = 0.5  # everywhere: the most mass in the left half
     share[1, :, :3] = 0.4  # on the left half only: less mass there, but all of its own map's mass (the largest share)
+    unsorted_tie = torch.zeros(3, 2, 6)
+    unsorted_tie[0, :, :3] = 0.5  # a tie in the left half whose first name in class_names sorts last alphabetically
+    unsorted_tie[1, :, :3] = 0.5
+    unsorted_tie[2, :, 3:] = 0.2
     cases = [(plain, ["first", "second", "third"]), (peak, ["peak", "broad"]), (rows, ["top", "bottom"]), (graded, ["A", "B", "C"]),
-             (tied, ["x", "tie one", "tie two"]), (share, ["everywhere", "left only"])]
+             (tied, ["x", "tie one", "tie two"]), (share, ["everywhere", "left only"]), (unsorted_tie, ["zebra", "apple", "mango"])]
     return cases + _boundary_cases()
 
 
@@ -715,6 +770,10 @@ _DOMINANT_MISTAKES: list[tuple[Callable[[torch.Tensor, list[str]], Any], str]] =
      "this compares each class's share of its own map (its mass in the half divided by its whole map's mass); compare "
      "the mass itself, the sum of each map over the half: a map spread over the whole photo can outweigh one that lies "
      "in the half only."),
+    (lambda c, n: _dominant(c, n, pick="alphabetical"),
+     "a tie goes to the class that comes first in alphabetical order here: the tie rule is that the class that comes "
+     "first in class_names wins (class_names ['zebra', 'apple', ...] with equal masses: 'zebra'). Keep class_names' "
+     "order (no sorted() of the names), e.g. class_names[int(values.argmax())]."),
     (lambda c, n: _dominant(c, n, pick="min"), "this picks the class with the least mass in each half; pick the most."),
     (lambda c, n: {h: n.index(v) for h, v in _dominant(c, n).items()},
      "return class names, not their positions: {'left': name, 'right': name}."),

@@ -322,8 +322,21 @@ def _probes(photo: np.ndarray, output_shape: tuple[int, ...], grid: int = 4) -> 
     return probes
 
 
-def _check_whole_photo(checker: Checker, changed_preprocess: Callable, photo: np.ndarray, tensor: Any, seed: int) -> None:
-    """The whole photo as it is: not cropped, squashed or partly hidden; every region of it changes the input."""
+def _padding_steps(steps: Sequence[Any] | None) -> list[str]:
+    """The names of the steps that pad the image: v2.Pad, or a functional pad called inside a v2.Lambda."""
+    padding = []
+    for step in steps or []:
+        if isinstance(step, v2.Pad) or (isinstance(step, FunctionalCall) and step.name.rsplit(".", 1)[-1].startswith("pad")):
+            padding.append(_step_name(step))
+    return padding
+
+
+def _check_whole_photo(checker: Checker, changed_preprocess: Callable, photo: np.ndarray, tensor: Any, seed: int,
+                       steps: Sequence[Any] | None = None) -> None:
+    """The whole photo as it is: not cropped, padded, squashed or partly hidden; every region of it changes the input.
+
+    ``steps``: the steps the first call applied (a padding step among them is named).
+    """
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     if not isinstance(tensor, torch.Tensor) or tensor.ndim < 2:
         checker.skip(["the whole photo, unaltered"], "need a tensor from changed_preprocess first")
@@ -334,10 +347,17 @@ def _check_whole_photo(checker: Checker, changed_preprocess: Callable, photo: np
     height, width = tensor.shape[-2:]
     expected_width = height * photo.shape[1] / photo.shape[0]
     problem = ""
-    if abs(width - expected_width) > 1.5:
+    padding = _padding_steps(steps)
+    if padding:
+        problem = (f"your pipeline pads the photo ({padding[0]}): the input is {height}x{width}, the photo "
+                   f"{photo.shape[0]}x{photo.shape[1]}. The network's input must keep the photo's aspect ratio and show "
+                   "only the photo, so no padding (nor cropping or squashing): a border is not part of the picture. "
+                   "Change another step.")
+    elif abs(width - expected_width) > 1.5:
         problem = (f"the model no longer sees the whole photo as it is: the input is {height}x{width}, but the photo "
-                   f"is {photo.shape[0]}x{photo.shape[1]} (another aspect ratio). Change a step of the preprocessing, "
-                   "without cropping or squashing the photo.")
+                   f"is {photo.shape[0]}x{photo.shape[1]} (another aspect ratio), so it was cropped, padded or squashed. "
+                   "The network's input must keep the photo's aspect ratio: change a step of the preprocessing without "
+                   "cropping, padding or squashing the photo.")
     unseen = []
     probes = _probes(photo, tuple(tensor.shape))
     own_steps = True  # whether the steps it applied, replayed on the probe, give what it returned: the steps ignore the photo
@@ -450,7 +470,7 @@ def check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: Any
                     steps = None
             if steps is not None:
                 one_change = _check_steps(checker, reference, steps, outside)
-        _check_whole_photo(checker, changed_preprocess, coffee, tensor, seed)
+        _check_whole_photo(checker, changed_preprocess, coffee, tensor, seed, steps)
         random_step = well_formed and _random_step(checker, changed_preprocess, coffee, tensor)
         if not well_formed:
             checker.skip(["changes the top class"], "need an image tensor (3, H, W) first")

@@ -7,6 +7,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from ..cam import grad_cam, normalize_cams, upsample_cams
@@ -39,6 +40,17 @@ def share(cam: torch.Tensor, mask: torch.Tensor) -> float:
     """The share of a map's mass inside a mask; 0 for an all-zero map."""
     total = float(cam.sum())
     return float(cam[mask].sum()) / total if total > 0 else 0.0
+
+
+def _integer_mask_share(cam: torch.Tensor, mask: torch.Tensor) -> float:
+    """What ``cam[mask.astype(np.uint8)].sum() / cam.sum()`` gives in NumPy: a 0/1 array as an index picks rows 0 and 1.
+
+    ``cam[index]`` for an integer (H, W) index is (H, W, W): row 1 for each pixel in the mask, row 0 for the others.
+    """
+    total = float(cam.sum())
+    inside = int(mask.sum())
+    picked = inside * float(cam[1].sum()) + (mask.numel() - inside) * float(cam[0].sum())
+    return picked / total if total > 0 else 0.0
 
 
 def object_mask(height: int, width: int) -> np.ndarray:
@@ -95,7 +107,7 @@ def _references(model: LoadedModel, global_model: LoadedModel) -> dict[str, np.n
         top = model.class_names[int(model.network(model.preprocess(image).unsqueeze(0)).argmax())]
     keys = ("reference", "outside", "cat_mask", "mean inside", "inside/outside", "top", "Egyptian cat", "global model",
             "no normalisation", "probability", "no ReLU", "pixels above half", "area above 0", "peak ratio",
-            "mirrored mask", "mean ratio", "cell grid")
+            "mirrored mask", "mean ratio", "cell grid", "integer mask")
     shares: dict[str, list[list[float]]] = {key: [[] for _ in PLACEMENTS] for key in keys}
     # Grad-CAM written by hand with two slips: the softmax probability's gradient, and no ReLU (normalised from the
     # signed map's minimum).
@@ -125,6 +137,7 @@ def _references(model: LoadedModel, global_model: LoadedModel) -> dict[str, np.n
             shares["area above 0"][row].append(float((above_zero & mask).sum()) / max(float(above_zero.sum()), 1.0))
             shares["peak ratio"][row].append(float(cam[mask].max()) / float(cam.max()) if float(cam.max()) > 0 else 0.0)
             shares["mirrored mask"][row].append(share(cam, mask.flip(-1)))
+            shares["integer mask"][row].append(_integer_mask_share(cam, mask))
             shares["mean ratio"][row].append(float(cam[mask].mean()) / float(cam.mean()) if float(cam.mean()) > 0 else 0.0)
             outside = float(cam[~mask].sum())
             shares["inside/outside"][row].append(float(cam[mask].sum()) / outside if outside > 0 else 0.0)
@@ -182,6 +195,9 @@ _MISTAKES = {
     "backpropagates the class's logit, the score before the softmax (grad_cam does).",
     "no ReLU": "these are the shares of Grad-CAM maps without the ReLU, normalised from their negative minimum: apply the "
     "ReLU to the weighted sum of the channels before upsampling and normalising (grad_cam does).",
+    "integer mask": "the mask was turned into integers (0 and 1, e.g. .astype(np.uint8) or .astype(int)) and used as "
+    "an index: an integer array as an index picks rows 0 and 1 of the map (integer-mask indexing, fancy indexing), not the "
+    "pixels where the mask is True. Index with the boolean mask itself, cam[mask] with mask of dtype bool.",
     "cell grid": "these shares are computed on each stage's cell grid, with the mask brought down to the cells: the "
     "mask is the image's size, so upsample each map to the image's size first (grad_cam's result.maps are), then sum "
     "it inside the mask.",
@@ -260,8 +276,12 @@ def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedMode
         return False
     if not isinstance(shares, Mapping):
         problem = f"localisation_shares should return a dict {{stage: share}}; got {type(shares).__name__}."
-    elif sorted(map(str, shares)) != list(STAGES):
-        problem = f"localisation_shares should return a dict with exactly the keys {', '.join(STAGES)}; got {sorted(map(str, shares))}."
+    elif sorted(map(str, shares)) != list(STAGES) or not all(isinstance(key, str) for key in shares):
+        # repr shows the keys' type: the ints 1..4 are not the strings '1'..'4'.
+        keys = "[" + ", ".join(sorted(map(repr, shares))) + "]"
+        problem = (f"localisation_shares should return a dict with exactly the keys {', '.join(STAGES)}; got {keys}: the "
+                   "keys must be the stage names as str ('layer1', ..., 'layer4'), the names the function is given to "
+                   "look up, not numbers.")
     else:
         problem = ""
     if not checker.require("one share per stage", not problem, problem):
@@ -283,14 +303,90 @@ def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedMode
         checker.skip(later[1:], "fix the shares' type first")
         return True
     in_range = bool(np.all(np.isfinite(values)) and np.all((values >= 0) & (values <= 1)))
-    checker.require(later[0], in_range, f"shares must be numbers in [0, 1]; got {np.round(values, 3).tolist()}.")
     references = cached(model, "exercise d", lambda: _references(model, global_model))
-    problem = "" if _matches(values, references["reference"], SHARE_TOLERANCE) else _diagnose_shares(values, references)
+    integer_mask = bool(np.all(np.isfinite(values))) and any(
+        np.allclose(values, row, rtol=1e-3, atol=TOLERANCE) for row in references["integer mask"])
+    checker.require(later[0], in_range, _MISTAKES["integer mask"] if integer_mask else
+                    f"shares must be numbers in [0, 1]; got {np.round(values, 3).tolist()}.")
+    if integer_mask:
+        problem = _MISTAKES["integer mask"]
+    elif _matches(values, references["reference"], SHARE_TOLERANCE):
+        problem = ""
+    else:
+        problem = _diagnose_shares(values, references)
+    # On the photo, the network input has the photo's size (at full size) and the maps the photo's: a copy of another
+    # size, with odd sides, tells maps made with the image from maps of a fixed size or made from the network input.
+    problem = problem or _other_size_problem(checker, model, localisation_shares)
     # On the photo every stage's map has a minimum of 0, where normalising changes no share: a made-up network
     # whose maps are positive everywhere tells normalised maps from raw ones.
     problem = problem or _positive_maps_problem(checker, localisation_shares)
     checker.require(later[1], not problem, problem)
     return True
+
+
+#: (H, W) of the resized copy of the photo: odd sides, neither the photo's size (224 x 448, also the network input's
+#: at full size) nor the check's smaller network input (112 x 223), nor a multiple of either.
+OTHER_SIZE = (153, 305)
+_SIZE_CAUSE = ("the map must have the image's size: make it with the image itself, grad_cam(model, image, ...), whose maps "
+               "have the image's size, not with a fixed size (output_size=(224, 448)) nor from the preprocessed tensor "
+               "(model.to_input(image) or model.preprocess(image), the network input's size) resized afterwards.")
+
+
+def _other_size_image() -> np.ndarray:
+    """The pair photo resized to :data:`OTHER_SIZE`."""
+    photo = Image.fromarray(load_image(DATA_DIR / "cat_and_coffee.png"))
+    return np.array(photo.resize(OTHER_SIZE[::-1], Image.Resampling.BILINEAR))
+
+
+def _other_size_references(model: LoadedModel) -> np.ndarray:
+    image = _other_size_image()
+    mask = torch.from_numpy(object_mask(*OTHER_SIZE))
+    rows: list[list[float]] = [[] for _ in PLACEMENTS]
+    for stage in STAGES:
+        results = grad_cam(model, image, TARGET, layer=stage)
+        for row, placement in enumerate(PLACEMENTS):
+            result = results if placement == "centres" else dataclasses.replace(results, centres=None)
+            rows[row].append(share(result.maps[0], mask))
+    return np.array(rows)
+
+
+def _other_size_problem(checker: Checker, model: LoadedModel, localisation_shares: Callable) -> str:
+    """What is wrong with localisation_shares on a copy of the photo of another size (real, non-zero shares), or ""."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    image = _other_size_image()
+    size = f"{OTHER_SIZE[0]}x{OTHER_SIZE[1]}"
+    input_height, input_width = model.preprocess(image).shape[-2:]
+    what = (f"on a {size} copy of the photo (neither the notebook photo's size nor the network input's, "
+            f"{input_height}x{input_width} here)")
+    explained: list[str] = []
+
+    def explain(error: BaseException) -> str | None:
+        __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+        if isinstance(error, (IndexError, RuntimeError, ValueError)) and any(
+                fragment in str(error) for fragment in ("boolean index did not match", "shape of the mask", "must match the size")):
+            explained.append(f"{what}, localisation_shares raised {type(error).__name__}: its map and the mask (the "
+                             f"image's size, {size}) have different sizes: " + _SIZE_CAUSE)
+            return explained[-1]
+        return None
+
+    ok, shares = checker.call(localisation_shares, model, image, TARGET, object_mask(*OTHER_SIZE), explain=explain,
+                              described=_SHARES_ARGUMENTS)
+    if not ok:
+        # The error is recorded by the call; the check it belongs to fails with the same message.
+        return explained[-1] if explained else (checker.result.problems[-1] if checker.result.problems else
+                                                f"localisation_shares failed {what}.")
+    try:
+        values = np.array([float(shares[stage]) for stage in STAGES])
+    except Exception:  # noqa: BLE001 - the form is judged on the photo's result
+        return f"{what}, localisation_shares did not return a share per stage."
+    references = cached(model, "exercise d: other size", lambda: _other_size_references(model))
+    if _matches(values, references, SHARE_TOLERANCE):
+        return ""
+    reference = min(references, key=lambda row: float(np.abs(values - row).max()))
+    worst = int(np.abs(values - reference).argmax())
+    return (f"{what}, the shares differ: at {STAGES[worst]} yours is {values[worst]:.4f}, the share of the normalised "
+            f"Grad-CAM's mass inside the mask is {reference[worst]:.4f}. Right on the photo but not on another size: "
+            + _SIZE_CAUSE)
 
 
 class _PositiveStages(nn.Module):
@@ -363,7 +459,8 @@ def _positive_maps_problem(checker: Checker, localisation_shares: Callable) -> s
         size = f"{image.shape[0]}x{image.shape[1]}"
         ok, shares = checker.call(localisation_shares, model, image, TARGET, object_mask(*image.shape[:2]), described=_SHARES_ARGUMENTS)
         if not ok:
-            return ""  # the error is reported by the call
+            # The error is recorded by the call; the check fails with the same message (said once).
+            return checker.result.problems[-1] if checker.result.problems else f"localisation_shares failed with a {size} image."
         try:
             values = np.array([float(shares[stage]) for stage in STAGES])
         except Exception:  # noqa: BLE001 - the form is judged on the real model's result
@@ -451,6 +548,10 @@ _STAGE_MISTAKES: list[tuple[Callable[..., Any], str]] = [
      "this is the last stage that reaches the threshold; return the first, going from layer1 to layer4."),
     (lambda s, t=0.8: _first_stage(s, t) or "layer4",
      "when no stage reaches the threshold, return None."),
+    (lambda s, t=0.8: next((stage for stage in STAGES if s[stage] and s[stage] >= t), None),
+     "a share of exactly 0.0 never counts: with threshold=0 every share reaches the threshold, 0.0 included (0.0 >= 0), "
+     "but a truthiness test (if shares[stage] and ...) skips it because 0.0 is falsy. Compare shares[stage] >= threshold "
+     "alone."),
     (lambda s, t=0.8: _first_stage(s, t, order=STAGES[1:]),
      "first_localised_stage never looks at layer1: go through all four stages, from layer1 to layer4."),
 ]
@@ -467,6 +568,8 @@ THRESHOLD_CASES: list[tuple[dict[str, float], float | None, str | None]] = [
     ({"layer1": 0.3, "layer2": 0.5, "layer3": 0.7, "layer4": 0.9}, 0.45, "layer2"),
     ({"layer1": 0.3, "layer2": 0.5, "layer3": 0.7, "layer4": 0.9}, None, "layer4"),
     ({"layer1": 0.8, "layer2": 0.4, "layer3": 0.9, "layer4": 0.3}, None, "layer1"),  # layer1 reaches the default exactly
+    # threshold 0: every share reaches it, a share of exactly 0.0 too (a truthiness test skips it)
+    ({"layer1": 0.0, "layer2": 0.0, "layer3": 0.4, "layer4": 0.9}, 0.0, "layer1"),
 ]
 
 
