@@ -341,6 +341,42 @@ WRONG_B += [
                 _folder(name=lambda path: f"{path.name}.cam.png")),
 ]
 
+def _empty_file_first(model, folder, output_folder):
+    """The output file created before the image is explained: an empty overlay left for each non-image."""
+    output = Path(output_folder)
+    output.mkdir(parents=True, exist_ok=True)
+    not_images = []
+    for path in sorted(p for p in Path(folder).iterdir() if p.is_file()):
+        target = output / f"{path.name}_cam.png"
+        with open(target, "wb") as handle:
+            try:
+                _, overlay = _explain(model, path)
+            except ImageLoadError:
+                not_images.append(path.name)
+                continue
+            Image.fromarray(overlay).save(handle, format="PNG")
+    return not_images
+
+
+def _maximum_only(model, path):
+    """The raw map divided by its maximum only (its minimum not moved to 0)."""
+    image = load_image(path)
+    raw = grad_cam(model, image).raw[0]
+    return grad_cam(model, image).class_names[0], overlay_cam(image, raw / raw.max())
+
+
+WRONG_B += [
+    # a fresh student's round 8: passed the check, or got a message that did not name the cause
+    WrongAnswer("b", "overlays saved as RGBA PNGs (an alpha channel added)", r"cat\.jpg_cam\.png has an alpha channel \(a PNG of mode 'RGBA'\)",
+                _folder(save=lambda image, overlay: np.dstack([overlay, np.full(overlay.shape[:2], 255, np.uint8)]))),
+    WrongAnswer("b", "the output file created before explaining: an empty overlay for each non-image",
+                r"wrote an overlay for a file that is not an image: broken\.png_cam\.png \(an empty file\), for broken\.png, which load_image refuses",
+                lambda m, s: {"explain_folder": _empty_file_first}),
+    WrongAnswer("b", "the raw map normalised by its maximum only", r"the heat map is normalised by its maximum only \(raw / raw\.max\(\)\).*"
+                r"\(It shows on a 16-bit grayscale TIFF, scan16\.tif\.\)",
+                _file(_maximum_only)),
+]
+
 RIGHT_B = [
     RightAnswer("b", "result.raw normalised by hand, drawn with centres=result.centres", _file(_raw_centres)),
     RightAnswer("b", "every error caught, the unreadable files reported, the others raised again", lambda m, s: {"explain_folder": _re_raising}),

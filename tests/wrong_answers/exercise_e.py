@@ -292,6 +292,31 @@ def _matrix_product(model, image):
     return (model.network.fc.weight @ activation[0].reshape(channels, height * width)).reshape(-1, height, width)
 
 
+def _unresized(model, image):
+    """The image into the network at its own size, scaled to [0, 1]: no resize, no normalisation."""
+    pixels = torch.as_tensor(image).permute(2, 0, 1)[None].float().div(255).to(model.device)
+    activation, _ = _activation(model, pixels)
+    return torch.einsum("kc,chw->khw", model.network.fc.weight, activation[0])
+
+
+WRONG_E += [
+    # a fresh student's round 8: passed the check, or got a message that did not name the cause
+    WrongAnswer("e", "Grad-CAM returned with requires_grad switched on", r"returns a tensor that requires grad \(requires_grad=True\)",
+                _grad(lambda cams: (cams.clamp(min=0) / _cells(cams)).requires_grad_())),
+    WrongAnswer("e", "Grad-CAM cut at 1 after the division", r"the maps are cut at 1 \(a clamp\(max=1\)",
+                _grad(lambda cams: (cams.clamp(min=0) / _cells(cams)).clamp(max=1))),
+    WrongAnswer("e", "Grad-CAM cut at 0.5 (no known mistake): the message shows a cell where they differ",
+                r"where cams holds [-\d.]+, yours is 0\.5, Grad-CAM's (?!0\.5\b)[\d.]+",
+                _grad(lambda cams: (cams.clamp(min=0) / _cells(cams)).clamp(max=0.5))),
+    WrongAnswer("e", "CAMs returned in float16", r"returns float16 maps: return them in the dtype.*float32", _finish(lambda cams, *_: cams.half())),
+    WrongAnswer("e", "Grad-CAM divided by (h * w) squared", r"divided by the number of cells twice",
+                _grad(lambda cams: cams.clamp(min=0) / _cells(cams) ** 2)),
+    WrongAnswer("e", "fc's weights times the pooled activation, broadcast over the cells", r"each map holds the same value in every cell",
+                _finish(lambda cams, *_: cams.mean(dim=(1, 2), keepdim=True).expand_as(cams).clone())),
+    WrongAnswer("e", "the image into the network without the model's preprocessing", r"what layer4 gives for the image at its own size.*model\.to_input\(image\)",
+                lambda model, solution: {"class_activation_maps": _unresized}),
+]
+
 RIGHT_E = [
     RightAnswer("e", "one matrix product instead of the einsum", lambda model, solution: {"class_activation_maps": _matrix_product}),
     RightAnswer("e", "a bare forward hook removed by hand, inference_mode", lambda model, solution: {"class_activation_maps": _hooked}),

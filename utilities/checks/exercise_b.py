@@ -117,6 +117,23 @@ def _fit(overlay: np.ndarray, image: np.ndarray, heat: np.ndarray) -> tuple[floa
     return alpha, float(np.abs(difference - alpha * direction).mean())
 
 
+_MAXIMUM_ONLY = ("the heat map is normalised by its maximum only (raw / raw.max()): its minimum is not moved to 0, so "
+                 "on every image whose map's smallest cell is above 0 the colours are off. Blend result.maps[0], which is "
+                 "normalised by its minimum and maximum to [0, 1].")
+
+
+def _normalisation_alternatives(model: LoadedModel, image: np.ndarray, right: Any = None) -> dict[str, np.ndarray]:
+    """Heat maps alone (alpha 1) of the known normalisation mistakes for one image: message -> heat map."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    right = grad_cam(model, image) if right is None else right
+    raw = right.raw[0]
+    return {
+        "the heat map is the raw Grad-CAM (result.raw), not normalised: blend result.maps[0], which runs from 0 to 1.":
+            overlay_cam(image, raw, alpha=1.0),
+        _MAXIMUM_ONLY: overlay_cam(image, raw / raw.max().clamp(min=1e-12), alpha=1.0),
+    }
+
+
 def _alternatives(model: LoadedModel, source: str | Path) -> dict[str, np.ndarray]:
     """Heat maps alone (alpha 1) of the known mistakes for one file: message -> heat map."""
     path = DATA_DIR / source if isinstance(source, str) else source
@@ -124,8 +141,7 @@ def _alternatives(model: LoadedModel, source: str | Path) -> dict[str, np.ndarra
     right = grad_cam(model, image)
     second = model.predict(image, top_k=2)[1][0]
     wrong = {
-        "the heat map is the raw Grad-CAM (result.raw), not normalised: blend result.maps[0], which runs from 0 to 1.":
-            overlay_cam(image, right.raw[0], alpha=1.0),
+        **_normalisation_alternatives(model, image, right),
         "the heat map is the Grad-CAM of layer3; the text asks for layer4, grad_cam's default.":
             overlay_cam(image, grad_cam(model, image, layer="layer3").maps[0], alpha=1.0),
         f"the heat map is the Grad-CAM of the model's second class ({second!r}), not of its top class.":
@@ -193,6 +209,8 @@ def describe_overlay(
     return (f"the heat map in {what} is not the Grad-CAM of the model's top class at layer4 (normalised to [0, 1], "
             f"coloured by overlay_cam with its default colormap, {CAM_COLORMAP!r}).")
 
+
+_EVERY_IMAGE = "\0every image: "  # marks a kind's problem that is a mistake in the map, whatever the file
 
 _READ_WITH_LOAD_IMAGE = ("read images with load_image: it applies the EXIF rotation, scales 16-bit values to 8 bits, "
                         "and puts transparent parts on white, as grad_cam expects")
@@ -285,6 +303,10 @@ def _check_file(checker: Checker, model: LoadedModel, explain_file: Callable) ->
             if kind in failed:
                 continue
             problem = judge(kind_name, kind_overlay, expected)
+            if problem and problem.startswith(_EVERY_IMAGE):
+                # A mistake in the map itself, not in how this file was read: its cause first, then where it shows.
+                failed.add(kind)
+                return f"{problem[len(_EVERY_IMAGE):]} (It shows on {kind}, {file_name}.)"
             if problem:
                 failed.add(kind)
                 if not misread(kind_name, kind_overlay, index):
@@ -312,12 +334,21 @@ def _check_file(checker: Checker, model: LoadedModel, explain_file: Callable) ->
             return text + f" ({_size_problem(o, e[1])})"
         return text + ": make the overlay exactly the image's size, no crop and no resize"
 
+    @functools.cache
+    def kind_alternatives(index: int) -> dict[str, np.ndarray]:
+        __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+        return _normalisation_alternatives(model, kinds[index][3][1])
+
     def overlay_problem(n: Any, o: Any, e: tuple) -> str:
         if o.shape != e[1].shape:
             return ""
         found = describe_overlay(o, e[1], e[2])
         if not found:
             return ""
+        index = next(i for i, kind in enumerate(kinds) if kind[3] is e)
+        for message, wrong in kind_alternatives(index).items():
+            if wrong.shape == o.shape and _fit(o.astype(np.float64), e[1], wrong)[1] < 3:
+                return _EVERY_IMAGE + "in the overlay, " + message
         return "the overlay does not show the photo as load_image reads it, blended with the Grad-CAM of its top class: " + found.rstrip(".")
 
     def misread_overlay(n: Any, o: Any, index: int) -> bool:
@@ -612,6 +643,13 @@ def _describe_names(case: _Folder) -> str:
     extra = sorted(set(written) - set(expected))
     found = (f"for {case.what}, expected one overlay per image, {', '.join(expected) or 'none'}; found "
              f"{', '.join(written) if written else 'none'}")
+    for_not_images = [name for name in extra if name in {f"{other}_cam.png" for other in case.not_images}]
+    if for_not_images:
+        source = for_not_images[0][: -len("_cam.png")]
+        empty = " (an empty file)" if (case.output / for_not_images[0]).stat().st_size == 0 else ""
+        return (f"explain_folder wrote an overlay for a file that is not an image: {for_not_images[0]}{empty}, for "
+                f"{source}, which load_image refuses (for {case.what}). Write a file only for the images, once the image "
+                "is explained: open or create the output file after explain_file returned, not before.")
     case_only = [name for name in extra if name.lower() in {e.lower() for e in expected}]
     if case_only:
         return (found + f" ({case_only[0]} differs from an expected name in upper and lower case only: keep the file "
@@ -674,6 +712,7 @@ def _describe_saved(model: LoadedModel, case: _Folder, own: Callable[[Path], Any
         try:
             with Image.open(target) as opened:
                 mode = opened.mode
+                transparent = "transparency" in opened.info
                 saved = np.asarray(opened.convert("RGB"))
         except Exception:  # noqa: BLE001 - an unreadable file is reported as such
             return f"{target.name} is not a readable PNG image."
@@ -681,6 +720,14 @@ def _describe_saved(model: LoadedModel, case: _Folder, own: Callable[[Path], Any
             return (f"the saved {target.name} is {_MODES[mode]}, which loses the overlay's colours (a convert('{mode[0]}') "
                     "on the way?): the heat map itself is not the problem. Save the RGB uint8 overlay as it is: "
                     "Image.fromarray(overlay).save(path).")
+        if mode in ("RGBA", "RGBa", "LA", "PA") or transparent:
+            return (f"the saved {target.name} has an alpha channel (a PNG of mode {mode!r}{', with transparency' if transparent and 'A' not in mode else ''}): "
+                    "the overlay is RGB, 3 channels, and a reader that keeps the alpha channel gets (H, W, 4) (a "
+                    "convert('RGBA'), or a channel added on the way?). Save the RGB uint8 overlay as it is, an RGB PNG "
+                    "(mode 'RGB'): Image.fromarray(overlay).save(path).")
+        if mode != "RGB":
+            return (f"the saved {target.name} is a PNG of mode {mode!r}: save the RGB uint8 overlay as it is, an RGB PNG "
+                    "(mode 'RGB', 3 channels): Image.fromarray(overlay).save(path).")
         if saved.shape != image.shape:
             return f"{target.name} is {saved.shape[0]}x{saved.shape[1]}; save the overlay at its image's size, {image.shape[0]}x{image.shape[1]}."
         problem = describe_overlay(saved, image, heat, what=f"the saved {target.name}", alternatives=alternatives(model, source))

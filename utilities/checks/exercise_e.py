@@ -130,6 +130,13 @@ def _references(model: LoadedModel, image: np.ndarray, full_size: LoadedModel) -
     preprocesses = (model.preprocess, full_size.preprocess)
 
     @functools.cache
+    def unresized_size() -> tuple[int, int]:
+        __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+        # The image as a tensor at its own size, scaled to [0, 1], no resize or normalisation.
+        pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div(255).to(device)
+        return tuple(_record(network(), pixels)[0]["layer4"].shape[1:])
+
+    @functools.cache
     def notebook_sizes() -> set[tuple[int, int]]:
         photo = load_image(DATA_DIR / NOTEBOOK_PHOTO)
         inputs = [preprocess(photo).unsqueeze(0).to(device) for preprocess in preprocesses]
@@ -162,6 +169,7 @@ def _references(model: LoadedModel, image: np.ndarray, full_size: LoadedModel) -
         "image size": tuple(image.shape[:2]),
         "input size": tuple(model.preprocess(image).shape[-2:]),
         "notebook sizes": notebook_sizes,
+        "unresized size": unresized_size,
     }
 
 
@@ -233,6 +241,10 @@ def _shape_problem(cams: torch.Tensor, references: dict[str, Any]) -> tuple[str,
     if cams.ndim == 3 and shape[1:] == references["input size"]:
         return "input size", (f"the maps are upsampled to the network input's size, {shape[1]}x{shape[2]}: return them "
                               f"at layer4's resolution, {height}x{width}, as the weighted sum gives them.")
+    if cams.ndim == 3 and shape[0] == classes and shape[1:] != (height, width) and shape[1:] == references["unresized size"]():
+        return "not resized", (f"the maps are {shape[1]}x{shape[2]}, what layer4 gives for the image at its own size: the "
+                               "image went into the network without the model's preprocessing (resize and normalisation). "
+                               f"Use model.to_input(image), which gives layer4 {height}x{width} cells.")
     if cams.ndim == 3 and shape[1:] != (height, width) and shape[1:] in references["notebook sizes"]():
         return "notebook photo", (f"the maps are {shape[1]}x{shape[2]}, the size of the notebook's photo's maps, not of "
                                   "the image you were given: use the image argument.")
@@ -274,6 +286,10 @@ def _value_problem(cams: torch.Tensor, references: dict[str, Any]) -> tuple[str,
         if _close(cams, wrong):
             return mistake, _CAM_MISTAKES[mistake]
     flat = cams.flatten(1)
+    if flat.shape[1] > 1 and float((flat - flat[:, :1]).abs().max()) <= 1e-6 * (float(flat.abs().max()) + 1e-6):
+        return "constant", ("each map holds the same value in every cell (fc's weights times the pooled activation, "
+                            "broadcast over the cells?): weight layer4's activation before the global average pooling, "
+                            "cell by cell, so that each map shows where the class's evidence is.")
     if float((flat - flat[:1]).abs().max()) <= 1e-6 * (float(flat.abs().max()) + 1e-6):
         return "identical", ("all maps are identical although the classes differ (a mean or sum over the channels?): "
                              "weight each channel of layer4 by fc's weight for the class, fc.weight[k, c], and sum over "
@@ -288,6 +304,13 @@ def _value_problem(cams: torch.Tensor, references: dict[str, Any]) -> tuple[str,
                        "times layer4's activation A[c] of this image (" + _WITHOUT_GIVING + ").")
 
 
+def _dtype_message(dtype: torch.dtype, right: torch.dtype) -> str:
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    return (f"class_activation_maps returns {str(dtype).replace('torch.', '')} maps: return them in the dtype of "
+            f"layer4's activation and fc.weight, {str(right).replace('torch.', '')}, as the text asks (no .double(), "
+            ".half() or dtype= on the way).")
+
+
 def _problem(answer: Any, references: dict[str, Any]) -> tuple[str, str]:
     """(mistake, message) for one answer of class_activation_maps; ("", "") if it is right."""
     if isinstance(answer, (list, tuple)) and answer and all(as_tensor(item) is not None for item in answer):
@@ -295,6 +318,11 @@ def _problem(answer: Any, references: dict[str, Any]) -> tuple[str, str]:
     cams = as_tensor(answer) if isinstance(answer, torch.Tensor) else None
     if cams is None:
         return "type", f"class_activation_maps should return a tensor (classes, h, w); it returns {type_name(answer)}."
+    right = references["reference"].dtype
+    if tuple(cams.shape) == tuple(references["reference"].shape) and answer.dtype != right:
+        # Before the values (as_tensor gave float32): float16 rounds them beyond the tolerance, and the cause is the
+        # dtype, not the formula.
+        return "dtype", _dtype_message(answer.dtype, right)
     return _shape_problem(cams, references) if tuple(cams.shape) != tuple(references["reference"].shape) else _value_problem(cams, references)
 
 
@@ -406,10 +434,7 @@ def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, cl
                 "further pass is needed.")
         cams = answer if isinstance(answer, torch.Tensor) else torch.empty(0, dtype=references["reference"].dtype)
         if not mistake and cams.dtype != references["reference"].dtype:
-            mistake, problem = "dtype", (
-                f"class_activation_maps returns {str(cams.dtype).replace('torch.', '')} maps: return them in the dtype of "
-                f"layer4's activation and fc.weight, {str(references['reference'].dtype).replace('torch.', '')}, as the text "
-                "asks (no .double(), .half() or dtype= on the way).")
+            mistake, problem = "dtype", _dtype_message(cams.dtype, references["reference"].dtype)
         if not mistake and cams.requires_grad:
             mistake, problem = "graph", (
                 "class_activation_maps returns maps that require grad (still attached to the autograd graph of the forward "
@@ -509,6 +534,9 @@ _GRAD_CAM_MISTAKES: list[tuple[Callable[[torch.Tensor], torch.Tensor], str]] = [
     (lambda c: c.clamp(min=0) / c.shape[-2] ** 2,
      "the maps are divided by h * h, as if they were square: divide by h * w; the maps of an image that is not square "
      "are not square either."),
+    (lambda c: c.clamp(min=0) / (c.shape[-2] * c.shape[-1]) ** 2,
+     "the maps are divided by the number of cells twice, (h * w) ** 2: the gradient, fc.weight[k, c] / (h * w), is the "
+     "same in every cell, so its mean over the cells (Grad-CAM's channel weight) is that number again; divide once."),
     (lambda c: c.clamp(min=0) * (c.shape[-2] * c.shape[-1]),
      "the maps are multiplied by the number of cells: Grad-CAM's weights are CAM's weights divided by h * w."),
     (lambda c: normalize_cams(c.clamp(min=0)),
@@ -523,6 +551,9 @@ _GRAD_CAM_MISTAKES: list[tuple[Callable[[torch.Tensor], torch.Tensor], str]] = [
      "the maps are divided with floor division (//), which rounds every value down to a whole number: divide with /."),
     (lambda c: c.clamp(0, 1) / (c.shape[-2] * c.shape[-1]),
      "the ReLU is written as clamp(0, 1), which also cuts every value above 1: the ReLU is clamp(min=0) only."),
+    (lambda c: (c.clamp(min=0) / (c.shape[-2] * c.shape[-1])).clamp(max=1),
+     "the maps are cut at 1 (a clamp(max=1) or clamp(0, 1) after the division): Grad-CAM's maps are not limited to "
+     "[0, 1]; the ReLU is clamp(min=0) only, and grad_cam(...).raw is not normalised."),
     (lambda c: c.clamp(min=0) / c.clamp(min=0).sum(dim=(-2, -1), keepdim=True).clamp(min=1e-12),
      "each map is divided by its own sum: Grad-CAM's factor is the same for every class, 1 / (h * w), from the "
      "gradient of the average pooling."),
@@ -544,6 +575,10 @@ def _grad_cam_problem(cases: list[torch.Tensor], expected: list[torch.Tensor], a
             return (f"grad_cam_from_cams returns {str(answer.dtype).replace('torch.', '')} maps for {str(cams.dtype).replace('torch.', '')} CAMs "
                     f"(a .half(), .double() or a dtype= on the way?): keep the CAMs' dtype; "
                     f"{str(answer.dtype).replace('torch.', '')} rounds the values differently from grad_cam(...).raw.")
+    if any(answer.requires_grad for answer in answers):
+        return ("grad_cam_from_cams returns a tensor that requires grad (requires_grad=True) for CAMs that do not: "
+                "grad_cam(...).raw is a plain tensor, requires_grad False, and so are the maps the text asks for. Do not "
+                "switch it on (no requires_grad_(), no torch.tensor(..., requires_grad=True)); compute the maps from cams.")
     results = [as_tensor(answer) for answer in answers]
     if all(_close(result, right) for result, right in zip(results, expected)):
         return ""
@@ -564,10 +599,17 @@ def _grad_cam_problem(cases: list[torch.Tensor], expected: list[torch.Tensor], a
     if len(ratios) == 2 and abs(ratios[0] - ratios[1]) < 1e-4 * abs(ratios[0]) and ratios[0] != 0:
         return (f"the maps are divided by the same number ({1 / ratios[0]:.4g}) whatever their size: divide by the number "
                 "of cells of the maps you are given, h * w from cams.shape, not a number from the notebook or one model.")
-    cams, result = cases[1], results[1]
-    right = _grad_cam(cams)
-    cell = np.unravel_index(int((result.float() - right).abs().argmax()), tuple(cams.shape))
-    return (f"on made-up CAMs of shape {tuple(cams.shape)}, grad_cam_from_cams does not return what grad_cam(...).raw "
+    # The case and cell where yours and Grad-CAM's differ most (relative to the map's size), not one where they agree.
+    def worst(index: int) -> float:
+        __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+        difference = (results[index].float() - expected[index].float()).abs()
+        return float(difference.max()) / (float(expected[index].abs().max()) + 1e-12)
+    index = max((i for i in range(len(cases)) if not _close(results[i], expected[i])), key=worst)
+    cams, result, right = cases[index], results[index], expected[index].to(results[index].dtype)
+    cell = np.unravel_index(int((result.float() - right.float()).abs().argmax()), tuple(cams.shape))
+    where = (f"on made-up CAMs of shape {tuple(cams.shape)}" if index < len(cases) - 1 else
+             f"on the CAMs of the check's photo, shape {tuple(cams.shape)}")
+    return (f"{where}, grad_cam_from_cams does not return what grad_cam(...).raw "
             f"gives at layer4: at map {cell[0]}, cell ({cell[1]}, {cell[2]}), where cams holds {float(cams[cell]):.4g}, yours "
             f"is {float(result[cell]):.6g}, Grad-CAM's {float(right[cell]):.6g}. Work out the gradient of logit k with respect to one cell of channel c of layer4 "
             "(global average pooling, then fc), hence Grad-CAM's channel weights, then its map.")
