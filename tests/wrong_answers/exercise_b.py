@@ -358,6 +358,15 @@ def _empty_file_first(model, folder, output_folder):
     return not_images
 
 
+def _changes_directory(right):
+    def explain_folder(model, folder, output_folder):
+        output_folder = Path(output_folder).resolve()
+        os.chdir(folder)  # "so that the names are short", and never changed back
+        return right(model, ".", output_folder)
+
+    return explain_folder
+
+
 def _maximum_only(model, path):
     """The raw map divided by its maximum only (its minimum not moved to 0)."""
     image = load_image(path)
@@ -367,8 +376,10 @@ def _maximum_only(model, path):
 
 WRONG_B += [
     # a fresh student's round 8: passed the check, or got a message that did not name the cause
-    WrongAnswer("b", "overlays saved as RGBA PNGs (an alpha channel added)", r"cat\.jpg_cam\.png has an alpha channel \(a PNG of mode 'RGBA'\)",
-                _folder(save=lambda image, overlay: np.dstack([overlay, np.full(overlay.shape[:2], 255, np.uint8)]))),
+    WrongAnswer("b", "overlays saved as half-transparent RGBA PNGs", r"cat\.jpg_cam\.png is partly transparent \(a PNG of mode 'RGBA'",
+                _folder(save=lambda image, overlay: np.dstack([overlay, np.full(overlay.shape[:2], 128, np.uint8)]))),
+    WrongAnswer("b", "explain_folder changes the working directory and leaves it", r"changed the working directory \(os\.chdir\).*left it there",
+                lambda m, s: {"explain_folder": _changes_directory(s["explain_folder"])}),
     WrongAnswer("b", "the output file created before explaining: an empty overlay for each non-image",
                 r"wrote an overlay for a file that is not an image: broken\.png_cam\.png \(an empty file\), for broken\.png, which load_image refuses",
                 lambda m, s: {"explain_folder": _empty_file_first}),
@@ -378,6 +389,8 @@ WRONG_B += [
 ]
 
 RIGHT_B = [
+    RightAnswer("b", "overlays saved with plt.imsave (an opaque RGBA PNG)",
+                _folder(save=lambda image, overlay: np.dstack([overlay, np.full(overlay.shape[:2], 255, np.uint8)]))),
     RightAnswer("b", "result.raw normalised by hand, drawn with centres=result.centres", _file(_raw_centres)),
     RightAnswer("b", "every error caught, the unreadable files reported, the others raised again", lambda m, s: {"explain_folder": _re_raising}),
     RightAnswer("b", "grad_cam with the cells spread evenly (placement='stretch')",

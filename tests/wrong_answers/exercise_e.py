@@ -100,6 +100,14 @@ def _gradients_switched_off(right):
     return class_activation_maps
 
 
+def _frozen(right):
+    def class_activation_maps(model, image):
+        model.network.requires_grad_(False)  # "no gradients of the weights needed", and left so
+        return right(model, image)
+
+    return class_activation_maps
+
+
 def _evaluated(right):
     def class_activation_maps(model, image):
         model.network.eval()  # "to be safe", and left so
@@ -313,6 +321,10 @@ WRONG_E += [
                 _grad(lambda cams: cams.clamp(min=0) / _cells(cams) ** 2)),
     WrongAnswer("e", "fc's weights times the pooled activation, broadcast over the cells", r"each map holds the same value in every cell",
                 _finish(lambda cams, *_: cams.mean(dim=(1, 2), keepdim=True).expand_as(cams).clone())),
+    WrongAnswer("e", "Grad-CAM's ReLU written as clamp(min=1e-8)", r"where cams is negative, Grad-CAM's ReLU gives exactly 0 but your maps hold [\d.e+-]+ \(a clamp\(min=eps\)",
+                _grad(lambda cams: cams.clamp(min=1e-8) / _cells(cams))),
+    WrongAnswer("e", "the network's weights frozen (requires_grad_(False)) and left so", r"switched off requires_grad of the network's weights",
+                lambda model, solution: {"class_activation_maps": _frozen(solution["class_activation_maps"])}),
     WrongAnswer("e", "the image into the network without the model's preprocessing", r"what layer4 gives for the image at its own size.*model\.to_input\(image\)",
                 lambda model, solution: {"class_activation_maps": _unresized}),
 ]

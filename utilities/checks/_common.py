@@ -173,6 +173,7 @@ class _CallState(NamedTuple):
     sentinels: list[tuple[torch.nn.Module, Any]]
     grad_forwards: list[bool]
     grad_enabled: bool
+    working_directory: str
 
 
 class Checker:
@@ -256,7 +257,7 @@ class Checker:
             grad_forwards.append(torch.is_grad_enabled() and not torch.is_inference_mode_enabled())
 
         sentinels = [(saved["network"], saved["network"].register_forward_hook(sentinel)) for saved in self.snapshot.networks]
-        return _CallState(inputs, sentinels, grad_forwards, torch.is_grad_enabled())
+        return _CallState(inputs, sentinels, grad_forwards, torch.is_grad_enabled(), os.getcwd())
 
     def after_call(self, function: Callable, state: _CallState) -> None:
         """Compare the model and the inputs with their state before the call; restore them; remember the first change."""
@@ -275,6 +276,13 @@ class Checker:
                             "of the notebook changes with it. Use torch.no_grad() or torch.enable_grad() in a with block, "
                             "which puts the mode back. The check put it back."))
             torch.set_grad_enabled(state.grad_enabled)
+        if os.getcwd() != state.working_directory:
+            # os.chdir left behind: every relative path of the notebook (data/, the outputs) now points elsewhere.
+            changes.append(("working directory", f"{name} changed the working directory (os.chdir) to {os.getcwd()} and "
+                            f"left it there: every later relative path of the notebook now points elsewhere. Build paths "
+                            "with Path(folder) / name instead of changing directory, or change back in a finally block. "
+                            "The check changed it back."))
+            os.chdir(state.working_directory)
         self.snapshot.restore()
         self.forward_passes = len(state.grad_forwards)
         self.changed_arguments = set()
@@ -350,14 +358,22 @@ class Checker:
         __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
         network = args[0].network
         before = [module.training for module in network.modules()]
-        grad_enabled = torch.is_grad_enabled()
+        trainable = [parameter.requires_grad for parameter in network.parameters()]
+        grad_enabled, working_directory = torch.is_grad_enabled(), os.getcwd()
         try:
             function(*args)
         except Exception:  # noqa: BLE001 - a failure is reported by the calls that judge results
             pass
         finally:
             torch.set_grad_enabled(grad_enabled)  # the calls that judge results report a change of it
-        self.mode_kept(function, network, before)
+            os.chdir(working_directory)
+        if self.mode_kept(function, network, before) and any(
+                then and not parameter.requires_grad for then, parameter in zip(trainable, network.parameters())):
+            name = getattr(function, "__name__", "")
+            self.note_side_effect("requires_grad off", f"{name if name.isidentifier() else 'your function'} switched off "
+                                  "requires_grad of the network's weights (requires_grad_(False)) and left it: given a "
+                                  "model whose weights train, it must leave them trainable, or the next training step "
+                                  "updates nothing. Grad-CAM needs no change of the weights' flags: leave them alone.")
 
     def mode_kept(self, function: Callable, network: torch.nn.Module, before: Sequence[bool]) -> bool:
         """Whether a call left a network's modules in the modes ``before``; if not, note it and put them back."""
@@ -636,11 +652,11 @@ def watched_inputs(args: Sequence[Any], function: Callable | None = None, descri
 
 
 def training_copy(model: LoadedModel) -> LoadedModel:
-    """A private copy of a small model, in training mode: only for :meth:`Checker.keeps_mode`.
+    """A private copy of a small model, in training mode with trainable weights: only for :meth:`Checker.keeps_mode`.
 
     Its network should have no batch norm or dropout, so that the mode changes nothing it computes.
     """
-    return replace(model, network=copy.deepcopy(model.network).train())
+    return replace(model, network=copy.deepcopy(model.network).train().requires_grad_(True))
 
 
 def _mode_message(name: str, before: list[bool], after: list[bool]) -> str:

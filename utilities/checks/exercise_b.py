@@ -712,7 +712,9 @@ def _describe_saved(model: LoadedModel, case: _Folder, own: Callable[[Path], Any
         try:
             with Image.open(target) as opened:
                 mode = opened.mode
-                transparent = "transparency" in opened.info
+                # An alpha channel that is opaque everywhere (plt.imsave writes one) draws the same picture: accepted.
+                transparent = "transparency" in opened.info or (
+                    "A" in mode and int(np.asarray(opened.getchannel("A")).min()) < 255)
                 saved = np.asarray(opened.convert("RGB"))
         except Exception:  # noqa: BLE001 - an unreadable file is reported as such
             return f"{target.name} is not a readable PNG image."
@@ -720,12 +722,11 @@ def _describe_saved(model: LoadedModel, case: _Folder, own: Callable[[Path], Any
             return (f"the saved {target.name} is {_MODES[mode]}, which loses the overlay's colours (a convert('{mode[0]}') "
                     "on the way?): the heat map itself is not the problem. Save the RGB uint8 overlay as it is: "
                     "Image.fromarray(overlay).save(path).")
-        if mode in ("RGBA", "RGBa", "LA", "PA") or transparent:
-            return (f"the saved {target.name} has an alpha channel (a PNG of mode {mode!r}{', with transparency' if transparent and 'A' not in mode else ''}): "
-                    "the overlay is RGB, 3 channels, and a reader that keeps the alpha channel gets (H, W, 4) (a "
-                    "convert('RGBA'), or a channel added on the way?). Save the RGB uint8 overlay as it is, an RGB PNG "
-                    "(mode 'RGB'): Image.fromarray(overlay).save(path).")
-        if mode != "RGB":
+        if transparent:
+            return (f"the saved {target.name} is partly transparent (a PNG of mode {mode!r} whose alpha is below 255 in "
+                    "places): the overlay is an opaque RGB picture, and a viewer shows the page behind it through the "
+                    "transparent pixels. Save the RGB uint8 overlay as it is, an RGB PNG: Image.fromarray(overlay).save(path).")
+        if mode not in ("RGB", "RGBA"):
             return (f"the saved {target.name} is a PNG of mode {mode!r}: save the RGB uint8 overlay as it is, an RGB PNG "
                     "(mode 'RGB', 3 channels): Image.fromarray(overlay).save(path).")
         if saved.shape != image.shape:

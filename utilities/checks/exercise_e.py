@@ -581,6 +581,13 @@ def _grad_cam_problem(cases: list[torch.Tensor], expected: list[torch.Tensor], a
                 "switch it on (no requires_grad_(), no torch.tensor(..., requires_grad=True)); compute the maps from cams.")
     results = [as_tensor(answer) for answer in answers]
     if all(_close(result, right) for result, right in zip(results, expected)):
+        # Close is not enough where the ReLU gives exactly 0: an all-negative map must stay exactly all zero.
+        for result, cams in zip(results, cases):
+            kept = result[(cams < 0) & (result != 0)]
+            if kept.numel():
+                return (f"where cams is negative, Grad-CAM's ReLU gives exactly 0 but your maps hold {float(kept.abs().max()):.3g} (a "
+                        "clamp(min=eps) or an added epsilon?): the ReLU is clamp(min=0), so a map that is negative "
+                        "everywhere is exactly all zero, as grad_cam(...).raw gives it.")
         return ""
     if not all(bool(torch.isfinite(result).all()) for result in results):
         return ("the maps contain NaN or infinity: a division by zero? A map that is negative everywhere is all zero "
