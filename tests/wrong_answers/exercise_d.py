@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numpy as np
 import torch
 
@@ -341,4 +342,14 @@ WRONG_D += [
                 _shares(keys=lambda stage: int(stage[-1]))),
     WrongAnswer("d", "the mask cast to uint8 and used as an index", r"integer-mask indexing.*Index with the boolean mask",
                 _grad_cam_shares(mask_of=lambda mask: mask.astype(np.uint8))),
+]
+
+WRONG_D += [
+    # a fresh student's round 8: a share just below the threshold counted as reaching it
+    WrongAnswer("d", "shares rounded to 2 decimals before the comparison", r"a share just below the threshold counts as reaching it.*round\(share, 2\)",
+                _first(lambda shares, threshold=0.8: _in_order(shares, threshold, lambda share, t: round(share, 2) >= t))),
+    WrongAnswer("d", "the threshold compared with a tolerance of 0.01", r"a share just below the threshold counts as reaching it.*tolerance",
+                _first(lambda shares, threshold=0.8: _in_order(shares, threshold, lambda share, t: share >= t - 0.01))),
+    WrongAnswer("d", "math.isclose with rel_tol=1e-2 as 'equal to the threshold'", r"returned 'layer1'|a share just below the threshold",
+                _first(lambda shares, threshold=0.8: _in_order(shares, threshold, lambda share, t: share >= t or math.isclose(share, t, rel_tol=1e-2)))),
 ]

@@ -552,6 +552,12 @@ _STAGE_MISTAKES: list[tuple[Callable[..., Any], str]] = [
      "a share of exactly 0.0 never counts: with threshold=0 every share reaches the threshold, 0.0 included (0.0 >= 0), "
      "but a truthiness test (if shares[stage] and ...) skips it because 0.0 is falsy. Compare shares[stage] >= threshold "
      "alone."),
+    (lambda s, t=0.8: next((stage for stage in STAGES if round(s[stage], 2) >= t), None),
+     "a share just below the threshold counts as reaching it (0.799 for 0.8): the shares are rounded (round(share, 2)) "
+     "or compared with a tolerance; compare the share itself with >= threshold."),
+    (lambda s, t=0.8: next((stage for stage in STAGES if s[stage] >= t - 0.01), None),
+     "a share just below the threshold counts as reaching it (0.799 for 0.8): the comparison has a tolerance (threshold "
+     "- 0.01, math.isclose); compare the share itself with >= threshold."),
     (lambda s, t=0.8: _first_stage(s, t, order=STAGES[1:]),
      "first_localised_stage never looks at layer1: go through all four stages, from layer1 to layer4."),
 ]
@@ -570,6 +576,9 @@ THRESHOLD_CASES: list[tuple[dict[str, float], float | None, str | None]] = [
     ({"layer1": 0.8, "layer2": 0.4, "layer3": 0.9, "layer4": 0.3}, None, "layer1"),  # layer1 reaches the default exactly
     # threshold 0: every share reaches it, a share of exactly 0.0 too (a truthiness test skips it)
     ({"layer1": 0.0, "layer2": 0.0, "layer3": 0.4, "layer4": 0.9}, 0.0, "layer1"),
+    # just below the threshold does not reach it: no rounding, no tolerance (round(share, 2), math.isclose, t - 0.01)
+    ({"layer1": 0.799, "layer2": 0.7996, "layer3": 0.81, "layer4": 0.9}, None, "layer3"),
+    ({"layer1": 0.2, "layer2": 0.4996, "layer3": 0.5, "layer4": 0.7}, 0.5, "layer3"),
 ]
 
 
