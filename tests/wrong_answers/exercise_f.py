@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from utilities import grad_cam, normalize_cams, upsample_cams
+from utilities.planted import CLASSES
 
 from .answers import RightAnswer, WrongAnswer
 
@@ -54,6 +55,32 @@ def reliance_function(
                 "ratio": ratio_of(shares, chance), "empty": empty if count_empty else 0}
 
     return box_reliance
+
+
+def _map(layer="layer4", size=lambda result: result.image_size, image=lambda image: image, target=lambda name: name,
+         stretch=lambda result: False):
+    """A map_of with one switch per mistake in the map itself (the defaults are right)."""
+
+    def map_of(model, picture, class_name):
+        result = grad_cam(model, image(picture), target(class_name), layer=layer)
+        return upsample_cams(result.raw, size(result), None if stretch(result) else result.centres)[0]
+
+    return map_of
+
+
+def _cells(model, image, class_name):
+    """The raw cell grid, the box turned into cells by // 8 (a share_of sees the grid as its map)."""
+    return grad_cam(model, image, class_name, layer="layer4").raw[0]
+
+
+def _cell_share(cam, box, total):
+    left, top, right, bottom = box
+    return float(cam[top // 8:-(-bottom // 8), left // 8:-(-right // 8)].sum()) / total
+
+
+def _to_float_in_place(model, images, boxes):
+    for i in range(len(images)):
+        images[i] = np.asarray(images[i]).astype(np.float32) / 255.0
 
 
 def _f(**mistake):
@@ -168,8 +195,31 @@ WRONG_F = [
                 _f(share_of=lambda cam, box, total: _in_box(cam, box[0], box[1], box[2] + 1, box[3] + 1) / total)),
     WrongAnswer("f", "mass in the box not divided by the total", r"not divided by the map's total mass",
                 _f(share_of=lambda cam, box, total: _in_box(cam, *box))),
+    WrongAnswer("f", "a class index from CLASSES (another class of this model)", r"\A(?!.*zero everywhere).*the shares are of class '\w+''s map, not of class_name's",
+                _f(map_of=_map(target=lambda name: CLASSES.index(name) if name in CLASSES else 1))),
     WrongAnswer("f", "the top class's map", r"the top class's map, not of class_name's",
                 _f(map_of=lambda model, image, name: _placed(model, image, name, top_class=True))),
+    WrongAnswer("f", "the top class's map, no follow-on about empty maps", r"\A(?!.*zero everywhere).*the top class's map",
+                _f(map_of=_map(target=lambda name: None))),
+    WrongAnswer("f", "layer3 instead of layer4", r"Grad-CAM at layer3", _f(map_of=_map(layer="layer3"))),
+    WrongAnswer("f", "size given to upsample_cams as (W, H)", r"upsampled to \(width, height\), the image's size reversed",
+                _f(map_of=_map(size=lambda result: tuple(result.image_size)[::-1]))),
+    WrongAnswer("f", "measured on the raw cell grid", r"measured on the raw cell grid",
+                _f(map_of=_cells, share_of=_cell_share)),
+    WrongAnswer("f", "mass in the box over the mass outside it", r"divide the mass inside the box by the mass outside it",
+                _f(share_of=lambda cam, box, total: _in_box(cam, *box) / max(total - _in_box(cam, *box), 1e-12))),
+    WrongAnswer("f", "shares rounded to 2 decimals", r"rounded to 2 decimals",
+                _f(share_of=lambda cam, box, total: round(_in_box(cam, *box) / total, 2))),
+    WrongAnswer("f", "map clipped at its mean", r"less its mean, clipped at 0",
+                _f(share_of=lambda cam, box, total: _in_box(torch.clamp(cam - cam.mean(), min=0), *box)
+                   / float(torch.clamp(cam - cam.mean(), min=0).sum()))),
+    WrongAnswer("f", "boxes read as (x, y, width, height)", r"\A(?!.*your chance is).*read as \(x, y, width, height\)",
+                _f(share_of=lambda cam, box, total: _in_box(cam, box[0], box[1], box[0] + box[2], box[1] + box[3]) / total,
+                   chance_of=lambda box, image, model: box[2] * box[3] / (image.shape[0] * image.shape[1]))),
+    WrongAnswer("f", "images turned to float in place, no follow-on", r"\A(?!.*your share is)(?!.*zero everywhere).*changed the images "
+                r"it was given as argument 2 \(images\), in place", _f(before=_to_float_in_place)),
+    WrongAnswer("f", "images stacked with np.asarray", r"an array \(np\.asarray\(images\), np\.stack\) needs them all of one size",
+                _f(before=lambda model, images, boxes: np.asarray(images))),
     # chance
     WrongAnswer("f", "chance computed for 64 x 64 scenes", r"over 64 x 64 pixels, the scenes' size",
                 _f(chance_of=lambda box, image, model: (box[2] - box[0]) * (box[3] - box[1]) / 64**2)),
@@ -189,6 +239,16 @@ WRONG_F = [
                 _f(median_of=lambda shares: float(np.median(shares[shares > 0])))),
     WrongAnswer("f", "above chance with >=", r"counts a share equal to chance \(>=\)",
                 _f(above_of=lambda shares, chance: float(np.mean(shares >= chance)))),
+    WrongAnswer("f", "above chance against the median chance", r"compares every share with the median chance",
+                _f(above_of=lambda shares, chance: float(np.mean(shares > np.median(chance))))),
+    WrongAnswer("f", "above chance against the mean chance", r"compares every share with the mean chance",
+                _f(above_of=lambda shares, chance: float(np.mean(shares > np.mean(chance))))),
+    WrongAnswer("f", "above chance against the first image's chance", r"compares every share with the first image's chance",
+                _f(above_of=lambda shares, chance: float(np.mean(shares > chance[0])))),
+    WrongAnswer("f", "above chance against 0.5", r"compares every share with 0\.5, a fixed value",
+                _f(above_of=lambda shares, chance: float(np.mean(shares > 0.5)))),
+    WrongAnswer("f", "ratio over the first image's chance", r"ratio divides the median share by the first image's chance",
+                _f(ratio_of=lambda shares, chance: float(np.median(shares)) / float(chance[0]))),
     WrongAnswer("f", "above chance as a count", r"above_chance is a count of images",
                 _f(above_of=lambda shares, chance: int(np.sum(shares > chance)))),
     WrongAnswer("f", "ratio as the median of per-image ratios", r"ratio is the median of each image's share / chance",
@@ -216,7 +276,7 @@ WRONG_F = [
                 _f(median_of=lambda shares: float(np.sort(shares)[len(shares) // 2]))),
     WrongAnswer("f", "ratio of the mean share to the median chance", r"ratio divides the mean share by the median chance",
                 _f(ratio_of=lambda shares, chance: float(np.mean(shares)) / float(np.median(chance)))),
-    WrongAnswer("f", "shares returned sorted", r"the order of the images was lost",
+    WrongAnswer("f", "shares returned sorted", r"\A(?!.*zero everywhere).*the order of the images was lost",
                 lambda model, solution: {"box_reliance": _changed(solution["box_reliance"], shares=np.sort)}),
     WrongAnswer("f", "chance with integer division", r"ZeroDivisionError.*integer division \(//\)",
                 lambda model, solution: {"box_reliance": _integer_chance}),

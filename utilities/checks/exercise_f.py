@@ -10,8 +10,10 @@ notebook's own model on four stamped scenes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import io
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -20,7 +22,7 @@ from torch import nn
 
 from ..cam import grad_cam, normalize_cams, upsample_cams
 from ..models import LoadedModel
-from ..planted import CLASSES, SCENE_SIZE, make_scenes
+from ..planted import CLASSES, SCENE_SIZE, STAMP_SIZE, make_scenes
 from ._common import Checker, CheckResult, cached, smaller_input, training_copy, type_name, watched_inputs
 
 __all__ = ["CHECK_COUNT", "CHECK_NAMES", "KEYS", "box_reliance_reference", "check_f", "made_up_model"]
@@ -111,6 +113,12 @@ def made_up_cases() -> list[dict[str, Any]]:
     dark[3] = 200
     dark[3, :32, :32] = 127  # barely darker than the middle grey: a map whose total mass is below 1
     dark_boxes = np.array([(20, 3, 27, 48), (56, 0, 64, 13), (26, 18, 39, 31), (3, 0, 20, 13), (10, 10, 18, 18)])
+    # boxes of very different areas whose shares lie between their own chance and the others' (median, mean, first
+    # image's): each way of comparing with the wrong chance gives a different above_chance
+    spread = np.random.default_rng(16)
+    spread_images = [_image(spread, 64, 64, 90, (110, 150), (5, 12)) for _ in range(7)]
+    spread_boxes = [(0, 0, 64, 24), (40, 40, 48, 48), (16, 16, 48, 48), (4, 44, 20, 60), (50, 6, 58, 14), (8, 8, 40, 24),
+                    (30, 2, 36, 10)]
     return [
         {"what": "a list of six made-up images of different sizes, class 'light', boxes as a list of tuples",
          "images": light, "boxes": light_boxes, "class": LIGHT},
@@ -119,6 +127,8 @@ def made_up_cases() -> list[dict[str, Any]]:
         {"what": f"one made-up image (a list of one) on a network whose outputs are {TINY:g} times as large, so its map is "
                  "tiny but not zero, class 'light'",
          "images": light[:1], "boxes": light_boxes[:1], "class": LIGHT, "scale": TINY},
+        {"what": "seven made-up 64x64 images with boxes of very different areas, class 'light'",
+         "images": spread_images, "boxes": spread_boxes, "class": LIGHT},
     ]
 
 
@@ -170,29 +180,42 @@ def box_reliance_reference(model: LoadedModel, images: Sequence[np.ndarray], box
 
 
 def _maps(model: LoadedModel, case: dict[str, Any]) -> dict[str, Any]:
-    """Per image: the placed maps (both placements), float64, and the sizes; the top class's maps on demand."""
+    """Per image: the placed maps (both placements), float64, and the sizes; the maps of known mistakes on demand."""
     placed: dict[str, list[np.ndarray]] = {placement: [] for placement in PLACEMENTS}
-    inputs = []
+    inputs, raws = [], []
     for image in case["images"]:
         result = grad_cam(model, image, case["class"], layer="layer4")
         placed["centres"].append(upsample_cams(result.raw, result.image_size, result.centres)[0].double().numpy())
         placed["stretch"].append(upsample_cams(result.raw, result.image_size, None)[0].double().numpy())
         inputs.append(tuple(model.preprocess(image).shape[-2:]))
+        raws.append(result)
 
-    def top_class() -> dict[str, list[np.ndarray]]:
-        tops: dict[str, list[np.ndarray]] = {placement: [] for placement in PLACEMENTS}
-        for image in case["images"]:
-            result = grad_cam(model, image, layer="layer4")
-            tops["centres"].append(upsample_cams(result.raw, result.image_size, result.centres)[0].double().numpy())
-            tops["stretch"].append(upsample_cams(result.raw, result.image_size, None)[0].double().numpy())
-        return tops
+    def variant(name: str) -> dict[str, list[np.ndarray]]:
+        """The placed maps (both placements) of a known mistake: "top class", "class <name>", "layer3", "(W, H)",
+        "BGR"; "cells" (one entry, the raw cell grid)."""
+        if name == "cells":
+            return {"cells": [result.raw[0].double().numpy() for result in raws]}
+        maps: dict[str, list[np.ndarray]] = {placement: [] for placement in PLACEMENTS}
+        for image, own in zip(case["images"], raws):
+            if name == "(W, H)":
+                result, size = own, tuple(own.image_size)[::-1]
+            else:
+                target = (None if name == "top class" else name[len("class "):] if name.startswith("class ")
+                          else case["class"])
+                shown = np.ascontiguousarray(np.asarray(image)[..., ::-1]) if name == "BGR" else image
+                with contextlib.redirect_stderr(io.StringIO()):  # layer3 of the made-up network has no cell centres
+                    result = grad_cam(model, shown, target, layer="layer3" if name == "layer3" else "layer4")
+                size = result.image_size
+            maps["centres"].append(upsample_cams(result.raw, size, result.centres)[0].double().numpy())
+            maps["stretch"].append(upsample_cams(result.raw, size, None)[0].double().numpy())
+        return maps
 
     boxes = [_box(box) for box in case["boxes"]]
     sizes = [tuple(image.shape[:2]) for image in case["images"]]
     empty = np.array([float(cam.sum()) <= 0 for cam in placed["centres"]])
     chance = np.array([(r - l) * (b - t) / (h * w) for (l, t, r, b), (h, w) in zip(boxes, sizes)])
     return {"placed": placed, "inputs": inputs, "boxes": boxes, "sizes": sizes, "empty": empty, "chance": chance,
-            "top class": functools.cache(top_class)}
+            "variant": functools.cache(variant), "class": case["class"], "classes": list(model.class_names)}
 
 
 # ----------------------------------------------------------------------------- known mistakes
@@ -207,6 +230,17 @@ def _pixels(cam: np.ndarray, box: tuple[int, int, int, int]) -> float:
 def _area(cam: np.ndarray, box: tuple[int, int, int, int]) -> float:
     left, top, right, bottom = box
     return (right - left) * (bottom - top) / cam.size
+
+
+def _over_outside(cam: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """The mass in the box over the mass outside it; NaN (any answer) where nothing is outside."""
+    left, top, right, bottom = box
+    inside, total = float(cam[top:bottom, left:right].sum()), float(cam.sum())
+    return inside / (total - inside) if total - inside > 1e-9 * total else float("nan")
+
+
+_XYWH = ("the boxes are read as (x, y, width, height), right = left + box[2] and bottom = top + box[3]: a box is (left, "
+         "top, right, bottom), its corners, cam[top:bottom, left:right], and its area is (right - left) * (bottom - top).")
 
 
 #: mistake -> (share of one map in one box, message)
@@ -231,6 +265,16 @@ _SHARE_MISTAKES: dict[str, tuple[Callable[[np.ndarray, tuple], float], str]] = {
                     "the mass in the box over the mass of the whole map, between 0 and 1."),
     "outside": (lambda cam, box: 1 - _mass_share(cam, box) if cam.sum() > 0 else 0.0,
                 "the shares are of the mass outside the box: the share is the mass inside the box over the whole map's."),
+    "above mean": (lambda cam, box: _mass_share(np.clip(cam - cam.mean(), 0, None), box),
+                   "the shares are of the map less its mean, clipped at 0 (only the above-average pixels kept): that "
+                   "changes where the mass is; measure the raw map, cam[top:bottom, left:right].sum() / cam.sum()."),
+    "over outside": (_over_outside, "the shares divide the mass inside the box by the mass outside it: the share is the mass "
+                     "inside the box over the whole map's mass, cam[top:bottom, left:right].sum() / cam.sum(), between 0 and 1."),
+    "xywh": (lambda cam, box: _mass_share(cam, (box[0], box[1], box[0] + box[2], box[1] + box[3])), _XYWH),
+    **{f"rounded {digits}": ((lambda cam, box, digits=digits: round(_mass_share(cam, box), digits)),
+                             f"the shares are rounded to {digits} decimal{'s' if digits > 1 else ''}: return them as "
+                             "computed, the mass in the box over the total mass; round only when you print them.")
+       for digits in (1, 2, 3)},
 }
 
 #: mistake -> (chance of one box in one image, given the box, the image's (H, W) and the network input's (h, w), message)
@@ -245,6 +289,7 @@ _CHANCE_MISTAKES: dict[str, tuple[Callable[[tuple, tuple, tuple], float], str]] 
     "inclusive": (lambda box, size, inputs: (box[2] - box[0] + 1) * (box[3] - box[1] + 1) / (size[0] * size[1]),
                   "the chance counts the box's right column and bottom row, (right - left + 1) * (bottom - top + 1): right "
                   "and bottom are exclusive, so the box has (right - left) * (bottom - top) pixels."),
+    "xywh": (lambda box, size, inputs: box[2] * box[3] / (size[0] * size[1]), _XYWH),
     "box only": (lambda box, size, inputs: (box[2] - box[0]) * (box[3] - box[1]),
                  "the chance is the box's area in pixels, not divided by the image's area: it is the box's share of the "
                  "image's area, between 0 and 1."),
@@ -291,6 +336,11 @@ def _aboves(shares: np.ndarray, chance: np.ndarray, empty: np.ndarray) -> dict[s
         "first chance": (float(np.mean(shares > chance[0])), "above_chance compares every share with the first image's "
                          "chance (chance[0]): compare each image's share with its own box's chance, shares > chance "
                          "element by element."),
+        "half": (float(np.mean(shares > 0.5)), "above_chance compares every share with 0.5, a fixed value: compare each "
+                 "image's share with its own box's chance, shares > chance element by element."),
+        "lesson chance": (float(np.mean(shares > STAMP_SIZE**2 / SCENE_SIZE**2)), "above_chance compares every share with "
+                          f"one fixed chance, a {STAMP_SIZE} x {STAMP_SIZE} stamp's share of a {SCENE_SIZE} x {SCENE_SIZE} "
+                          "scene: compare each image's share with its own box's chance, shares > chance element by element."),
     }
 
 
@@ -301,6 +351,8 @@ def _ratios(shares: np.ndarray, chance: np.ndarray, empty: np.ndarray) -> dict[s
                       "asks for the median share divided by the median chance."),
         "mean": (float(np.mean(shares)) / float(np.mean(chance)), "ratio divides the mean share by the mean chance: the "
                  "contract asks for the median share divided by the median chance."),
+        "first chance": (median / float(chance[0]), "ratio divides the median share by the first image's chance "
+                         "(chance[0]): divide by the median chance over all the images."),
         "mean chance": (median / float(np.mean(chance)), "ratio divides the median share by the mean chance: divide by the "
                         "median chance."),
         "mean share": (float(np.mean(shares)) / float(np.median(chance)), "ratio divides the mean share by the median "
@@ -375,31 +427,115 @@ def _parse(answer: Any, count: int) -> tuple[dict[str, Any] | None, str]:
     return parsed, ""
 
 
-def _shares_problem(results: list[tuple[dict, dict, dict]]) -> tuple[str, str]:
-    """(mistake, message) of the shares of the non-empty maps over every case; ("", "") if right (either placement)."""
-    for placement in PLACEMENTS:
-        if all(_close(p["shares"][~m["empty"]], np.array([_mass_share(cam, box) for cam, box, e in
-                                                          zip(m["placed"][placement], m["boxes"], m["empty"]) if not e]))
-               for _c, m, p in results):
-            return "", ""
-    for mistake, (share, message) in _SHARE_MISTAKES.items():
+def _matches(answer: np.ndarray, values: np.ndarray) -> bool:
+    """Whether the answer is the values where they are numbers (NaN: any answer)."""
+    known = ~np.isnan(values)
+    return answer.shape == values.shape and _close(answer[known], values[known])
+
+
+def _shares_of(share: Callable, cams: list[np.ndarray], maps: dict) -> np.ndarray:
+    """The shares of the non-empty maps (those of the right class's map), by ``share``."""
+    return np.array([share(cam, box) for cam, box, e in zip(cams, maps["boxes"], maps["empty"]) if not e])
+
+
+def _cell_box(box: tuple, size: tuple, grid: tuple, how: str) -> tuple[int, int, int, int]:
+    left, top, right, bottom = box
+    if how == "//8":
+        return left // 8, top // 8, -(-right // 8), -(-bottom // 8)
+    if how == "all //8":
+        return left // 8, top // 8, right // 8, bottom // 8
+    rows, columns = grid[0] / size[0], grid[1] / size[1]
+    if how == "scaled round":
+        return round(left * columns), round(top * rows), round(right * columns), round(bottom * rows)
+    return (int(np.floor(left * columns)), int(np.floor(top * rows)), int(np.ceil(right * columns)),
+            int(np.ceil(bottom * rows)))
+
+
+#: a mistake in the map itself -> message (the maps from _maps' variant)
+_MAP_MISTAKES = {
+    "layer3": "the shares are of Grad-CAM at layer3: the contract asks for layer4's maps, grad_cam(model, image, "
+              "class_name, layer='layer4'), as lesson 10 measures them.",
+    "(W, H)": "the maps are upsampled to (width, height), the image's size reversed: upsample_cams takes (H, W), "
+              "result.image_size as it is, so that the map lies on the image's pixels and cam[top:bottom, left:right] "
+              "is the box.",
+    "BGR": "the images are given to Grad-CAM with their channels reversed (BGR, image[..., ::-1]): the images are RGB, as "
+           "the model was trained on them; pass them as they are.",
+}
+
+
+def _shares_problem(results: list[tuple[dict, dict, dict]]) -> tuple[str, str, list[np.ndarray] | None]:
+    """(mistake, message, the empty maps the mistake gives per case or None) of the shares of the non-empty maps over
+    every case; ("", "", None) if right (either placement)."""
+    def explains(share: Callable, source: Callable[[dict], dict]) -> str:
+        """The placement under which ``share`` of the maps ``source`` gives explains every case ("" if none)."""
         for placement in PLACEMENTS:
-            if all(_close(p["shares"][~m["empty"]], np.array([share(cam, box) for cam, box, e in
-                                                              zip(m["placed"][placement], m["boxes"], m["empty"]) if not e]))
-                   for _c, m, p in results):
-                return mistake, message
+            if all(_matches(p["shares"][~m["empty"]], _shares_of(share, source(m)[placement], m)) for _c, m, p in results):
+                return placement
+        return ""
+
+    if explains(_mass_share, lambda m: m["placed"]):
+        return "", "", None
+    for mistake, (share, message) in _SHARE_MISTAKES.items():
+        if explains(share, lambda m: m["placed"]):
+            return mistake, message, None
+    # the map of another class (every image's share, an empty map's too): the top class's, or per case one class
+    def full(cams: list[np.ndarray], maps: dict) -> np.ndarray:
+        return np.array([_mass_share(cam, box) for cam, box in zip(cams, maps["boxes"])])
+
+    def empties(cams: list[np.ndarray]) -> np.ndarray:
+        return np.array([float(cam.sum()) <= 0 for cam in cams])
+
     for placement in PLACEMENTS:
-        if all(_close(p["shares"][~m["empty"]], np.array([_mass_share(cam, box) for cam, box, e in
-                                                          zip(m["top class"]()[placement], m["boxes"], m["empty"]) if not e]))
-               for _c, m, p in results):
+        if all(_close(p["shares"], full(m["variant"]("top class")[placement], m)) for _c, m, p in results):
             return "top class", ("the shares are of the top class's map, not of class_name's: pass class_name to grad_cam "
-                                 "as the target (grad_cam(model, image, class_name, layer='layer4')).")
+                                 "as the target (grad_cam(model, image, class_name, layer='layer4')), not None."), [
+                empties(m["variant"]("top class")[placement]) for _c, m, _p in results]
+    used, wrong = [], ""
+    for case, maps, parsed in results:
+        names = [maps["class"]] + [name for name in maps["classes"] if name != maps["class"]]
+        for name in names:
+            variant = maps["placed"] if name == maps["class"] else maps["variant"](f"class {name}")
+            placement = next((placement for placement in PLACEMENTS
+                              if _close(parsed["shares"], full(variant[placement], maps))), "")
+            if placement:
+                used.append(empties(variant[placement]))
+                # A class whose maps are all empty here matches any all-zero answer: evidence only from another input.
+                if name != maps["class"] and not wrong and not empties(variant[placement]).all():
+                    wrong = f"on {case['what']}, the shares are of class {name!r}'s map, not of class_name's ({maps['class']!r})"
+                break
+        else:
+            break
+    if len(used) == len(results) and wrong:
+        return "class", (wrong + ": give grad_cam the class_name you were given, grad_cam(model, image, class_name, "
+                         "layer='layer4'), a name of this model's classes (model.class_names), not an index from another "
+                         "list (such as CLASSES)."), used
+    for mistake, message in _MAP_MISTAKES.items():
+        placement = explains(_mass_share, lambda m, mistake=mistake: m["variant"](mistake))
+        if placement:
+            return mistake, message, [np.array([float(cam.sum()) <= 0 for cam in m["variant"](mistake)[placement]])
+                                      for _c, m, _p in results]
+    # each image's share right under one placement or the other, but not all under the same one
+    if all(np.all([any(abs(answer - _mass_share(m["placed"][placement][i], m["boxes"][i]))
+                       <= _RTOL * abs(_mass_share(m["placed"][placement][i], m["boxes"][i])) + _ATOL for placement in PLACEMENTS)
+                   for i, answer in enumerate(p["shares"]) if not m["empty"][i]]) for _c, m, p in results):
+        return "mixed placements", ("some shares are measured on the map placed at the cells' centres (result.centres), "
+                                    "others on the map stretched evenly (None): use the same placement for every image, "
+                                    "upsample_cams(result.raw, result.image_size, result.centres)[0]."), None
+    for how in ("//8", "all //8", "scaled", "scaled round"):
+        if all(_close(p["shares"][~m["empty"]], np.array([
+                _mass_share(cells, _cell_box(box, size, cells.shape, how))
+                for cells, box, size, e in zip(m["variant"]("cells")["cells"], m["boxes"], m["sizes"], m["empty"]) if not e]))
+               for _c, m, p in results):
+            return "cells", ("the shares are measured on the raw cell grid (result.raw), with the box turned into cells: a "
+                             "cell covers parts of the box and parts outside it, so the share is not the box's. Upsample the "
+                             "map to the image's pixels first, upsample_cams(result.raw, result.image_size, "
+                             "result.centres)[0], and take cam[top:bottom, left:right]."), None
     for placement in PLACEMENTS:
         rights = [np.array([_mass_share(cam, box) for cam, box in zip(m["placed"][placement], m["boxes"])]) for _c, m, _p in results]
         if all(_close(np.sort(p["shares"]), np.sort(right)) for (_c, _m, p), right in zip(results, rights)):
             return "sorted", ("the shares are sorted, not in the order of the images: the order of the images was lost, so "
                               "shares[i] no longer belongs to images[i] and boxes[i]. Return them in the images' order (sort "
-                              "a copy, or leave the sorting to np.median).")
+                              "a copy, or leave the sorting to np.median)."), None
     for case, maps, parsed in results:
         right = np.array([_mass_share(cam, box) for cam, box in zip(maps["placed"]["centres"], maps["boxes"])])
         for i, (answer, value, empty) in enumerate(zip(parsed["shares"], right, maps["empty"])):
@@ -409,7 +545,7 @@ def _shares_problem(results: list[tuple[dict, dict, dict]]) -> tuple[str, str]:
                                      "but not zero, and its share is {:.4g}. A map is empty only when its total mass is "
                                      "exactly 0 (the raw map is >= 0): a threshold (total < 1e-3, max < 1e-6) treats a map "
                                      "of small values as empty, and the scale of a raw map says nothing about where its "
-                                     "mass is.".format(value))
+                                     "mass is.".format(value)), None
             if not empty and not abs(answer - value) <= _RTOL * abs(value) + _ATOL:
                 left, top, right_edge, bottom = maps["boxes"][i]
                 height, width = maps["sizes"][i]
@@ -417,8 +553,8 @@ def _shares_problem(results: list[tuple[dict, dict, dict]]) -> tuple[str, str]:
                                    f"{(left, top, right_edge, bottom)}): your share is {answer:.4g}, the map's mass in the box "
                                    f"over its total mass is {value:.4g}. Use Grad-CAM of class_name at layer4, upsampled "
                                    "raw to the image's size (upsample_cams(result.raw, result.image_size, result.centres)[0]), "
-                                   "and cam[top:bottom, left:right].sum() / cam.sum().")
-    return "generic", "the shares differ from the map's mass in the box over its total mass."
+                                   "and cam[top:bottom, left:right].sum() / cam.sum()."), None
+    return "generic", "the shares differ from the map's mass in the box over its total mass.", None
 
 
 def _chance_problem(results: list[tuple[dict, dict, dict]]) -> str:
@@ -473,15 +609,19 @@ def _summary_problem(results: list[tuple[dict, dict, dict]]) -> str:
     return " ".join(problems)
 
 
-def _empty_problem(results: list[tuple[dict, dict, dict]]) -> str:
+def _empty_problem(results: list[tuple[dict, dict, dict]], used: list[np.ndarray] | None = None, ordered: bool = True) -> str:
+    """What is wrong with the empty maps' shares and count; ``used``: per case, which maps are empty under the mistake
+    the shares were found to have (a different map); ``ordered``: False when the shares are out of the images' order."""
     for case, maps, parsed in results:
         values = [parsed["shares"], parsed["chance"], *(np.array(parsed[key]) for key in ("median", "above_chance", "ratio"))]
         if not all(np.isfinite(value).all() for value in values):
             return ("the result holds NaN (or infinity) where a map is zero everywhere (here on an all-black or all-white "
                     "image): its total mass is 0, and 0 / 0 is NaN. The contract gives such a map share 0.0 and counts it "
                     "in answer['empty']; then the median, above_chance and ratio stay numbers.")
-    for case, maps, parsed in results:
-        empties = parsed["shares"][maps["empty"]]
+    for index, (case, maps, parsed) in enumerate(results):
+        if used is not None:  # the maps the answer used (those of the mistake already reported)
+            maps = {**maps, "empty": used[index]}
+        empties = parsed["shares"][maps["empty"]] if ordered else np.array([])
         if len(empties) and not np.allclose(empties, 0.0):
             return (f"on {case['what']}, a map that is zero everywhere has share {float(empties[0]):.4g}: the contract gives it "
                     "share 0.0 (no mass, so none in the box).")
@@ -512,6 +652,10 @@ def _explain(box_reliance: Callable) -> Callable[[BaseException], str | None]:
             return (f"box_reliance raised ZeroDivisionError ({error}): your code uses integer division (//), and "
                     "(right - left) * (bottom - top) // (H * W) is 0 for every box smaller than its image, so the median "
                     "chance is 0 and the ratio divides by it. The chance is a fraction: divide with /.")
+        if isinstance(error, ValueError) and "inhomogeneous" in str(error):
+            return (f"box_reliance raised ValueError ({error}): the images can have different sizes, and an array "
+                    "(np.asarray(images), np.stack) needs them all of one size. Take them one by one, for image, box in "
+                    "zip(images, boxes); a list or an (N, H, W, 3) array both work that way.")
         if isinstance(error, ValueError) and "values to unpack" in str(error):
             return (f"box_reliance raised ValueError ({error}): boxes holds one box per image, N rows of 4 numbers (left, "
                     "top, right, bottom), a list of N tuples or an (N, 4) array. Read it in that form, zip(images, boxes); "
@@ -577,7 +721,7 @@ def check_f(model: LoadedModel, box_reliance: Callable, *, _grading: bool = Fals
 
     toy_cases = made_up_cases()
     cases = [(made_up_model(case.get("scale", 1.0)), case) for case in toy_cases] + [(small, notebook_case(small))]
-    results = []
+    results, changed_cases = [], {}
     for index, (owner, case) in enumerate(cases):
         maps = (_toy_maps(index) if index < len(toy_cases)
                 else cached(small, ("exercise f", repr(small.preprocess)), lambda: _maps(small, case)))
@@ -601,6 +745,12 @@ def check_f(model: LoadedModel, box_reliance: Callable, *, _grading: bool = Fals
             change = item.change()
             if not change:
                 continue
+            if item.position == 1:
+                # judged on the images as the function left them too: what it computed from its own edit is no
+                # second mistake
+                edited = [np.array(image) for image in images] if isinstance(images, list) else np.array(images)
+                if all(len(np.asarray(image).shape) == 3 for image in edited):
+                    changed_cases[index] = {**case, "images": edited}
             if item.position == 1 and originals is not None:
                 where = _where_changed(originals, [np.asarray(image) for image in images]) or change
                 message = (f"{name} changed the images it was given as argument 2 ({item.parameter or 'images'}), in place "
@@ -620,16 +770,20 @@ def check_f(model: LoadedModel, box_reliance: Callable, *, _grading: bool = Fals
             checker.require(CHECK_NAMES[0], False, f"on {case['what']}: {problem}")
             checker.skip(CHECK_NAMES[1:], "fix the result's form first")
             return checker.finish()
+        if index in changed_cases:
+            edited = _maps(owner, changed_cases[index])
+            if not _shares_problem([(case, maps, parsed)])[0] == "" and _shares_problem([(case, edited, parsed)])[0] == "":
+                maps = edited
         results.append((case, maps, parsed))
     # The same function on a network in training mode: it must leave the mode as it found it.
     first = made_up_cases()[0]
     checker.keeps_mode(box_reliance, training_copy(toy), first["images"][:2], first["boxes"][:2], first["class"])
     checker.require(CHECK_NAMES[0], True, "")
-    mistake, problem = _shares_problem(results)
+    mistake, problem, used = _shares_problem(results)
     checker.require(CHECK_NAMES[1], not mistake, problem)
     chance = _chance_problem(results)
     checker.require(CHECK_NAMES[2], not chance, chance)
-    empty = _empty_problem(results)
+    empty = _empty_problem(results, used, ordered=mistake != "sorted")
     checker.require(CHECK_NAMES[3], not empty, empty)
     summary_problem = _summary_problem(results)
     checker.require(CHECK_NAMES[4], not summary_problem, summary_problem)
