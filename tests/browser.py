@@ -71,3 +71,36 @@ def open_browser() -> Iterator[object]:
         chromium = launch(playwright, executable)
         yield chromium
         chromium.close()
+
+
+def run_all_cells(page) -> None:
+    """In the notebook open in JupyterLab on ``page`` (its kernel idle): clear the outputs, run every cell, wait.
+
+    Committed outputs and execution counts are cleared first, so that what a test checks is this run's. Done when
+    every code cell has an execution count and the kernel is idle again.
+    """
+    page.evaluate("window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
+    page.wait_for_function(
+        "Array.from(window.jupyterapp.shell.currentWidget.content.model.cells).every(cell => cell.type !== 'code' || cell.executionCount === null)"
+    )
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    page.wait_for_function(
+        """() => {
+            const panel = window.jupyterapp.shell.currentWidget;
+            const cells = Array.from(panel.content.model.cells).filter(cell => cell.type === 'code');
+            return panel.sessionContext.session.kernel.status === 'idle'
+                && cells.every(cell => cell.executionCount !== null);
+        }""",
+        polling=500,
+    )
+
+
+def error_outputs(page) -> list[str]:
+    """The text of every error output (a traceback) in the notebook open in JupyterLab on ``page``."""
+    return page.evaluate(
+        """Array.from(window.jupyterapp.shell.currentWidget.content.model.cells)
+            .flatMap((cell, index) => cell.type !== 'code' ? [] :
+                Array.from({length: cell.outputs.length}, (_, k) => cell.outputs.get(k))
+                    .filter(output => output.type === 'error')
+                    .map(output => `cell ${index}: ${output.toJSON().ename}: ${output.toJSON().evalue}`))"""
+    )

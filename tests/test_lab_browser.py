@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from browser import open_browser, require_chromium
+from browser import error_outputs, open_browser, require_chromium, run_all_cells
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import learner_copy  # noqa: E402 - scripts/learner_copy.py
@@ -99,34 +99,8 @@ def _open_and_run_all(browser, lab, name: str):
                            "window.jupyterapp.shell.currentWidget.sessionContext.session && "
                            "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel")
     page.wait_for_function("window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'")
-    # Committed outputs and execution counts first cleared, so that what is checked is this run's.
-    page.evaluate("window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
-    page.wait_for_function(
-        "Array.from(window.jupyterapp.shell.currentWidget.content.model.cells).every(cell => cell.type !== 'code' || cell.executionCount === null)"
-    )
-    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
-    # Done when every code cell has an execution count and the kernel is idle again.
-    page.wait_for_function(
-        """() => {
-            const panel = window.jupyterapp.shell.currentWidget;
-            const cells = Array.from(panel.content.model.cells).filter(cell => cell.type === 'code');
-            return panel.sessionContext.session.kernel.status === 'idle'
-                && cells.every(cell => cell.executionCount !== null);
-        }""",
-        polling=500,
-    )
+    run_all_cells(page)
     return page
-
-
-def _errors(page) -> list[str]:
-    """The text of every error output (a traceback) in the open notebook."""
-    return page.evaluate(
-        """Array.from(window.jupyterapp.shell.currentWidget.content.model.cells)
-            .flatMap((cell, index) => cell.type !== 'code' ? [] :
-                Array.from({length: cell.outputs.length}, (_, k) => cell.outputs.get(k))
-                    .filter(output => output.type === 'error')
-                    .map(output => `cell ${index}: ${output.toJSON().ename}: ${output.toJSON().evalue}`))"""
-    )
 
 
 @pytest.mark.parametrize(
@@ -167,14 +141,14 @@ def test_a_lesson_opened_and_closed_without_running_is_not_changed(browser, lab,
 
 def test_lesson_00_runs_in_the_browser_without_errors(browser, lab):
     page = _open_and_run_all(browser, lab, "lessons/00_quickstart.ipynb")
-    assert _errors(page) == []
+    assert error_outputs(page) == []
     assert page.locator(".jp-OutputArea-output img").count() >= 3  # the figures were drawn
     page.close()
 
 
 def test_the_class_picker_in_lesson_05_follows_its_controls(browser, lab):
     page = _open_and_run_all(browser, lab, "lessons/05_cams_for_any_class.ipynb")
-    assert _errors(page) == []
+    assert error_outputs(page) == []
     page.set_default_timeout(WIDGET_LIMIT_MS)
     # JupyterLab renders only the cells in view: bring the picker's cell there.
     page.evaluate(
