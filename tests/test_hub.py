@@ -6,7 +6,10 @@ learners log in through the hub's login form over HTTP; their servers are
 started with the hub's REST API (the course's admin token), the course is
 pulled into each home with the class link's nbgitpuller endpoint, and lesson
 00 runs in a kernel of each server through jupyter_server's REST API and
-websocket, both learners at once. Without Node.js or the proxy the tests skip
+websocket, both learners at once. A second pull of the class link, after the
+teacher commits to a clone of the course, keeps a learner's edit; on a hub of
+its own with a culler timeout of a few seconds, an idle learner's server is
+stopped and its process ends. Without Node.js or the proxy the tests skip
 with the line that says what to install.
 """
 
@@ -24,19 +27,27 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 import hub  # noqa: E402 - scripts/hub.py
+from browser import error_outputs, open_browser, run_all_cells  # noqa: E402 - tests/browser.py
 
 LEARNERS = ["ada", "ben"]
 #: The learner who logs in through Chromium (a fresh one: the first click of the class link clones the course).
 BROWSER_LEARNER = "cleo"
+#: The learner whose edits a second pull of the class link must keep (a server of their own, so no other test's
+#: order matters).
+PULLING_LEARNER = "dana"
+#: The learner left idle on a hub of their own whose culler stops a server after IDLE_S seconds.
+IDLE_LEARNER = "eve"
+IDLE_S = 5
+#: Generous: the culler looks every IDLE_S // 2 seconds, but a busy machine stops a server slowly.
+CULLED_WITHIN_S = 120
 LESSON = f"{hub.COURSE_FOLDER}/{hub.FIRST_LESSON}"
 #: Generous: both learners share two cores with whatever else the machine runs.
 SERVER_READY_S = 240
 CELL_LIMIT_S = 300
 
 
-@pytest.fixture(scope="module")
-def class_hub(tmp_path_factory):
-    """A running hub for LEARNERS; stopped with every server and kernel at the end, whatever happened."""
+def skip_without_a_hub() -> None:
+    """Skip, saying what to install, where the hub cannot run: no Node.js or proxy, no branch, no test extras."""
     problem = hub.missing_proxy()
     if problem:
         pytest.skip(problem)
@@ -44,9 +55,16 @@ def class_hub(tmp_path_factory):
         pytest.skip("the repository has no git branch for nbgitpuller to clone (detached HEAD, no local branch)")
     for module in ("jupyterhub", "jupyterhub_idle_culler", "nbgitpuller", "websocket", "requests", "psutil"):
         pytest.importorskip(module, reason=f"{module} is missing: run `make test` to install the test extras")
+
+
+@pytest.fixture(scope="module")
+def class_hub(tmp_path_factory):
+    """A running hub for LEARNERS; stopped with every server and kernel at the end, whatever happened."""
+    skip_without_a_hub()
     started = time.monotonic()
     # JupyterLab's application object in the page, for the browser test to run the lesson and read its outputs.
-    running = hub.start(tmp_path_factory.mktemp("hub"), hub.free_port(), LEARNERS + [BROWSER_LEARNER],
+    running = hub.start(tmp_path_factory.mktemp("hub"), hub.free_port(),
+                        LEARNERS + [BROWSER_LEARNER, PULLING_LEARNER],
                         server_args=("--LabApp.expose_app_in_browser=True",))
     print(f"hub ready after {time.monotonic() - started:.1f} s")
     try:
@@ -94,12 +112,14 @@ def wait_for_servers(running: hub.Hub, names: list[str]) -> dict[str, str]:
     return ready
 
 
-def pull_course(base: str, token: str) -> list[dict]:
-    """Follow the class link's nbgitpuller event stream to its end; the events."""
+def pull_course(base: str, token: str, repository: Path = hub.ROOT, branch: str | None = None) -> list[dict]:
+    """Follow the class link's nbgitpuller event stream (for ``repository``, this one by default) to its end; the
+    events."""
     import requests
 
     events = []
-    with requests.get(base + hub.class_link(branch=hub.course_branch(), api=True), stream=True, timeout=300,
+    link = hub.class_link(repository, branch=branch or hub.course_branch(), api=True)
+    with requests.get(base + link, stream=True, timeout=300,
                       headers={"Authorization": f"token {token}"}) as response:
         response.raise_for_status()
         for line in response.iter_lines(decode_unicode=True):
@@ -207,8 +227,6 @@ def test_two_learners_log_in_get_the_course_and_run_lesson_00(class_hub):
 
 @pytest.fixture(scope="module")
 def browser():
-    from browser import open_browser
-
     yield from open_browser()
 
 
@@ -230,25 +248,8 @@ def test_a_learner_logs_in_through_the_login_page_and_runs_lesson_00_in_jupyterl
                                "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'",
                                polling=500)
         assert (class_hub.directory / "home" / BROWSER_LEARNER / LESSON).is_file()
-        # Committed outputs cleared first, so that what is checked is this run's.
-        page.evaluate("window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
-        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
-        page.wait_for_function(
-            """() => {
-                const panel = window.jupyterapp.shell.currentWidget;
-                const cells = Array.from(panel.content.model.cells).filter(cell => cell.type === 'code');
-                return panel.sessionContext.session.kernel.status === 'idle'
-                    && cells.every(cell => cell.executionCount !== null);
-            }""",
-            polling=500,
-        )
-        errors = page.evaluate(
-            """Array.from(window.jupyterapp.shell.currentWidget.content.model.cells)
-                .flatMap((cell, index) => cell.type !== 'code' ? [] :
-                    Array.from({length: cell.outputs.length}, (_, k) => cell.outputs.get(k))
-                        .filter(output => output.type === 'error')
-                        .map(output => `cell ${index}: ${output.toJSON().ename}: ${output.toJSON().evalue}`))"""
-        )
+        run_all_cells(page)
+        errors = error_outputs(page)
         assert errors == []
         assert page.locator(".jp-OutputArea-output img").count() >= 3  # the figures were drawn
     finally:
@@ -258,6 +259,104 @@ def test_a_learner_logs_in_through_the_login_page_and_runs_lesson_00_in_jupyterl
 def test_the_culler_runs_as_a_hub_service(class_hub):
     services = api(class_hub, "GET", "/services")
     assert "idle-culler" in services and services["idle-culler"]["command"], services
+
+
+@pytest.fixture
+def idle_hub(tmp_path):
+    """A hub whose culler stops a server idle for IDLE_S seconds (the class hub's hour would outlast the suite)."""
+    skip_without_a_hub()
+    running = hub.start(tmp_path / "hub", hub.free_port(), [IDLE_LEARNER], cull_timeout=IDLE_S)
+    try:
+        yield running
+    finally:
+        hub.stop(running)
+
+
+def test_the_culler_stops_an_idle_learners_server_and_its_process_ends(idle_hub):
+    import psutil
+
+    log_in(idle_hub, IDLE_LEARNER)
+    api(idle_hub, "POST", f"/users/{IDLE_LEARNER}/server")
+    wait_for_servers(idle_hub, [IDLE_LEARNER])
+    # The spawner's state (the admin token may read it) holds the server's process id: LocalProcessSpawner's pid.
+    pid = api(idle_hub, "GET", f"/users/{IDLE_LEARNER}")["servers"][""]["state"]["pid"]
+    assert psutil.pid_exists(pid)
+    # Nothing touches the server from here on: only the culler can stop it.
+    deadline = time.monotonic() + CULLED_WITHIN_S
+    while api(idle_hub, "GET", f"/users/{IDLE_LEARNER}")["servers"]:
+        assert time.monotonic() < deadline, (f"the idle server still runs after {CULLED_WITHIN_S} s\n"
+                                             + idle_hub.log()[-3000:])
+        time.sleep(1)
+    # The hub logs who stopped it: the culler's service, not the fixture or another test.
+    assert any("DELETE" in line and f"/users/{IDLE_LEARNER}/server" in line and "idle-culler" in line
+               for line in idle_hub.log().splitlines()), idle_hub.log()[-3000:]
+
+    def ended() -> bool:
+        """Gone, or a zombie waiting for the hub to read its exit status: either way it holds no memory."""
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    deadline = time.monotonic() + 30
+    while not ended():
+        assert time.monotonic() < deadline, f"the culled server's process {pid} still runs"
+        time.sleep(0.5)
+
+
+def git(directory: Path, *arguments: str) -> str:
+    import subprocess
+
+    # A fixed author: the test machine's git may have none configured.
+    return subprocess.run(["git", "-c", "user.name=Teacher", "-c", "user.email=teacher@example.org", *arguments],
+                          cwd=directory, check=True, capture_output=True, text=True).stdout
+
+
+def append_markdown(notebook: dict, text: str) -> dict:
+    notebook["cells"].append({"cell_type": "markdown", "metadata": {}, "source": text})
+    return notebook
+
+
+def test_a_second_pull_keeps_the_learners_edits_and_brings_the_teachers_change(class_hub, tmp_path):
+    """nbgitpuller's promise: the teacher's later commits arrive, the learner's own edits stay."""
+    import requests
+
+    # The course's source is a clone, so the teacher's commit below never touches this repository.
+    branch = hub.course_branch()
+    source = tmp_path / "course"
+    git(tmp_path, "clone", "--quiet", "--branch", branch, str(hub.ROOT), str(source))
+    log_in(class_hub, PULLING_LEARNER)
+    api(class_hub, "POST", f"/users/{PULLING_LEARNER}/server")
+    base = class_hub.url + wait_for_servers(class_hub, [PULLING_LEARNER])[PULLING_LEARNER]
+    token = api(class_hub, "POST", f"/users/{PULLING_LEARNER}/tokens", json={"note": "test_hub"})["token"]
+    headers = {"Authorization": f"token {token}"}
+    try:
+        events = pull_course(base, token, source, branch)
+        assert events and events[-1]["phase"] == "finished", f"the first pull did not finish: {events[-3:]}"
+
+        # The learner saves lesson 00 with a cell of their own, as JupyterLab saves it (the contents API).
+        mine = "My own notes on lesson 00."
+        url = f"{base}api/contents/{LESSON}"
+        notebook = requests.get(url, headers=headers, timeout=60).json()["content"]
+        requests.put(url, headers=headers, timeout=60, json={"type": "notebook", "format": "json",
+                                                             "content": append_markdown(notebook, mine)}
+                     ).raise_for_status()
+
+        # The teacher changes another lesson and commits it.
+        changed = "notebooks/01_classifying_images.ipynb"
+        theirs = "A correction from the teacher."
+        lesson = source / changed
+        lesson.write_text(json.dumps(append_markdown(json.loads(lesson.read_text()), theirs), indent=1) + "\n")
+        git(source, "commit", "--quiet", "-am", "Correct lesson 01")
+
+        events = pull_course(base, token, source, branch)
+        assert events and events[-1]["phase"] == "finished", f"the second pull did not finish: {events[-3:]}"
+        home = class_hub.directory / "home" / PULLING_LEARNER
+        assert mine in (home / LESSON).read_text(), "the second pull lost the learner's edit of lesson 00"
+        assert theirs in (home / hub.COURSE_FOLDER / changed).read_text(), "the teacher's change did not arrive"
+    finally:
+        # One server fewer for the rest of the module's tests (the fixture's stop would get it anyway).
+        api(class_hub, "DELETE", f"/users/{PULLING_LEARNER}/server")
 
 
 def test_a_port_in_use_is_one_line(monkeypatch, capsys):
