@@ -262,13 +262,17 @@ RIGHT_D = [
 ]
 
 
-def _grad_cam_shares(mask_of=lambda mask: mask, share_of=lambda value: value, maps_of=lambda maps: maps[0]):
-    """localisation_shares with grad_cam per stage and one slip: in the mask, the share or the map taken."""
+def _stage_map(model, image, class_name, stage, mask):
+    return grad_cam(model, image, class_name, layer=stage).maps[0]
+
+
+def _grad_cam_shares(mask_of=lambda mask: mask, share_of=lambda value: value, cam_of=_stage_map):
+    """localisation_shares with grad_cam per stage and one slip: in the mask, the share or the map made."""
     def localisation_shares(model, image, class_name, object_mask):
         mask = mask_of(np.asarray(object_mask, dtype=bool))
         shares = {}
         for stage in STAGES:
-            cam = maps_of(grad_cam(model, image, class_name, layer=stage).maps).detach().numpy()
+            cam = cam_of(model, image, class_name, stage, mask).detach().numpy()
             total = float(cam.sum())
             shares[stage] = share_of(float(cam[mask].sum()) / total) if total > 0 else 0.0
         return shares
@@ -291,35 +295,23 @@ WRONG_D += [
     WrongAnswer("d", "shares rounded to 2 decimals", r"rounded to 2 decimals.*unrounded", _grad_cam_shares(share_of=lambda value: round(value, 2))),
     # round 6: a message that did not name the cause
     WrongAnswer("d", "result.maps without [0]: an extra leading dimension", r"extra leading dimension of size 1.*result\.maps\[0\]",
-                _grad_cam_shares(maps_of=lambda maps: maps)),
+                _grad_cam_shares(cam_of=lambda model, image, name, stage, mask: grad_cam(model, image, name, layer=stage).maps)),
     WrongAnswer("d", "the last stage that reaches the threshold: one cause named",
                 r"^(?!.*largest share)(?s:.*)last stage that reaches the threshold", _first(_last_reached)),
 ]
 
 
-def _fixed_size(model, image, class_name, object_mask):
+def _fixed_size(model, image, class_name, stage, mask):
     """grad_cam with output_size hard-coded to the notebook photo's size (224, 448)."""
-    mask = np.asarray(object_mask, dtype=bool)
-    shares = {}
-    for stage in STAGES:
-        cam = grad_cam(model, image, class_name, layer=stage, output_size=(224, 448)).maps[0].numpy()
-        total = float(cam.sum())
-        shares[stage] = float(cam[mask].sum()) / total if total > 0 else 0.0
-    return shares
+    return grad_cam(model, image, class_name, layer=stage, output_size=(224, 448)).maps[0]
 
 
-def _from_input_resized(model, image, class_name, object_mask):
+def _from_input_resized(model, image, class_name, stage, mask):
     """The map made from the preprocessed tensor (the network input's size), nearest-resized to the mask's size."""
-    mask = np.asarray(object_mask, dtype=bool)
-    shares = {}
-    for stage in STAGES:
-        cam = grad_cam(model, model.to_input(image), class_name, layer=stage).maps[0]
-        if tuple(cam.shape) != mask.shape:
-            cam = torch.nn.functional.interpolate(cam[None, None], size=mask.shape, mode="nearest")[0, 0]
-        cam = cam.numpy()
-        total = float(cam.sum())
-        shares[stage] = float(cam[mask].sum()) / total if total > 0 else 0.0
-    return shares
+    cam = grad_cam(model, model.to_input(image), class_name, layer=stage).maps[0]
+    if tuple(cam.shape) != mask.shape:
+        cam = torch.nn.functional.interpolate(cam[None, None], size=mask.shape, mode="nearest")[0, 0]
+    return cam
 
 
 def _truthy(shares, threshold=0.8):
@@ -333,9 +325,9 @@ def _truthy(shares, threshold=0.8):
 WRONG_D += [
     # a fresh student's round 8: passed the check before
     WrongAnswer("d", "output_size hard-coded to the photo's size", r"153x305 copy of the photo.*the map must have the image's size.*not with a fixed size",
-                lambda m, s: {"localisation_shares": _fixed_size}),
+                _grad_cam_shares(cam_of=_fixed_size)),
     WrongAnswer("d", "map made from the preprocessed tensor, nearest-resized", r"153x305 copy of the photo.*the map must have the image's size.*preprocessed tensor",
-                lambda m, s: {"localisation_shares": _from_input_resized}),
+                _grad_cam_shares(cam_of=_from_input_resized)),
     WrongAnswer("d", "a share of 0.0 skipped by a truthiness test (threshold 0)", r"threshold=0.*0\.0 is falsy.*>= threshold", _first(_truthy)),
     # round 8: messages that did not name the cause
     WrongAnswer("d", "stage numbers as keys, shown as ints", r"got \[1, 2, 3, 4\]: the keys must be the stage names as str",
