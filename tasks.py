@@ -132,7 +132,9 @@ def root_flags() -> list[str]:
 def main(argv: list[str]) -> int:
     commands = {
         "lab": lambda python: [str(python), "-m", "jupyter", "lab", str(learner_copy.DEFAULT_TARGET), *root_flags(), *argv[1:]],
-        "test": lambda python: [str(python), "-m", "pytest", *argv[1:]],
+        # Two workers (pytest-xdist): much of the suite waits on kernels starting, browsers and servers, so two at a
+        # time on 2 cores takes far less than one; conftest.py keeps each notebook's cells on one worker.
+        "test": lambda python: [str(python), "-m", "pytest", "-n", "2", "--dist", "loadfile", *argv[1:]],
         "bench": lambda python: [str(python), str(ROOT / "benchmarks" / "bench_cam.py"), *argv[1:]],
         "bench-photo": lambda python: [str(python), str(ROOT / "benchmarks" / "bench_phone_photo.py"), *argv[1:]],
         "bench-memory": lambda python: [str(python), str(ROOT / "benchmarks" / "bench_notebook_memory.py"), *argv[1:]],

@@ -136,7 +136,7 @@ def test_offline_default_falls_back_quickly_with_a_notice(offline, capsys):
     loaded = load_model()
     elapsed = time.perf_counter() - start
     assert loaded.name == "efficientnet_lite0"
-    assert elapsed < 10
+    assert elapsed < 60  # refused at once, never retried or waited on; the margin holds on a busy machine
     notice = capsys.readouterr().err.strip()
     assert len(notice.splitlines()) == 1
     assert "EfficientNet-Lite0" in notice and "resnet50-" in notice
@@ -188,13 +188,14 @@ def test_bundled_weights_are_read_with_weights_only(monkeypatch):
 
 def test_probe_is_bounded_in_time(monkeypatch):
     def hang(*args, **kwargs):
-        time.sleep(5)  # like a DNS lookup that never answers
+        time.sleep(120)  # like a DNS lookup that never answers
         raise OSError("timed out")
 
     monkeypatch.setattr(socket, "create_connection", hang)
     start = time.perf_counter()
     assert models._host_reachable("https://example.invalid/x", timeout=0.2) is False
-    assert time.perf_counter() - start < 3
+    # Bounded by the probe's own timeout (1.2 s), not by the hang (120 s); the margin holds on a busy machine.
+    assert time.perf_counter() - start < 60
 
 
 # --- torchvision models by name, each with its default layer -------------------------------------------------

@@ -1,5 +1,3 @@
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -151,9 +149,8 @@ def test_the_course_models_centres(lite_model, resnet50_layout):
 
 def test_centres_are_cached_and_read_only(lite_model):
     first = cell_centres(lite_model.network, "layer4", (224, 288))
-    start = time.perf_counter()
     again = cell_centres(lite_model.network, "layer4", (224, 288))
-    assert again is first and time.perf_counter() - start < 0.01
+    assert again is first  # the same object: nothing was measured again
     with pytest.raises(ValueError):
         first.rows[0] = 0.0
     assert cell_centres(lite_model.network, lite_model.network.layer4, (224, 288)) is first
