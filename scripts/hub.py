@@ -18,9 +18,17 @@ It runs, all on 127.0.0.1:
   link, so logging in is enough;
 - the JupyterLab settings of ``make lab`` (closing a tab shuts its kernel
   down), and the idle culler as a service of the hub, which stops a server
-  left idle.
+  left idle;
+- nbgrader's exchange, ``<dir>/exchange``, and an nbgrader configuration,
+  ``<dir>/nbgrader/nbgrader_config.py``, that every learner's server reads
+  (through ``JUPYTER_CONFIG_PATH``): the exchange, the course id, and the
+  learner's hub name as nbgrader's student id. All learners share one system
+  account here, and nbgrader would otherwise name every submission after it.
+  nbgrader's menus stay off, as in ``make lab``: learners fetch and submit with
+  ``nbgrader`` in a terminal of their server (see the teacher's guide to turn
+  the menus on).
 
-It prints the hub's URL, the class link and the accounts. The hub's files (its
+It prints the hub's URL, the class link, the accounts and the teacher's nbgrader commands. The hub's files (its
 database, cookie secret, generated ``jupyterhub_config.py``, the homes) stay in
 ``<dir>``. Stop it with Ctrl-C: the hub stops the proxy and every server.
 """
@@ -58,10 +66,18 @@ COURSE_FOLDER = "gradcam-course"
 FIRST_LESSON = "notebooks/00_quickstart.ipynb"
 #: A server with no activity for this long is stopped by the culler (seconds).
 CULL_TIMEOUT = 3600
+#: nbgrader: the course id of ``make nbgrader-course`` (utilities.grading.nbgrader_course.DEFAULT_COURSE_ID; not
+#: imported, since importing the course's utilities loads PyTorch), the exchange and the configuration's folder
+#: inside the hub's folder, and the exercise the printed commands name.
+NBGRADER_COURSE_ID = "gradcam-course"
+EXCHANGE_FOLDER = "exchange"
+NBGRADER_CONFIG_FOLDER = "nbgrader"
+NBGRADER_EXAMPLE = "exercise_a"
 #: Learners' names become folder names and URL parts: keep them to what every system and JupyterHub accept.
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 
-__all__ = ["Hub", "class_link", "course_branch", "free_port", "missing_proxy", "read_class_list", "start", "stop"]
+__all__ = ["Hub", "class_link", "course_branch", "free_port", "missing_proxy", "nbgrader_config", "nbgrader_steps",
+           "read_class_list", "start", "stop"]
 
 
 def proxy_executable() -> Path:
@@ -142,12 +158,49 @@ def class_link(repository: Path = ROOT, branch: str | None = None, api: bool = F
     return ("git-pull/api?" if api else "git-pull?") + urllib.parse.urlencode(query)
 
 
+def nbgrader_config(exchange: Path, course_id: str = NBGRADER_COURSE_ID) -> str:
+    """The text of the hub's ``nbgrader_config.py``, read by every learner's server and by the teacher's commands."""
+    return f'''"""nbgrader's settings on `make hub`, written by scripts/hub.py; regenerated at every start.
+
+The learners' servers read it through JUPYTER_CONFIG_PATH; so do the teacher's nbgrader commands when
+JUPYTER_CONFIG_PATH names this folder (the course folder's own nbgrader_config.py is read after it).
+"""
+import os
+
+c = get_config()  # noqa: F821 - nbgrader defines it
+
+c.Exchange.root = {str(exchange)!r}
+c.CourseDirectory.course_id = {course_id!r}
+# Every learner's server runs as the same system account on this hub, and nbgrader names a submission after
+# the account unless it is given a student id: each learner's server has its own, the learner's hub name.
+# (A hub with one system account per learner needs no such setting.) The teacher's commands run outside
+# the hub's servers, without JUPYTERHUB_USER, so they see every learner.
+if os.environ.get("JUPYTERHUB_USER"):
+    c.CourseDirectory.student_id = os.environ["JUPYTERHUB_USER"]
+'''
+
+
+def nbgrader_steps(directory: Path) -> str:
+    """What a teacher runs for nbgrader on the hub in ``directory``: make the course, release, and later grade."""
+    course, first = directory / "nbgrader-course", NBGRADER_EXAMPLE
+    return "\n".join([
+        f"nbgrader: exchange {directory / EXCHANGE_FOLDER}, course id {NBGRADER_COURSE_ID}. As the teacher, in {ROOT}:",
+        f"  .venv/bin/python -m utilities.grading.nbgrader_course {course} --exercises {first[-1]}",
+        f"  source .venv/bin/activate; export JUPYTER_CONFIG_PATH={directory / NBGRADER_CONFIG_FOLDER}; cd {course}",
+        f"  nbgrader generate_assignment {first}; nbgrader release_assignment {first}",
+        f"Learners, in a terminal of their server: nbgrader fetch_assignment {first}; later nbgrader submit {first}.",
+        f"Then: nbgrader collect {first}; nbgrader autograde {first}; nbgrader generate_feedback {first}; "
+        f"nbgrader release_feedback {first}",
+        f"Learners: nbgrader fetch_feedback {first}.",
+    ])
+
+
 def hub_config(port: int, learners: list[str], admin_token: str, home: Path, cull_timeout: int,
-               server_args: tuple[str, ...] = ()) -> str:
+               server_args: tuple[str, ...] = (), nbgrader: Path | None = None) -> str:
     """The text of a ``jupyterhub_config.py`` for the class (values written as Python literals).
 
     ``server_args`` go to every learner's server after the course's own (the browser test exposes JupyterLab's
-    application object with them).
+    application object with them). ``nbgrader``: the folder of the learners' ``nbgrader_config.py``.
     """
     settings = {
         "port": port, "hub_port": free_port(), "proxy_api_port": free_port(), "learners": learners,
@@ -155,6 +208,7 @@ def hub_config(port: int, learners: list[str], admin_token: str, home: Path, cul
         "proxy": str(proxy_executable()), "default_url": "/" + class_link(branch=course_branch()),
         # The culler looks at least twice per timeout, so that a short one (a test's) is kept to.
         "cull_timeout": cull_timeout, "cull_every": max(1, min(60, cull_timeout // 2)), "server_args": list(server_args),
+        "nbgrader": str(nbgrader) if nbgrader else None,
     }
     return f'''"""Written by scripts/hub.py for `make hub`; regenerated at every start."""
 import os
@@ -185,6 +239,9 @@ c.Spawner.start_timeout = 180
 c.Spawner.default_url = s["default_url"]
 # As binder/start sets them in the course's image: the bundled model, and PyTorch's threads bounded per learner.
 c.Spawner.environment = {{"GRADCAM_MODEL": "efficientnet_lite0", "OMP_NUM_THREADS": "2"}}
+# nbgrader's settings for the learners' servers and their kernels: the exchange, the course, the student id.
+if s["nbgrader"]:
+    c.Spawner.environment["JUPYTER_CONFIG_PATH"] = s["nbgrader"]
 
 # The course's own token for the tests and the teacher's scripts: the admin role.
 c.JupyterHub.services = [
@@ -222,11 +279,19 @@ def start(directory: Path, port: int, learners: list[str], cull_timeout: int = C
     """
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "home").mkdir(exist_ok=True)
+    # nbgrader's exchange: every learner's server writes to it (all as this account here; on a real hub it is
+    # world-writable, as nbgrader asks).
+    exchange = directory / EXCHANGE_FOLDER
+    exchange.mkdir(exist_ok=True)
+    exchange.chmod(0o777)
+    nbgrader = directory / NBGRADER_CONFIG_FOLDER
+    nbgrader.mkdir(exist_ok=True)
+    (nbgrader / "nbgrader_config.py").write_text(nbgrader_config(exchange))
     # The servers run from this environment: give it make lab's JupyterLab settings.
     tasks.install_lab_settings(Path(sys.prefix))
     token = secrets.token_hex(32)
     config = directory / "jupyterhub_config.py"
-    config.write_text(hub_config(port, learners, token, directory / "home", cull_timeout, server_args))
+    config.write_text(hub_config(port, learners, token, directory / "home", cull_timeout, server_args, nbgrader))
     config.chmod(0o600)  # it holds the admin token
     # The environment's bin first: the hub starts the culler and the servers with this Python, and the proxy
     # with the first `node` on PATH.
@@ -367,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Accounts (any password): {', '.join(learners)}")
     print(f"Class link (clones or updates the course, then opens lesson 00): {hub.url}/hub/user-redirect/{class_link(branch=course_branch())}")
     print(f"Learners' homes: {directory / 'home'}; the hub's log: {directory / 'jupyterhub.log'}")
+    print(nbgrader_steps(directory))
     print("Stop with Ctrl-C.", flush=True)
     # A `kill` (or a CI job's timeout) stops the class as Ctrl-C does: the hub runs in a session of its own,
     # so nothing else would stop it and its servers.

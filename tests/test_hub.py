@@ -9,8 +9,12 @@ pulled into each home with the class link's nbgitpuller endpoint, and lesson
 websocket, both learners at once. A second pull of the class link, after the
 teacher commits to a clone of the course, keeps a learner's edit; on a hub of
 its own with a culler timeout of a few seconds, an idle learner's server is
-stopped and its process ends. Without Node.js or the proxy the tests skip
-with the line that says what to install.
+stopped and its process ends. nbgrader's exchange runs a whole round for
+exercise a: the teacher makes the course folder and runs its commands; three
+learners fetch, answer (the solution, a wrong answer, nothing) and submit, each
+in a kernel of their own server; the teacher collects, autogrades and releases
+feedback, which each learner fetches. Without Node.js or the proxy the tests
+skip with the line that says what to install.
 """
 
 from __future__ import annotations
@@ -37,6 +41,20 @@ BROWSER_LEARNER = "cleo"
 PULLING_LEARNER = "dana"
 #: The learner left idle on a hub of their own whose culler stops a server after IDLE_S seconds.
 IDLE_LEARNER = "eve"
+#: The learners of nbgrader's exchange, and what each hands in: exercise a's solution, a wrong answer, nothing.
+GRADED_LEARNERS = {"fay": "solution", "gus": "wrong", "hal": "untouched"}
+ASSIGNMENT = "exercise_a"
+ASSIGNMENT_NOTEBOOK = "exercise_a_cams_for_classes.ipynb"
+MAX_POINTS = 6  # exercise a's checks (utilities.checks.CHECK_COUNTS["a"])
+#: The wrong answer: the solution's Grad-CAM maps, with the two halves swapped in dominant_class (4 of 6 checks).
+WRONG_MARK = "a mistake: the halves swapped"
+WRONG_DOMINANT_CLASS = f'''def dominant_class(cams, class_names):
+    """For each half of the photo, the class whose map has the most mass there ({WRONG_MARK})."""
+    width = cams.shape[-1]
+    halves = {{"left": cams[..., width // 2 :], "right": cams[..., : width // 2]}}
+    return {{half: class_names[int(part.sum(dim=(-2, -1)).argmax())] for half, part in halves.items()}}'''
+#: Generous: nbgrader runs each submission's checks (a CNN) on two shared cores.
+NBGRADER_LIMIT_S = 900
 IDLE_S = 5
 #: Generous: the culler looks every IDLE_S // 2 seconds, but a busy machine stops a server slowly.
 CULLED_WITHIN_S = 120
@@ -64,7 +82,7 @@ def class_hub(tmp_path_factory):
     started = time.monotonic()
     # JupyterLab's application object in the page, for the browser test to run the lesson and read its outputs.
     running = hub.start(tmp_path_factory.mktemp("hub"), hub.free_port(),
-                        LEARNERS + [BROWSER_LEARNER, PULLING_LEARNER],
+                        LEARNERS + [BROWSER_LEARNER, PULLING_LEARNER, *GRADED_LEARNERS],
                         server_args=("--LabApp.expose_app_in_browser=True",))
     print(f"hub ready after {time.monotonic() - started:.1f} s")
     try:
@@ -130,6 +148,44 @@ def pull_course(base: str, token: str, repository: Path = hub.ROOT, branch: str 
     return events
 
 
+def execute(socket, session: str, code: str) -> dict:
+    """Run ``code`` in the kernel behind a websocket (``session``: the client's id) and wait until it is done.
+
+    Returns its errors (ename, evalue), how many PNG figures it displayed, and its stream output as text.
+    """
+    msg_id = uuid.uuid4().hex
+    socket.send(json.dumps({
+        "header": {"msg_id": msg_id, "session": session, "username": "", "msg_type": "execute_request",
+                   "version": "5.3"},
+        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+        "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+                    "allow_stdin": False, "stop_on_error": True},
+    }))
+    errors, figures, text = [], 0, []
+    replied = idle = False
+    while not (replied and idle):
+        raw = socket.recv()
+        if isinstance(raw, bytes):
+            continue  # a message with binary buffers (a widget's state): never a reply or an error
+        message = json.loads(raw)
+        if message["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind, content = message["msg_type"], message["content"]
+        if kind == "error":
+            errors.append((content["ename"], content["evalue"]))
+        elif kind == "stream":
+            text.append(content["text"])
+        elif kind in ("display_data", "execute_result") and "image/png" in content.get("data", {}):
+            figures += 1
+        elif kind == "execute_reply":
+            replied = True
+            if content["status"] != "ok" and not errors:
+                errors.append((content.get("ename", content["status"]), content.get("evalue", "")))
+        elif kind == "status" and content["execution_state"] == "idle":
+            idle = True
+    return {"errors": errors, "figures": figures, "text": "".join(text)}
+
+
 def run_notebook(base: str, token: str, path: str) -> dict:
     """Run a notebook's code cells in a new kernel of a learner's server, over its REST API and websocket.
 
@@ -152,33 +208,9 @@ def run_notebook(base: str, token: str, path: str) -> dict:
         for index, cell in enumerate(notebook["cells"]):
             if cell["cell_type"] != "code":
                 continue
-            msg_id = uuid.uuid4().hex
-            socket.send(json.dumps({
-                "header": {"msg_id": msg_id, "session": session, "username": "", "msg_type": "execute_request",
-                           "version": "5.3"},
-                "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-                "content": {"code": cell["source"], "silent": False, "store_history": True, "user_expressions": {},
-                            "allow_stdin": False, "stop_on_error": True},
-            }))
-            replied = idle = False
-            while not (replied and idle):
-                raw = socket.recv()
-                if isinstance(raw, bytes):
-                    continue  # a message with binary buffers (a widget's state): never a reply or an error
-                message = json.loads(raw)
-                if message["parent_header"].get("msg_id") != msg_id:
-                    continue
-                kind, content = message["msg_type"], message["content"]
-                if kind == "error":
-                    errors.append((index, content["ename"], content["evalue"]))
-                elif kind in ("display_data", "execute_result") and "image/png" in content.get("data", {}):
-                    figures += 1
-                elif kind == "execute_reply":
-                    replied = True
-                    if content["status"] != "ok" and not any(error[0] == index for error in errors):
-                        errors.append((index, content.get("ename", content["status"]), content.get("evalue", "")))
-                elif kind == "status" and content["execution_state"] == "idle":
-                    idle = True
+            result = execute(socket, session, cell["source"])
+            errors += [(index, ename, evalue) for ename, evalue in result["errors"]]
+            figures += result["figures"]
             if errors:
                 break
     finally:
@@ -393,3 +425,229 @@ def test_the_class_list(tmp_path):
     names.write_text("ada\nnot a name\n")
     with pytest.raises(ValueError, match="line 2"):
         hub.read_class_list(names)
+
+
+def teacher_commands(course: Path) -> dict[str, list[str]]:
+    """Make the course folder for exercise a as the teacher's guide says; the nbgrader commands it prints, by step."""
+    import subprocess
+
+    made = subprocess.run([sys.executable, "-m", "utilities.grading.nbgrader_course", str(course), "--exercises", "a"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=NBGRADER_LIMIT_S)
+    assert made.returncode == 0, made.stdout + made.stderr
+    # The course's id is the one the hub gives its learners' servers.
+    assert f"c.CourseDirectory.course_id = {hub.NBGRADER_COURSE_ID!r}" in (course / "nbgrader_config.py").read_text()
+    commands = {}
+    for line in made.stdout.splitlines():
+        words = line.split("#", 1)[0].split()
+        if words[:1] == ["nbgrader"]:
+            commands[words[1]] = words
+    return commands
+
+
+def as_teacher(running: hub.Hub, command: list[str], course: Path) -> str:
+    """An nbgrader command of the course, run in the course folder as the teacher: with the hub's nbgrader
+    settings (its exchange), outside any learner's server."""
+    import os
+    import subprocess
+
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("JUPYTERHUB_")}
+    environment.update(PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+                       JUPYTER_CONFIG_PATH=str(running.directory / hub.NBGRADER_CONFIG_FOLDER), OMP_NUM_THREADS="1")
+    assert command[0] == "nbgrader"
+    done = subprocess.run([sys.executable, "-m", "nbgrader", *command[1:]], cwd=course, env=environment,
+                          capture_output=True, text=True, timeout=NBGRADER_LIMIT_S)
+    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+def each_learner(work, names: list[str]) -> None:
+    """``work(name)`` for every learner at once, as a class works; the first failure is raised, with its name."""
+    failures: dict[str, BaseException] = {}
+
+    def one(name: str) -> None:
+        try:
+            work(name)
+        except BaseException as error:  # raised below, with the learner's name
+            failures[name] = error
+
+    threads = [threading.Thread(target=one, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for name, error in failures.items():
+        raise AssertionError(f"{name}: {error!r}") from error
+
+
+class LearnerKernel:
+    """One kernel of a learner's server, over its REST API and websocket, that runs nbgrader as a learner's
+    terminal would: in their home, with their server's environment."""
+
+    def __init__(self, base: str, token: str):
+        import requests
+        import websocket
+
+        self.base, self.headers, self.session = base, {"Authorization": f"token {token}"}, uuid.uuid4().hex
+        response = requests.post(f"{base}api/kernels", headers=self.headers, timeout=120, json={"name": "python3"})
+        response.raise_for_status()
+        self.id = response.json()["id"]
+        self.socket = websocket.create_connection(
+            f"{base.replace('http://', 'ws://')}api/kernels/{self.id}/channels?session_id={self.session}",
+            header=[f"Authorization: token {token}"], timeout=NBGRADER_LIMIT_S)
+
+    def nbgrader(self, *arguments: str) -> str:
+        code = ("import subprocess, sys\n"
+                f"done = subprocess.run([sys.executable, '-m', 'nbgrader', *{list(arguments)!r}], "
+                "capture_output=True, text=True)\n"
+                "print(done.stdout + done.stderr)\n"
+                "assert done.returncode == 0, done.returncode\n")
+        result = execute(self.socket, self.session, code)
+        assert result["errors"] == [], f"nbgrader {' '.join(arguments)}: {result['errors']}\n{result['text']}"
+        return result["text"]
+
+    def close(self) -> None:
+        import requests
+
+        self.socket.close()
+        requests.delete(f"{self.base}api/kernels/{self.id}", headers=self.headers, timeout=60)
+
+
+def answer_cells(kind: str) -> dict[str, str]:
+    """The code answer cells a learner writes in, by grade id: the solution's, or the wrong answer."""
+    import nbformat
+
+    if kind == "untouched":
+        return {}
+    solution = nbformat.read(ROOT / "exercises" / "solution" / ASSIGNMENT_NOTEBOOK, as_version=4)
+    answers = {cell.metadata["nbgrader"]["grade_id"]: cell.source for cell in solution.cells
+               if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution")}
+    assert sorted(answers) == ["a_cams_for_classes", "a_dominant_class"], sorted(answers)
+    if kind == "wrong":
+        answers["a_dominant_class"] = WRONG_DOMINANT_CLASS
+    return answers
+
+
+def test_nbgraders_exchange_releases_collects_grades_and_returns_feedback_to_each_learner(class_hub, tmp_path):
+    """The teacher releases exercise a; three learners fetch, answer and submit through their own servers; the
+    teacher collects, autogrades and releases feedback; each learner fetches their own."""
+    import requests
+    from nbgrader.api import Gradebook
+
+    started = time.monotonic()
+    names = list(GRADED_LEARNERS)
+    # The learners log in while the teacher prepares the assignment.
+    for name in names:
+        log_in(class_hub, name)
+        api(class_hub, "POST", f"/users/{name}/server")
+    course = tmp_path / "nbgrader-course"
+    commands = teacher_commands(course)
+    for step in ("generate_assignment", "release_assignment"):
+        as_teacher(class_hub, commands[step], course)
+    assert (class_hub.directory / hub.EXCHANGE_FOLDER / hub.NBGRADER_COURSE_ID / "outbound" / ASSIGNMENT
+            / ASSIGNMENT_NOTEBOOK).is_file()
+    print(f"released after {time.monotonic() - started:.1f} s")
+
+    urls = wait_for_servers(class_hub, names)
+    bases = {name: class_hub.url + urls[name] for name in names}
+    tokens = {name: api(class_hub, "POST", f"/users/{name}/tokens", json={"note": "test_hub"})["token"] for name in names}
+    kernels: dict[str, LearnerKernel] = {}
+
+    def hand_in(name: str) -> None:
+        """A learner fetches the assignment, writes their answers in and submits, through their own server."""
+        kind = GRADED_LEARNERS[name]
+        kernels[name] = LearnerKernel(bases[name], tokens[name])
+        kernels[name].nbgrader("fetch_assignment", ASSIGNMENT)
+        # The learner writes the answers in and saves, as JupyterLab saves (the contents API).
+        url = f"{bases[name]}api/contents/{ASSIGNMENT}/{ASSIGNMENT_NOTEBOOK}"
+        headers = {"Authorization": f"token {tokens[name]}"}
+        response = requests.get(url, headers=headers, timeout=60)
+        response.raise_for_status()
+        notebook, answers = response.json()["content"], answer_cells(kind)
+        for cell in notebook["cells"]:
+            grade_id = cell["metadata"].get("nbgrader", {}).get("grade_id")
+            if grade_id in answers:
+                cell["source"] = answers.pop(grade_id)
+        assert answers == {}, f"the released notebook lacks the cells {sorted(answers)}"
+        if kind != "untouched":
+            requests.put(url, headers=headers, timeout=60,
+                         json={"type": "notebook", "format": "json", "content": notebook}).raise_for_status()
+        kernels[name].nbgrader("submit", ASSIGNMENT)
+
+    try:
+        each_learner(hand_in, names)
+        inbound = sorted(path.name.split("+")[0] for path in
+                         (class_hub.directory / hub.EXCHANGE_FOLDER / hub.NBGRADER_COURSE_ID / "inbound").iterdir())
+        assert inbound == sorted(names), f"the exchange's submissions are named {inbound}, not after the learners"
+        print(f"fetched, answered and submitted after {time.monotonic() - started:.1f} s")
+
+        for step in ("collect", "autograde", "generate_feedback", "release_feedback"):
+            as_teacher(class_hub, commands[step], course)
+            print(f"{step} done after {time.monotonic() - started:.1f} s")
+        each_learner(lambda name: kernels[name].nbgrader("fetch_feedback", ASSIGNMENT), names)
+    finally:
+        for kernel in kernels.values():
+            kernel.close()
+        for name in names:  # the rest of the module's tests need no more servers
+            api(class_hub, "DELETE", f"/users/{name}/server")
+    print(f"feedback fetched after {time.monotonic() - started:.1f} s")
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id=hub.NBGRADER_COURSE_ID) as gradebook:
+        scores = {name: gradebook.find_submission(ASSIGNMENT, name).score for name in names}
+        assert {gradebook.find_submission(ASSIGNMENT, name).max_score for name in names} == {MAX_POINTS}
+    print(f"scores: {scores}")
+    assert scores["fay"] == MAX_POINTS
+    assert 0 < scores["gus"] < MAX_POINTS  # the swapped halves fail two checks: 4 of 6
+    assert scores["hal"] == 0
+
+    homes = {name: class_hub.directory / "home" / name for name in names}
+    for name, home in homes.items():
+        feedback = list((home / ASSIGNMENT / "feedback").glob(f"*/{ASSIGNMENT_NOTEBOOK.replace('.ipynb', '.html')}"))
+        assert len(feedback) == 1, f"{name}'s feedback: {feedback}"
+        text = feedback[0].read_text()
+        own = f"(Score: {scores[name]:.1f} / {MAX_POINTS:.1f})"
+        assert own in text, f"{name}'s feedback does not show their score {own}"
+        others = {f"(Score: {scores[other]:.1f} / {MAX_POINTS:.1f})" for other in names if scores[other] != scores[name]}
+        assert not any(score in text for score in others), f"{name}'s feedback shows another learner's score"
+    # Nothing of another learner's submission in a learner's home: not their name, not their answers.
+    # The solver's dominant_class (the wrong answer has the solver's Grad-CAM maps, not this line), the wrong one.
+    solution_line = answer_cells("solution")["a_dominant_class"].splitlines()[3].strip()
+    assert solution_line.startswith("halves = ") and solution_line not in WRONG_DOMINANT_CLASS
+    marks = {"fay": solution_line, "gus": WRONG_MARK}
+    for name, home in homes.items():
+        for path in home.rglob("*"):
+            if not path.is_file():
+                continue
+            relative = str(path.relative_to(home))
+            assert not any(other in relative.split("/") or f"{other}+" in relative for other in names if other != name), relative
+            text = path.read_text(errors="replace")
+            for other, mark in marks.items():
+                if other != name:
+                    assert mark not in text, f"{name}'s {relative} holds {other}'s answer"
+    print(f"the exchange round took {time.monotonic() - started:.1f} s")
+
+
+def test_the_teacher_guide_says_what_make_hub_sets_up_for_nbgrader(tmp_path):
+    """The guide's paragraph on nbgrader under make hub names the folders, settings and commands hub.py uses."""
+    guide = (ROOT / "exercises" / "TEACHER_GUIDE.md").read_text(encoding="utf-8")
+    section = guide[guide.index("**On `make hub`.**"):]
+    section = " ".join(section[:section.index("\n\n")].split())
+    folder = hub.DEFAULT_DIR.relative_to(ROOT).as_posix()
+    config = hub.nbgrader_config(tmp_path / "exchange")
+    for setting in ("c.Exchange.root", "c.CourseDirectory.student_id", "JUPYTERHUB_USER"):
+        assert setting in section and setting in config, setting
+    assert f"`{folder}/{hub.EXCHANGE_FOLDER}`" in section
+    assert f"`{folder}/{hub.NBGRADER_CONFIG_FOLDER}/nbgrader_config.py`" in section
+    assert f"course id `{hub.NBGRADER_COURSE_ID}`" in section
+    # The servers read it through JUPYTER_CONFIG_PATH; the teacher's printed commands set the same.
+    written = hub.hub_config(8000, ["ada"], "token", tmp_path / "home", 60, nbgrader=tmp_path / "nbgrader")
+    assert 'c.Spawner.environment["JUPYTER_CONFIG_PATH"] = s["nbgrader"]' in written
+    steps = hub.nbgrader_steps(hub.DEFAULT_DIR)
+    assert f"export JUPYTER_CONFIG_PATH={folder}/{hub.NBGRADER_CONFIG_FOLDER}" in section
+    assert f"export JUPYTER_CONFIG_PATH={hub.DEFAULT_DIR / hub.NBGRADER_CONFIG_FOLDER}" in steps
+    assert f"`{folder}/nbgrader-course`" in section and str(hub.DEFAULT_DIR / "nbgrader-course") in steps
+    for command in ("fetch_assignment", "submit", "fetch_feedback"):
+        assert f"`nbgrader {command} {hub.NBGRADER_EXAMPLE}`" in section
+        assert f"nbgrader {command} {hub.NBGRADER_EXAMPLE}" in steps
+    for command in ("generate_assignment", "release_assignment", "collect", "autograde", "generate_feedback",
+                    "release_feedback"):
+        assert f"nbgrader {command} {hub.NBGRADER_EXAMPLE}" in steps and f"nbgrader {command} exercise_a" in guide
