@@ -3,7 +3,7 @@ PYTHON ?= python3
 
 .DEFAULT_GOAL := help
 
-.PHONY: help lab test site site-students bench bench-photo bench-memory bench-grading grade nbgrader-course no-answers explain hub setup
+.PHONY: help lab test site site-students bench bench-photo bench-memory bench-grading bench-hub grade nbgrader-course no-answers explain hub setup
 
 help:   ## list the commands (a bare `make` does this; it starts nothing)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,6 +28,9 @@ bench-photo:  ## a 12-megapixel phone photo through load_image, grad_cam, overla
 
 bench-memory:  ## each lesson notebook in a fresh kernel: its peak memory and time
 	$(PYTHON) tasks.py bench-memory
+
+bench-hub:  ## N learners log in to make hub at once and run lesson 00: times, memory, learners per server: make bench-hub N=8 [ARGS='--json out.json']
+	$(PYTHON) tasks.py bench-hub --learners $(or $(N),8) $(ARGS)
 
 grade:  ## grade a class's exercise notebooks: make grade SUBMISSIONS=folder [JOBS=2] [ARGS='--out grades --json']
 	$(if $(SUBMISSIONS),,$(error Name the folder of submissions: make grade SUBMISSIONS=folder))

@@ -139,6 +139,7 @@ def main(argv: list[str]) -> int:
         "bench-photo": lambda python: [str(python), str(ROOT / "benchmarks" / "bench_phone_photo.py"), *argv[1:]],
         "bench-memory": lambda python: [str(python), str(ROOT / "benchmarks" / "bench_notebook_memory.py"), *argv[1:]],
         "bench-grading": lambda python: [str(python), str(ROOT / "benchmarks" / "bench_grading.py"), *argv[1:]],
+        "bench-hub": lambda python: [str(python), str(ROOT / "benchmarks" / "bench_hub.py"), *argv[1:]],
         "mutation": lambda python: [str(python), "-m", "utilities.grading.mutation", *argv[1:]],
         "grade": lambda python: [str(python), "-m", "utilities.grading", *argv[1:]],
         "nbgrader-course": lambda python: [str(python), "-m", "utilities.grading.nbgrader_course", *argv[1:]],

@@ -31,6 +31,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 import hub  # noqa: E402 - scripts/hub.py
+import hub_client  # noqa: E402 - scripts/hub_client.py: a learner over HTTP, shared with benchmarks/bench_hub.py
+from hub_client import api, execute, log_in, pull_course, run_notebook, wait_for_servers  # noqa: E402
 from browser import error_outputs, open_browser, run_all_cells  # noqa: E402 - tests/browser.py
 
 LEARNERS = ["ada", "ben"]
@@ -58,21 +60,16 @@ NBGRADER_LIMIT_S = 900
 IDLE_S = 5
 #: Generous: the culler looks every IDLE_S // 2 seconds, but a busy machine stops a server slowly.
 CULLED_WITHIN_S = 120
-LESSON = f"{hub.COURSE_FOLDER}/{hub.FIRST_LESSON}"
-#: Generous: both learners share two cores with whatever else the machine runs.
-SERVER_READY_S = 240
-CELL_LIMIT_S = 300
+LESSON = hub_client.LESSON
+#: Generous: learners share two cores with whatever else the machine runs.
+CELL_LIMIT_S = hub_client.CELL_LIMIT_S
 
 
 def skip_without_a_hub() -> None:
     """Skip, saying what to install, where the hub cannot run: no Node.js or proxy, no branch, no test extras."""
-    problem = hub.missing_proxy()
+    problem = hub_client.missing()
     if problem:
         pytest.skip(problem)
-    if hub.course_branch() is None:
-        pytest.skip("the repository has no git branch for nbgitpuller to clone (detached HEAD, no local branch)")
-    for module in ("jupyterhub", "jupyterhub_idle_culler", "nbgitpuller", "websocket", "requests", "psutil"):
-        pytest.importorskip(module, reason=f"{module} is missing: run `make test` to install the test extras")
 
 
 @pytest.fixture(scope="module")
@@ -89,134 +86,6 @@ def class_hub(tmp_path_factory):
         yield running
     finally:
         hub.stop(running)
-
-
-def api(running: hub.Hub, method: str, path: str, **kwargs):
-    import requests
-
-    response = requests.request(method, f"{running.url}/hub/api{path}", timeout=60,
-                                headers={"Authorization": f"token {running.admin_token}"}, **kwargs)
-    response.raise_for_status()
-    return response.json() if response.content else None
-
-
-def log_in(running: hub.Hub, name: str):
-    """A browser-like session logged in through the hub's login form (with its XSRF token)."""
-    import requests
-
-    session = requests.Session()
-    session.get(f"{running.url}/hub/login", timeout=60).raise_for_status()
-    response = session.post(f"{running.url}/hub/login", allow_redirects=False, timeout=60,
-                            data={"username": name, "password": "any", "_xsrf": session.cookies.get("_xsrf")})
-    assert response.status_code == 302, f"{name}'s login was refused ({response.status_code})"
-    home = session.get(f"{running.url}/hub/home", timeout=60)
-    assert home.status_code == 200 and name in home.text, f"{name} is not logged in after the login form"
-    return session
-
-
-def wait_for_servers(running: hub.Hub, names: list[str]) -> dict[str, str]:
-    """Each learner's server URL path once the hub says it is ready."""
-    deadline = time.monotonic() + SERVER_READY_S
-    ready: dict[str, str] = {}
-    while len(ready) < len(names):
-        for name in names:
-            server = api(running, "GET", f"/users/{name}")["servers"].get("")
-            if server and server["ready"]:
-                ready[name] = server["url"]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"servers not ready after {SERVER_READY_S} s: {sorted(set(names) - set(ready))}\n"
-                                 + running.log()[-3000:])
-        time.sleep(1)
-    return ready
-
-
-def pull_course(base: str, token: str, repository: Path = hub.ROOT, branch: str | None = None) -> list[dict]:
-    """Follow the class link's nbgitpuller event stream (for ``repository``, this one by default) to its end; the
-    events."""
-    import requests
-
-    events = []
-    link = hub.class_link(repository, branch=branch or hub.course_branch(), api=True)
-    with requests.get(base + link, stream=True, timeout=300,
-                      headers={"Authorization": f"token {token}"}) as response:
-        response.raise_for_status()
-        for line in response.iter_lines(decode_unicode=True):
-            if line and line.startswith("data:"):
-                events.append(json.loads(line[len("data:"):]))
-                if events[-1].get("phase") in ("finished", "error"):
-                    break
-    return events
-
-
-def execute(socket, session: str, code: str) -> dict:
-    """Run ``code`` in the kernel behind a websocket (``session``: the client's id) and wait until it is done.
-
-    Returns its errors (ename, evalue), how many PNG figures it displayed, and its stream output as text.
-    """
-    msg_id = uuid.uuid4().hex
-    socket.send(json.dumps({
-        "header": {"msg_id": msg_id, "session": session, "username": "", "msg_type": "execute_request",
-                   "version": "5.3"},
-        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-        "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
-                    "allow_stdin": False, "stop_on_error": True},
-    }))
-    errors, figures, text = [], 0, []
-    replied = idle = False
-    while not (replied and idle):
-        raw = socket.recv()
-        if isinstance(raw, bytes):
-            continue  # a message with binary buffers (a widget's state): never a reply or an error
-        message = json.loads(raw)
-        if message["parent_header"].get("msg_id") != msg_id:
-            continue
-        kind, content = message["msg_type"], message["content"]
-        if kind == "error":
-            errors.append((content["ename"], content["evalue"]))
-        elif kind == "stream":
-            text.append(content["text"])
-        elif kind in ("display_data", "execute_result") and "image/png" in content.get("data", {}):
-            figures += 1
-        elif kind == "execute_reply":
-            replied = True
-            if content["status"] != "ok" and not errors:
-                errors.append((content.get("ename", content["status"]), content.get("evalue", "")))
-        elif kind == "status" and content["execution_state"] == "idle":
-            idle = True
-    return {"errors": errors, "figures": figures, "text": "".join(text)}
-
-
-def run_notebook(base: str, token: str, path: str) -> dict:
-    """Run a notebook's code cells in a new kernel of a learner's server, over its REST API and websocket.
-
-    Returns the errors (cell index, ename, evalue) and how many PNG figures the cells displayed.
-    """
-    import requests
-    import websocket
-
-    headers = {"Authorization": f"token {token}"}
-    notebook = requests.get(f"{base}api/contents/{path}", headers=headers, timeout=60).json()["content"]
-    # The kernel starts in the notebook's folder, as JupyterLab starts it: the lesson finds ../data from there.
-    kernel = requests.post(f"{base}api/kernels", headers=headers, timeout=120,
-                           json={"name": "python3", "path": path}).json()
-    session = uuid.uuid4().hex
-    socket = websocket.create_connection(
-        f"{base.replace('http://', 'ws://')}api/kernels/{kernel['id']}/channels?session_id={session}",
-        header=[f"Authorization: token {token}"], timeout=CELL_LIMIT_S)
-    errors, figures = [], 0
-    try:
-        for index, cell in enumerate(notebook["cells"]):
-            if cell["cell_type"] != "code":
-                continue
-            result = execute(socket, session, cell["source"])
-            errors += [(index, ename, evalue) for ename, evalue in result["errors"]]
-            figures += result["figures"]
-            if errors:
-                break
-    finally:
-        socket.close()
-        requests.delete(f"{base}api/kernels/{kernel['id']}", headers=headers, timeout=60)
-    return {"errors": errors, "figures": figures}
 
 
 def test_two_learners_log_in_get_the_course_and_run_lesson_00(class_hub):
