@@ -455,3 +455,106 @@ WRONG_A += [
     WrongAnswer("a", "forward pass outside the LayerRecorder block", r"forward pass must run inside the with block, where the hooks are",
                 lambda m, s: {"cams_for_classes": _outside_recorder}),
 ]
+
+
+def _scaled(factor):
+    """Right maps times a constant factor (a unit slip after normalising)."""
+    return lambda model, solution: {"cams_for_classes": lambda model, image, class_names: hand_cams(model, image, class_names) * factor}
+
+
+def _by_sum(model, image, class_names):
+    """Each upsampled map divided by its sum (its mass) instead of normalised by its range."""
+    maps = hand_cams(model, image, class_names, normalise="none")
+    return maps / maps.sum(dim=(1, 2), keepdim=True).clamp(min=1e-12)
+
+
+def _squeezed(model, image, class_names):
+    """.squeeze() at the end: (H, W) for a single class."""
+    return hand_cams(model, image, class_names).squeeze()
+
+
+_KEPT_MAPS: dict = {}
+
+
+def _cached_by_names(model, image, class_names):
+    """Maps kept by the tuple of class names: another photo with the same names gets the first photo's maps."""
+    key = tuple(class_names)
+    if key not in _KEPT_MAPS:
+        _KEPT_MAPS[key] = hand_cams(model, image, class_names)
+    return _KEPT_MAPS[key].clone()
+
+
+def _rounded_masses(cams, class_names):
+    """Each half's masses rounded to whole numbers before the argmax."""
+    left, right = _sums(cams)
+    return {"left": class_names[int(left.round().argmax())], "right": class_names[int(right.round().argmax())]}
+
+
+def _best_from_zero(cams, class_names):
+    """The best mass starts at 0: a class must have a mass above 0 to win (wrong where every mass is negative)."""
+    answer = {}
+    for half, sums in zip(("left", "right"), _sums(cams)):
+        best, name = 0.0, class_names[0]
+        for k, value in enumerate(sums.tolist()):
+            if value > best:
+                best, name = value, class_names[k]
+        answer[half] = name
+    return answer
+
+
+def _guard_for_zero_only(model, image, class_names):
+    """(x - min) / (max - min) with a case for an all-zero map (max == 0) only: a constant positive map is 0 / 0."""
+    maps = hand_cams(model, image, class_names, normalise="none")
+    low, high = maps.amin(dim=(1, 2), keepdim=True), maps.amax(dim=(1, 2), keepdim=True)
+    return torch.where(high == 0, torch.zeros_like(maps), (maps - low) / (high - low))
+
+
+def _global_minimum(model, image, class_names):
+    """The smallest value of all the maps subtracted, each map divided by its own maximum after that."""
+    maps = hand_cams(model, image, class_names, normalise="none")
+    maps = maps - maps.min()
+    return maps / maps.amax(dim=(1, 2), keepdim=True).clamp(min=1e-12)
+
+
+def _zeroed_if_any_empty(model, image, class_names):
+    """Every map zeroed as soon as one map is all zero (a guard on the whole tensor)."""
+    maps = hand_cams(model, image, class_names)
+    return torch.zeros_like(maps) if bool((maps.flatten(1).amax(1) == 0).any()) else maps
+
+
+def _next_index(model, image, class_names):
+    """Each class's index plus 1 (an off-by-one): the maps of the next classes."""
+    inputs = model.to_input(image)
+    with LayerRecorder(model.network, "layer4") as recorder:
+        logits = model.network(inputs)
+    maps = []
+    for name in class_names:
+        logits[0, model.class_index(name) + 1].backward(retain_graph=True)
+        gradient, activation = recorder.gradients["layer4"][0], recorder.activations["layer4"][0]
+        maps.append((gradient.mean(dim=(1, 2))[:, None, None] * activation).sum(0).clamp(min=0))
+    return normalize_cams(upsample_cams(torch.stack(maps).detach(), tuple(image.shape[:2])))
+
+
+WRONG_A += [
+    # a fresh student's round 10: passed the check before
+    WrongAnswer("a", "normalised maps times 1e-5 (a unit slip)", r"each map is the right map times 1e-05", _scaled(1e-5)),
+    WrongAnswer("a", "each map divided by its sum, not normalised", r"each map is divided by its sum",
+                lambda m, s: {"cams_for_classes": _by_sum}),
+    WrongAnswer("a", ".squeeze() drops K = 1", r"the class dimension is dropped when K = 1",
+                lambda m, s: {"cams_for_classes": _squeezed}),
+    WrongAnswer("a", "maps kept by the class names (stale on another photo)", r"a result kept from an earlier call with the same class names",
+                lambda m, s: {"cams_for_classes": _cached_by_names}),
+    WrongAnswer("a", "dominant_class: masses rounded to whole numbers", r"masses are rounded to whole numbers", _dominant(_rounded_masses)),
+    WrongAnswer("a", "dominant_class: best mass starts at 0", r"every mass in the (left|right) half is negative", _dominant(_best_from_zero)),
+    WrongAnswer("a", "guard for an all-zero map only: a constant positive map is NaN",
+                r"whenever max = min, not only when the map is all zero", lambda m, s: {"cams_for_classes": _guard_for_zero_only}),
+    # round 10: messages that did not name the cause
+    WrongAnswer("a", "the minimum of all maps subtracted, each map's own maximum", r"the minimum subtracted is one shared by all the maps",
+                lambda m, s: {"cams_for_classes": _global_minimum}),
+    WrongAnswer("a", "every map zeroed if one map is all zero", r"the all-zero map zeroes the others",
+                lambda m, s: {"cams_for_classes": _zeroed_if_any_empty}),
+    WrongAnswer("a", "all-zero maps returned", r"maps that are 0 everywhere, for every class and network",
+                lambda m, s: {"cams_for_classes": lambda model, image, class_names: torch.zeros(len(class_names), *image.shape[:2])}),
+    WrongAnswer("a", "each class index plus 1", r"the Grad-CAMs of other classes.*off by \+1", lambda m, s: {"cams_for_classes": _next_index}),
+    WrongAnswer("a", "normalised maps halved", r"each map is the right map times 0.5", _scaled(0.5)),
+]

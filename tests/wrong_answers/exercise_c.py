@@ -154,7 +154,7 @@ WRONG_C = [
                 _named(_thumbnail, lambda name: name + " ")),
     WrongAnswer("c", "a synonym instead of the class name", r"'tabby cat', which is not one of the model's class names but another name for 'tabby'",
                 _pipeline(_thumbnail, "tabby cat")),
-    WrongAnswer("c", "a crop that keeps the aspect ratio", r"inverting the colours along the photo's \w+ edge does not change the input.*cut off",
+    WrongAnswer("c", "a crop that keeps the aspect ratio", r"the photo is cropped|inverting the colours along the photo's \w+ edge does not change the input.*cut off",
                 _pipeline(lambda steps: [*steps[:2], v2.CenterCrop((200, 300)), *steps[2:]], "espresso")),
     WrongAnswer("c", "the one-step solution returned as float64", r"returns torch\.float64 values.*return float32",
                 _function(lambda m, s: _steps_then(m, lambda tensor: tensor.double()), "jack-o'-lantern")),
@@ -174,7 +174,7 @@ WRONG_C = [
                     transforms_functional.resize(x, [32]), num_output_channels=3)), *steps[1:]])),
     WrongAnswer("c", "the object blacked out on a copy of the photo", r"change made outside the steps \(to the photo, or a copy of it",
                 _function(lambda m, s: lambda image: m.preprocess(_blacked_out(image)))),
-    WrongAnswer("c", "the object blacked out by a Lambda step", r"inverting the colours in block \(2, 2\).*does not change the input at all.*hidden",
+    WrongAnswer("c", "the object blacked out by a Lambda step", r"part of the photo is blacked out or overwritten|inverting the colours in block \(2, 2\).*does not change the input at all.*hidden",
                 _pipeline(lambda steps: [steps[0], v2.Lambda(_black_middle), *steps[1:]])),
     WrongAnswer("c", "the notebook's photo whatever the image", r"returns the same tensor whatever photo it is given.*image argument",
                 _function(lambda m, s: _global_photo(m), "jack-o'-lantern")),
@@ -189,11 +189,11 @@ WRONG_C = [
                 _function(lambda m, s: lambda image: s["changed_preprocess"](image).unsqueeze(0))),
     WrongAnswer("c", "two changes: Resize(64) and no Normalize", r"differs from model\.preprocess in 2 steps",
                 _pipeline(lambda steps: [steps[0], v2.Resize(64, antialias=True), steps[2]], "joystick")),
-    WrongAnswer("c", "the photo cropped before preprocessing", r"no longer sees the whole photo",
+    WrongAnswer("c", "the photo cropped before preprocessing", r"the photo is cropped|no longer sees the whole photo",
                 _function(lambda m, s: lambda image: m.preprocess(image[:, : image.shape[1] // 2]))),
-    WrongAnswer("c", "a crop step", r"no longer sees the whole photo",
+    WrongAnswer("c", "a crop step", r"the photo is cropped|no longer sees the whole photo",
                 _pipeline(lambda steps: [*steps[:2], v2.CenterCrop(224), *steps[2:]])),
-    WrongAnswer("c", "squashed to 224x224", r"no longer sees the whole photo",
+    WrongAnswer("c", "squashed to 224x224", r"the photo is squashed|no longer sees the whole photo",
                 _pipeline(lambda steps: [steps[0], v2.Resize((224, 224), antialias=True), *steps[2:]])),
     WrongAnswer("c", "colours reversed on the photo array, not as a step", r"change made outside the steps",
                 _function(lambda m, s: lambda image: m.preprocess(np.ascontiguousarray(image[..., ::-1])))),
@@ -225,7 +225,7 @@ RIGHT_C = [
 
 WRONG_C += [
     # a fresh student's round 6: passed the check before
-    WrongAnswer("c", "Resize replaced by slicing that also trims a 2-pixel border", r"bottom edge does not change the input at all.*crop",
+    WrongAnswer("c", "Resize replaced by slicing that also trims a 2-pixel border", r"the photo is cropped|bottom edge does not change the input at all.*crop",
                 _pipeline(lambda steps: [steps[0], v2.Lambda(lambda x: x[..., 2:-2:6, 2:-2:6]), *steps[2:]])),
     # round 6: a message that did not name the cause
     WrongAnswer("c", "Resize inserted before ToImage, a no-op there", r"gives back its input unchanged where it stands.*after ToImage",
@@ -244,4 +244,49 @@ WRONG_C += [
                 _pipeline(lambda steps: [*steps, v2.Pad(300)])),
     WrongAnswer("c", "padding inside a v2.Lambda (v2.functional.pad)", r"pads the photo \(v2\.functional\.pad.*no padding",
                 _pipeline(lambda steps: [*steps, v2.Lambda(lambda x: v2.functional.pad(x, [100]))])),
+]
+
+
+def _own_lambda(function):
+    """Resize replaced by a v2.Lambda of the student's own operations (no transform called): one step."""
+    return _pipeline(lambda steps: [steps[0], v2.Lambda(function), *steps[2:]])
+
+
+def _interpolated(x, size=(32, 48)):
+    """The photo resized by the student's own code (torch's interpolate), in its dtype."""
+    return torch.nn.functional.interpolate(x[None].float(), size=size, mode="bilinear", antialias=True)[0].to(x.dtype)
+
+
+def _last_row_zeroed(x):
+    y = _interpolated(x)
+    y[:, -1] = 0
+    return y
+
+
+def _left_columns_copied(x):
+    y = _interpolated(x)
+    y[:, :, :4] = y[:, :, 4:8].clone()
+    return y
+
+
+WRONG_C += [
+    # a fresh student's round 10: passed the check before
+    WrongAnswer("c", "own Lambda: resized, then a 1-pixel border of zeros", r"pads the photo.*no padding",
+                _own_lambda(lambda x: torch.nn.functional.pad(_interpolated(x), (1, 1, 1, 1)))),
+    WrongAnswer("c", "own Lambda: resized, then a 1-pixel reflected border", r"shrunk and moved inward.*padding",
+                _own_lambda(lambda x: torch.nn.functional.pad(_interpolated(x).float()[None], (1, 1, 1, 1), mode="reflect")[0].to(x.dtype))),
+    WrongAnswer("c", "own Lambda: resized, then the first column dropped", r"the photo is cropped",
+                _own_lambda(lambda x: _interpolated(x)[:, :, 1:])),
+    WrongAnswer("c", "a Lambda cropping the top 4 rows while resizing (resized_crop)", r"the photo is cropped.*row 0",
+                _pipeline(lambda steps: [steps[0], v2.Lambda(lambda x: v2.functional.resized_crop(x, 4, 0, x.shape[-2] - 4, x.shape[-1], [32, 48])), *steps[2:]])),
+    WrongAnswer("c", "own Lambda: resized, then the last row zeroed", r"blacked out or overwritten.*rows 31 to 31",
+                _own_lambda(_last_row_zeroed)),
+    WrongAnswer("c", "own Lambda: resized, then the left columns overwritten by a copy", r"part of the photo is hidden.*overwritten",
+                _own_lambda(_left_columns_copied)),
+    WrongAnswer("c", "own Lambda: resized and turned gray (two changes)", r"both resizes the image and changes its colours.*two steps",
+                _own_lambda(lambda x: _interpolated(x).float().mean(0, keepdim=True).expand(3, -1, -1).to(x.dtype))),
+    WrongAnswer("c", "own Lambda: resized, then rolled by 10 columns", r"wraps around",
+                _own_lambda(lambda x: torch.roll(_interpolated(x), 10, dims=-1))),
+    WrongAnswer("c", "Resize((33, 48)): a slight squash", r"the photo is squashed: the input is 33x48",
+                _pipeline(lambda steps: [steps[0], v2.Resize((33, 48), antialias=True), *steps[2:]])),
 ]

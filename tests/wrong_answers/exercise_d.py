@@ -345,3 +345,70 @@ WRONG_D += [
     WrongAnswer("d", "math.isclose with rel_tol=1e-2 as 'equal to the threshold'", r"returned 'layer1'|a share just below the threshold",
                 _first(lambda shares, threshold=0.8: _in_order(shares, threshold, lambda share, t: share >= t or math.isclose(share, t, rel_tol=1e-2)))),
 ]
+
+
+def _half_precision(model, image, class_name, object_mask):
+    """Each map and its sums in float16."""
+    mask = torch.as_tensor(np.asarray(object_mask, dtype=bool))
+    shares = {}
+    for stage in STAGES:
+        cam = grad_cam(model, image, class_name, layer=stage).maps[0].half()
+        total = float(cam.sum())
+        shares[stage] = float(cam[mask].sum()) / total if total > 0 else 0.0
+    return shares
+
+
+def _mask_trimmed_while_computing(model, image, class_name, object_mask):
+    """Drops the mask's last column in place at each stage: the later shares use another mask."""
+    shares = {}
+    for stage in STAGES:
+        object_mask[:, -1] = False
+        cam = grad_cam(model, image, class_name, layer=stage).maps[0].numpy()
+        total = float(cam.sum())
+        shares[stage] = float(cam[np.asarray(object_mask, dtype=bool)].sum()) / total if total > 0 else 0.0
+    return shares
+
+
+_KEPT_SHARES: dict = {}
+
+
+def _kept_by_class(model, image, class_name, object_mask):
+    """Shares kept by class name: another image, mask or model gets the first call's shares."""
+    if class_name not in _KEPT_SHARES:
+        _KEPT_SHARES[class_name] = _stage_shares(model, image, class_name, object_mask)
+    return dict(_KEPT_SHARES[class_name])
+
+
+def _stage_shares(model, image, class_name, object_mask):
+    mask = np.asarray(object_mask, dtype=bool)
+    shares = {}
+    for stage in STAGES:
+        cam = grad_cam(model, image, class_name, layer=stage).maps[0].numpy()
+        total = float(cam.sum())
+        shares[stage] = float(cam[mask].sum()) / total if total > 0 else 0.0
+    return shares
+
+
+def _integer_indices(model, image, class_name, object_mask):
+    """The mask and the whole map both indexed with integer arrays, cam[mask.astype(int)] / cam[ones(int)]."""
+    shares = {}
+    for stage in STAGES:
+        cam = grad_cam(model, image, class_name, layer=stage).maps[0].numpy().astype(np.float64)
+        total = cam.sum()
+        ones = np.ones_like(object_mask, dtype=int)
+        shares[stage] = float(cam[np.asarray(object_mask).astype(int)].sum() / cam[ones].sum()) if total > 0 else 0.0
+    return shares
+
+
+WRONG_D += [
+    # a fresh student's round 10: passed the check before (within its former tolerance, 1e-3)
+    WrongAnswer("d", "maps and sums in float16", r"right to about 3 digits only.*low precision",
+                lambda model, solution: {"localisation_shares": _half_precision}),
+    # round 10: messages that did not name the cause
+    WrongAnswer("d", "the mask trimmed in place while the shares are computed", r"changes object_mask in place while it computes them",
+                lambda model, solution: {"localisation_shares": _mask_trimmed_while_computing}),
+    WrongAnswer("d", "shares kept by class name (stale for another image)", r"exactly the shares it returned for the notebook's photo",
+                lambda model, solution: {"localisation_shares": _kept_by_class}),
+    WrongAnswer("d", "mask and whole map indexed with integer arrays", r"integer-mask indexing",
+                lambda model, solution: {"localisation_shares": _integer_indices}),
+]

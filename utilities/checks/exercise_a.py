@@ -126,6 +126,7 @@ def _references(model: LoadedModel) -> dict[str, list[torch.Tensor]]:
     mean4 = gradients["mean"]["layer4"]
     maps = {
         "reference": _finish(raw, size, centres),
+        "raw": _placed(raw, size, centres),  # not normalised: what a scale slip divides by
         "probabilities": _finish(per_class("probability").clamp(min=0), size, centres),
         "log-probabilities": _finish(per_class("log-probability").clamp(min=0), size, centres),
         "minus the mean logit": _finish(each(lambda g: gradcam_from(a4, g - mean4)).clamp(min=0), size, centres),
@@ -294,10 +295,76 @@ def _one_weight_or_gradients(model: LoadedModel, cams_for_classes: Callable, che
     cams = as_tensor(answer) if ok and isinstance(answer, torch.Tensor) else None
     if cams is None or tuple(cams.shape) != tuple(one_weight[0].shape) or not bool(torch.isfinite(cams).all()):
         return _MISTAKES["one weight"]
-    return _MISTAKES["one weight"] if _closest(normalize_cams(cams), one_weight) < TOLERANCE else _GRADIENTS_ONLY
+    if _closest(normalize_cams(cams), one_weight) < TOLERANCE:
+        return _MISTAKES["one weight"]
+    return _GRADIENTS_ONLY if _gradients_only(cams_for_classes, checker) else _ALL_ZERO
 
 
-def _diagnose_maps(cams: torch.Tensor, references: dict[str, list[torch.Tensor]]) -> str:
+_ALL_ZERO = ("cams_for_classes returns maps that are 0 everywhere, for every class and network, also where Grad-CAM is "
+             "not: nothing of the activations or the gradients reaches them (a torch.zeros(...) never filled in, or the "
+             "computed maps not returned?). Return the normalised weighted sums themselves.")
+
+
+def _gradients_only(cams_for_classes: Callable, checker: Checker) -> bool:
+    """Whether, where its maps are all zero on the course's heads, cams_for_classes gives the gradients' maps on a head
+    whose gradient differs from cell to cell (max pooling): there the gradients alone make a map, an empty function none.
+    """
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    toy, image = max_pooling_model(), made_up_image()
+    names = list(CLASSES)
+    ok, answer = _call_maps(checker, cams_for_classes, toy, image, names, described=_MAPS_ARGUMENTS)
+    cams = as_tensor(answer) if ok and isinstance(answer, torch.Tensor) else None
+    if cams is None or not bool(torch.isfinite(cams).all()):
+        return True
+    return float(cams.abs().max()) > 0
+
+
+def _all_class_cells(model: LoadedModel) -> dict[str, Any]:
+    """Every class's Grad-CAM at layer4 on the check photo, on the cell grid (fc's weights times the activation, which is
+    Grad-CAM up to a factor where layer4 -> average pooling -> fc), or nothing where the head is not so."""
+    fc = getattr(model.network, "fc", None)
+    layer4 = getattr(model.network, "layer4", None)
+    if not isinstance(fc, torch.nn.Linear) or layer4 is None:
+        return {}
+    image = check_image()
+    outputs: dict[str, torch.Tensor] = {}
+    handle = layer4.register_forward_hook(lambda _m, _i, out: outputs.__setitem__("A", out[0].detach().cpu()))
+    try:
+        with torch.inference_mode():
+            model.network(model.preprocess(image).unsqueeze(0).to(model.device))
+    finally:
+        handle.remove()
+    raw = torch.einsum("kc,chw->khw", fc.weight.detach().cpu().float(), outputs["A"].float()).clamp(min=0)
+    return {"raw": raw, "cells": normalize_cams(raw), "centres": _centres(model, image)}
+
+
+def _other_classes(model: LoadedModel, cams: torch.Tensor) -> str:
+    """Where each map is the Grad-CAM of another class than its name's (an index slip): which, else ""."""
+    classes = cached(model, "exercise a: all classes", lambda: _all_class_cells(model))
+    if not classes or cams.ndim != 3 or cams.shape[0] != len(CLASSES):
+        return ""
+    cells = classes["cells"]
+    pooled = normalize_cams(F.adaptive_avg_pool2d(cams[:, None].float(), tuple(cells.shape[-2:]))[:, 0])
+    found = []
+    for k in range(len(CLASSES)):
+        nearest = (cells - pooled[k]).abs().flatten(1).amax(1).argsort()[:3].tolist()
+        match = next((c for c in nearest if _closest(cams[k:k + 1], _finish(classes["raw"][c:c + 1], CHECK_IMAGE_SIZE,
+                                                                              classes["centres"])) < TOLERANCE), None)
+        if match is None:
+            return ""
+        found.append(match)
+    own = [model.class_index(name) for name in CLASSES]
+    if found == own:
+        return ""
+    pairs = "; ".join(f"the map for {name!r} (index {index}) is that of {model.class_names[c]!r} (index {c})"
+                      for name, index, c in zip(CLASSES, own, found) if c != index)
+    offsets = {c - index for c, index in zip(found, own)}
+    shift = f": each index is off by {offsets.pop():+d}" if len(offsets) == 1 else ""
+    return (f"the maps are the Grad-CAMs of other classes ({pairs}){shift}. Backpropagate the logit of each named class, "
+            "logits[0, model.class_index(name)], with no offset.")
+
+
+def _diagnose_maps(cams: torch.Tensor, references: dict[str, list[torch.Tensor]], model: LoadedModel | None = None) -> str:
     """The most likely mistake behind maps that differ from the reference: the known mistake whose maps they are."""
     reference = references["reference"]
     for mistake, message in _MISTAKES.items():
@@ -317,6 +384,9 @@ def _diagnose_maps(cams: torch.Tensor, references: dict[str, list[torch.Tensor]]
         # Only the first class right and the later ones wrong: what changes from one class to the next is carried over.
         return (f"the map of {', '.join(CLASSES[k] for k in right)} is right, the later ones are not: does something "
                 "carry over from one class to the next (a gradient, a variable)?")
+    other = _other_classes(model, cams) if model is not None else ""
+    if other:
+        return other
     best = min(reference, key=lambda candidate: max_difference(cams, candidate))
     differences = (cams - best).abs()
     k = int(differences.flatten(1).amax(1).argmax())
@@ -372,9 +442,9 @@ def _second_photo() -> np.ndarray:
     return np.array(photo.resize(SECOND_SIZE[::-1], Image.Resampling.BILINEAR))
 
 
-def _second_reference(model: LoadedModel) -> list[torch.Tensor]:
-    """Grad-CAM at layer4 of :data:`SECOND_CLASSES` on the second photo, (K, H, W) at its size, in both placements."""
-    indices = [model.class_index(name) for name in SECOND_CLASSES]
+def _second_reference(model: LoadedModel, names: Sequence[str] = SECOND_CLASSES) -> list[torch.Tensor]:
+    """Grad-CAM at layer4 of ``names`` on the second photo, (K, H, W) at its size, in both placements."""
+    indices = [model.class_index(name) for name in names]
     scores = {str(k): (lambda logits, index=index: logits[0, index]) for k, index in enumerate(indices)}
     photo = _second_photo()
     activations, gradients = layer_gradients(model, photo, ["layer4"], scores)
@@ -382,8 +452,12 @@ def _second_reference(model: LoadedModel) -> list[torch.Tensor]:
     return _finish(raw, SECOND_SIZE, _centres(model, photo))
 
 
-def _check_second_photo(model: LoadedModel, cams_for_classes: Callable, checker: Checker) -> str:
-    """The problem of cams_for_classes on a second photo of odd size, or ""."""
+def _check_second_photo(model: LoadedModel, cams_for_classes: Callable, checker: Checker, first: torch.Tensor | None = None) -> str:
+    """The problem of cams_for_classes on a second photo of odd size, or "".
+
+    ``first``: its maps of :data:`CLASSES` on the check photo. The second photo is also given :data:`CLASSES` again:
+    a result kept from an earlier call with the same names (a cache keyed by them) shows there.
+    """
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     ok, answer = _call_maps(checker, cams_for_classes, model, _second_photo(), list(SECOND_CLASSES), described=_MAPS_ARGUMENTS)
     if not ok:
@@ -400,7 +474,24 @@ def _check_second_photo(model: LoadedModel, cams_for_classes: Callable, checker:
     if _reordered(cams, reference):
         return _OTHER_ORDER
     difference = _closest(normalize_cams(cams), reference)
-    return "" if difference < TOLERANCE else f"{what}, the maps differ from Grad-CAM at layer4 by up to {difference:.2f}."
+    if difference >= TOLERANCE:
+        return f"{what}, the maps differ from Grad-CAM at layer4 by up to {difference:.2f}."
+    ok, again = _call_maps(checker, cams_for_classes, model, _second_photo(), list(CLASSES), described=_MAPS_ARGUMENTS)
+    if not ok:
+        return ""  # the error is reported by the call
+    again = as_tensor(again) if isinstance(again, torch.Tensor) else None
+    what = f"on a second photo, {SECOND_SIZE[0]}x{SECOND_SIZE[1]}, with the classes of the first call, {list(CLASSES)}"
+    if again is not None and first is not None and again.shape == first.shape and torch.equal(again, first):
+        return (f"{what}, cams_for_classes returns the maps it returned for the first photo: a result kept from an earlier "
+                "call with the same class names (a cache keyed by the names) does not depend on the image. Compute the "
+                "maps from the image you are given at each call.")
+    if again is None or tuple(again.shape) != (len(CLASSES), *SECOND_SIZE) or not bool(torch.isfinite(again).all()):
+        shape = tuple(again.shape) if again is not None else "no tensor"
+        return f"{what}, cams_for_classes returned {shape}, expected finite maps {(len(CLASSES), *SECOND_SIZE)}."
+    reference = cached(model, "exercise a: second photo, first classes", lambda: _second_reference(model, CLASSES))
+    difference = _closest(normalize_cams(again), reference)
+    return "" if difference < TOLERANCE else (f"{what}, the maps differ from Grad-CAM at layer4 by up to {difference:.2f}: "
+                                               "do the maps depend on something kept from an earlier call?")
 
 
 class _MaxPoolingHead(torch.nn.Module):
@@ -423,6 +514,50 @@ def max_pooling_model() -> LoadedModel:
     """:func:`made_up_model` with :class:`_MaxPoolingHead`: the same weights, the same preprocessing."""
     toy = made_up_model()  # a copy of its network: what a student's function does to this one stays here
     return replace(toy, network=_MaxPoolingHead(copy.deepcopy(toy.network)).eval(), name="a made-up network with max pooling")
+
+
+class _ConstantMapNetwork(torch.nn.Module):
+    """A tiny network with ResNet's stage names whose layer4 is 1 in every cell: each class's Grad-CAM is one value.
+
+    layer4's weights are 0 and its bias 1; fc's weights are multiples of 1/8 and the input 32 x 32 (2 x 2 cells), so
+    the map and its bilinear upsampling to 32 x 32 are exactly constant: max = min > 0.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(7)
+        self.layer3 = torch.nn.AvgPool2d(4)
+        self.layer4 = torch.nn.Conv2d(3, 5, kernel_size=4, stride=4)
+        self.avgpool = torch.nn.AdaptiveAvgPool2d(1)
+        self.fc = torch.nn.Linear(5, 1000)
+        with torch.no_grad():
+            self.layer4.weight.zero_()
+            self.layer4.bias.fill_(1.0)
+            self.fc.weight.copy_(torch.round(torch.randn(1000, 5, generator=generator) * 8) / 8)
+            self.fc.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.avgpool(self.layer4(self.layer3(x))), 1))
+
+
+def _check_constant_map(cams_for_classes: Callable, checker: Checker) -> str:
+    """The problem of cams_for_classes where a class's Grad-CAM is the same positive value everywhere, or "".
+
+    The text: never NaN. max = min there, with max > 0, so a guard for the all-zero map alone divides 0 by 0.
+    """
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    toy = made_up_model()
+    network = _ConstantMapNetwork().eval().requires_grad_(False)
+    toy = replace(toy, network=network, name="a made-up network whose maps are constant")
+    image = np.ascontiguousarray(made_up_image()[:32, :32])
+    index = int(network.fc.weight.sum(1).argmax())  # the largest constant
+    ok, answer = _call_maps(checker, cams_for_classes, toy, image, [toy.class_names[index]], described=_MAPS_ARGUMENTS)
+    cams = as_tensor(answer) if ok and isinstance(answer, torch.Tensor) else None
+    if cams is None or cams.numel() == 0 or bool(torch.isfinite(cams).all()):
+        return ""  # an error is reported by the call; a wrong form by the first call's checks
+    return ("on a small network of the check's own where a class's Grad-CAM is the same positive value everywhere "
+            "(max = min > 0), its map contains NaN: (x - min) / (max - min) divides 0 by 0 whenever max = min, not only "
+            "when the map is all zero. Give every map with no range a case of its own (normalize_cams does).")
 
 
 def _check_max_pooling_head(cams_for_classes: Callable, checker: Checker) -> str:
@@ -471,11 +606,38 @@ def _check_max_pooling_head(cams_for_classes: Callable, checker: Checker) -> str
             "something of the course's models (their head, their size) that the text does not give?")
 
 
-def _check_edges(model: LoadedModel, cams_for_classes: Callable, checker: Checker, maps_right: bool) -> tuple[str, str, str]:
+def _one_class(model: LoadedModel, cams_for_classes: Callable, checker: Checker) -> tuple[str, torch.Tensor | None]:
+    """cams_for_classes given a single class name: (the problem with its shape or "", its maps where they are well formed).
+
+    The name is the class whose Grad-CAM is positive everywhere (of :func:`_edge_classes`), so that its map alone can be
+    compared with the same map computed next to an all-zero one; else the first of :data:`CLASSES`.
+    """
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    edges = cached(model, "exercise a: edges", lambda: _edge_classes(model))
+    name = edges["names"][edges["kinds"].index("above 0")] if "above 0" in edges["kinds"] else CLASSES[0]
+    ok, answer = _call_maps(checker, cams_for_classes, model, check_image(), [name], described=_MAPS_ARGUMENTS)
+    cams = as_tensor(answer) if ok and isinstance(answer, torch.Tensor) else None
+    if not ok or cams is None:
+        return "", None
+    expected = (1, *CHECK_IMAGE_SIZE)
+    if tuple(cams.shape) == expected:
+        return "", cams
+    if tuple(cams.shape) == CHECK_IMAGE_SIZE:
+        return (f"given one class name, [{name!r}], cams_for_classes returns shape {tuple(cams.shape)}, not {expected}: "
+                "the class dimension is dropped when K = 1 (a .squeeze() removes every dimension of size 1). Keep one map "
+                "per class name, (K, H, W) for K = 1 too: remove only a batch dimension, with squeeze(0) or [0]."), None
+    return (f"given one class name, [{name!r}], cams_for_classes returns shape {tuple(cams.shape)}, expected {expected}: "
+            "one map per item of class_names, K = len(class_names), for a single name too."), None
+
+
+def _check_edges(model: LoadedModel, cams_for_classes: Callable, checker: Checker, maps_right: bool,
+                 alone: torch.Tensor | None = None) -> tuple[str, str, str]:
     """Problems (NaN, normalisation, values) of cams_for_classes on an all-zero map and a map above 0; "" where right.
 
     ``maps_right``: whether its maps on the check's classes are right. Only then is a map that should be all zero
     judged (a wrong computation gives that class a map with a range), and the values compared.
+    ``alone``: its maps for the class above 0 given alone (:func:`_one_class`), or None: what the same map is without the
+    all-zero one beside it tells a minimum or a guard shared by the maps from one missing.
     """
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     edges = cached(model, "exercise a: edges", lambda: _edge_classes(model))
@@ -488,6 +650,7 @@ def _check_edges(model: LoadedModel, cams_for_classes: Callable, checker: Checke
     if _reordered(cams, edges["reference"]):
         return "", "", _OTHER_ORDER  # the maps of the classes are right, but swapped: not a normalisation problem
     nan = normalised = values = ""
+    others = {kind: name for name, kind in zip(edges["names"], edges["kinds"])}
     for k, (name, kind) in enumerate(zip(edges["names"], edges["kinds"])):
         cam = cams[k]
         if not bool(torch.isfinite(cam).all()):
@@ -496,14 +659,30 @@ def _check_edges(model: LoadedModel, cams_for_classes: Callable, checker: Checke
                           "with no range stays all zero (normalize_cams does that).")
             continue
         low, high = float(cam.min()), float(cam.max())
-        if kind == "above 0" and low > 1e-3 and abs(high - 1) < 1e-3:
+        right_alone = (kind == "above 0" and alone is not None and bool(torch.isfinite(alone).all())
+                       and _closest(alone, [r[k:k + 1] for r in edges["reference"]]) < TOLERANCE)
+        if kind == "above 0" and low > 1e-3 and abs(high - 1) < 1e-3 and right_alone and "all zero" in others:
+            normalised = normalised or (f"the map of {name!r} runs from {low:.2f} to 1 when {others['all zero']!r} (whose "
+                                        "Grad-CAM is 0 everywhere) is in the same call, and from 0 to 1 when it is alone: "
+                                        "the minimum subtracted is one shared by all the maps (the whole tensor's), not "
+                                        "each map's own. Subtract each map's own minimum, then divide by its own range: "
+                                        "(x - min) / (max - min) per map, e.g. cams.amin(dim=(1, 2), keepdim=True).")
+        elif kind == "above 0" and low > 1e-3 and abs(high - 1) < 1e-3:
             normalised = normalised or (f"the map of {name!r} runs from {low:.2f} to 1, not from 0: its Grad-CAM is "
                                         "positive everywhere, and dividing by the maximum alone leaves the minimum above "
                                         "0. Subtract each map's own minimum, then divide by its range: (x - min) / (max - min).")
+        elif kind == "above 0" and high == 0 and maps_right and right_alone and "all zero" in others:
+            values = values or (f"the map of {name!r} is all zero when {others['all zero']!r} (whose Grad-CAM is 0 "
+                                "everywhere) is in the same call, and right when it is alone: the all-zero map zeroes the "
+                                "others. Normalise each map on its own: one map with no range (max = min) must not change "
+                                "another map.")
+        elif kind == "above 0" and high == 0 and maps_right:
+            values = values or (f"the map of {name!r} is all zero, but its Grad-CAM at layer4 is positive everywhere on "
+                                "this photo.")
         elif kind == "all zero" and high > 1e-6 and maps_right:
             normalised = normalised or (f"the map of {name!r} is all zero before normalising (no positive evidence) but "
                                         f"yours reaches {high:.2f}: a map with no range stays all zero.")
-        elif abs(low) > 1e-4 or (abs(high - 1) > 1e-4 and abs(high) > 1e-4):
+        elif abs(low) > 1e-4 or (abs(high - 1) > 1e-4 and high != 0):
             normalised = normalised or f"the map of {name!r} runs from {low:.3g} to {high:.3g}, not from 0 to 1."
         elif kind == "above 0" and maps_right and _closest(normalize_cams(cam), [r[k] for r in edges["reference"]]) >= TOLERANCE:
             values = values or (f"the map of {name!r} (positive everywhere on this photo) does not match Grad-CAM at "
@@ -511,16 +690,56 @@ def _check_edges(model: LoadedModel, cams_for_classes: Callable, checker: Checke
     return nan, normalised, values
 
 
-def _scaled_down(cams: torch.Tensor, references: dict[str, list[torch.Tensor]], low: torch.Tensor, high: torch.Tensor) -> bool:
-    """Whether each map is the right map times a factor below 1: what (x - min) / (max - min + eps) gives."""
-    if bool((low.abs() > 1e-4).any()) or not bool(((high < 1 - 1e-4) & (high > 0)).all()):
-        return False  # an epsilon leaves every minimum at 0 and brings every maximum below 1
-    for right in references["reference"]:
+def _scale_slip(cams: torch.Tensor, references: dict[str, list[torch.Tensor]], low: torch.Tensor, high: torch.Tensor) -> str:
+    """What scales the maps, where each is the right map times a factor of its own (its minimum at 0); "" if they are not.
+
+    Differential: the factors are measured against the right maps, then compared with what each slip gives: one
+    factor for all maps, a division by one constant or by each map's sum instead of its range, an epsilon in the
+    denominator. A factor of 1e-5 is a slip like any other: only a map whose Grad-CAM is all zero may stay all zero.
+    """
+    if bool((low.abs() > 1e-4 * high.abs().clamp(min=1e-12)).any()) or not bool((high > 0).all()):
+        return ""
+    for right, raw in zip(references["reference"], references["raw"]):
         peaks = right.flatten(1).amax(1)
-        factors = torch.where(peaks > 0, high / peaks.clamp(min=1e-12), torch.ones_like(high))
-        if max_difference(cams, right * factors[:, None, None]) < 1e-4:
-            return True
-    return False
+        if not bool((peaks > 0).all()):
+            continue
+        factors = high / peaks
+        if float((cams - right * factors[:, None, None]).abs().max()) > 1e-3 * float(factors.max()):
+            continue
+        shown = ", ".join(f"{float(h):.3g}" for h in high)
+        ranges = raw.flatten(1).amax(1) - raw.flatten(1).amin(1)
+        sums = raw.flatten(1).sum(1)
+        divisors = ranges / factors  # what each raw map was divided by
+
+        def same(values: torch.Tensor, tolerance: float) -> bool:
+            return float(values.max() - values.min()) <= tolerance * float(values.abs().max())
+
+        constant = (f"each map is the right map times {float(factors.mean()):.3g} (they peak at {shown}): the maps are "
+                    "normalised, then scaled by one more constant factor. Return (x - min) / (max - min) itself, so each "
+                    "map runs from exactly 0 to 1.")
+        if same(factors, 1e-6):
+            return constant
+        if same(divisors, 1e-3) and abs(float(divisors.mean()) - 1) < 1e-3:
+            return (f"the maps are not normalised: each map should run from 0 to 1, but these are Grad-CAM's raw maps "
+                    f"(they peak at {shown}). Normalise each map by its own minimum and maximum, (x - min) / (max - min).")
+        spread = lambda values: float(values.max() - values.min())  # noqa: E731
+        if (same(divisors - ranges, 0.02) and float((divisors - ranges).min()) > 0
+                and spread(divisors - ranges) < spread(divisors)):  # one epsilon added, not one constant
+            return (f"each map should reach 1, but they peak at {shown}: an epsilon added to the denominator, "
+                    "(x - min) / (max - min + eps), scales every map down, the more the smaller its range. Divide by "
+                    "max - min, and give a map with no range (max = min) a case of its own: it stays all zero "
+                    "(normalize_cams does both).")
+        if same(divisors, 1e-3):
+            return (f"the maps peak at {shown}: they are Grad-CAM's raw maps divided by one constant ({float(divisors.mean()):.3g}) "
+                    "instead of each by its own range. Normalise each map: (x - min) / (max - min), so it runs from 0 to 1.")
+        if same(divisors / sums, 0.05):
+            return (f"the maps peak at {shown}: each map is divided by its sum (its total mass), which makes the masses "
+                    "equal, not the peaks 1. Normalise each map by its own minimum and maximum: (x - min) / (max - min).")
+        if same(factors, 1e-3):
+            return constant
+        return (f"the maps have Grad-CAM's shape but peak at {shown}, not 1: each is scaled by a factor of its own. "
+                "Normalise each map by its own minimum and maximum: (x - min) / (max - min).")
+    return ""
 
 
 def _global_of_size(function: Callable, size: tuple[int, ...]) -> str:
@@ -584,6 +803,9 @@ def _check_maps(checker: Checker, model: LoadedModel, cams_for_classes: Callable
         problem = f"the maps are {shape[1]}x{shape[2]}; upsample them to the image's size, {height}x{width} (image.shape[:2])."
     else:
         problem = ""
+    alone = None
+    if not problem:
+        problem, alone = _one_class(model, cams_for_classes, checker)
     if not problem and answer.dtype != torch.float32:
         # Right values, wrong contract: judged here, and the values still judged below.
         dtype = str(answer.dtype).replace("torch.", "")
@@ -603,7 +825,12 @@ def _check_maps(checker: Checker, model: LoadedModel, cams_for_classes: Callable
     # The same function on two classes at the edges of the text: an all-zero map, a map above 0.
     references = cached(model, "exercise a", lambda: _references(model))
     maps_right = bool(torch.isfinite(cams).all()) and _closest(normalize_cams(cams), references["reference"]) < TOLERANCE
-    edge_nan, edge_normalised, edge_values = _check_edges(model, cams_for_classes, checker, maps_right)
+    edge_nan, edge_normalised, edge_values = _check_edges(model, cams_for_classes, checker, maps_right, alone)
+    if not edge_nan and bool(torch.isfinite(cams).all()):
+        # Judged where each map is normalised on its own: a normalisation over all maps is named below, once.
+        peaks, floors = cams.flatten(1).amax(1), cams.flatten(1).amin(1)
+        if bool(((floors.abs() < 1e-4) & (((peaks - 1).abs() < 1e-4) | (peaks == 0))).all()):
+            edge_nan = _check_constant_map(cams_for_classes, checker)
     finite = bool(torch.isfinite(cams).all())
     checker.require(
         "no NaN", finite and not edge_nan,
@@ -614,7 +841,7 @@ def _check_maps(checker: Checker, model: LoadedModel, cams_for_classes: Callable
         checker.skip(later[1:], "fix the NaN first")
         return
     low, high = cams.flatten(1).amin(1), cams.flatten(1).amax(1)
-    each_normalised = bool(((low.abs() < 1e-4) & (((high - 1).abs() < 1e-4) | (high.abs() < 1e-4))).all())
+    each_normalised = bool(((low.abs() < 1e-4) & (((high - 1).abs() < 1e-4) | (high == 0))).all())
     if each_normalised:
         problem = edge_normalised
     elif abs(float(low.min())) < 1e-4 and abs(float(high.max()) - 1) < 1e-4 and not bool(((high - 1).abs() < 1e-4).all()):
@@ -624,21 +851,18 @@ def _check_maps(checker: Checker, model: LoadedModel, cams_for_classes: Callable
         # Tight: with a minimum of 0, maps normalised before upsampling are the right maps scaled down a little,
         # as an epsilon in the denominator makes them; each has its own factor.
         problem = _MISTAKES["normalised first"]
-    elif _scaled_down(cams, references, low, high):
-        problem = (f"each map should reach 1, but they peak at {', '.join(f'{float(h):.4f}' for h in high)}: an epsilon "
-                   "added to the denominator, (x - min) / (max - min + eps), scales every map down, the more the smaller "
-                   "its range. Divide by max - min, and give a map with no range (max = min) a case of its own: it stays "
-                   "all zero (normalize_cams does both).")
+    elif _scale_slip(cams, references, low, high):
+        problem = _scale_slip(cams, references, low, high)
     else:
         # Name the first map that is not normalised, with its own range (the ranges of all maps together can be 0 to 1).
-        k = int((((low.abs() < 1e-4) & (((high - 1).abs() < 1e-4) | (high.abs() < 1e-4))) == 0).nonzero()[0])
+        k = int((((low.abs() < 1e-4) & (((high - 1).abs() < 1e-4) | (high == 0))) == 0).nonzero()[0])
         problem = (f"each map should run from 0 to 1 (normalised by its own minimum and maximum); the map of "
                    f"{CLASSES[k]!r} runs from {float(low[k]):.3g} to {float(high[k]):.3g}.")
     checker.require("normalised", not problem, problem)
     # Compare the shapes of the maps whatever their scaling, so one mistake costs one check.
     comparable = normalize_cams(cams)
     matches = _closest(comparable, references["reference"]) < TOLERANCE
-    problem = _check_second_photo(model, cams_for_classes, checker) if matches else _diagnose_maps(comparable, references)
+    problem = _check_second_photo(model, cams_for_classes, checker, cams) if matches else _diagnose_maps(comparable, references, model)
     if matches and not problem:
         problem = _check_max_pooling_head(cams_for_classes, checker)
     if matches and not problem and forward_passes > 1:
@@ -725,6 +949,27 @@ def _boundary_cases(seed: int = 22) -> list[tuple[torch.Tensor, list[str]]]:
     return cases
 
 
+def _generated_cases(seed: int = 31, count: int = 6) -> list[tuple[torch.Tensor, list[str]]]:
+    """Seeded random maps at the edges of the text: masses below 1 that differ by less than 1 (any rounding merges
+    them), and every third case signed maps whose masses are all negative (the largest mass is the one nearest 0)."""
+    generator = torch.Generator().manual_seed(seed)
+    cases = []
+    for i in range(count):
+        classes, height, width = 3 + i % 3, 3 + i % 4, 4 + (3 * i) % 7
+        cams = torch.rand(classes, height, width, generator=generator) * (0.8 / (height * width))
+        if i % 3 == 2:
+            cams = cams - 0.05
+        cases.append((cams, [f"generated {i}, class {k}" for k in range(classes)]))
+    return cases
+
+
+def _rounded_masses(cams: torch.Tensor, names: list[str]) -> dict[str, str] | None:
+    """dominant_class with each half's masses rounded to whole numbers before the argmax (defined on maps >= 0)."""
+    if bool((cams < 0).any()):
+        return None
+    return {half: names[int(part.flatten(-2).sum(-1).round().argmax())] for half, part in _halves(cams).items()}
+
+
 def _synthetic_cases() -> list[tuple[torch.Tensor, list[str]]]:
     """Maps with a known answer, each telling one mistake apart."""
     plain = torch.zeros(3, 4, 8)
@@ -756,7 +1001,7 @@ def _synthetic_cases() -> list[tuple[torch.Tensor, list[str]]]:
     unsorted_tie[2, :, 3:] = 0.2
     cases = [(plain, ["first", "second", "third"]), (peak, ["peak", "broad"]), (rows, ["top", "bottom"]), (graded, ["A", "B", "C"]),
              (tied, ["x", "tie one", "tie two"]), (share, ["everywhere", "left only"]), (unsorted_tie, ["zebra", "apple", "mango"])]
-    return cases + _boundary_cases()
+    return cases + _boundary_cases() + _generated_cases()
 
 
 _DOMINANT_MISTAKES: list[tuple[Callable[[torch.Tensor, list[str]], Any], str]] = [
@@ -775,6 +1020,9 @@ _DOMINANT_MISTAKES: list[tuple[Callable[[torch.Tensor, list[str]], Any], str]] =
      "first in class_names wins (class_names ['zebra', 'apple', ...] with equal masses: 'zebra'). Keep class_names' "
      "order (no sorted() of the names), e.g. class_names[int(values.argmax())]."),
     (lambda c, n: _dominant(c, n, pick="min"), "this picks the class with the least mass in each half; pick the most."),
+    (_rounded_masses,
+     "the masses are rounded to whole numbers before they are compared: masses that differ by less than 1 become ties "
+     "(the first class wins them). Compare the sums themselves, unrounded (no int(), round() or .long())."),
     (lambda c, n: {h: n.index(v) for h, v in _dominant(c, n).items()},
      "return class names, not their positions: {'left': name, 'right': name}."),
     (lambda c, n: _dominant(c, n, split="height"),
@@ -817,9 +1065,14 @@ def _diagnose_dominant(cases: list[tuple[torch.Tensor, list[str]]], answers: lis
     for answer, (cams, names) in zip(answers, cases):
         expected = _dominant(cams, names)
         if answer != expected:
+            wrong_half = next(half for half in ("left", "right") if answer.get(half) != expected[half])
+            masses = _halves(cams)[wrong_half].flatten(-2).sum(-1)
+            negative = (f" (every mass in the {wrong_half} half is negative here, from {float(masses.min()):.3g} to "
+                        f"{float(masses.max()):.3g}: the largest is the one nearest 0, and no mass needs to be above 0 to win)"
+                        if bool((masses < 0).all()) else "")
             return (f"on {what} of shape {tuple(cams.shape)} (K, H, W), dominant_class returned {answer}, expected "
-                    f"{expected}: for each half (left = the columns [:W // 2]) the class with the largest sum of its map; "
-                    "a tie goes to the class that comes first in class_names.")
+                    f"{expected}: for each half (left = the columns [:W // 2]) the class with the largest sum of its map"
+                    f"{negative}; a tie goes to the class that comes first in class_names.")
         if not all(type(value) is str for value in answer.values()):
             numpy_names = any(isinstance(value, np.str_) for value in answer.values())
             return (f"dominant_class's values should be the items of class_names themselves, plain str; got "

@@ -47,6 +47,8 @@ class Recording(list):
     top: list[Any]
     #: The steps that gave back their input unchanged (a no-op where they stand, e.g. a Resize before ToImage).
     unchanged: list[Any]
+    #: Each v2.Lambda applied: (the Lambda, its input, its output, the functional transforms it called).
+    lambdas: list[tuple[Any, Any, Any, list[Any]]]
 
 
 class FunctionalCall:
@@ -105,6 +107,7 @@ def recorded_steps() -> Iterator[Recording]:
     steps = Recording()
     steps.top = []
     steps.unchanged = []
+    steps.lambdas = []
     stack: list[Any] = []
     had_own = "__call__" in vars(v2.Transform)
     original = v2.Transform.__call__
@@ -127,6 +130,8 @@ def recorded_steps() -> Iterator[Recording]:
                 # A Lambda counts as the transforms it called, not once more itself: they take the place of its own
                 # entry (there since it was called, or since the pipeline holding it was).
                 own = [k for k in range(before) if steps[k] is self]
+                if len(args) == 1 and not kwargs:
+                    steps.lambdas.append((self, args[0], result, list(steps[before:])))
                 if own and len(steps) > before:
                     inner = steps[before:]
                     del steps[before:]
@@ -210,6 +215,61 @@ def _describe_tensor(tensor: Any, image: np.ndarray) -> str:
     return ""
 
 
+class SecondChange:
+    """The second change of a ``v2.Lambda`` that resizes and also changes the colours: a step of its own."""
+
+    def __init__(self, lambda_step: Any) -> None:
+        self.lambda_step = lambda_step
+
+    def __repr__(self) -> str:
+        return f"a colour change inside {_step_name(self.lambda_step)}"
+
+
+def _recolours(lambda_step: Any, given: Any, result: Any, inner: list[Any]) -> bool:
+    """Whether a Lambda that resizes (its output another size than its input) also changes the colours.
+
+    Differential: its own function on an image of one colour, as large as its input and of its dtype, must give back
+    that colour wherever it resizes alone (every resampling keeps a constant image's values, up to rounding). A
+    Lambda that calls a colour transform itself is already counted as two steps.
+    """
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    if not (isinstance(given, torch.Tensor) and isinstance(result, torch.Tensor) and given.ndim == 3 and result.ndim == 3):
+        return False
+    if tuple(given.shape[-2:]) == tuple(result.shape[-2:]) or any("resize" not in _step_name(step) for step in inner):
+        return False
+    colour = torch.tensor([96.0, 144.0, 200.0])[: given.shape[0]]
+    if not given.dtype.is_floating_point:
+        uniform = colour[:, None, None].expand(given.shape).to(given.dtype).clone()
+    else:
+        uniform = (colour / 255)[:, None, None].expand(given.shape).to(given.dtype).clone()
+    try:
+        with torch.no_grad():
+            out = lambda_step.lambd(uniform)
+    except Exception:  # noqa: BLE001 - a function that fails on another image is judged elsewhere
+        return False
+    if not isinstance(out, torch.Tensor) or out.shape[0] != uniform.shape[0] or out.ndim != 3:
+        return True
+    # The colour of most pixels (a border or a blanked strip, which the whole-photo check names, leaves it alone).
+    tolerance = 1.0 if not uniform.dtype.is_floating_point else 1e-4
+    colours = out.detach().double().flatten(1).median(dim=1).values
+    return float((colours - uniform[:, 0, 0].double()).abs().max()) > tolerance
+
+
+def with_second_changes(steps: Any) -> Any:
+    """The steps, each Lambda that resizes and changes the colours followed by its second change (a step)."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    double = [entry[0] for entry in getattr(steps, "lambdas", []) if _recolours(*entry)]
+    if not double:
+        return steps
+    counted = Recording()
+    counted.top, counted.unchanged, counted.lambdas = steps.top, steps.unchanged, steps.lambdas
+    for step in steps:
+        counted.append(step)
+        if any(step is lambda_step for lambda_step in double):
+            counted.append(SecondChange(step))
+    return counted
+
+
 def _check_steps(checker: Checker, reference: list[Any], steps: list[Any], outside: str) -> bool:
     """One step: compare the steps changed_preprocess applied with model.preprocess's, step by step.
 
@@ -230,6 +290,12 @@ def _check_steps(checker: Checker, reference: list[Any], steps: list[Any], outsi
     elif not changes:
         problem = ("changed_preprocess applies the same steps as model.preprocess: change one step, or add one "
                    "(your own operation as v2.Lambda).")
+    elif any(isinstance(step, SecondChange) for step in steps):
+        second = next(step for step in steps if isinstance(step, SecondChange))
+        problem = (f"your step {_step_name(second.lambda_step)} both resizes the image and changes its colours (on an "
+                   "image of one colour it gives other colours), which counts as two steps, as v2.Resize and "
+                   "v2.Grayscale would: a Lambda of your own operations is one step only if it makes one change. Keep "
+                   "one of the two changes.")
     elif len(changes) > 1:
         problem = (f"changed_preprocess differs from model.preprocess in {len(changes)} steps ({'; '.join(changes)}); "
                    "the task asks for exactly one changed step (each transform called inside a v2.Lambda is a step).")
@@ -322,6 +388,164 @@ def _probes(photo: np.ndarray, output_shape: tuple[int, ...], grid: int = 4) -> 
     return probes
 
 
+#: The colour of the geometry probes, and of the one pixel changed on them.
+_PROBE_COLOUR, _PIXEL_COLOUR = (120, 130, 140), (250, 10, 60)
+
+
+def _pixel_positions(height: int, width: int, seed: int, count: int = 4) -> list[tuple[int, int]]:
+    """The corners, the middles of the edges and ``count`` seeded pixels inside: where one pixel is changed in turn."""
+    generator = np.random.default_rng(seed)
+    positions = [(0, 0), (0, width - 1), (height - 1, 0), (height - 1, width - 1),
+                 (0, width // 2), (height - 1, width // 2), (height // 2, 0), (height // 2, width - 1)]
+    positions += [(int(generator.integers(1, max(2, height - 1))), int(generator.integers(1, max(2, width - 1))))
+                  for _ in range(count)]
+    return list(dict.fromkeys(positions))
+
+
+def _where(position: tuple[int, int], height: int, width: int) -> str:
+    row, column = position
+    vertical = "top" if row == 0 else "bottom" if row == height - 1 else ""
+    horizontal = "left" if column == 0 else "right" if column == width - 1 else ""
+    if vertical and horizontal:
+        return f"its {vertical}-{horizontal} corner"
+    return f"on its {vertical or horizontal} edge" if vertical or horizontal else "inside it"
+
+
+def _geometry_problem(checker: Checker, changed_preprocess: Callable, size: tuple[int, int], aspect: float,
+                      seed: int) -> str:
+    """Whether the pipeline shows every pixel of an image in its own place: the problem, or "".
+
+    Differential over generated probes: images of one colour of the photo's aspect ratio (``aspect``, width / height)
+    at the height of the network input the pipeline made from the photo (``size``), so that a plain resizing is the
+    identity there, whatever its filter; and the same image with one pixel changed in turn (the corners, the middles
+    of the edges, seeded places inside). An image of one colour must give an input of one colour (a border or a
+    blanked strip does not); each changed pixel must change the input, most at its own place (or mirrored: a flip
+    is allowed). A crop, a pad (of zeros or reflected), a shift, a roll, a strip overwritten: each loses or moves a
+    pixel by a whole pixel at least. Where the input's size is not the probe's (a squash), a pixel's place is scaled
+    and may be off by one.
+    """
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    out_height, out_width = size
+
+    def run(image: np.ndarray) -> torch.Tensor | None:
+        __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+        torch.manual_seed(seed)
+        with recorded_steps():
+            answer = checker.quiet_call(changed_preprocess, image)
+        if not isinstance(answer, torch.Tensor) or answer.ndim != 3 or tuple(answer.shape[-2:]) != size:
+            return None
+        return answer.detach().double()
+
+    exact = out_height * aspect
+    base = None
+    for width in sorted({max(1, int(round(exact))), max(1, int(np.floor(exact))), max(1, int(np.ceil(exact)))},
+                        key=lambda candidate: (candidate != out_width, abs(candidate - exact))):
+        height = out_height
+        plain = np.empty((height, width, 3), dtype=np.uint8)
+        plain[...] = _PROBE_COLOUR
+        base = run(plain)
+        if base is not None:
+            break
+    if base is None:
+        return ""  # another size on the probe than on the photo: the size checks judge the photo's
+    same_size = (out_height, out_width) == (height, width)
+    near = 0 if same_size else 1  # pixels off by one where a squash scales their places
+
+    def place(row: int, column: int) -> tuple[int, int]:
+        return (min(out_height - 1, max(0, int(round((row + 0.5) * out_height / height - 0.5)))),
+                min(out_width - 1, max(0, int(round((column + 0.5) * out_width / width - 0.5)))))
+
+    # The input's unit: what 40 grey levels more change in it. Less than a tenth of it is rounding (a resampling of
+    # an image of one colour can be off by a level); a lost pixel changes nothing at all.
+    lighter = run(plain + np.uint8(40))
+    if lighter is None:
+        return ""
+    unit = max(float((lighter - base).abs().amax(0).median()), 1e-12)
+    off_colour = (base - base.flatten(1).median(dim=1).values[:, None, None]).abs().amax(0) > 0.1 * unit
+    changes: dict[tuple[int, int], torch.Tensor] = {}
+    lost: list[tuple[int, int]] = []
+    for position in _pixel_positions(height, width, seed):
+        probe = plain.copy()
+        probe[position] = _PIXEL_COLOUR
+        answer = run(probe)
+        if answer is None:
+            return ""
+        change = (answer - base).abs().sum(0)
+        if float(change.max()) <= 1e-3 * unit:
+            lost.append(position)
+        else:
+            changes[position] = change
+
+    def at(change: torch.Tensor, target: tuple[int, int]) -> bool:
+        """Whether the change is largest at the target pixel (or within ``radius`` of it; a corner stays a corner)."""
+        row, column = target
+        radius = 0 if row in (0, out_height - 1) and column in (0, out_width - 1) else near
+        window = change[max(0, row - radius):row + radius + 1, max(0, column - radius):column + radius + 1]
+        return float(window.max()) >= float(change.max()) * (1 - 1e-9)
+
+    mirrors = [lambda r, c: (r, c), lambda r, c: (out_height - 1 - r, c), lambda r, c: (r, out_width - 1 - c),
+               lambda r, c: (out_height - 1 - r, out_width - 1 - c)]
+    in_place = any(all(at(change, mirror(*place(*position))) for position, change in changes.items()) for mirror in mirrors)
+    found = {position: divmod(int(change.argmax()), out_width) for position, change in changes.items()}
+    what = f"on an image of the photo's aspect ratio, {height}x{width}"
+    if bool(off_colour.any()):
+        rows = torch.nonzero(off_colour.any(1)).flatten().tolist()
+        columns = torch.nonzero(off_colour.any(0)).flatten().tolist()
+        border = bool(off_colour[0].all() or off_colour[-1].all() or off_colour[:, 0].all() or off_colour[:, -1].all())
+        corners = [(0, 0), (0, width - 1), (height - 1, 0), (height - 1, width - 1)]
+        inward = any(corner in found and found[corner] not in ((0, 0), (0, out_width - 1), (out_height - 1, 0),
+                                                               (out_height - 1, out_width - 1)) for corner in corners)
+        if border and inward:
+            return (f"your pipeline pads the photo: {what}, of one colour, it gives an input with a border of another "
+                    "colour, and the image has moved inward to make room. The network must see only the photo: no "
+                    "padding (no border around it). Change another step.")
+        part = f"rows {rows[0]} to {rows[-1]}" if len(rows) < out_height else f"columns {columns[0]} to {columns[-1]}"
+        return (f"part of the photo is blacked out or overwritten: {what}, of one colour, your pipeline gives an input "
+                f"that is not of one colour ({part} of the input differ from the rest), so something other than the "
+                "photo is drawn over it. The model must see the whole photo: change a step that treats every pixel alike.")
+    if lost and in_place and same_size:
+        return (f"part of the photo is hidden: {what}, changing its pixel at row {lost[0][0]}, column {lost[0][1]} "
+                f"({_where(lost[0], height, width)}) does not change the input at all, while every other pixel tried "
+                "stays in its place: that part is overwritten (by a copy of other pixels, or a constant). The model "
+                "must see the whole photo: change a step that treats every pixel alike.")
+    if lost:
+        shifted = next(((position, spot) for position, spot in found.items() if spot != place(*position)), None)
+        seen = (f", and its pixel at row {shifted[0][0]}, column {shifted[0][1]} shows at row {shifted[1][0]}, column "
+                f"{shifted[1][1]}" if shifted and not in_place else "")
+        return (f"the photo is cropped: {what}, its pixel at row {lost[0][0]}, column {lost[0][1]} "
+                f"({_where(lost[0], height, width)}) does not reach the input at all{seen}: that part is cut off (a "
+                "crop, even a small one or one that keeps the aspect ratio). Change a step without cropping.")
+    if not in_place:
+        position, spot = next((position, spot) for position, spot in found.items() if not at(changes[position], place(*position)))
+        shifts = {((spot[0] - place(*p)[0]) % out_height, (spot[1] - place(*p)[1]) % out_width) for p, spot in found.items()}
+        wrapped = len(shifts) == 1 and any(abs(spot[1] - place(*p)[1]) > out_width // 2 or abs(spot[0] - place(*p)[0]) > out_height // 2
+                                           for p, spot in found.items())
+
+        def turned(row: int, column: int, variant: int) -> tuple[int, int]:
+            """Where a transposed (or turned by 90 degrees) image puts a pixel, variant 0..3."""
+            a = width - 1 - column if variant & 1 else column
+            b = height - 1 - row if variant & 2 else row
+            return (min(out_height - 1, int(round((a + 0.5) * out_height / width - 0.5))),
+                    min(out_width - 1, int(round((b + 0.5) * out_width / height - 0.5))))
+
+        transposed = any(all(abs(spot[0] - turned(*p, variant)[0]) <= 1 and abs(spot[1] - turned(*p, variant)[1]) <= 1
+                             for p, spot in found.items()) for variant in range(4))
+        corner = found.get((0, 0))
+        if transposed:
+            cause = "its rows and columns are swapped (the image is transposed or turned by 90 degrees)."
+        elif wrapped:
+            cause = "it is shifted and wraps around (what leaves one side comes back on the other, as torch.roll does)."
+        elif corner is not None and corner[0] > 0 and corner[1] > 0:
+            cause = ("the image is shrunk and moved inward: a border is put around it (padding, with zeros or reflected): "
+                     "no padding, the network must see only the photo.")
+        else:
+            cause = "it is moved or distorted within the input."
+        return (f"the photo does not keep its place in the input: {what}, its pixel at row {position[0]}, column "
+                f"{position[1]} shows at row {spot[0]}, column {spot[1]} of the input, not at "
+                f"{place(*position)}: {cause} The model must see the whole photo as it is, only resized.")
+    return ""
+
+
 def _padding_steps(steps: Sequence[Any] | None) -> list[str]:
     """The names of the steps that pad the image: v2.Pad, or a functional pad called inside a v2.Lambda."""
     padding = []
@@ -346,18 +570,22 @@ def _check_whole_photo(checker: Checker, changed_preprocess: Callable, photo: np
         return
     height, width = tensor.shape[-2:]
     expected_width = height * photo.shape[1] / photo.shape[0]
+    expected_height = width * photo.shape[0] / photo.shape[1]
     problem = ""
     padding = _padding_steps(steps)
+    geometry = _geometry_problem(checker, changed_preprocess, (int(height), int(width)), photo.shape[1] / photo.shape[0], seed)
     if padding:
         problem = (f"your pipeline pads the photo ({padding[0]}): the input is {height}x{width}, the photo "
                    f"{photo.shape[0]}x{photo.shape[1]}. The network's input must keep the photo's aspect ratio and show "
                    "only the photo, so no padding (nor cropping or squashing): a border is not part of the picture. "
                    "Change another step.")
-    elif abs(width - expected_width) > 1.5:
-        problem = (f"the model no longer sees the whole photo as it is: the input is {height}x{width}, but the photo "
-                   f"is {photo.shape[0]}x{photo.shape[1]} (another aspect ratio), so it was cropped, padded or squashed. "
-                   "The network's input must keep the photo's aspect ratio: change a step of the preprocessing without "
-                   "cropping, padding or squashing the photo.")
+    squashed = ""
+    if abs(width - expected_width) >= 1 or abs(height - expected_height) >= 1:
+        # Only rounding may change the aspect ratio: a side within less than one pixel of the photo's ratio.
+        squashed = (f"the photo is squashed: the input is {height}x{width}, but the photo is {photo.shape[0]}x"
+                   f"{photo.shape[1]}, so at a height of {height} its width is {expected_width:.4g} (and at a width of "
+                   f"{width} its height {expected_height:.4g}). Resize to a single number, or to an (H, W) pair with the "
+                   "photo's own aspect ratio (each side within rounding of it).")
     unseen = []
     probes = _probes(photo, tuple(tensor.shape))
     own_steps = True  # whether the steps it applied, replayed on the probe, give what it returned: the steps ignore the photo
@@ -383,6 +611,8 @@ def _check_whole_photo(checker: Checker, changed_preprocess: Callable, photo: np
     elif len(unseen) == len(probes):
         problem = ("changed_preprocess returns the same tensor whatever photo it is given: apply the steps to its "
                    "image argument, not to the notebook's photo.")
+    elif geometry:
+        problem = geometry
     elif unseen:
         edges = [name for name in unseen if "edge" in name]
         if edges:
@@ -393,6 +623,7 @@ def _check_whole_photo(checker: Checker, changed_preprocess: Callable, photo: np
             problem = (f"the model no longer sees the whole photo: inverting the colours in {unseen[0]} does not change "
                        "the input at all, so that part is hidden (blacked out or replaced). Change a step that treats "
                        "the whole photo alike.")
+    problem = problem or squashed
     checker.require("the whole photo, unaltered", not problem, problem)
 
 
@@ -469,6 +700,7 @@ def check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: Any
                     checker.skip(["one step changed"], "the steps can be compared once changed_preprocess applies them to its image argument")
                     steps = None
             if steps is not None:
+                steps = with_second_changes(steps)
                 one_change = _check_steps(checker, reference, steps, outside)
         _check_whole_photo(checker, changed_preprocess, coffee, tensor, seed, steps)
         random_step = well_formed and _random_step(checker, changed_preprocess, coffee, tensor)

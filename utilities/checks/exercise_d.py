@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ TOLERANCE = 0.02  # how close shares must be to a known mistake's to be diagnose
 #: How close a right share is to the reference: two right computations agree to about 1e-6, and shares rounded to
 #: two decimals (off by up to 0.005) must not pass.
 SHARE_TOLERANCE = 1e-3
+#: How close the shares of a function right in every other way must be: float32 rounding (about 1e-6 here), not
+#: float16's (about 1e-4 on the photo).
+PRECISION = 2e-5
 #: What the messages call localisation_shares' arguments.
 _SHARES_ARGUMENTS = {1: "the image", 3: "the mask"}
 
@@ -107,7 +110,7 @@ def _references(model: LoadedModel, global_model: LoadedModel) -> dict[str, np.n
         top = model.class_names[int(model.network(model.preprocess(image).unsqueeze(0)).argmax())]
     keys = ("reference", "outside", "cat_mask", "mean inside", "inside/outside", "top", "Egyptian cat", "global model",
             "no normalisation", "probability", "no ReLU", "pixels above half", "area above 0", "peak ratio",
-            "mirrored mask", "mean ratio", "cell grid", "integer mask")
+            "mirrored mask", "mean ratio", "cell grid", "integer mask", "integer mask, integer total")
     shares: dict[str, list[list[float]]] = {key: [[] for _ in PLACEMENTS] for key in keys}
     # Grad-CAM written by hand with two slips: the softmax probability's gradient, and no ReLU (normalised from the
     # signed map's minimum).
@@ -138,6 +141,10 @@ def _references(model: LoadedModel, global_model: LoadedModel) -> dict[str, np.n
             shares["peak ratio"][row].append(float(cam[mask].max()) / float(cam.max()) if float(cam.max()) > 0 else 0.0)
             shares["mirrored mask"][row].append(share(cam, mask.flip(-1)))
             shares["integer mask"][row].append(_integer_mask_share(cam, mask))
+            # The same integer index for the whole map too, cam[np.ones_like(mask, dtype=int)]: row 1 for every pixel.
+            total = float(mask.numel()) * float(cam[1].sum())
+            shares["integer mask, integer total"][row].append(_integer_mask_share(cam, mask) * float(cam.sum()) / total
+                                                              if total > 0 else 0.0)
             shares["mean ratio"][row].append(float(cam[mask].mean()) / float(cam.mean()) if float(cam.mean()) > 0 else 0.0)
             outside = float(cam[~mask].sum())
             shares["inside/outside"][row].append(float(cam[mask].sum()) / outside if outside > 0 else 0.0)
@@ -164,6 +171,7 @@ def _references(model: LoadedModel, global_model: LoadedModel) -> dict[str, np.n
                 shares["cell grid"].append([])
             shares["cell grid"][way].append(value)
     references = {key: np.array(values) for key, values in shares.items()}
+    references["integer mask"] = np.concatenate([references["integer mask"], references.pop("integer mask, integer total")])
     references["top class name"] = np.array(top)
     return references
 
@@ -263,14 +271,21 @@ def _explain_index_error(error: BaseException) -> str | None:
     return None
 
 
-def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedModel, localisation_shares: Callable) -> bool:
-    """The shares on the pair photo; returns whether localisation_shares ran at all."""
+def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedModel, localisation_shares: Callable,
+                  first_shares: list[float] | None = None) -> bool:
+    """The shares on the pair photo; returns whether localisation_shares ran at all.
+
+    ``first_shares``: filled with the shares it returned for the photo, to recognise them when it returns them again
+    for another image (a result kept from an earlier call).
+    """
+    first_shares = [] if first_shares is None else first_shares
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     later = ["shares are fractions", "shares match Grad-CAM"]
     image = load_image(DATA_DIR / "cat_and_coffee.png")
     mask = object_mask(*image.shape[:2])
     ok, shares = checker.call(localisation_shares, model, image, TARGET, mask.copy(), explain=_explain_index_error,
                               described=_SHARES_ARGUMENTS)
+    mask_edited = 3 in checker.changed_arguments
     if not ok:
         checker.skip(later, "localisation_shares failed")
         return False
@@ -312,14 +327,27 @@ def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedMode
         problem = _MISTAKES["integer mask"]
     elif _matches(values, references["reference"], SHARE_TOLERANCE):
         problem = ""
+    elif mask_edited:
+        problem = ("the shares differ from those of the mask as it was given: localisation_shares changes object_mask "
+                   "in place while it computes them (see above), so it measures with another mask. Compute every share "
+                   "with the mask as given (work on a copy).")
     else:
         problem = _diagnose_shares(values, references)
+    first_shares[:] = [float(value) for value in values]
     # On the photo, the network input has the photo's size (at full size) and the maps the photo's: a copy of another
     # size, with odd sides, tells maps made with the image from maps of a fixed size or made from the network input.
-    problem = problem or _other_size_problem(checker, model, localisation_shares)
+    problem = problem or _other_size_problem(checker, model, localisation_shares, first_shares)
     # On the photo every stage's map has a minimum of 0, where normalising changes no share: a made-up network
     # whose maps are positive everywhere tells normalised maps from raw ones.
     problem = problem or _positive_maps_problem(checker, localisation_shares)
+    if not problem and not _matches(values, references["reference"], PRECISION):
+        # Right within SHARE_TOLERANCE everywhere, but not to float32's precision on the photo.
+        reference = min(references["reference"], key=lambda row: float(np.abs(values - row).max()))
+        worst = int(np.abs(values - reference).argmax())
+        problem = (f"the shares are right to about 3 digits only (off by up to {abs(values[worst] - reference[worst]):.1e}, "
+                   f"{values[worst]:.5f} for {reference[worst]:.5f} at {STAGES[worst]}), though right in every other "
+                   "way: they are computed in a low precision (float16 or bfloat16 keeps about 3 significant digits). "
+                   "Compute the map's sums in float32 or float64.")
     checker.require(later[1], not problem, problem)
     return True
 
@@ -350,7 +378,13 @@ def _other_size_references(model: LoadedModel) -> np.ndarray:
     return np.array(rows)
 
 
-def _other_size_problem(checker: Checker, model: LoadedModel, localisation_shares: Callable) -> str:
+_KEPT = ("localisation_shares returns exactly the shares it returned for the notebook's photo: a result kept from an "
+         "earlier call (a cache keyed by the class name, or a global) does not depend on the image, the mask or the "
+         "model. Compute the shares from the arguments of each call.")
+
+
+def _other_size_problem(checker: Checker, model: LoadedModel, localisation_shares: Callable,
+                        first_shares: Sequence[float] = ()) -> str:
     """What is wrong with localisation_shares on a copy of the photo of another size (real, non-zero shares), or ""."""
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     image = _other_size_image()
@@ -382,6 +416,8 @@ def _other_size_problem(checker: Checker, model: LoadedModel, localisation_share
     references = cached(model, "exercise d: other size", lambda: _other_size_references(model))
     if _matches(values, references, SHARE_TOLERANCE):
         return ""
+    if len(first_shares) == len(values) and np.array_equal(values, np.array(first_shares)):
+        return f"{what}, " + _KEPT
     reference = min(references, key=lambda row: float(np.abs(values - row).max()))
     worst = int(np.abs(values - reference).argmax())
     return (f"{what}, the shares differ: at {STAGES[worst]} yours is {values[worst]:.4f}, the share of the normalised "
@@ -488,7 +524,7 @@ def _positive_maps_problem(checker: Checker, localisation_shares: Callable) -> s
     return ""
 
 
-def _check_zero_maps(checker: Checker, localisation_shares: Callable) -> None:
+def _check_zero_maps(checker: Checker, localisation_shares: Callable, first_shares: Sequence[float] = ()) -> None:
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     # Saturated (255) and black (0) pixels among the grey: an in-place edit that only touches those shows.
     image = np.full((64, 96, 3), 128, dtype=np.uint8)
@@ -517,6 +553,8 @@ def _check_zero_maps(checker: Checker, localisation_shares: Callable) -> None:
     if np.isnan(values).any():
         problem = ("for an all-zero map, cam.sum() is 0 and your share is NaN: the share of a map with no mass is 0, "
                    "as the text says (check cam.sum() > 0 before dividing).")
+    elif not np.all(values == 0) and len(first_shares) == len(values) and np.array_equal(values, np.array(first_shares)):
+        problem = "on a model whose maps are all zero, " + _KEPT
     elif not np.all(values == 0):
         problem = (f"on a model whose maps are all zero, the shares should be 0 (no mass, none on the object); got "
                    f"{np.round(values, 3).tolist()}"
@@ -654,8 +692,9 @@ def check_d(model: LoadedModel, localisation_shares: Callable, first_localised_s
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     small = smaller_input(model)
     checker = Checker("d", CHECK_COUNT, catch_not_implemented=_grading, models=[model, small])
-    if _check_shares(checker, small, model, localisation_shares):
-        _check_zero_maps(checker, localisation_shares)
+    first_shares: list[float] = []
+    if _check_shares(checker, small, model, localisation_shares, first_shares):
+        _check_zero_maps(checker, localisation_shares, first_shares)
     else:
         checker.skip(["all-zero maps give share 0"], "localisation_shares must run first")
     judged = []
