@@ -388,7 +388,186 @@ WRONG_B += [
                 _file(_maximum_only)),
 ]
 
+def _folder_with(explain: Callable, *, refuse: Callable[[Path], bool] = lambda path: False,
+                 report: Callable[[Path, list], list] = lambda path, names: names + [path.name]) -> Callable:
+    """explain_folder around a given explain_file, reporting the files ``refuse`` picks without loading them."""
+
+    def explain_folder(model, folder, output_folder):
+        output = Path(output_folder)
+        output.mkdir(parents=True, exist_ok=True)
+        not_images = []
+        for path in sorted(p for p in Path(folder).iterdir() if p.is_file()):
+            if refuse(path):
+                not_images = report(path, not_images)
+                continue
+            try:
+                _, overlay = explain(model, path)
+            except ImageLoadError:
+                not_images = report(path, not_images)
+                continue
+            Image.fromarray(overlay).save(output / f"{path.name}_cam.png", format="PNG")
+        return not_images
+
+    return explain_folder
+
+
+def _both(explain: Callable, **options) -> Callable:
+    return lambda model, solution: {"explain_file": explain, "explain_folder": _folder_with(explain, **options)}
+
+
+def _downscaled(model, path):
+    """Photos over 1000 px on a side downscaled before Grad-CAM, the overlay resized back up."""
+    image = load_image(path)
+    height, width = image.shape[:2]
+    scale = 1000 / max(height, width)
+    if scale >= 1:
+        return _explain(model, path)
+    small = np.asarray(Image.fromarray(image).resize((round(width * scale), round(height * scale))))
+    result = grad_cam(model, small)
+    return result.class_names[0], np.asarray(Image.fromarray(overlay_cam(small, result.maps[0])).resize((width, height)))
+
+
+def _swapped_size(model, path):
+    """grad_cam's output_size given as (W, H); overlay_cam stretches the map back."""
+    image = load_image(path)
+    result = grad_cam(model, image, output_size=image.shape[1::-1])
+    return result.class_names[0], overlay_cam(image, result.maps[0])
+
+
+def _transformed(change: Callable) -> Callable:
+    def explain_file(model, path):
+        image = load_image(path)
+        result = grad_cam(model, image)
+        return result.class_names[0], overlay_cam(image, change(result.maps[0]))
+
+    return explain_file
+
+
+def _on_a_small_copy(model, path):
+    """The overlay blended on a 224x224 copy of the photo, then resized to the photo's size."""
+    image = load_image(path)
+    result = grad_cam(model, image, output_size=(224, 224))
+    small = np.asarray(Image.fromarray(image).resize((224, 224)))
+    return result.class_names[0], np.asarray(Image.fromarray(overlay_cam(small, result.maps[0])).resize(image.shape[1::-1]))
+
+
+def _small_in_pixels(path):
+    try:
+        with Image.open(path) as opened:
+            return min(opened.size) < 32
+    except Exception:  # noqa: BLE001 - load_image decides about the rest
+        return False
+
+
+def _skip_seen_bytes(folder):
+    """The files of a folder, each content once: a file whose bytes were seen already in this call is skipped."""
+    seen, kept = set(), []
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        if path.read_bytes() not in seen:
+            seen.add(path.read_bytes())
+            kept.append(path)
+    return kept
+
+
+def _verify_first(path):
+    """PIL's verify() as a first filter, load_image for the rest."""
+    try:
+        with Image.open(path) as opened:
+            opened.verify()
+        return False
+    except Exception:  # noqa: BLE001 - the student's catch-all around verify()
+        return True
+
+
+WRONG_B += [
+    # a student who had not seen the checks (session s10): passed the check, or got a message that did not name the cause
+    WrongAnswer("b", "OSError caught with ImageLoadError around explaining", r"fail on wide\.png with a PermissionError \(an OSError.*"
+                r"Catch ImageLoadError only", _folder(catch=(ImageLoadError, OSError))),
+    WrongAnswer("b", "ValueError caught with ImageLoadError", r"only a RuntimeError reached the caller, so the except catches ValueError, "
+                r"ImageLoadError's base class", _folder(catch=(ImageLoadError, ValueError))),
+    WrongAnswer("b", "PIL's verify() as a first filter, load_image for the rest",
+                r"reported comment\.png \(a PNG whose ancillary tEXt chunk has a wrong checksum.*as not an image", _both(_explain, refuse=_verify_first)),
+    WrongAnswer("b", "files over 5 MB skipped", r"wide\.png_cam\.png is missing: wide\.png \(a 48x1024 photo, over 1000 px wide, in a file of 5\.\d MB\)",
+                _folder(files=lambda folder: sorted(p for p in folder.iterdir() if p.is_file() and p.stat().st_size <= 5_000_000))),
+    WrongAnswer("b", "only the first 500 files", r"reported 500 of the 510 files that are not images.*stop after a number of files",
+                _folder(files=lambda folder: sorted(p for p in folder.iterdir() if p.is_file())[:500])),
+    WrongAnswer("b", "photos over 1000 px downscaled, the overlay resized back up",
+                r"wide\.png_cam\.png was made at another size and resized to the photo's size", _both(_downscaled)),
+    WrongAnswer("b", "output names sanitised (spaces to _, letters that are not ASCII dropped)",
+                r"Straße im Mai é\.png_cam\.png is missing, and .* is there instead: keep the file name exactly as it is",
+                _folder(name=lambda path: "".join(c for c in path.name.replace(" ", "_") if c.isascii()) + "_cam.png")),
+    WrongAnswer("b", "symbolic links skipped", r"link\.png_cam\.png is missing: link\.png \(a symbolic link",
+                _folder(files=lambda folder: sorted(p for p in folder.iterdir() if p.is_file() and not p.is_symlink()))),
+    WrongAnswer("b", "images under 32 px reported as not images", r"reported dot\.png \(a 16x16 PNG of \d+ bytes\) and tiny\.png \(a 24x24 PNG\) "
+                r"as not images", _both(_explain, refuse=_small_in_pixels)),
+    WrongAnswer("b", "files under 100 bytes reported as not images without load_image", r"reported dot\.png \(a 16x16 PNG of \d+ bytes\) as not an image",
+                _both(_explain, refuse=lambda path: path.stat().st_size < 100)),
+    WrongAnswer("b", "files whose bytes were seen already skipped", r"they are all empty, so byte for byte the same.*duplicate",
+                lambda model, solution: {"explain_folder": folder_explainer(files=_skip_seen_bytes)}),
+    WrongAnswer("b", "explain_file returns a list", r"explain_file returns a list, \[class name, overlay\]: return a tuple",
+                _file(lambda model, path: list(_explain(model, path)))),
+    WrongAnswer("b", "grad_cam's output_size as (W, H)", r"the photo's height and width swapped \(output_size=\(W, H\)\?\)", _both(_swapped_size)),
+    WrongAnswer("b", "the map transposed", r"the heat map has the right values but in other places \(transposed",
+                _both(_transformed(lambda cam: cam.T))),
+    WrongAnswer("b", "the map squared", r"changed after grad_cam by a function of each value that keeps their order.*"
+                r"where the right map is 0\.5, yours is 0\.2\d", _both(_transformed(lambda cam: cam ** 2))),
+    WrongAnswer("b", "the overlay blended on a 224x224 copy of the photo, resized back", r"the photo under it is not the photo as "
+                r"load_image reads it: it was resampled", _both(_on_a_small_copy)),
+    WrongAnswer("b", "the names reported in lower case", r"returned '\.ds_store'.*the name of a file in another case",
+                _folder(report=lambda path: path.name.lower())),
+    WrongAnswer("b", "the names of the images returned instead of the non-images", r"returned the names of the images \(cat\.jpg, cat\.png, scan\)",
+                lambda model, solution: {"explain_folder": _images_instead(solution["explain_folder"])}),
+]
+
+
+def _images_instead(right):
+    def explain_folder(model, folder, output_folder):
+        not_images = right(model, folder, output_folder)
+        return sorted(p.name for p in Path(folder).iterdir() if p.is_file() and p.name not in not_images)
+
+    return explain_folder
+
+
+def _walked(model, folder, output_folder):
+    """Right: next(os.walk(folder)) for the files (unsorted), each overlay saved through an open file handle."""
+    Path(output_folder).mkdir(parents=True, exist_ok=True)
+    root, _, files = next(os.walk(folder))
+    failed = []
+    for name in files:
+        try:
+            overlay = _explain(model, os.path.join(root, name))[1]
+        except ImageLoadError:
+            failed.append(name)
+        else:
+            with open(Path(output_folder, name + "_cam.png"), "wb") as handle:
+                Image.fromarray(overlay).save(handle, format="PNG")
+    return failed
+
+
+def _png_bytes(model, folder, output_folder):
+    """Right: os.scandir, the PNG written to an io.BytesIO, then Path.write_bytes."""
+    import io
+
+    output = Path(output_folder)
+    output.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for entry in os.scandir(folder):
+        if entry.is_dir():
+            continue
+        try:
+            overlay = _explain(model, entry.path)[1]
+        except ImageLoadError:
+            failed.append(entry.name)
+            continue
+        buffer = io.BytesIO()
+        Image.fromarray(overlay).save(buffer, format="PNG")
+        (output / (entry.name + "_cam.png")).write_bytes(buffer.getvalue())
+    return failed
+
+
 RIGHT_B = [
+    RightAnswer("b", "next(os.walk(folder)), unsorted, saved through an open file handle", lambda m, s: {"explain_folder": _walked}),
+    RightAnswer("b", "os.scandir, the PNG through io.BytesIO and write_bytes", lambda m, s: {"explain_folder": _png_bytes}),
     RightAnswer("b", "overlays saved with plt.imsave (an opaque RGBA PNG)",
                 _folder(save=lambda image, overlay: np.dstack([overlay, np.full(overlay.shape[:2], 255, np.uint8)]))),
     RightAnswer("b", "result.raw normalised by hand, drawn with centres=result.centres", _file(_raw_centres)),

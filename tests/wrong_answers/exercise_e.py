@@ -313,8 +313,8 @@ WRONG_E += [
                 _grad(lambda cams: (cams.clamp(min=0) / _cells(cams)).requires_grad_())),
     WrongAnswer("e", "Grad-CAM cut at 1 after the division", r"the maps are cut at 1 \(a clamp\(max=1\)",
                 _grad(lambda cams: (cams.clamp(min=0) / _cells(cams)).clamp(max=1))),
-    WrongAnswer("e", "Grad-CAM cut at 0.5 (no known mistake): the message shows a cell where they differ",
-                r"where cams holds [-\d.]+, yours is 0\.5, Grad-CAM's (?!0\.5\b)[\d.]+",
+    WrongAnswer("e", "Grad-CAM cut at 0.5: the message names the cut from above",
+                r"your maps stop at 0\.5 where Grad-CAM's go higher \(up to [\d.]+\): the values are cut from above",
                 _grad(lambda cams: (cams.clamp(min=0) / _cells(cams)).clamp(max=0.5))),
     WrongAnswer("e", "CAMs returned in float16", r"returns float16 maps: return them in the dtype.*float32", _finish(lambda cams, *_: cams.half())),
     WrongAnswer("e", "Grad-CAM divided by (h * w) squared", r"divided by the number of cells twice",
@@ -329,7 +329,88 @@ WRONG_E += [
                 lambda model, solution: {"class_activation_maps": _unresized}),
 ]
 
+def _by_backward_passes(model, image):
+    """CAMs from the gradients of every logit (one batched backward pass per class) instead of fc.weight."""
+    with LayerRecorder(model.network, "layer4", record_gradients=False) as recorder:
+        logits = model.network(model.to_input(image).requires_grad_(True))[0]
+    activation = recorder.outputs["layer4"]
+    eye = torch.eye(logits.shape[0], dtype=logits.dtype)
+    gradients = torch.autograd.grad(logits, activation, grad_outputs=eye, is_grads_batched=True)[0][:, 0]  # (K, C, h, w)
+    weights = gradients.mean(dim=(2, 3)) * (activation.shape[-2] * activation.shape[-1])
+    return torch.einsum("kc,chw->khw", weights, activation[0].detach()).detach()
+
+
+def _thousand_classes(model, image):
+    """The number of classes, 1000, written into the reshape: right for the course models only."""
+    activation, _ = _activation(model, model.to_input(image))
+    channels, height, width = activation.shape[1:]
+    return (model.network.fc.weight @ activation[0].reshape(channels, -1)).reshape(1000, height, width)
+
+
+def _in_float64(model, image):
+    """The network cast to float64 "for precision" (model.network.double()) and never cast back; float32 returned."""
+    model.network.double()
+    activation, _ = _activation(model, model.to_input(image).double())
+    return torch.einsum("kc,chw->khw", model.network.fc.weight, activation[0]).float()
+
+
+def _relu_of_activation(model, image):
+    """A ReLU on layer4's activation before the weighted sum."""
+    activation, _ = _activation(model, model.to_input(image))
+    return torch.einsum("kc,chw->khw", model.network.fc.weight, activation[0].clamp(min=0))
+
+
+def _in_bfloat16(model, image):
+    """The forward pass and the einsum under bfloat16 autocast; the maps cast back to float32."""
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        activation, _ = _activation(model, model.to_input(image))
+        cams = torch.einsum("kc,chw->khw", model.network.fc.weight, activation[0])
+    return cams.float()
+
+
+WRONG_E += [
+    # a student who had not seen the checks (session s10): passed the check, or got a message that did not name the cause
+    WrongAnswer("e", "CAMs from backward passes (the gradients of every logit) instead of fc.weight",
+                r"class_activation_maps ran \d+ x a backward pass.*CAM needs no gradients",
+                lambda model, solution: {"class_activation_maps": _by_backward_passes}),
+    WrongAnswer("e", "the number of classes, 1000, hard-coded", r"on a made-up network with 10 classes.*Is the number of classes, 1000, "
+                r"written into the code\?", lambda model, solution: {"class_activation_maps": _thousand_classes}),
+    WrongAnswer("e", "Grad-CAM with cams.view(), which fails on CAMs that are not contiguous",
+                r"raised RuntimeError on made-up CAMs of shape \(3, 4, 5\) that are not contiguous in memory.*use \.reshape\(\)",
+                _grad(lambda cams: (cams.view(cams.shape[0], -1).clamp(min=0) / _cells(cams)).view(cams.shape))),
+    WrongAnswer("e", "the network cast to float64 and left so", r"changed the dtype of the network's weights \([\w.]+: float32 to float64",
+                lambda model, solution: {"class_activation_maps": _in_float64}),
+    WrongAnswer("e", "a ReLU on layer4's activation before the weighted sum", r"layer4's activation went through a ReLU",
+                lambda model, solution: {"class_activation_maps": _relu_of_activation}),
+    WrongAnswer("e", "the forward pass under bfloat16 autocast, the maps cast back to float32",
+                r"no more than a forward pass in bfloat16 gives: a lower precision", lambda model, solution: {"class_activation_maps": _in_bfloat16}),
+    WrongAnswer("e", "Grad-CAM always returned in float32", r"returns float32 maps for float64 CAMs \(a \.float\(\)",
+                _grad(lambda cams: (cams.clamp(min=0) / _cells(cams)).float())),
+    WrongAnswer("e", "Grad-CAM with F.relu6 before the division", r"your maps stop at [\d.]+ where Grad-CAM's go higher.*F\.relu6",
+                _grad(lambda cams: torch.nn.functional.relu6(cams) / _cells(cams))),
+]
+
+def _linear_per_cell(model, image):
+    """Right: fc applied to every cell's channel vector, minus its bias (the same sum, through nn.Linear)."""
+    activation, _ = _activation(model, model.to_input(image))
+    fc = model.network.fc
+    with torch.no_grad():
+        return (fc(activation[0].permute(1, 2, 0)) - fc.bias).permute(2, 0, 1).contiguous()
+
+
+def _one_by_one_convolution(model, image):
+    """Right: fc.weight as the kernels of a 1x1 convolution over the activation (the same sum)."""
+    activation, _ = _activation(model, model.to_input(image))
+    weight = model.network.fc.weight
+    with torch.no_grad():
+        return torch.nn.functional.conv2d(activation, weight[:, :, None, None])[0]
+
+
 RIGHT_E = [
+    RightAnswer("e", "fc applied to every cell, minus its bias", lambda model, solution: {"class_activation_maps": _linear_per_cell}),
+    RightAnswer("e", "a 1x1 convolution with fc.weight as its kernels", lambda model, solution: {"class_activation_maps": _one_by_one_convolution}),
+    RightAnswer("e", "Grad-CAM as (x + |x|) / 2 times 1 / (h * w), on float64 CAMs too",
+                _grad(lambda cams: (cams + cams.abs()) / 2 * (1 / (cams.shape[-2] * cams.shape[-1])))),
     RightAnswer("e", "one matrix product instead of the einsum", lambda model, solution: {"class_activation_maps": _matrix_product}),
     RightAnswer("e", "a bare forward hook removed by hand, inference_mode", lambda model, solution: {"class_activation_maps": _hooked}),
     RightAnswer("e", "F.relu and numel of one map", _grad(lambda cams: torch.nn.functional.relu(cams) / cams[0].numel())),

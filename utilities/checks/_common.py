@@ -818,8 +818,15 @@ class Snapshot:
                               "no longer sees the network's weights. Read the weights, never assign them: a function that "
                               "explains a model must leave it as it was. The check put the originals back."))
             state = network.state_dict(keep_vars=True)
-            changed = [key for key, value in saved["state"].items()
-                       if key not in state or state[key].shape != value.shape or not torch.equal(state[key].detach(), value)]
+            retyped = [key for key, value in saved["state"].items() if key in state and state[key].dtype != value.dtype]
+            if retyped:
+                found.append(("dtype", f"{name} changed the dtype of the network's weights ({retyped[0]}: "
+                              f"{str(saved['state'][retyped[0]].dtype).replace('torch.', '')} to "
+                              f"{str(state[retyped[0]].dtype).replace('torch.', '')}; model.network.double(), .half() or "
+                              ".to(dtype)) and left it so: every later forward pass of the notebook, on float32 inputs, "
+                              "fails or runs in another precision. Leave the network's dtype alone. The check cast it back."))
+            changed = [key for key, value in saved["state"].items() if key not in retyped and (
+                       key not in state or state[key].shape != value.shape or not torch.equal(state[key].detach(), value))]
             if changed:
                 statistics = [key for key in changed if key.endswith(("running_mean", "running_var", "num_batches_tracked"))]
                 what = ("the batch-norm statistics (" + statistics[0] + (", ..." if len(changed) > 1 else "") + "), as a forward "
@@ -862,7 +869,9 @@ class Snapshot:
                 state = network.state_dict(keep_vars=True)
                 with torch.no_grad():
                     for key, value in saved["state"].items():
-                        if key in state and state[key].shape == value.shape and not torch.equal(state[key].detach(), value):
+                        if key in state and state[key].dtype != value.dtype:
+                            state[key].data = value.clone()  # a .double() or .half() of the network, undone
+                        elif key in state and state[key].shape == value.shape and not torch.equal(state[key].detach(), value):
                             state[key].copy_(value)
                 for parameter, flag, no_grad in zip(network.parameters(), saved["requires_grad"], saved["grads"]):
                     parameter.requires_grad_(flag)

@@ -64,18 +64,18 @@ class _MadeUpNetwork(nn.Module):
     has fewer channels than ``layer3`` has, so that combining ``fc`` with ``layer3`` cannot work.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, classes: int = 1000) -> None:
         super().__init__()
         generator = torch.Generator().manual_seed(5)
         self.layer3 = nn.AvgPool2d(4)  # (3, H/4, W/4)
         self.layer4 = nn.Conv2d(3, 5, kernel_size=4, stride=4)  # (5, H/16, W/16), negative values too
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(5, 1000)
+        self.fc = nn.Linear(5, classes)
         with torch.no_grad():
             self.layer4.weight.copy_(torch.randn(self.layer4.weight.shape, generator=generator) / 4)
             self.layer4.bias.copy_(torch.randn(5, generator=generator))
-            self.fc.weight.copy_(torch.randn(1000, 5, generator=generator))
-            self.fc.bias.copy_(4 + torch.rand(1000, generator=generator))
+            self.fc.weight.copy_(torch.randn(classes, 5, generator=generator))
+            self.fc.bias.copy_(4 + torch.rand(classes, generator=generator))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.avgpool(self.layer4(self.layer3(x))), 1))
@@ -87,6 +87,19 @@ def made_up_model() -> LoadedModel:
     mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
     network = _MadeUpNetwork().eval().requires_grad_(False)
     return LoadedModel(network=network, name="a made-up network", mean=mean, std=std, preprocess=make_preprocess(mean, std, 32), pretrained=False)
+
+
+#: The number of classes of :func:`few_classes_model`: not the course models' 1000.
+FEW_CLASSES = 10
+
+
+@functools.cache
+def few_classes_model() -> LoadedModel:
+    """:func:`made_up_model`'s body with an ``fc`` of :data:`FEW_CLASSES` classes: nothing may assume 1000 classes."""
+    toy = made_up_model()
+    network = _MadeUpNetwork(FEW_CLASSES).eval().requires_grad_(False)
+    names = tuple(f"made-up class {k}" for k in range(FEW_CLASSES))
+    return dataclasses.replace(toy, network=network, class_names=names)
 
 
 def made_up_image() -> np.ndarray:
@@ -142,6 +155,17 @@ def _references(model: LoadedModel, image: np.ndarray, full_size: LoadedModel) -
         inputs = [preprocess(photo).unsqueeze(0).to(device) for preprocess in preprocesses]
         return {tuple(_record(network(), batch)[0]["layer4"].shape[1:]) for batch in inputs}
 
+    @functools.cache
+    def low_precision_error() -> float:
+        """How far CAMs computed under bfloat16 autocast are from the right ones (relative to each map's largest value)."""
+        __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+        inputs = preprocesses[0](image).unsqueeze(0).to(device)
+        with torch.autocast(device.type if hasattr(device, "type") else str(device), dtype=torch.bfloat16):
+            low = _record(network(), inputs)[0]["layer4"]
+            low_cams = torch.einsum("kc,chw->khw", weight.to(low.dtype), low).float()
+        scale = cams.abs().amax(dim=(-2, -1), keepdim=True) + 1e-12
+        return float(((low_cams - cams).abs() / scale).max())
+
     mistakes = {
         "bias": cams + column,
         "bias per cell": cams + column / cells,
@@ -157,6 +181,7 @@ def _references(model: LoadedModel, image: np.ndarray, full_size: LoadedModel) -
         "softmax of the weights over classes": torch.einsum("kc,chw->khw", weight.softmax(dim=0), activation),
         "negated": -cams,
         "channel mean": cams / weight.shape[1],
+        "ReLU of the activation": torch.einsum("kc,chw->khw", weight, activation.clamp(min=0)),
     }
     return {
         "reference": cams,
@@ -170,6 +195,7 @@ def _references(model: LoadedModel, image: np.ndarray, full_size: LoadedModel) -
         "input size": tuple(model.preprocess(image).shape[-2:]),
         "notebook sizes": notebook_sizes,
         "unresized size": unresized_size,
+        "low precision error": low_precision_error,
     }
 
 
@@ -218,6 +244,8 @@ _CAM_MISTAKES = {
     "turns negative weights (evidence against a class) into small positive ones.",
     "softmax of the weights over classes": "fc's weights went through a softmax: use model.network.fc.weight as it is; "
     "a softmax turns negative weights (evidence against a class) into small positive ones.",
+    "ReLU of the activation": "layer4's activation went through a ReLU (or a clamp(min=0)) before the weighted sum: "
+    "CAM uses the activation A exactly as layer4 gives it, negative values included; combine fc.weight with it as it is.",
     "negated": "the maps have the wrong sign: CAM is + sum over the channels of fc.weight[k, c] times the channel's map.",
     "channel mean": "the weighted channels are averaged, not summed (the maps are C times too small): CAM is the sum "
     "over the channels of fc.weight[k, c] times the channel's map, as in the logit.",
@@ -285,6 +313,14 @@ def _value_problem(cams: torch.Tensor, references: dict[str, Any]) -> tuple[str,
     for mistake, wrong in references["mistakes"].items():
         if _close(cams, wrong):
             return mistake, _CAM_MISTAKES[mistake]
+    reference = references["reference"]
+    scale = reference.abs().amax(dim=(-2, -1), keepdim=True) + 1e-12
+    relative = float(((cams - reference).abs() / scale).max())
+    if relative < 0.03 or relative < 3 * references["low precision error"]():
+        return "precision", (f"the maps differ from CAM by up to {100 * relative:.2g}% of a map's largest value, no more "
+                             "than a forward pass in bfloat16 gives: a lower precision on the way (torch.autocast, "
+                             ".half(), bfloat16) rounds the activation or the weights. Run the forward pass and the einsum "
+                             "in float32, as the network is.")
     flat = cams.flatten(1)
     if flat.shape[1] > 1 and float((flat - flat[:, :1]).abs().max()) <= 1e-6 * (float(flat.abs().max()) + 1e-6):
         return "constant", ("each map holds the same value in every cell (fc's weights times the pooled activation, "
@@ -409,7 +445,7 @@ def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, cl
     image = check_image()
     references = cached(model, "exercise e", lambda: _references(model, image, full_size))
     before = len(checker.result.problems)
-    with recorded_calls(COMBINING_CALLS) as combining:
+    with recorded_calls(COMBINING_CALLS) as combining, recorded_calls(BACKWARD_CALLS) as backward:
         ok, answer, error, left = _attempt(checker, class_activation_maps, model, image, explain=_explain(references))
     # A forward pass in training mode changes the maps too: that cause is said once (a pending side effect, or a problem).
     trained = any("training mode" in found for found in [*checker.result.problems[before:], getattr(checker, "_side_effect", "")])
@@ -427,6 +463,13 @@ def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, cl
     if shape_mistake:
         checker.skip(_CHECKS[1:2], "fix the shape first")
     else:
+        if not mistake and backward:
+            counts = {label: backward.count(label) for label in dict.fromkeys(backward)}
+            mistake, problem = "backward", (
+                "class_activation_maps ran " + ", ".join(f"{count} x {label}" for label, count in counts.items())
+                + " for one image: CAM needs no gradients (the text: one forward pass records layer4's activation A, and "
+                "W = model.network.fc.weight is already in the network); combine W with A in one torch.einsum, under "
+                "torch.no_grad().")
         if not mistake and forward_passes > 1:
             mistake, problem = "forward passes", (
                 f"class_activation_maps ran the network {forward_passes} times for one image: the text asks for one forward "
@@ -471,10 +514,28 @@ def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, cl
                 + ("raised an error" if not thin_ok else "did not return the right maps, (classes, 1, 5)")
                 + ": does it squeeze() the activation? squeeze() drops every dimension of size 1, the height too; take "
                 "the one image's activation with [0] (or squeeze(0)).")
-    same_as_above = bool(toy_mistake) and toy_mistake == mistake and mistake not in ("generic", "shape", "type")
+    if not toy_mistake:
+        # A network with another number of classes than the course models' 1000: nothing may assume 1000.
+        few = few_classes_model()
+        few_references = cached(few, "exercise e", lambda: _references(few, made_up_image(), few))
+        few_ok, few_answer, few_error, few_left = _attempt(checker, class_activation_maps, few, made_up_image(),
+                                                           explain=_explain(few_references))
+        toy_left = max(toy_left, few_left)
+        few_mistake, few_problem = _problem(few_answer, few_references) if few_ok else ("error", few_error)
+        if few_mistake:
+            toy_mistake, toy_problem = "classes", (
+                f"on a made-up network with {FEW_CLASSES} classes (fc.weight of shape ({FEW_CLASSES}, 5)), not the course "
+                f"models' 1000, class_activation_maps " + ("failed: " + few_problem[0].lower() + few_problem[1:]
+                                                           if not few_ok else "did not return the right maps: " + few_problem[0].lower() + few_problem[1:])
+                + f" Is the number of classes, 1000, written into the code? Take it from the tensors: "
+                "fc.weight.shape[0] classes, (classes, h, w) maps.")
+    # On the made-up network, the notebook's photo and an unresized image can give maps of the same size: the course
+    # model's answer, judged above, names which of the two it is.
+    same_as_above = bool(toy_mistake) and (toy_mistake == mistake or (mistake == "notebook photo" and toy_mistake == "not resized")) \
+        and mistake not in ("generic", "shape", "type")
     checker.require(
         _CHECKS[2], not toy_mistake or same_as_above,
-        toy_problem if toy_mistake == "thin" else
+        toy_problem if toy_mistake in ("thin", "classes") else
         "on a made-up network (layer4 with 5 channels, global average pooling, fc with a large bias) and a 40x72 image: "
         + (toy_problem[0].lower() + toy_problem[1:] if toy_problem else ""),
     )
@@ -502,9 +563,12 @@ def _made_up_cams() -> list[torch.Tensor]:
         [[0.5, -0.5, 6.0, -2.0], [1.0, 1.0, -3.0, 2.0]],
         [[-6.0, -1.0, -2.0, -8.0], [-1.0, -0.5, -3.0, -2.0]],  # nowhere positive: all zero after the ReLU
     ])
-    second = torch.randn(2, 3, 5, generator=torch.Generator().manual_seed(3)) * 3
+    # float64, as CAMs computed in double precision are: the result keeps the CAMs' dtype, as grad_cam(...).raw does.
+    second = torch.randn(2, 3, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 3
     one_class = torch.randn(1, 4, 6, generator=torch.Generator().manual_seed(4)) * 3  # K = 1, as the notebook's example
-    return [first, second, one_class]
+    # Valid CAMs that are not contiguous in memory (a transposed tensor): .view() cannot flatten them.
+    transposed = (torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(6)) * 3).transpose(1, 2)
+    return [first, second, one_class, transposed]
 
 
 _GRAD_CAM_MISTAKES: list[tuple[Callable[[torch.Tensor], torch.Tensor], str]] = [
@@ -573,7 +637,7 @@ def _grad_cam_problem(cases: list[torch.Tensor], expected: list[torch.Tensor], a
     for cams, answer in zip(cases, answers):
         if answer.dtype != cams.dtype:
             return (f"grad_cam_from_cams returns {str(answer.dtype).replace('torch.', '')} maps for {str(cams.dtype).replace('torch.', '')} CAMs "
-                    f"(a .half(), .double() or a dtype= on the way?): keep the CAMs' dtype; "
+                    f"(a .float(), .half(), .double() or a dtype= on the way?): keep the CAMs' dtype; "
                     f"{str(answer.dtype).replace('torch.', '')} rounds the values differently from grad_cam(...).raw.")
     if any(answer.requires_grad for answer in answers):
         return ("grad_cam_from_cams returns a tensor that requires grad (requires_grad=True) for CAMs that do not: "
@@ -595,6 +659,17 @@ def _grad_cam_problem(cases: list[torch.Tensor], expected: list[torch.Tensor], a
     for wrong, message in _GRAD_CAM_MISTAKES:
         if all(_close(result, wrong(cams)) for result, cams in zip(results, cases)):
             return message
+    # Cut from above (relu6, a clamp(max=...)): equal wherever Grad-CAM is below the largest value the answer reaches.
+    for result, right in zip(results, expected):
+        right = right.to(result.dtype)
+        if _close(result, right) or not result.numel():
+            continue
+        cap = float(result.max())
+        above = right > cap + 1e-6 * max(abs(cap), 1.0)
+        if cap > 0 and bool(above.any()) and _close(result[~above], right[~above]) and \
+                float((result[above] - cap).abs().max()) <= 1e-5 * cap:
+            return (f"your maps stop at {cap:.4g} where Grad-CAM's go higher (up to {float(right.max()):.4g}): the values are "
+                    "cut from above (F.relu6, or a clamp(max=...)). Grad-CAM's ReLU cuts only below 0: clamp(min=0).")
     # The same factor whatever the size: a number of cells taken from somewhere else.
     ratios = []
     for result, cams in zip(results, cases[:2]):
@@ -622,6 +697,18 @@ def _grad_cam_problem(cases: list[torch.Tensor], expected: list[torch.Tensor], a
             "(global average pooling, then fc), hence Grad-CAM's channel weights, then its map.")
 
 
+def _non_contiguous_error(cams: torch.Tensor, error: BaseException) -> str | None:
+    """The message for an error raised on CAMs that are not contiguous in memory (valid CAMs all the same)."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    text = str(error)
+    if "view" not in text and "contiguous" not in text and "stride" not in text:
+        return None
+    return (f"grad_cam_from_cams raised {type(error).__name__} on made-up CAMs of shape {tuple(cams.shape)} that are not "
+            "contiguous in memory (a transposed tensor, cams.transpose(1, 2), which are valid CAMs all the same): "
+            f"{text.splitlines()[0] if text else ''}. .view() works only on contiguous tensors: use .reshape(), or no "
+            "reshape at all (the ReLU and the division work on the (K, h, w) tensor as it is).")
+
+
 def _check_grad_cam(checker: Checker, model: LoadedModel, grad_cam_from_cams: Callable) -> None:
     # Two made-up cases, then the CAMs of the check's photo, whose right answer is the library's Grad-CAM.
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
@@ -632,8 +719,9 @@ def _check_grad_cam(checker: Checker, model: LoadedModel, grad_cam_from_cams: Ca
     answers, changed = [], ""
     with recorded_calls(BACKWARD_CALLS) as backward:
         for cams in cases:
-            given = cams.clone()
-            ok, answer = checker.call(grad_cam_from_cams, given, watch_inputs=False)
+            given = cams.clone()  # the same strides: a transposed case stays non-contiguous
+            ok, answer = checker.call(grad_cam_from_cams, given, watch_inputs=False,
+                                      explain=None if cams.is_contiguous() else functools.partial(_non_contiguous_error, cams))
             if not ok:
                 checker.skip(_CHECKS[4:], "grad_cam_from_cams must run first")
                 return
@@ -688,7 +776,22 @@ def check_e(model: LoadedModel, class_activation_maps: Callable, grad_cam_from_c
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     small = smaller_input(model)  # a quick check; CAMs are computed the same way on smaller inputs
     # Hooks and the CAMs given to grad_cam_from_cams have checks of their own; the rest is watched for every exercise.
-    checker = Checker("e", CHECK_COUNT, catch_not_implemented=_grading, models=[model, small, made_up_model()], watch_hooks=False)
-    _check_cams(checker, small, model, class_activation_maps)
-    _check_grad_cam(checker, small, grad_cam_from_cams)
+    checker = Checker("e", CHECK_COUNT, catch_not_implemented=_grading, models=[model, small, made_up_model(), few_classes_model()],
+                      watch_hooks=False)
+    try:
+        _check_cams(checker, small, model, class_activation_maps)
+        _check_grad_cam(checker, small, grad_cam_from_cams)
+    except NotImplementedError:
+        raise  # an unfinished function: the notebook shows its hint
+    except Exception as error:  # noqa: BLE001 - the check reports, it never raises an error of its own
+        _unfinished(checker, CHECK_NAMES, error)
     return checker.finish()
+
+
+def _unfinished(checker: Checker, names: tuple[str, ...], error: BaseException) -> None:
+    """Count the checks not judged yet as failed, with the error that stopped the check itself (after a student's call)."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    left = [name for name in names if name not in checker.result.passed]
+    checker.skip(left or list(names[-1:]), f"the check could not go on after your functions ran ({type(error).__name__}: "
+                 f"{str(error).splitlines()[0] if str(error) else ''}): did one of them change the model (its dtype, device, "
+                 "layers) or torch's settings and leave them so? Restart the kernel and run the notebook from the top")
