@@ -565,6 +565,60 @@ def _png_bytes(model, folder, output_folder):
     return failed
 
 
+
+def _swallows_load_error(model, path):
+    """explain_file that catches ImageLoadError itself and returns (None, None)."""
+    try:
+        return _explain(model, path)
+    except ImageLoadError:
+        return None, None
+
+
+def _folder_of_swallowing(model, folder, output_folder):
+    output = Path(output_folder)
+    output.mkdir(parents=True, exist_ok=True)
+    not_images = []
+    for path in sorted(p for p in Path(folder).iterdir() if p.is_file()):
+        _, overlay = _swallows_load_error(model, path)
+        if overlay is None:
+            not_images.append(path.name)
+            continue
+        Image.fromarray(overlay).save(output / f"{path.name}_cam.png")
+    return not_images
+
+
+def _nearest_stretch(model, path):
+    """The raw map normalised and stretched by hand with nearest-neighbour (no interpolation, no centres)."""
+    image = load_image(path)
+    result = grad_cam(model, image)
+    raw = result.raw[0].detach().cpu().numpy()
+    small = (raw - raw.min()) / max(float(raw.max() - raw.min()), 1e-12)
+    rows = np.arange(image.shape[0]) * small.shape[0] // image.shape[0]
+    columns = np.arange(image.shape[1]) * small.shape[1] // image.shape[1]
+    return result.class_names[0], overlay_cam(image, small[rows][:, columns])
+
+
+def _photo_under_read_by_pil(model, path):
+    """The model run on load_image's photo, the overlay drawn on a plain PIL read of the file."""
+    result = grad_cam(model, load_image(path))
+    return result.class_names[0], overlay_cam(np.asarray(Image.open(path).convert("RGB")), result.maps[0])
+
+
+WRONG_B += [
+    # a fresh student's round 11: passed the check, or a message naming another cause
+    WrongAnswer("b", "explain_file catches ImageLoadError and returns (None, None)",
+                r"not an image \(data\.bin, random bytes\), explain_file returned a tuple instead of raising",
+                lambda model, solution: {"explain_file": _swallows_load_error, "explain_folder": _folder_of_swallowing}),
+    WrongAnswer("b", "the map inverted (1 - map)", r"values are reversed, high where the right map is low \(1 - map",
+                _both(_transformed(lambda cam: 1 - cam))),
+    WrongAnswer("b", "the map stretched by hand with nearest-neighbour", r"not a function of its values.*nearest-neighbour",
+                _both(_nearest_stretch)),
+    WrongAnswer("b", "the save's OSError caught", r"the save's OSError was caught",
+                _folder(catch=(ImageLoadError, OSError), save_in_try=True)),
+    WrongAnswer("b", "the photo under the overlay read with PIL", r"16-bit grayscale TIFF.*plain PIL read gives it.*clipped at 255",
+                _file(_photo_under_read_by_pil)),
+]
+
 RIGHT_B = [
     RightAnswer("b", "next(os.walk(folder)), unsorted, saved through an open file handle", lambda m, s: {"explain_folder": _walked}),
     RightAnswer("b", "os.scandir, the PNG through io.BytesIO and write_bytes", lambda m, s: {"explain_folder": _png_bytes}),

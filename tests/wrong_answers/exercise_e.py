@@ -406,6 +406,48 @@ def _one_by_one_convolution(model, image):
         return torch.nn.functional.conv2d(activation, weight[:, :, None, None])[0]
 
 
+
+def _cached_by_model():
+    """class_activation_maps that keeps each model's first maps: a later image gets them again."""
+    kept = {}
+
+    def class_activation_maps(model, image):
+        if id(model) not in kept:
+            kept[id(model)] = cams_function()(model, image)
+        return kept[id(model)]
+
+    return class_activation_maps
+
+
+def _cached_by_shape():
+    """grad_cam_from_cams that keeps its result for each shape of CAMs."""
+    kept = {}
+
+    def grad_cam_from_cams(cams):
+        if tuple(cams.shape) not in kept:
+            kept[tuple(cams.shape)] = cams.clamp(min=0) / _cells(cams)
+        return kept[tuple(cams.shape)]
+
+    return grad_cam_from_cams
+
+
+def _scales_fc_weight(model, image):
+    """fc.weight multiplied in place by 1.001, then right maps of the changed weights."""
+    with torch.no_grad():
+        model.network.fc.weight.mul_(1.001)
+    return cams_function()(model, image)
+
+
+WRONG_E += [
+    # a fresh student's round 11: passed the check (a result kept from an earlier call), or a message naming another cause
+    WrongAnswer("e", "maps cached by model", r"a result kept from an earlier call",
+                lambda m, s: {"class_activation_maps": _cached_by_model()}),
+    WrongAnswer("e", "Grad-CAM cached by the CAMs' shape", r"other CAMs of the same shape.*a result kept from an earlier call",
+                lambda m, s: {"grad_cam_from_cams": _cached_by_shape()}),
+    WrongAnswer("e", "fc.weight scaled in place", r"changed the network's weights(?!.*bfloat16)",
+                lambda m, s: {"class_activation_maps": _scales_fc_weight}),
+]
+
 RIGHT_E = [
     RightAnswer("e", "fc applied to every cell, minus its bias", lambda model, solution: {"class_activation_maps": _linear_per_cell}),
     RightAnswer("e", "a 1x1 convolution with fc.weight as its kernels", lambda model, solution: {"class_activation_maps": _one_by_one_convolution}),

@@ -238,6 +238,22 @@ def _map_change(pixels: np.ndarray, image: np.ndarray, heats: Sequence[np.ndarra
         return ""
     bins = np.clip((right * 10).astype(int), 0, 9)
     medians = [float(np.median(yours[bins == b])) for b in range(10) if (bins == b).sum() >= 5]
+    # How far the colours are from a function of the right map's value alone (the median of yours in fine bins of it):
+    # near 0 for a change of each value (a power, a threshold), larger for a change of where the values are.
+    fine = np.clip((right * 50).astype(int), 0, 49)
+    predicted = np.zeros_like(yours)
+    for b in np.unique(fine):
+        predicted[fine == b] = np.median(yours[fine == b])
+    spread = float(np.abs(yours - predicted).mean())
+    if len(medians) >= 4 and spread < 0.02 and all(later <= earlier + 0.03 for earlier, later in zip(medians, medians[1:])):
+        return ("the heat map's values are reversed, high where the right map is low (1 - map, or a reversed colormap "
+                f"such as '{CAM_COLORMAP}_r'?): where the right map is near 1, yours is {medians[-1]:.2f}. Blend "
+                "result.maps[0] as it is, with overlay_cam's default colormap.")
+    if len(medians) >= 4 and spread >= 0.02 and all(later >= earlier - 0.03 for earlier, later in zip(medians, medians[1:])):
+        return ("the heat map is close to the right one but not a function of its values: in places its cells are "
+                "resampled differently (the photo shrunk before grad_cam, so the map comes from a coarser input? the map "
+                "stretched by hand, e.g. nearest-neighbour, instead of grad_cam's upsampling?): give grad_cam the photo as "
+                "load_image reads it, at its own size, and blend result.maps[0] as it is.")
     if len(medians) >= 4 and all(later >= earlier - 0.03 for earlier, later in zip(medians, medians[1:])):
         middle = float(np.median(yours[np.abs(right - 0.5) < 0.05])) if (np.abs(right - 0.5) < 0.05).sum() >= 5 else None
         example = f" (where the right map is 0.5, yours is {middle:.2f})" if middle is not None else ""
@@ -295,6 +311,11 @@ def _photo_change(pixels: np.ndarray, image: np.ndarray, heats: Sequence[np.ndar
                     "overlay_cam(image, result.maps[0]) with the image load_image returned, however large.")
     return ""
 
+
+#: What a plain PIL read does to each kind of :func:`image_kinds`' files that load_image does not.
+_PLAIN_READ = {"a JPEG with an EXIF rotation": "the photo on its side, its EXIF rotation not applied",
+               "a 16-bit grayscale TIFF": "its 16-bit values clipped at 255, not scaled to 8 bits",
+               "a PNG with transparent parts (RGBA)": "its transparent parts black, not white"}
 
 _EVERY_IMAGE = "\0every image: "  # marks a kind's problem that is a mistake in the map, whatever the file
 
@@ -435,6 +456,10 @@ def _check_file(checker: Checker, model: LoadedModel, explain_file: Callable) ->
         if not found:
             return ""
         index = next(i for i, kind in enumerate(kinds) if kind[3] is e)
+        naive = kinds[index][4]
+        if naive.shape == o.shape and (misread_overlay(n, o, index) or not describe_overlay(o, naive, e[2])):
+            return ("the overlay shows the file as a plain PIL read gives it (Image.open(...).convert('RGB'): "
+                    f"{_PLAIN_READ.get(kinds[index][0], 'not as load_image reads it')}), under the heat map")
         for message, wrong in kind_alternatives(index).items():
             if wrong.shape == o.shape and _fit(o.astype(np.float64), e[1], wrong)[1] < 3:
                 return _EVERY_IMAGE + "in the overlay, " + message
@@ -442,7 +467,8 @@ def _check_file(checker: Checker, model: LoadedModel, explain_file: Callable) ->
 
     def misread_overlay(n: Any, o: Any, index: int) -> bool:
         naive = kinds[index][4]
-        return o.shape == naive.shape and not describe_overlay(o, naive, naive_reference(index)[1])
+        return o.shape == naive.shape and (not describe_overlay(o, naive, naive_reference(index)[1])
+                                           or not describe_overlay(o, naive, kinds[index][3][2]))
 
     problem = (f"explain_file says {name!r}, which is not the model's top class for this photo ({top!r})." if name != top else
                first_kind_problem(name_problem, lambda n, o, index: n == naive_reference(index)[0]) or twin_problem)
@@ -755,7 +781,10 @@ def _hidden_error(checker: Checker, model: LoadedModel, explain_folder: Callable
         names = [Path(str(item)).name for item in reported] if isinstance(reported, (list, tuple, set)) else []
         went_on = "reported it as not an image" if fault.file in names else "went on without it"
         what = fault.what
-        if fault.error is NetworkFailure:
+        if not fault.network_fails:
+            what += ("; the save's OSError was caught (an except OSError, IOError or Exception around the save, or a "
+                     "try that holds the save too)")
+        elif fault.error is NetworkFailure:
             # Which too broad except: a failure that is a RuntimeError only tells ValueError (ImageLoadError's base) apart.
             plain: list[bool] = []
             plain_ok, _ = checker.call(_with_failing_network(explain_folder, model.network, plain, PlainNetworkFailure), model,
@@ -940,7 +969,7 @@ _MODES = {"P": "a palette PNG (mode 'P', at most 256 colours)", "L": "a grayscal
 
 
 def _describe_saved(model: LoadedModel, case: _Folder, own: Callable[[Path], Any] | None = None,
-                    skipped: Sequence[str] = ()) -> str:
+                    skipped: Sequence[str] = (), overlay_wrong: bool = False) -> str:
     """What is wrong with the contents of the overlays explain_folder saved, or "".
 
     Args:
@@ -977,8 +1006,10 @@ def _describe_saved(model: LoadedModel, case: _Folder, own: Callable[[Path], Any
                     "places): the overlay is an opaque RGB picture, and a viewer shows the page behind it through the "
                     "transparent pixels. Save the RGB uint8 overlay as it is, an RGB PNG: Image.fromarray(overlay).save(path).")
         if mode not in ("RGB", "RGBA"):
-            return (f"the saved {target.name} is a PNG of mode {mode!r}: save the RGB uint8 overlay as it is, an RGB PNG "
-                    "(mode 'RGB', 3 channels): Image.fromarray(overlay).save(path).")
+            return (f"the saved {target.name} is {_MODES.get(mode, f'a PNG of mode {mode!r}')}, which does not hold every "
+                    "colour of the overlay exactly (a quantize() or convert() on the way?): save the RGB uint8 overlay as "
+                    "it is, Image.fromarray(overlay).save(path): an RGB PNG (an RGBA one opaque everywhere, as plt.imsave "
+                    "writes, holds the same colours and is accepted too).")
         if saved.shape != image.shape:
             return f"{target.name} is {saved.shape[0]}x{saved.shape[1]}; save the overlay at its image's size, {image.shape[0]}x{image.shape[1]}."
         problem = describe_overlay(saved, image, heat, what=f"the saved {target.name}", alternatives=alternatives(model, source))
@@ -1006,6 +1037,9 @@ def _describe_saved(model: LoadedModel, case: _Folder, own: Callable[[Path], Any
         overlay = answer[1] if isinstance(answer, (tuple, list)) and len(answer) == 2 else None
         if isinstance(overlay, np.ndarray) and overlay.shape == saved.shape:
             copy = np.abs(saved.astype(np.float64) - overlay.astype(np.float64)).max(axis=2)
+            if float((copy > LOSSY_LEVELS).mean()) <= LOSSY_SHARE and overlay_wrong:
+                return (f"the saved {target.name} is the overlay explain_file returns for it, whose heat map is not right: "
+                        "the same cause as above.")
             if float((copy > LOSSY_LEVELS).mean()) <= LOSSY_SHARE:
                 return (f"the heat map in the saved {target.name} (the overlay explain_file returns for it) is not exactly "
                         f"the Grad-CAM of the model's top class: {100 * float((closest > LOSSY_LEVELS).mean()):.0f}% of its "
@@ -1051,6 +1085,37 @@ def _crash_message(error: BaseException, case: _Folder, explain_folder: Callable
     return f"explain_folder crashed on {case.what}: " + describe_error(explain_folder, error)
 
 
+_RAISED = object()
+
+
+def _non_image_problem(checker: Checker, model: LoadedModel, explain_file: Callable, root: Path) -> str:
+    """What explain_file does with a file that is not an image (bytes generated from a seed): "" if ImageLoadError
+    reaches the caller, as explain_folder relies on."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    path = root / "not an image" / "data.bin"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(np.random.default_rng(13).integers(0, 256, 2000, dtype=np.uint8).tobytes())
+
+    def probe(model: LoadedModel, path: Path) -> Any:
+        __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+        try:
+            return explain_file(model, path)
+        except ImageLoadError:
+            return _RAISED
+        except Exception as error:  # noqa: BLE001 - named in the message
+            return error
+
+    outcome = checker.quiet_call(probe, model, path)
+    if outcome is _RAISED:
+        return ""
+    if isinstance(outcome, BaseException):
+        return (f"on a file that is not an image ({path.name}, random bytes), explain_file raised {type(outcome).__name__}, not "
+                "load_image's ImageLoadError: let ImageLoadError reach the caller, which catches it to report the file.")
+    return (f"on a file that is not an image ({path.name}, random bytes), explain_file returned {type_name(outcome)} instead of "
+            "raising: it caught load_image's ImageLoadError itself. Let ImageLoadError reach the caller (explain_folder "
+            "catches it and reports the file); a caller given a result for a non-image fails far from the cause.")
+
+
 def _check_folder(checker: Checker, model: LoadedModel, explain_folder: Callable, explain_file: Callable | None = None) -> None:
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     later = ["reports the files that are not images", "one overlay per image, named after its file", "saved overlays show the CAM in RGB"]
@@ -1082,12 +1147,14 @@ def _check_folder(checker: Checker, model: LoadedModel, explain_folder: Callable
         toy.mkdir()
         Image.fromarray(made_up_image()).save(toy / "toy.png")
         checker.keeps_mode(explain_folder, training_copy(made_up_model()), toy, Path(temporary) / "toy overlays")
-        problem = next((found for found in (_describe_report(r, c) for r, c in zip(reports, cases)) if found), "") or hidden
+        problem = next((found for found in (_describe_report(r, c) for r, c in zip(reports, cases)) if found), "") or hidden or (
+            _non_image_problem(checker, model, explain_file, Path(temporary)) if explain_file is not None else "")
         checker.require(later[0], not problem, problem)
         problem = next((found for found in map(_describe_names, cases) if found), "")
         if checker.require(later[1], not problem, problem):
             own = (lambda path: checker.quiet_call(explain_file, model, path)) if explain_file is not None else None
-            problem = next((found for found in (_describe_saved(model, c, own, skipped) for c in cases) if found), "")
+            overlay_wrong = "overlay shows the CAM in RGB" not in checker.result.passed
+            problem = next((found for found in (_describe_saved(model, c, own, skipped, overlay_wrong) for c in cases) if found), "")
             checker.require(later[2], not problem, problem)
         else:
             checker.skip(later[2:], "the saved overlays can be checked once they have the right names")

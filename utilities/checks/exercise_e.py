@@ -440,6 +440,26 @@ def thin_image() -> np.ndarray:
     return np.stack([rows * 10, columns * 2, (rows * columns) % 256], axis=-1).astype(np.uint8)
 
 
+def _stale_cams(checker: Checker, model: LoadedModel, image: np.ndarray, class_activation_maps: Callable) -> tuple[str, str]:
+    """A second call, on the same model, with another image of the same shape (the photo flipped, and one made from a
+    seed at check time): its maps must be that image's, not a result kept from an earlier call."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    noise = np.random.default_rng(11).integers(0, 256, image.shape, dtype=np.uint8)
+    for what, other in (("the same photo flipped upside down", np.ascontiguousarray(image[::-1])),
+                        ("an image of random pixels of the same size", noise)):
+        activation = _record(model.network, model.to_input(other))[0]["layer4"]
+        right = torch.einsum("kc,chw->khw", model.network.fc.weight.detach().cpu(), activation)
+        answer = checker.quiet_call(class_activation_maps, model, other)
+        if answer is None:
+            continue  # an error on a second call: the calls that judge results report errors
+        if not isinstance(answer, torch.Tensor) or not _close(as_tensor(answer).detach().cpu(), right):
+            return "stale", (f"called a second time on the same model with another image of the same size ({what}), "
+                             "class_activation_maps returned maps that are not that image's CAMs (a result kept from an "
+                             "earlier call, cached by the model or the image's size?): compute the maps from each image "
+                             "it is given, with no cache.")
+    return "", ""
+
+
 def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, class_activation_maps: Callable) -> None:
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     image = check_image()
@@ -449,6 +469,8 @@ def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, cl
         ok, answer, error, left = _attempt(checker, class_activation_maps, model, image, explain=_explain(references))
     # A forward pass in training mode changes the maps too: that cause is said once (a pending side effect, or a problem).
     trained = any("training mode" in found for found in [*checker.result.problems[before:], getattr(checker, "_side_effect", "")])
+    weights_changed = any("changed the network's weights" in found
+                          for found in [*checker.result.problems[before:], getattr(checker, "_side_effect", "")])
     forward_passes = checker.forward_passes
     if not ok:
         checker.require(_CHECKS[0], False, error)
@@ -483,7 +505,11 @@ def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, cl
                 "class_activation_maps returns maps that require grad (still attached to the autograd graph of the forward "
                 "pass, which they keep alive): the text asks for a plain tensor; compute them under torch.no_grad(), or "
                 "return .detach().")
-        if mistake == "generic" and trained:
+        if mistake in ("precision", "generic") and weights_changed:
+            # The function changed the network's weights (reported above): that, not another cause, is why its maps differ.
+            problem = ("the maps differ from CAM because class_activation_maps changed the network's weights before "
+                       "combining them: the same cause as above.")
+        elif mistake == "generic" and trained:
             problem = ("the maps differ from CAM because the forward pass ran in training mode (batch norm with this "
                        "image's own statistics): the same cause as above.")
         if not mistake and len(combining) > 1:
@@ -493,6 +519,8 @@ def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, cl
                 + ", ".join(f"{count} call{'s' if count > 1 else ''} of {label}" for label, count in counts.items())
                 + " (a loop over the classes?): the text asks for all classes at once, in one torch.einsum (or one matrix "
                 "product) of fc.weight (classes, channels) and the activation (channels, h, w).")
+        if not mistake:
+            mistake, problem = _stale_cams(checker, model, image, class_activation_maps)
         checker.require(_CHECKS[1], not mistake, problem)
 
     # The same function on a made-up network and image: nothing may be hard-coded for one model.
@@ -733,11 +761,22 @@ def _check_grad_cam(checker: Checker, model: LoadedModel, grad_cam_from_cams: Ca
         # The caller's CAMs may need gradients (CAMs of a network being trained): cams.detach_() or
         # cams.requires_grad_(False) switches them off. A quiet call: an answer that fails on a tensor
         # that requires grad (cams.numpy(), an in-place op on a leaf) is judged on the calls above alone.
+        # Other CAMs of the first case's shape, generated at check time: the result must be theirs, not a result kept
+        # from an earlier call of the same shape.
+        seed = 12
+        other = torch.randn(cases[0].shape, generator=torch.Generator().manual_seed(seed)) * 3
+        stale = checker.quiet_call(grad_cam_from_cams, other.clone(), watch_inputs=False)
+        if stale is not None and not (isinstance(stale, torch.Tensor) and _close(as_tensor(stale).detach().float(), _grad_cam(other))):
+            stale = "stale"
         given = cases[1].clone().requires_grad_(True)
         checker.quiet_call(grad_cam_from_cams, given, watch_inputs=False)
         if not given.requires_grad:
             changed = changed or "requires_grad off"
     problem = _grad_cam_problem(cases, expected, answers)
+    if not problem and stale == "stale":
+        problem = (f"called a second time with other CAMs of the same shape, {tuple(cases[0].shape)}, grad_cam_from_cams "
+                   "returned maps that are not theirs (a result kept from an earlier call, cached by the CAMs' shape?): "
+                   "compute the maps from the cams each call is given, with no cache.")
     if backward:
         # Whatever the values: the text asks for Grad-CAM from the CAMs by reasoning, not by autograd.
         problem = (f"grad_cam_from_cams runs {backward[0]}, which the text asks you to do without: work out on paper "
