@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
 
 import numpy as np
@@ -557,4 +558,62 @@ WRONG_A += [
                 lambda m, s: {"cams_for_classes": lambda model, image, class_names: torch.zeros(len(class_names), *image.shape[:2])}),
     WrongAnswer("a", "each class index plus 1", r"the Grad-CAMs of other classes.*off by \+1", lambda m, s: {"cams_for_classes": _next_index}),
     WrongAnswer("a", "normalised maps halved", r"each map is the right map times 0.5", _scaled(0.5)),
+]
+
+
+def _bfloat16_sum(model, image, class_names):
+    """The weighted sum of the channels in bfloat16, cast back to float32: close, but not float32's map."""
+    inputs = model.to_input(image)
+    with LayerRecorder(model.network, "layer4") as recorder:
+        logits = model.network(inputs)
+    maps = []
+    for name in class_names:
+        logits[0, model.class_index(name)].backward(retain_graph=True)
+        gradient, activation = recorder.gradients["layer4"][0], recorder.activations["layer4"][0]
+        weighted = gradient.mean(dim=(1, 2))[:, None, None].bfloat16() * activation.bfloat16()
+        maps.append(weighted.sum(0).float().clamp(min=0))
+    return normalize_cams(upsample_cams(torch.stack(maps).detach(), tuple(image.shape[:2])))
+
+
+def _half_masses(cams, class_names):
+    """Each half's masses summed in float16: large masses lose precision or overflow to inf."""
+    left, right = _sums(torch.as_tensor(cams).half())
+    return {"left": class_names[int(left.argmax())], "right": class_names[int(right.argmax())]}
+
+
+def _middle_skipped(cams, class_names):
+    """The right half starts at (W + 1) // 2: for an odd width the middle column is in neither half."""
+    width = cams.shape[-1]
+    left, right = cams[..., : width // 2].sum(dim=(-2, -1)), cams[..., (width + 1) // 2 :].sum(dim=(-2, -1))
+    return {"left": class_names[int(left.argmax())], "right": class_names[int(right.argmax())]}
+
+
+def _with_masses(cams, class_names):
+    """The right answer with the masses as extra keys."""
+    left, right = _sums(cams)
+    return {"left": class_names[int(left.argmax())], "right": class_names[int(right.argmax())],
+            "left_mass": left.tolist(), "right_mass": right.tolist()}
+
+
+def _near_tie(cams, class_names):
+    """Masses within a relative 1e-3 of the largest treated as a tie: the first such class wins."""
+    answer = {}
+    for half, masses in zip(("left", "right"), _sums(cams)):
+        best = masses.max()
+        answer[half] = next(name for name, mass in zip(class_names, masses.tolist())
+                            if math.isclose(mass, float(best), rel_tol=1e-3))
+    return answer
+
+
+WRONG_A += [
+    # a fresh student's round 11: passed the check before, or got a message that named another cause
+    WrongAnswer("a", "dominant_class: masses summed in float16", r"the masses lose precision, as in float16", _dominant(_half_masses)),
+    WrongAnswer("a", "weighted sum in bfloat16, cast back", r"a step ran in low precision \(float16 or bfloat16",
+                lambda m, s: {"cams_for_classes": _bfloat16_sum}),
+    WrongAnswer("a", "dominant_class: the middle column of an odd width in neither half", r"the middle column is in neither half",
+                _dominant(_middle_skipped)),
+    WrongAnswer("a", "dominant_class: the masses returned as extra keys", r"it has the extra keys \['left_mass', 'right_mass'\]",
+                _dominant(_with_masses)),
+    WrongAnswer("a", "dominant_class: masses within 0.1% treated as tied", r"a relative difference of .* treated as a tie",
+                _dominant(_near_tie)),
 ]

@@ -290,3 +290,22 @@ WRONG_C += [
     WrongAnswer("c", "Resize((33, 48)): a slight squash", r"the photo is squashed: the input is 33x48",
                 _pipeline(lambda steps: [steps[0], v2.Resize((33, 48), antialias=True), *steps[2:]])),
 ]
+
+
+def _replaced_to_dtype(function):
+    """ToDtype replaced by a v2.Lambda of the student's own operations."""
+    return _pipeline(lambda steps: [v2.Lambda(function) if isinstance(step, v2.ToDtype) else step for step in steps])
+
+
+WRONG_C += [
+    # a fresh student's round 11: one Lambda making two changes, or a message that named another cause
+    WrongAnswer("c", "own Lambda replacing ToDtype: flipped left-right and no scaling (two changes)",
+                r"makes 2 changes, each a step: it moves or resizes the pixels.*changes the scale of the values",
+                _replaced_to_dtype(lambda x: x.flip(-1).float())),
+    WrongAnswer("c", "own Lambda replacing ToDtype: colour order reversed and no scaling (two changes)",
+                r"makes 2 changes, each a step: it changes the colours.*changes the scale of the values",
+                _replaced_to_dtype(lambda x: x.flip(0).float())),
+    WrongAnswer("c", "a Lambda calling v2.functional.resize on a posterized photo (two changes)",
+                r"both resizes the image and changes its colours.*two steps",
+                _pipeline(lambda steps: [steps[0], v2.Lambda(lambda x: v2.functional.resize((x // 128) * 255, [32])), *steps[2:]])),
+]

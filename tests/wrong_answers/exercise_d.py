@@ -412,3 +412,16 @@ WRONG_D += [
     WrongAnswer("d", "mask and whole map indexed with integer arrays", r"integer-mask indexing",
                 lambda model, solution: {"localisation_shares": _integer_indices}),
 ]
+
+
+WRONG_D += [
+    # a fresh student's round 11: passed the check before, or got a message that named another cause
+    WrongAnswer("d", "share compared in float32", r"less than float32's spacing.*compared in float32",
+                _first(lambda shares, threshold=0.8: next((stage for stage in STAGES if np.float32(shares[stage]) >= threshold), None))),
+    WrongAnswer("d", "None as the share of an all-zero map", r"returned None as a share: the share of a map with no mass is 0\.0",
+                _shares(share=lambda cam, mask: float(cam[mask].sum()) / float(cam.sum()) if float(cam.sum()) > 0 else None)),
+    WrongAnswer("d", "the left half hard-coded, not object_mask", r"the left half of the photo \(or its columns \[:W // 2\] written by hand\)",
+                _shares(mask_of=lambda mask, image: np.arange(image.shape[1])[None, :].repeat(image.shape[0], 0) < image.shape[1] // 2)),
+    WrongAnswer("d", "keys capitalised ('Layer1')", r"the names in another case",
+                _shares(keys=lambda stage: stage.capitalize())),
+]

@@ -51,6 +51,9 @@ CHECK_COUNT = len(CHECK_NAMES)
 CHECK_IMAGE_SIZE = (176, 352)
 CLASSES = ("espresso", "goldfish", "Egyptian cat")  # not the notebook's classes or order
 TOLERANCE = 0.01  # largest pixel difference between two computations of the same map
+#: Largest pixel difference of a right answer's maps from the reference: float32 reorderings (einsum or a sum, sum or
+#: mean of the gradients, another placement's rounding) give at most about 1e-6; a bfloat16 weighted sum 5e-3.
+PRECISION_TOLERANCE = 1e-4
 #: What the text asks not to use (it would do the exercise): every CAM method of utilities, grad_cam included,
 #: runs CAMMethod.__call__, however it was imported.
 READY_MADE = {"utilities' grad_cam (or another of its CAM methods)": (CAMMethod, "__call__")}
@@ -861,8 +864,13 @@ def _check_maps(checker: Checker, model: LoadedModel, cams_for_classes: Callable
     checker.require("normalised", not problem, problem)
     # Compare the shapes of the maps whatever their scaling, so one mistake costs one check.
     comparable = normalize_cams(cams)
-    matches = _closest(comparable, references["reference"]) < TOLERANCE
+    closest = _closest(comparable, references["reference"])
+    matches = closest < TOLERANCE
     problem = _check_second_photo(model, cams_for_classes, checker, cams) if matches else _diagnose_maps(comparable, references, model)
+    if matches and not problem and closest > PRECISION_TOLERANCE:
+        problem = (f"the maps are close to Grad-CAM's but differ by up to {closest:.2g}, more than float32 rounding gives "
+                   f"(at most about 1e-6): a step ran in low precision (float16 or bfloat16, .half(), autocast) and was "
+                   "cast back. Compute the weights and the weighted sum in float32 all the way.")
     if matches and not problem:
         problem = _check_max_pooling_head(cams_for_classes, checker)
     if matches and not problem and forward_passes > 1:
@@ -963,6 +971,34 @@ def _generated_cases(seed: int = 31, count: int = 6) -> list[tuple[torch.Tensor,
     return cases
 
 
+def _large_cases(seed: int = 47) -> list[tuple[torch.Tensor, list[str]]]:
+    """Seeded photo-sized maps whose half-masses are large: around 2e4 and apart by less than float16's spacing
+    there (16), and above 65504, where float16 overflows to inf. Values are multiples of 1/4, so float32 sums them
+    exactly in any order; a sum in float16 or bfloat16 ties them, and the first class wins."""
+    generator = torch.Generator().manual_seed(seed)
+    cases = []
+    size = 400 + 16 * int(torch.randint(0, 3, (1,), generator=generator))  # a left mass of size * size / 8, a multiple of 16
+    cams = torch.zeros(3, size, size)
+    half = size // 2
+    cams[:2, :, :half] = 0.25
+    extra = 1 + int(torch.randint(0, 6, (1,), generator=generator))  # 1..6 more mass: within float16's spacing
+    cams[1, 0, :4 * extra] += 0.25
+    cams[2, :, half:] = 0.25
+    cams[0, :, half:] = 0.25
+    cams[2, 1, half:half + 4 * extra] += 0.25  # on the right the last class is ahead by as little
+    cases.append((cams, ["near tie a", "near tie b", "near tie c"]))
+    size = 600 + 2 * int(torch.randint(0, 20, (1,), generator=generator))
+    half = size // 2
+    big = torch.zeros(3, size, size)
+    low, high = 0.5, 0.5 + 0.25 * (1 + int(torch.randint(0, 3, (1,), generator=generator)))
+    big[0, :, :half] = low  # masses far above 65504: inf in float16
+    big[2, :, :half] = high
+    big[1, :, half:] = high
+    big[0, :, half:] = low
+    cases.append((big, ["huge x", "huge y", "huge z"]))
+    return cases
+
+
 def _rounded_masses(cams: torch.Tensor, names: list[str]) -> dict[str, str] | None:
     """dominant_class with each half's masses rounded to whole numbers before the argmax (defined on maps >= 0)."""
     if bool((cams < 0).any()):
@@ -1001,7 +1037,7 @@ def _synthetic_cases() -> list[tuple[torch.Tensor, list[str]]]:
     unsorted_tie[2, :, 3:] = 0.2
     cases = [(plain, ["first", "second", "third"]), (peak, ["peak", "broad"]), (rows, ["top", "bottom"]), (graded, ["A", "B", "C"]),
              (tied, ["x", "tie one", "tie two"]), (share, ["everywhere", "left only"]), (unsorted_tie, ["zebra", "apple", "mango"])]
-    return cases + _boundary_cases() + _generated_cases()
+    return cases + _boundary_cases() + _generated_cases() + _large_cases()
 
 
 _DOMINANT_MISTAKES: list[tuple[Callable[[torch.Tensor, list[str]], Any], str]] = [
@@ -1037,6 +1073,9 @@ _DOMINANT_MISTAKES: list[tuple[Callable[[torch.Tensor, list[str]], Any], str]] =
      "the left half is one column short: it is the columns [:W // 2] (for W = 8, columns 0 to 3)."),
     (lambda c, n: _dominant(c, n, split="third"),
      "the boundary between the halves is not in the middle: the left half is the columns [:W // 2]."),
+    (lambda c, n: {"left": _dominant(c, n)["left"], "right": _dominant(c, n, split="odd middle left")["right"]},
+     "for an odd width the middle column is in neither half: the right half starts at (W + 1) // 2 here. The left half "
+     "is the columns [:W // 2], the right half the rest, [W // 2:], middle column included."),
     (lambda c, n: {"left": _dominant(c, n)["left"], "right": _dominant(c, n, split="one less")["right"]},
      "the right half starts one column early, so the halves overlap: the right half is the columns [W // 2:]."),
 ]
@@ -1045,6 +1084,10 @@ _DOMINANT_MISTAKES: list[tuple[Callable[[torch.Tensor, list[str]], Any], str]] =
 def _diagnose_dominant(cases: list[tuple[torch.Tensor, list[str]]], answers: list[Any], what: str = "made-up maps") -> str:
     """The message for dominant_class's answers on some cases, empty if all are right."""
     for answer, (_, names) in zip(answers, cases):
+        if isinstance(answer, dict) and {"left", "right"} < set(answer):
+            extra = sorted((key for key in answer if key not in ("left", "right")), key=repr)
+            return (f"dominant_class should return a dict with exactly the keys 'left' and 'right'; it has the extra keys "
+                    f"{extra!r}: leave them out.")
         if not isinstance(answer, dict) or sorted(map(str, answer)) != ["left", "right"]:
             shown = repr(answer) if len(repr(answer)) < 80 else type_name(answer)
             return f"dominant_class should return a dict {{'left': name, 'right': name}}; got {shown}."
@@ -1067,6 +1110,22 @@ def _diagnose_dominant(cases: list[tuple[torch.Tensor, list[str]]], answers: lis
         if answer != expected:
             wrong_half = next(half for half in ("left", "right") if answer.get(half) != expected[half])
             masses = _halves(cams)[wrong_half].flatten(-2).sum(-1)
+            top = float(masses.double().abs().max())
+            if top > 2048 and answer.get(wrong_half) in names:
+                return (f"on made-up maps of shape {tuple(cams.shape)} (K, H, W), whose masses in the {wrong_half} half are "
+                        f"large ({float(masses.min()):.6g} to {float(masses.max()):.6g}), dominant_class returned {answer}, "
+                        f"expected {expected}: the masses lose precision, as in float16 or bfloat16 (float16 has spacing "
+                        "16 around 2e4 and overflows to inf above 65504, a tie the first class wins). Sum the maps in "
+                        "float32, the dtype they come in (no .half(), float16 or bfloat16).")
+            chosen = answer.get(wrong_half)
+            if chosen in names and float(masses.max()) != 0:
+                gap = float(masses.max() - masses[names.index(chosen)]) / abs(float(masses.max()))
+                if 0 < gap < 1e-2 and names.index(chosen) < names.index(expected[wrong_half]):
+                    return (f"on {what} of shape {tuple(cams.shape)} (K, H, W), dominant_class returned {answer}, "
+                            f"expected {expected}: in the {wrong_half} half {chosen!r} has {float(masses[names.index(chosen)]):.6g} "
+                            f"and {expected[wrong_half]!r} {float(masses.max()):.6g}, a relative difference of {gap:.2g}, "
+                            "treated as a tie. Only exactly equal masses tie: compare the sums with no tolerance "
+                            "(no isclose, rtol or rounding).")
             negative = (f" (every mass in the {wrong_half} half is negative here, from {float(masses.min()):.3g} to "
                         f"{float(masses.max()):.3g}: the largest is the one nearest 0, and no mass needs to be above 0 to win)"
                         if bool((masses < 0).all()) else "")

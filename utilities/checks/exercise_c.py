@@ -216,73 +216,126 @@ def _describe_tensor(tensor: Any, image: np.ndarray) -> str:
 
 
 class SecondChange:
-    """The second change of a ``v2.Lambda`` that resizes and also changes the colours: a step of its own."""
+    """A further change of a ``v2.Lambda`` that makes more changes than it is counted for: a step of its own."""
 
-    def __init__(self, lambda_step: Any) -> None:
+    def __init__(self, lambda_step: Any, changes: Sequence[str] = ()) -> None:
         self.lambda_step = lambda_step
+        self.changes = list(changes)  # what the Lambda does, in words: "resizes the image", "changes its colours", ...
 
     def __repr__(self) -> str:
-        return f"a colour change inside {_step_name(self.lambda_step)}"
+        return f"a further change inside {_step_name(self.lambda_step)}"
 
 
-def _recolours(lambda_step: Any, given: Any, result: Any, inner: list[Any]) -> bool:
-    """Whether a Lambda that resizes (its output another size than its input) also changes the colours.
+#: The words for each kind of change a Lambda's own function can make.
+_GEOMETRIC, _COLOUR, _SCALE = "moves or resizes the pixels", "changes its colours", "changes the scale of its values"
 
-    Differential: its own function on an image of one colour, as large as its input and of its dtype, must give back
-    that colour wherever it resizes alone (every resampling keeps a constant image's values, up to rounding). A
-    Lambda that calls a colour transform itself is already counted as two steps.
+
+def _lambda_changes(lambda_step: Any, given: Any, result: Any, seed: int = 5) -> list[str]:
+    """The kinds of change a Lambda's own function makes, found differentially on images generated from a seed.
+
+    Geometric: it gives another size, or it does not commute with a random shuffle of the pixels (a pointwise
+    function does, a flip, crop or resize does not). Colours: on an image of one colour its output's channels are
+    not in the input's proportions (another order, gray, a posterize). Scale: on that image its values are not
+    the input's in the output's convention (uint8 0..255, float 0..1), e.g. x.float() keeps 0..255 in float.
     """
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
-    if not (isinstance(given, torch.Tensor) and isinstance(result, torch.Tensor) and given.ndim == 3 and result.ndim == 3):
-        return False
-    if tuple(given.shape[-2:]) == tuple(result.shape[-2:]) or any("resize" not in _step_name(step) for step in inner):
-        return False
-    colour = torch.tensor([96.0, 144.0, 200.0])[: given.shape[0]]
-    if not given.dtype.is_floating_point:
-        uniform = colour[:, None, None].expand(given.shape).to(given.dtype).clone()
+    if not (isinstance(given, torch.Tensor) and isinstance(result, torch.Tensor) and given.ndim == 3 and result.ndim == 3
+            and given.shape[0] == 3 and min(given.shape[-2:]) > 1):
+        return []
+    generator = torch.Generator().manual_seed(seed)
+    integer = not given.dtype.is_floating_point
+    changes = []
+
+    def run(image: torch.Tensor) -> Any:
+        __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+        try:
+            with torch.no_grad():
+                return lambda_step.lambd(image)
+        except Exception:  # noqa: BLE001 - a function that fails on another image is judged elsewhere
+            return None
+
+    if tuple(given.shape[-2:]) != tuple(result.shape[-2:]):
+        changes.append(_GEOMETRIC)
     else:
-        uniform = (colour / 255)[:, None, None].expand(given.shape).to(given.dtype).clone()
-    try:
-        with torch.no_grad():
-            out = lambda_step.lambd(uniform)
-    except Exception:  # noqa: BLE001 - a function that fails on another image is judged elsewhere
-        return False
-    if not isinstance(out, torch.Tensor) or out.shape[0] != uniform.shape[0] or out.ndim != 3:
-        return True
-    # The colour of most pixels (a border or a blanked strip, which the whole-photo check names, leaves it alone).
-    tolerance = 1.0 if not uniform.dtype.is_floating_point else 1e-4
-    colours = out.detach().double().flatten(1).median(dim=1).values
-    return float((colours - uniform[:, 0, 0].double()).abs().max()) > tolerance
+        height, width = given.shape[-2:]
+        noise = torch.randint(1, 255, tuple(given.shape), generator=generator).to(torch.float32)
+        image = noise.to(given.dtype) if integer else (noise / 255).to(given.dtype)
+        order = torch.randperm(height * width, generator=generator)
+        shuffle = lambda x: x.flatten(-2)[..., order].reshape(x.shape)  # noqa: E731
+        plain, shuffled = run(image), run(shuffle(image))
+        if isinstance(plain, torch.Tensor) and isinstance(shuffled, torch.Tensor):
+            if plain.shape != shuffled.shape or plain.shape[-2:] != image.shape[-2:]:
+                changes.append(_GEOMETRIC)
+            else:
+                moved = (shuffle(plain).double() - shuffled.double()).abs().max()
+                if float(moved) > (1.0 if not plain.dtype.is_floating_point else 1e-4 * max(1.0, float(plain.double().abs().max()))):
+                    changes.append(_GEOMETRIC)
+    colour = torch.tensor([96.0, 144.0, 200.0])
+    uniform = colour[:, None, None].expand(given.shape).clone()
+    uniform = uniform.to(given.dtype) if integer else (uniform / 255).to(given.dtype)
+    out = run(uniform)
+    if not isinstance(out, torch.Tensor) or out.ndim != 3 or out.shape[0] != 3:
+        return changes + [_COLOUR]
+    seen = out.detach().double().flatten(1).median(dim=1).values
+    wanted = colour.double() if not out.dtype.is_floating_point else colour.double() / 255
+    if not integer and not out.dtype.is_floating_point:
+        wanted = colour.double()  # float 0..1 back to uint8
+    if float(seen.abs().sum()) == 0 or float((seen / seen.mean() - wanted / wanted.mean()).abs().max()) > 0.02:
+        changes.append(_COLOUR)
+    # A posterize or a gamma changes the mean too: with the colours changed, only a large factor (x.float(): 255) is a scale.
+    if float(seen.abs().sum()) > 0 and abs(float((seen.mean() / wanted.mean()).log())) > (2.3 if _COLOUR in changes else 0.05):
+        changes.append(_SCALE)
+    return changes
 
 
 def with_second_changes(steps: Any) -> Any:
-    """The steps, each Lambda that resizes and changes the colours followed by its second change (a step)."""
+    """The steps, each Lambda that makes more changes than it is counted for followed by its further changes (steps).
+
+    A Lambda counts as the transforms it calls, or as one step if it calls none; each kind of change its function
+    makes (geometric, colours, scale) beyond that count is a step of its own.
+    """
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
-    double = [entry[0] for entry in getattr(steps, "lambdas", []) if _recolours(*entry)]
-    if not double:
+    extra: list[tuple[Any, Any, list[str], int]] = []  # (the step it follows, the Lambda, its changes, how many more)
+    for lambda_step, given, result, inner in getattr(steps, "lambdas", []):
+        kinds = _lambda_changes(lambda_step, given, result)
+        if len(kinds) > max(len(inner), 1):
+            extra.append((inner[-1] if inner else lambda_step, lambda_step, kinds, len(kinds) - max(len(inner), 1)))
+    if not extra:
         return steps
     counted = Recording()
     counted.top, counted.unchanged, counted.lambdas = steps.top, steps.unchanged, steps.lambdas
+    placed = set()
     for step in steps:
         counted.append(step)
-        if any(step is lambda_step for lambda_step in double):
-            counted.append(SecondChange(step))
+        for anchor, lambda_step, kinds, more in extra:
+            if step is anchor and id(lambda_step) not in placed:
+                placed.add(id(lambda_step))
+                counted.extend(SecondChange(lambda_step, kinds) for _ in range(more))
+    for _, lambda_step, kinds, more in extra:
+        if id(lambda_step) not in placed:
+            counted.extend(SecondChange(lambda_step, kinds) for _ in range(more))
     return counted
 
 
-def _check_steps(checker: Checker, reference: list[Any], steps: list[Any], outside: str) -> bool:
+def _check_steps(checker: Checker, reference: list[Any], steps: list[Any], outside: str, functionals: Sequence[str] = ()) -> bool:
     """One step: compare the steps changed_preprocess applied with model.preprocess's, step by step.
 
     Args:
         reference: model.preprocess's steps, taken before the student's function ran.
         steps: the steps it applied.
         outside: a change found outside the steps (replaying them does not give its tensor), or "".
+        functionals: the names of torchvision's functional transforms it called outside any step, if it applied none.
 
     Returns:
         Whether the pipeline is one changed step.
     """
     changes = changed_steps(reference, steps)
-    if not steps:
+    if not steps and functionals:
+        problem = (f"changed_preprocess applied no step of a pipeline: it calls {', '.join(sorted(set(functionals)))} "
+                   "directly, a preprocessing of its own rather than model.preprocess's steps. Build it from the steps of "
+                   "model.preprocess.transforms with one step changed, and apply them (v2.Compose(steps)(image)); an own "
+                   "operation goes in as a step, v2.Lambda.")
+    elif not steps:
         problem = ("changed_preprocess applied no torchvision transform: build it from the steps of "
                    "model.preprocess.transforms with one step changed, and apply them (v2.Compose(steps)(image)).")
     elif outside:
@@ -292,10 +345,18 @@ def _check_steps(checker: Checker, reference: list[Any], steps: list[Any], outsi
                    "(your own operation as v2.Lambda).")
     elif any(isinstance(step, SecondChange) for step in steps):
         second = next(step for step in steps if isinstance(step, SecondChange))
-        problem = (f"your step {_step_name(second.lambda_step)} both resizes the image and changes its colours (on an "
-                   "image of one colour it gives other colours), which counts as two steps, as v2.Resize and "
-                   "v2.Grayscale would: a Lambda of your own operations is one step only if it makes one change. Keep "
-                   "one of the two changes.")
+        kinds = second.changes
+        if kinds[:2] == [_GEOMETRIC, _COLOUR] and len(kinds) == 2:
+            what = ("both resizes the image and changes its colours (on an image of one colour it gives other colours), "
+                    "which counts as two steps, as v2.Resize and v2.Grayscale would")
+        else:
+            named = {_GEOMETRIC: "moves or resizes the pixels (a flip, crop or resize)",
+                     _COLOUR: "changes the colours (another channel order, gray, a posterize: on an image of one colour "
+                              "it gives other colours)",
+                     _SCALE: "changes the scale of the values (e.g. x.float() drops ToDtype's scaling: 0..255, not 0..1)"}
+            what = (f"makes {len(kinds)} changes, each a step: it " + "; and it ".join(named[k] for k in kinds))
+        problem = (f"your step {_step_name(second.lambda_step)} {what}: a Lambda is one step only if it makes one "
+                   f"change (or as many steps as the transforms it calls). Keep one of the changes.")
     elif len(changes) > 1:
         problem = (f"changed_preprocess differs from model.preprocess in {len(changes)} steps ({'; '.join(changes)}); "
                    "the task asks for exactly one changed step (each transform called inside a v2.Lambda is a step).")
@@ -609,8 +670,9 @@ def _check_whole_photo(checker: Checker, changed_preprocess: Callable, photo: np
                    "whatever photo they are given, so a step replaces the image instead of changing it. The model must "
                    "still see the whole photo: change a step in a way that keeps the picture.")
     elif len(unseen) == len(probes):
-        problem = ("changed_preprocess returns the same tensor whatever photo it is given: apply the steps to its "
-                   "image argument, not to the notebook's photo.")
+        problem = ("changed_preprocess returns the same tensor whatever photo it is given: it uses the notebook's "
+                   "photo, or keeps its first result (a cache) and returns it again. Apply the steps to its image "
+                   "argument on every call.")
     elif geometry:
         problem = geometry
     elif unseen:
@@ -699,9 +761,16 @@ def check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: Any
                         and other.shape == tensor.shape and torch.equal(other.detach(), tensor.detach()):
                     checker.skip(["one step changed"], "the steps can be compared once changed_preprocess applies them to its image argument")
                     steps = None
+            functionals: list[str] = []
+            if steps is not None and not steps:  # which functional transforms it called directly, to name them
+                calls: list[Any] = []
+                torch.manual_seed(seed)
+                with _functionals_called_by_lambda(calls):  # type: ignore[arg-type]
+                    checker.quiet_call(changed_preprocess, coffee)
+                functionals = [call.name for call in calls]
             if steps is not None:
                 steps = with_second_changes(steps)
-                one_change = _check_steps(checker, reference, steps, outside)
+                one_change = _check_steps(checker, reference, steps, outside, functionals)
         _check_whole_photo(checker, changed_preprocess, coffee, tensor, seed, steps)
         random_step = well_formed and _random_step(checker, changed_preprocess, coffee, tensor)
         if not well_formed:

@@ -178,7 +178,8 @@ def _references(model: LoadedModel, global_model: LoadedModel) -> dict[str, np.n
 
 _MISTAKES = {
     "outside": "these are the shares *outside* the mask: sum the map where the mask is True.",
-    "cat_mask": "these are the shares inside the notebook's cat_mask: use the object_mask argument.",
+    "cat_mask": ("these are the shares inside the notebook's cat_mask, the left half of the photo (or its columns [:W // 2] "
+                 "written by hand): use the object_mask argument."),
     "mean inside": "this is the mean of the map inside the mask; the share is the mass inside divided by the whole "
     "map's mass, cam[mask].sum() / cam.sum().",
     "inside/outside": "this divides the mass inside by the mass outside; divide by the whole map's mass, cam.sum().",
@@ -294,9 +295,13 @@ def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedMode
     elif sorted(map(str, shares)) != list(STAGES) or not all(isinstance(key, str) for key in shares):
         # repr shows the keys' type: the ints 1..4 are not the strings '1'..'4'.
         keys = "[" + ", ".join(sorted(map(repr, shares))) + "]"
-        problem = (f"localisation_shares should return a dict with exactly the keys {', '.join(STAGES)}; got {keys}: the "
-                   "keys must be the stage names as str ('layer1', ..., 'layer4'), the names the function is given to "
-                   "look up, not numbers.")
+        if all(isinstance(key, str) for key in shares) and sorted(key.strip().lower() for key in shares) == list(STAGES):
+            cause = "the names in another case or with spaces: use the stage names exactly as the function is given them."
+        else:
+            cause = ("the keys must be the stage names as str ('layer1', ..., 'layer4'), the names the function is given "
+                     "to look up" + (", not numbers." if any(not isinstance(key, str) for key in shares) else "."))
+        problem = (f"localisation_shares should return a dict with exactly the keys {', '.join(STAGES)}; got {keys}: "
+                   + cause)
     else:
         problem = ""
     if not checker.require("one share per stage", not problem, problem):
@@ -548,7 +553,12 @@ def _check_zero_maps(checker: Checker, localisation_shares: Callable, first_shar
     try:
         values = np.array([float(shares[stage]) for stage in STAGES])
     except Exception:  # noqa: BLE001 - the form is judged on the real model's result
-        checker.require(name, False, "on a model whose maps are all zero, localisation_shares did not return a share per stage.")
+        nones = isinstance(shares, Mapping) and any(shares.get(stage, 0.0) is None for stage in STAGES)
+        checker.require(name, False, "on a model whose maps are all zero, localisation_shares returned None as a share: "
+                        "the share of a map with no mass is 0.0, a float, as the text says." if nones else
+                        "on a model whose maps are all zero, localisation_shares did not return a share per stage"
+                        + (f": its keys are {sorted(map(repr, shares))}, not {', '.join(STAGES)}." if isinstance(shares, Mapping)
+                           and not all(stage in shares for stage in STAGES) else "."))
         return
     if np.isnan(values).any():
         problem = ("for an all-zero map, cam.sum() is 0 and your share is NaN: the share of a map with no mass is 0, "
@@ -596,6 +606,9 @@ _STAGE_MISTAKES: list[tuple[Callable[..., Any], str]] = [
     (lambda s, t=0.8: next((stage for stage in STAGES if s[stage] >= t - 0.01), None),
      "a share just below the threshold counts as reaching it (0.799 for 0.8): the comparison has a tolerance (threshold "
      "- 0.01, math.isclose); compare the share itself with >= threshold."),
+    (lambda s, t=0.8: next((stage for stage in STAGES if np.float32(s[stage]) >= t), None),
+     "a share below the threshold by less than float32's spacing (about 6e-8 near 0.8) counts as reaching it: the "
+     "share is compared in float32 (np.float32, torch.float32). Compare the Python float share itself with >= threshold."),
     (lambda s, t=0.8: _first_stage(s, t, order=STAGES[1:]),
      "first_localised_stage never looks at layer1: go through all four stages, from layer1 to layer4."),
 ]
@@ -635,6 +648,17 @@ def _generated_stage_cases(seed: int = 22, count: int = 12) -> list[tuple[dict[s
         shares = {stage: float(values[STAGES.index(stage)]) for stage in order}
         expected = next((stage for stage in STAGES if shares[stage] >= threshold), None)
         cases.append((shares, threshold, expected))
+    for index in range(2):  # a share below the threshold by less than float32's spacing there: float32 rounds it up
+        while True:  # a threshold whose float32 rounding is at or above it, and a share float32 rounds to the same
+            threshold = float(np.round(generator.uniform(0.5, 0.9), 2))
+            close = threshold - float(generator.uniform(1e-9, 1.5e-8))
+            if close < threshold and float(np.float32(close)) >= threshold:
+                break
+        values = np.round(generator.uniform(0.0, threshold - 0.05, size=4), 2)
+        values[int(generator.integers(0, 3))] = close
+        values[3] = min(1.0, threshold + 0.05)
+        shares = {stage: float(values[STAGES.index(stage)]) for stage in STAGES}
+        cases.append((shares, threshold, "layer4"))
     return cases
 
 
