@@ -52,9 +52,14 @@ def test_per_learner_figures_follow_from_the_table_in_both_documents():
     assert [int(n) for n in named.group(2).split("+")] == [kept[n] for n in worst]
     assert f"**Per learner: {_gb(one + photo_mb)}**" in guide and f"**{_gb(three + photo_mb)}** if they leave three" in guide
     assert f"singleuser.memory.limit: {_gb(one + photo_mb).split()[0]}G" in guide
-    # the class simulation's timings, said the same way in both
-    timings = re.search(r"two notebooks together took (\d+ to \d+ s)", readme)
-    assert timings and f"took {timings.group(1)} each for the two notebooks" in guide
+    # make bench-hub's class on the hub, said the same way in both
+    eight = re.search(r"\| 8 \| (\d+ to \d+ s) \| (\d+ to \d+ s) \| ([\d.]+ GB)", readme)
+    sixteen = re.search(r"\| 16 \| (\d+ to \d+ s) \| (\d+ to \d+ s) \| ([\d.]+ GB)", readme)
+    assert eight and sixteen, "the README has make bench-hub's rows for 8 and 16 learners"
+    flat = " ".join(guide.split())
+    assert f"first figure after {eight.group(1)} and finished lesson 00 after {eight.group(2)}" in flat
+    assert f"with 16, after {sixteen.group(1)} and {sixteen.group(2)}" in flat
+    assert f"peaked at {eight.group(3)} for 8" in flat and f"{sixteen.group(3)} for 16" in flat
 
 
 def test_the_guide_states_the_readmes_grading_times():
