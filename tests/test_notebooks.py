@@ -78,13 +78,13 @@ def test_every_notebook_runs_on_resnet50s_architecture(path, monkeypatch):
     checked outputs both times (no state left over from the first run changes
     the second) and leave no hook behind.
     """
-    sources = "\n".join(cell.source for cell in nbformat.read(path, as_version=4).cells)
+    notebook = nbformat.read(path, as_version=4)
+    sources = "\n".join(cell.source for cell in notebook.cells)
     if "load_model(" not in sources:
         # A lesson on a network it trains itself (10, 10b) loads no course model, so GRADCAM_MODEL does not change it:
         # this run would repeat nbval's, cell for cell (its methods' hooks are tested in test_methods and test_hooks).
         pytest.skip("loads no course model, so it runs the same network as under nbval")
     monkeypatch.setenv("GRADCAM_MODEL", "resnet50_untrained")  # the kernel inherits the environment
-    notebook = nbformat.read(path, as_version=4)
     client = _client(notebook)
     with client.setup_kernel():
         first = _run_all(client, notebook)  # raises CellExecutionError, naming the cell, on any error
@@ -95,6 +95,6 @@ def test_every_notebook_runs_on_resnet50s_architecture(path, monkeypatch):
             client, notebook, "from utilities import count_hooks\nprint(model.name, count_hooks(model.network) if 'model' in dir() else 0)"
         )
     # A notebook about another architecture (8d: a ViT with random weights) names its model; the rest run ResNet50.
-    named = set(re.findall(r'load_model\("(\w+_untrained)"\)', "\n".join(cell.source for cell in notebook.cells)))
+    named = set(re.findall(r'load_model\("(\w+_untrained)"\)', sources))
     expected = named.pop() if len(named) == 1 else "resnet50_untrained"
     assert model_and_hooks == [f"{expected} 0\n"], f"the notebook did not run {expected}, or left hooks on it"
