@@ -3,7 +3,11 @@
 Usage: ``python scripts/execute_notebooks.py [--jobs N] [NOTEBOOK ...]`` (default:
 all of notebooks/). ``--jobs 2`` runs two notebooks at a time, one kernel each,
 which on 2 cores roughly halves the series' wall time: most of a short lesson's
-time is its kernel starting and importing torch, which uses one core. Runs with the bundled model (``GRADCAM_MODEL=efficientnet_lite0``),
+time is its kernel starting and importing torch, which uses one core. With N
+jobs each kernel gets its share of the cores as PyTorch threads (2 kernels with
+2 threads each on 2 cores wait for each other), and the notebooks start longest
+first, by the time their committed run took, so that no long lesson starts last
+while the other kernels sit idle. Runs with the bundled model (``GRADCAM_MODEL=efficientnet_lite0``),
 the model nbval uses, so committed outputs and test runs agree, and with static
 figures in place of widgets (``GRADCAM_NONINTERACTIVE=1``).
 """
@@ -14,7 +18,8 @@ import argparse
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -37,6 +42,19 @@ def jupyterlab_metadata() -> dict:
         "kernelspec": {"display_name": spec.display_name, "language": spec.language, "name": "python3"},
         "language_info": dict(IPythonKernel.language_info),
     }
+
+
+def committed_seconds(path: Path) -> float:
+    """How long the notebook's committed run took, from nbclient's timestamps on its cells (0 if it has none)."""
+    stamps = [
+        (execution["iopub.execute_input"], execution["shell.execute_reply"])
+        for cell in nbformat.read(path, as_version=4).cells
+        if (execution := cell.get("metadata", {}).get("execution", {})).keys() >= {"iopub.execute_input", "shell.execute_reply"}
+    ]
+    if not stamps:
+        return 0.0
+    start, end = datetime.fromisoformat(stamps[0][0]), datetime.fromisoformat(stamps[-1][1])
+    return (end - start).total_seconds()
 
 
 def execute(path: Path) -> float:
@@ -69,12 +87,18 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # Committed outputs show static figures, which render anywhere (e.g. on GitHub).
     os.environ["GRADCAM_NONINTERACTIVE"] = "1"
+    if arguments.jobs > 1:  # each kernel's share of the cores; torch reads it when the kernel imports it
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // arguments.jobs)))
     notebooks = [Path(p).resolve() for p in paths] or sorted((ROOT / "notebooks").glob("*.ipynb"))
+    longest_first = sorted(notebooks, key=committed_seconds, reverse=True) if arguments.jobs > 1 else notebooks
     total = 0.0
     start = time.perf_counter()
     # Threads suffice: each notebook's work happens in its own kernel process.
     with ThreadPoolExecutor(max_workers=arguments.jobs) as pool:
-        for path, seconds in zip(notebooks, pool.map(execute, notebooks)):
+        futures = {pool.submit(execute, path): path for path in longest_first}
+        for future in as_completed(futures):  # printed as each finishes
+            path, seconds = futures[future], future.result()
             total += seconds
             shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
             print(f"{shown}: {seconds:.1f} s", flush=True)
