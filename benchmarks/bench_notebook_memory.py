@@ -10,7 +10,9 @@ kernel's resident memory is polled every 20 ms; on Linux the kernel's own
 high-water mark (``VmHWM``) is also read after every cell and then reset, which
 catches peaks shorter than the polling interval, and gives each cell's peak.
 
-Prints one row per notebook: the kernel's peak, its memory after the last cell
+Prints one row per notebook: the kernel's peak, its own peak (anonymous memory,
+``RssAnon``, polled: the heap and the tensors, without the mapped library files,
+so it does not depend on the page cache), its memory after the last cell
 (what it keeps holding while the learner moves on to the next notebook), the
 cell that reached the peak, and the time from kernel start to the last cell.
 ``--cells N`` also lists each notebook's N cells with the highest peaks.
@@ -58,6 +60,7 @@ class KernelMemory:
     """Peak and per-cell resident memory of one kernel, in MB."""
 
     peak: float = 0.0
+    anonymous_peak: float = 0.0  # polled RssAnon: the kernel's own memory, without mapped library files
     cells: list[tuple[int, float, float, str]] = field(default_factory=list)  # (cell index, peak, after, first line)
     final: float = 0.0
 
@@ -75,6 +78,7 @@ def measure(path: Path) -> tuple[KernelMemory, float]:
                     memory.peak = max(memory.peak, psutil.Process(pid_box[0]).memory_info().rss / 2**20)
                 except psutil.Error:
                     pass
+                memory.anonymous_peak = max(memory.anonymous_peak, _status_mb(pid_box[0], "RssAnon") or 0.0)
             time.sleep(0.02)
 
     def after_cell(cell, cell_index, **_) -> None:
@@ -82,6 +86,7 @@ def measure(path: Path) -> tuple[KernelMemory, float]:
         if pid is None or cell.cell_type != "code":
             return
         peak = _status_mb(pid, "VmHWM")
+        memory.anonymous_peak = max(memory.anonymous_peak, _status_mb(pid, "RssAnon") or 0.0)
         memory.final = _status_mb(pid, "VmRSS") or psutil.Process(pid).memory_info().rss / 2**20
         if peak is not None:
             memory.cells.append((cell_index, peak, memory.final, (cell.source.splitlines() or [""])[0][:60]))
@@ -123,12 +128,12 @@ def main() -> int:
     os.environ["GRADCAM_NONINTERACTIVE"] = "1"
     paths = [p.resolve() for p in args.notebooks] or sorted((ROOT / "notebooks").glob("*.ipynb"))
 
-    print(f"{'notebook':<40}{'peak (MB)':>10}{'after last cell':>17}{'time (s)':>10}  peak cell")
+    print(f"{'notebook':<40}{'peak (MB)':>10}{'own peak':>10}{'after last cell':>17}{'time (s)':>10}  peak cell")
     over = []
     for path in paths:
         memory, seconds = measure(path)
         top = max(memory.cells, key=lambda cell: cell[1], default=(None, 0.0, 0.0, ""))
-        print(f"{path.name:<40}{memory.peak:>10.0f}{memory.final:>17.0f}{seconds:>10.1f}  {top[0]}: {top[3]}", flush=True)
+        print(f"{path.name:<40}{memory.peak:>10.0f}{memory.anonymous_peak:>10.0f}{memory.final:>17.0f}{seconds:>10.1f}  {top[0]}: {top[3]}", flush=True)
         listed = memory.cells if args.trace else sorted(memory.cells, key=lambda cell: -cell[1])[: args.cells]
         for index, peak, after, line in listed:
             print(f"{'':<8}cell {index:>3}: peak {peak:6.0f} MB, after {after:6.0f} MB  {line}")

@@ -29,6 +29,23 @@ def test_the_same_seed_draws_the_same_scenes_and_another_seed_others():
     assert set(np.unique(first.labels)) == {0, 1}
 
 
+@pytest.mark.parametrize("block", [1, 5, 64, 1000])
+def test_scenes_drawn_a_block_at_a_time_are_the_scenes_drawn_all_at_once(monkeypatch, block):
+    """make_scenes computes its pixels in blocks of scenes to save memory; the block size changes no value."""
+    import utilities.planted as planted
+
+    def draw():
+        return make_scenes(150, seed=4, stamp_on=CLASSES[1], stamp_share=0.7, cast_on=CLASSES[0], cast_share=0.6)
+
+    monkeypatch.setattr(planted, "_SCENES_PER_BLOCK", 10**6)
+    whole = draw()
+    monkeypatch.setattr(planted, "_SCENES_PER_BLOCK", block)
+    blocks = draw()
+    for name in ("images", "labels", "stamp_boxes", "bar_boxes", "cast"):
+        assert np.array_equal(getattr(whole, name), getattr(blocks, name)), name
+        assert getattr(whole, name).dtype == getattr(blocks, name).dtype, name
+
+
 def test_the_stamp_goes_on_its_share_of_one_class_only_and_never_on_the_bar():
     scenes = make_scenes(600, 0, stamp_on="vertical bar", stamp_share=0.9)
     vertical = scenes.labels == CLASSES.index("vertical bar")
