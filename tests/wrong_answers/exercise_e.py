@@ -448,6 +448,43 @@ WRONG_E += [
                 lambda m, s: {"class_activation_maps": _scales_fc_weight}),
 ]
 
+
+def _loop_of_products(model, image):
+    """Right maps, class by class in a Python loop: fc.weight[k] times the activation, summed over the channels."""
+    activation, _ = _activation(model, model.to_input(image))
+    weight = model.network.fc.weight
+    with torch.no_grad():
+        return torch.stack([(weight[k][:, None, None] * activation[0]).sum(0) for k in range(weight.shape[0])])
+
+
+def _hook_removed_without_finally(model, image):
+    """A forward hook removed after the forward pass, not in a finally block: left on the network if the pass raises."""
+    stored = {}
+    handle = model.network.layer4.register_forward_hook(lambda module, inputs, output: stored.__setitem__("A", output.detach()))
+    with torch.no_grad():
+        model.network(model.to_input(image))
+    handle.remove()
+    return torch.einsum("kc,chw->khw", model.network.fc.weight, stored["A"][0])
+
+
+WRONG_E += [
+    # a fresh student's round 11 (s12): passed the check (a loop over the classes, a hook not removed in a finally
+    # block), or a message naming another cause (a lower precision for the bias subtracted, the derivation for float16
+    # arithmetic and for a special case of one class)
+    WrongAnswer("e", "a loop over the classes, products summed over the channels", r"computes the maps class by class.*one torch\.einsum",
+                lambda m, s: {"class_activation_maps": _loop_of_products}),
+    WrongAnswer("e", "hook removed after the pass, not in a finally block", r"when the forward pass raised an error.*finally block",
+                lambda m, s: {"class_activation_maps": _hook_removed_without_finally}),
+    WrongAnswer("e", "bias subtracted from every cell", r"fc's bias is subtracted from every cell(?!.*bfloat16)",
+                _finish(lambda cams, model, image, logits: cams - _bias(model))),
+    WrongAnswer("e", "bias / (h * w) subtracted from every cell", r"bias / \(h \* w\)\), is subtracted(?!.*bfloat16)",
+                _finish(lambda cams, model, image, logits: cams - _bias(model) / _cells(cams))),
+    WrongAnswer("e", "Grad-CAM computed in float16, cast back", r"every value is a float16 number(?!.*Work out the gradient)",
+                _grad(lambda cams: (cams.half().clamp(min=0) / _cells(cams)).to(cams.dtype))),
+    WrongAnswer("e", "Grad-CAM with a special case for one class (divided by w)", r"of one class.*special case.*divided by the width only",
+                _grad(lambda cams: cams.clamp(min=0) / (_cells(cams) if cams.shape[0] > 1 else cams.shape[-1]))),
+]
+
 RIGHT_E = [
     RightAnswer("e", "fc applied to every cell, minus its bias", lambda model, solution: {"class_activation_maps": _linear_per_cell}),
     RightAnswer("e", "a 1x1 convolution with fc.weight as its kernels", lambda model, solution: {"class_activation_maps": _one_by_one_convolution}),

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from ..cam import grad_cam, normalize_cams, upsample_cams
 from ..images import DATA_DIR, load_image
@@ -102,6 +103,46 @@ def few_classes_model() -> LoadedModel:
     return dataclasses.replace(toy, network=network, class_names=names)
 
 
+#: The numbers of classes of the two made-up networks that tell one combination for all classes from a loop over them.
+LOOP_CLASSES = (3, 300)
+
+
+def classes_model(classes: int) -> LoadedModel:
+    """:func:`made_up_model`'s body (the same layer4) with an ``fc`` of ``classes`` classes.
+
+    A new one for each call (not cached): no watched model, so what an earlier answer did to it would stay.
+    """
+    toy = made_up_model()
+    network = _MadeUpNetwork(classes).eval().requires_grad_(False)
+    return dataclasses.replace(toy, network=network, class_names=tuple(f"made-up class {k}" for k in range(classes)))
+
+
+class _FailingNetwork(_MadeUpNetwork):
+    """:class:`_MadeUpNetwork` whose forward pass raises after layer4 (before the pooling and fc)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.layer4(self.layer3(x))
+        raise RuntimeError("the made-up network's forward pass failed after layer4 (on purpose)")
+
+
+def failing_model() -> LoadedModel:
+    """:func:`made_up_model` with a network whose forward pass raises after layer4: hooks must be removed all the same."""
+    return dataclasses.replace(made_up_model(), network=_FailingNetwork().eval().requires_grad_(False))
+
+
+class _OperationCounter(TorchFunctionMode):
+    """Counts the torch functions and tensor methods called while it is on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
 def made_up_image() -> np.ndarray:
     """A 40 x 72 colour ramp: 32 x 57 after the made-up model's preprocessing, 2 x 3 cells at layer4."""
     rows, columns = np.mgrid[0:40, 0:72]
@@ -169,6 +210,8 @@ def _references(model: LoadedModel, image: np.ndarray, full_size: LoadedModel) -
     mistakes = {
         "bias": cams + column,
         "bias per cell": cams + column / cells,
+        "minus bias": cams - column,
+        "minus bias per cell": cams - column / cells,
         "divided, with bias": (cams + column) / cells,
         "Grad-CAM": cams.clamp(min=0) / cells,
         "divided": cams / cells,
@@ -225,6 +268,12 @@ _CAM_MISTAKES = {
     "is one number per class, the same wherever the object is, so it is no part of the map.",
     "bias per cell": "the maps include fc's bias, spread over the cells (bias / (h * w) in each): CAM is the weighted sum "
     "of layer4's channels only; the bias does not depend on where anything is, so it is no part of the map.",
+    "minus bias": "fc's bias is subtracted from every cell of the maps: CAM is the weighted sum of layer4's channels "
+    "only, with nothing added or subtracted; the bias is one number per class, the same wherever the object is, so it "
+    "is no part of the map.",
+    "minus bias per cell": "fc's bias, divided by the number of cells (bias / (h * w)), is subtracted from every cell of "
+    "the maps: CAM is the weighted sum of layer4's channels only, with nothing added or subtracted; the bias does not "
+    "depend on where anything is, so it is no part of the map.",
     "divided, with bias": "these maps are (CAM + bias) / (h * w), so that they add up to the logit: CAM has neither the "
     "bias nor the division by the number of cells; return " + _WITHOUT_GIVING + ".",
     "Grad-CAM": "these are Grad-CAM's maps (ReLU, then divided by h * w), not CAM: class_activation_maps returns "
@@ -460,6 +509,36 @@ def _stale_cams(checker: Checker, model: LoadedModel, image: np.ndarray, class_a
     return "", ""
 
 
+def _per_class(checker: Checker, class_activation_maps: Callable) -> tuple[str, str]:
+    """Maps computed class by class (a Python loop): on two made-up networks that differ only in their number of
+    classes, the torch operations a call runs grow with the classes; one einsum or matrix product runs as many for both."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    counts = []
+    for classes in LOOP_CLASSES:
+        counter = _OperationCounter()
+
+        @functools.wraps(class_activation_maps)
+        def counted(*args: Any, counter: _OperationCounter = counter) -> Any:
+            __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+            with counter:  # only the student's function: not the check's own bookkeeping around the call
+                return class_activation_maps(*args)
+
+        answer = checker.quiet_call(counted, classes_model(classes), made_up_image())
+        if answer is None:
+            return "", ""  # an error on these networks: the calls that judge results report errors
+        counts.append(counter.count)
+    few, many = LOOP_CLASSES
+    if counts[1] - counts[0] < (many - few) // 2:
+        return "", ""
+    more = counts[1] - counts[0]
+    return "per class", (
+        f"class_activation_maps computes the maps class by class: on two made-up networks that differ only in their "
+        f"number of classes, it ran {more} more torch operations for {many} classes than for {few}, about "
+        f"{more / (many - few):.2g} per class (a Python loop over the classes?). The text asks for all classes at once, "
+        "in one torch.einsum (or one matrix product) of fc.weight (classes, channels) and the activation (channels, h, "
+        "w), whose number of operations does not depend on the number of classes.")
+
+
 def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, class_activation_maps: Callable) -> None:
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     image = check_image()
@@ -520,6 +599,8 @@ def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, cl
                 + " (a loop over the classes?): the text asks for all classes at once, in one torch.einsum (or one matrix "
                 "product) of fc.weight (classes, channels) and the activation (channels, h, w).")
         if not mistake:
+            mistake, problem = _per_class(checker, class_activation_maps)
+        if not mistake:
             mistake, problem = _stale_cams(checker, model, image, class_activation_maps)
         checker.require(_CHECKS[1], not mistake, problem)
 
@@ -568,12 +649,21 @@ def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, cl
         + (toy_problem[0].lower() + toy_problem[1:] if toy_problem else ""),
     )
     hooks = max(left, toy_left)
+    failed_left = 0
+    if hooks == 0:
+        # A forward pass that raises (after layer4): the error reaches the caller, as it should, but no hook may stay.
+        failing = failing_model()
+        _, _, _, failed_left = _attempt(checker, class_activation_maps, failing, made_up_image(), explain=lambda error: None)
     checker.require(
-        _CHECKS[3], hooks == 0,
+        _CHECKS[3], hooks == 0 and failed_left == 0,
         f"class_activation_maps left {hooks} hook{'s' if hooks > 1 else ''} on the network after a call: remove each hook after the "
         "forward pass (handle.remove()), or record with LayerRecorder in a with block. Hooks left behind pile up and run "
         "on every later forward pass (the check removed these; utilities.remove_all_hooks(model.network) clears the ones "
-        "your notebook's cells left).",
+        "your notebook's cells left)." if hooks else
+        f"class_activation_maps left {failed_left} hook{'s' if failed_left > 1 else ''} on the network when the forward pass "
+        "raised an error (a made-up network whose forward pass fails after layer4; the error reaching the caller is "
+        "right): the hook is removed only when the pass succeeds. Remove it in a finally block (try: ... finally: "
+        "handle.remove()), or record with LayerRecorder in a with block, which removes its hooks whatever happens.",
     )
 
 
@@ -687,6 +777,25 @@ def _grad_cam_problem(cases: list[torch.Tensor], expected: list[torch.Tensor], a
     for wrong, message in _GRAD_CAM_MISTAKES:
         if all(_close(result, wrong(cams)) for result, cams in zip(results, cases)):
             return message
+    # Right for several classes, wrong for one: a special case for K = 1.
+    wrong_cases = [i for i, (result, right) in enumerate(zip(results, expected)) if not _close(result, right)]
+    if wrong_cases and all(cases[i].shape[0] == 1 for i in wrong_cases) and any(cams.shape[0] > 1 for cams in cases):
+        index = wrong_cases[0]
+        named = next((message for wrong, message in _GRAD_CAM_MISTAKES if _close(results[index], wrong(cases[index]))), "")
+        return (f"on made-up CAMs of one class, shape {tuple(cases[index].shape)}, grad_cam_from_cams does not return what "
+                "grad_cam(...).raw gives, while for CAMs of several classes it does: is one class (cams.shape[0] == 1) a "
+                "special case in your code? Grad-CAM is the same for any number of classes, ReLU(cams) / (h * w)."
+                + (f" For the one class: {named}" if named else ""))
+    # Near Grad-CAM everywhere, and every value a float16 or bfloat16 number: the arithmetic ran in lower precision.
+    for low in (torch.bfloat16, torch.float16):  # bfloat16 first: in float16's range, its numbers are float16 numbers too
+        if all(result.dtype != low and torch.equal(result.to(low).to(result.dtype), result) for result in results) and all(
+                float((result.double() - right.double()).abs().max())
+                <= 2 ** -6 * float(right.double().abs().max()) + 1e-12 for result, right in zip(results, expected)):
+            name = str(low).replace("torch.", "")
+            return (f"the maps are close to Grad-CAM's (within {100 * 2 ** -6:.2g}% of its largest value), but every value "
+                    f"is a {name} number: the ReLU "
+                    f"or the division ran in {name} (a .half(), .to(torch.{name}) or autocast on the way), which rounds "
+                    "the values, and the cast back does not bring the lost digits back. Compute in the CAMs' own dtype.")
     # Cut from above (relu6, a clamp(max=...)): equal wherever Grad-CAM is below the largest value the answer reaches.
     for result, right in zip(results, expected):
         right = right.to(result.dtype)
