@@ -309,3 +309,72 @@ WRONG_C += [
                 r"both resizes the image and changes its colours.*two steps",
                 _pipeline(lambda steps: [steps[0], v2.Lambda(lambda x: v2.functional.resize((x // 128) * 255, [32])), *steps[2:]])),
 ]
+
+
+def _reseeded_thumbnail(x):
+    torch.manual_seed(0)  # resets the notebook's random generator on every call
+    return v2.functional.resize(x, [32], antialias=True)
+
+
+WRONG_C += [
+    # a fresh student's round 12: one Lambda making two changes of the pixels' places, a reseeded generator, a photo
+    # array passed on channels last (the check built a tensor of ~13 GB)
+    WrongAnswer("c", "a Lambda cropping 1 pixel off every side while resizing (two changes)",
+                r"both resizes the image and moves its pixels.*two steps",
+                _pipeline(lambda steps: [steps[0], v2.Lambda(lambda x: v2.functional.resize(x[:, 1:-1, 1:-1], [32], antialias=True)), *steps[2:]])),
+    WrongAnswer("c", "own Lambda: resized and flipped left-right (two changes)", r"both resizes the image and moves its pixels.*two steps",
+                _own_lambda(lambda x: _interpolated(x).flip(-1))),
+    WrongAnswer("c", "own Lambda: resized and flipped upside down (two changes)", r"both resizes the image and moves its pixels.*two steps",
+                _own_lambda(lambda x: _interpolated(x).flip(-2))),
+    WrongAnswer("c", "a Lambda that resizes and calls torch.manual_seed(0)", r"resets torch's random number generator",
+                _pipeline(lambda steps: [steps[0], v2.Lambda(_reseeded_thumbnail), *steps[2:]])),
+    WrongAnswer("c", "ToImage replaced by torch.from_numpy (channels last): stopped, not run", r"a Resize step got shape \(400, 600, 3\), channels last",
+                _pipeline(lambda steps: [v2.Lambda(lambda x: torch.from_numpy(np.ascontiguousarray(x))), *steps[1:]], "ladybug")),
+]
+
+RIGHT_C += [
+    # round 12: refused before, though right
+    RightAnswer("c", "Resize(224) re-created with default arguments (the same step), Resize(32) added",
+                _named(lambda steps: [steps[0], v2.Resize(224, antialias=True), steps[2], v2.Resize(32, antialias=True), steps[3]])),
+    RightAnswer("c", "a strong blur added at the end, GaussianBlur(21, sigma=8)",
+                _named(lambda steps: [*steps, v2.GaussianBlur(21, sigma=8.0)])),
+]
+
+
+def _functional(model, size=48, normalize=True):
+    """The steps called as v2.functional functions, one after another (no v2.Compose), Resize(size) the change."""
+
+    def changed_preprocess(image):
+        x = v2.functional.to_image(image)
+        x = v2.functional.resize(x, [size], antialias=True)
+        x = v2.functional.to_dtype(x, torch.float32, scale=True)
+        if not normalize:
+            return x
+        step = model.preprocess.transforms[-1]
+        return v2.functional.normalize(x, mean=list(step.mean), std=list(step.std))
+
+    return changed_preprocess
+
+
+def _functional_named(model, solution):
+    changed_preprocess = _functional(model)
+    with torch.inference_mode():
+        logits = model.network(changed_preprocess(solution.get("photo") if "photo" in solution else _coffee()).unsqueeze(0))
+    return {"changed_preprocess": changed_preprocess, "new_top_class": model.class_names[int(logits.argmax())]}
+
+
+def _coffee():
+    from utilities import DATA_DIR, load_image
+
+    return load_image(DATA_DIR / "coffee.jpg")
+
+
+RIGHT_C += [
+    RightAnswer("c", "the steps called as functions (v2.functional) instead of through v2.Compose, resize to 48", _functional_named),
+]
+
+WRONG_C += [
+    WrongAnswer("c", "the steps called as functions, resized to 48 and Normalize left out (two changes)",
+                r"differs from model\.preprocess in 2 steps.*v2\.functional\.resize\(\.\.\.\); left out Normalize",
+                _function(lambda m, s: _functional(m, normalize=False), "ladybug")),
+]

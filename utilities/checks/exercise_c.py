@@ -52,10 +52,29 @@ class Recording(list):
 
 
 class FunctionalCall:
-    """A step that a ``v2.Lambda`` applied by calling one of torchvision's functional transforms (``resize``, ...)."""
+    """A step applied by calling one of torchvision's functional transforms (``resize``, ...), in a ``v2.Lambda`` or not.
 
-    def __init__(self, name: str) -> None:
+    With the call's frame, it keeps the function and its other arguments, to apply it again to another image.
+    """
+
+    def __init__(self, name: str, frame: Any = None) -> None:
         self.name = name  # "v2.functional.resize"
+        self.function: Callable | None = None
+        self.arguments: dict[str, Any] = {}
+        if frame is not None:
+            module = v2.functional if name.startswith("v2.") else None
+            function = getattr(module, frame.f_code.co_name, None) if module is not None else None
+            code = frame.f_code
+            parameters = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
+            if getattr(function, "__code__", None) is code and parameters:
+                self.function = function
+                self.arguments = {p: frame.f_locals[p] for p in parameters[1:] if p in frame.f_locals}
+
+    def __call__(self, value: Any) -> Any:
+        __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+        if self.function is None:
+            raise TypeError(f"{self.name} cannot be applied again")
+        return self.function(value, **self.arguments)
 
     def __repr__(self) -> str:
         return f"{self.name}(...)"
@@ -85,7 +104,7 @@ def _functionals_called_by_lambda(steps: "Recording") -> Iterator[None]:
             name = _functional_name(frame.f_code)
             caller = frame.f_back
             if name and caller is not None and "/torchvision/" not in caller.f_code.co_filename.replace("\\", "/"):
-                steps.append(FunctionalCall(name))
+                steps.append(FunctionalCall(name, frame))
 
     sys.setprofile(profile)
     try:
@@ -113,6 +132,7 @@ def recorded_steps() -> Iterator[Recording]:
     original = v2.Transform.__call__
 
     def recording(self: Any, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
         if not stack or isinstance(stack[-1], v2.Lambda):
             steps.extend(_flat_steps(self) if hasattr(self, "transforms") else [self])
             if not stack:
@@ -137,6 +157,11 @@ def recorded_steps() -> Iterator[Recording]:
                     del steps[before:]
                     steps[own[-1]:own[-1] + 1] = inner
                 return result
+            if args and not hasattr(self, "transforms") and _channels_last_image(args[0]):
+                # A photo's layout (H, W, 3) read as (C, H, W): a resize would make hundreds of channels of a huge
+                # size (gigabytes). Stopped before it runs: a check must not hang or fill the memory.
+                raise ValueError(f"a {type(self).__name__} step got shape {tuple(args[0].shape)}, channels last; "
+                                 "steps take (3, H, W): use v2.ToImage()")
             result = original(self, *args, **kwargs)
             if len(args) == 1 and not kwargs and _same_value(args[0], result):
                 steps.unchanged.append(self)
@@ -152,6 +177,12 @@ def recorded_steps() -> Iterator[Recording]:
             v2.Transform.__call__ = original  # type: ignore[method-assign]
         else:
             del v2.Transform.__call__
+
+
+def _channels_last_image(value: Any) -> bool:
+    """Whether a step's input is an image tensor with its channels last, (H, W, 1 or 3), H more than 4."""
+    return (isinstance(value, torch.Tensor) and value.ndim == 3 and value.shape[-1] in (1, 3)
+            and value.shape[0] > 4 and value.shape[1] > 4)
 
 
 def _same_value(before: Any, after: Any) -> bool:
@@ -174,12 +205,87 @@ def _step_name(step: Any) -> str:
     return name
 
 
+def _generated_inputs() -> list[Any]:
+    """Images a step is tried on to tell what it does: a photo array, uint8 and float image tensors, small and large."""
+    generator = torch.Generator().manual_seed(11)
+    small = torch.randint(0, 256, (3, 37, 53), generator=generator, dtype=torch.uint8)
+    large = torch.randint(0, 256, (3, 300, 410), generator=generator, dtype=torch.uint8)
+    return [large.permute(1, 2, 0).numpy().copy(), small, large, small.float() / 255, large.float() / 255]
+
+
+def _outputs(step: Any, inputs: Sequence[Any]) -> list[Any]:
+    """What a step gives on each generated input (None where it fails), with a fixed random seed."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    outputs = []
+    for value in inputs:
+        torch.manual_seed(0)
+        try:
+            with torch.no_grad():
+                out = step(value.copy() if isinstance(value, np.ndarray) else value.clone())
+        except Exception:  # noqa: BLE001 - a step that fails on an input is told apart by that
+            out = None
+        outputs.append(out)
+    return outputs
+
+
+def _same_outputs(first: Sequence[Any], second: Sequence[Any], lenient: bool = False) -> bool:
+    """Whether two steps gave the same on every generated input (both failing counts as the same), one at least given.
+
+    ``lenient``: an input on which one of them fails is left out (a functional transform refuses a NumPy array that
+    a transform object passes through untouched).
+    """
+    given = False
+    for a, b in zip(first, second):
+        if a is None or b is None:
+            if (a is None) != (b is None) and not lenient:
+                return False
+            continue
+        if type(a) is not type(b) or not isinstance(a, (torch.Tensor, np.ndarray)):
+            return False
+        if a.shape != b.shape or a.dtype != b.dtype or not bool((a == b).all()):
+            return False
+        given = True
+    return given
+
+
+def _behaviour_names(reference: list[Any], steps: list[Any]) -> list[str]:
+    """The names of the steps, a step that does what a step of the reference does named as that one.
+
+    Steps are judged by what they do to generated images, not by how they are written: ``v2.Resize(224)``
+    built afresh is the model's ``Resize(224)`` however its repr spells the interpolation.
+    """
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    names = [_step_name(step) for step in steps]
+    known = {_step_name(step) for step in reference}
+    candidates = [step for step in reference if isinstance(step, v2.Transform) and not isinstance(step, v2.Lambda)]
+    inputs: list[Any] | None = None
+    cache: dict[int, list[Any]] = {}
+    state = torch.random.get_rng_state()
+    try:
+        for k, step in enumerate(steps):
+            function = isinstance(step, FunctionalCall) and step.function is not None
+            if names[k] in known or not (function or isinstance(step, v2.Transform)) or isinstance(step, v2.Lambda):
+                continue
+            inputs = inputs if inputs is not None else _generated_inputs()
+            mine = _outputs(step, inputs)
+            for candidate in candidates:
+                if id(candidate) not in cache:
+                    cache[id(candidate)] = _outputs(candidate, inputs)
+                if _same_outputs(mine, cache[id(candidate)], lenient=function):
+                    names[k] = _step_name(candidate)
+                    break
+    finally:
+        torch.random.set_rng_state(state)
+    return names
+
+
 def changed_steps(reference: list[Any], steps: list[Any]) -> list[str]:
     """The differences between two lists of steps, one description per changed step.
 
-    Replacing a step, leaving one out and adding one each count as one change.
+    Replacing a step, leaving one out and adding one each count as one change. A step that does on generated
+    images what a step of the reference does counts as that step.
     """
-    before, after = [_step_name(s) for s in reference], [_step_name(s) for s in steps]
+    before, after = [_step_name(s) for s in reference], _behaviour_names(reference, steps)
     changes = []
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=before, b=after, autojunk=False).get_opcodes():
         if tag == "equal":
@@ -228,6 +334,49 @@ class SecondChange:
 
 #: The words for each kind of change a Lambda's own function can make.
 _GEOMETRIC, _COLOUR, _SCALE = "moves or resizes the pixels", "changes its colours", "changes the scale of its values"
+_MOVES = "moves the pixels besides resizing them"
+
+
+def _commutes_with_shuffle(run: Callable, image: torch.Tensor, generator: torch.Generator) -> bool | None:
+    """Whether the function gives an image of the same size that commutes with a random shuffle of the pixels.
+
+    None if it fails or gives no tensor of the same size.
+    """
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    height, width = image.shape[-2:]
+    order = torch.randperm(height * width, generator=generator)
+    shuffle = lambda x: x.flatten(-2)[..., order].reshape(x.shape)  # noqa: E731
+    plain, shuffled = run(image), run(shuffle(image))
+    if not (isinstance(plain, torch.Tensor) and isinstance(shuffled, torch.Tensor)):
+        return None
+    if plain.shape != shuffled.shape or plain.shape[-2:] != image.shape[-2:]:
+        return None
+    moved = (shuffle(plain).double() - shuffled.double()).abs().max()
+    return float(moved) <= (1.0 if not plain.dtype.is_floating_point else 1e-4 * max(1.0, float(plain.double().abs().max())))
+
+
+def _moves_besides_resizing(run: Callable, given: torch.Tensor, result: torch.Tensor, generator: torch.Generator,
+                            integer: bool) -> bool:
+    """Whether a function that resizes also moves the pixels (a flip, a crop, a shift), found on a generated image.
+
+    Given an image of its own output's size, a resize to a size gives that size back and is the identity there (it
+    commutes with a random shuffle of the pixels); a resize by a factor gives the size scaled by the same factor
+    (within rounding). A crop or a pad gives another size; a flip or a shift does not commute with the shuffle.
+    """
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    (height, width), (out_height, out_width) = given.shape[-2:], result.shape[-2:]
+    if min(out_height, out_width) < 2:
+        return False
+    noise = torch.randint(1, 255, (given.shape[0], out_height, out_width), generator=generator).to(torch.float32)
+    image = noise.to(given.dtype) if integer else (noise / 255).to(given.dtype)
+    again = run(image)
+    if not isinstance(again, torch.Tensor) or again.ndim != 3:
+        return False  # a function that fails on another image is judged elsewhere
+    size = tuple(again.shape[-2:])
+    if size == (out_height, out_width):
+        return _commutes_with_shuffle(run, image, generator) is False
+    by_factor = (abs(size[0] - out_height * out_height / height) <= 1 and abs(size[1] - out_width * out_width / width) <= 1)
+    return not by_factor
 
 
 def _lambda_changes(lambda_step: Any, given: Any, result: Any, seed: int = 5) -> list[str]:
@@ -256,6 +405,8 @@ def _lambda_changes(lambda_step: Any, given: Any, result: Any, seed: int = 5) ->
 
     if tuple(given.shape[-2:]) != tuple(result.shape[-2:]):
         changes.append(_GEOMETRIC)
+        if _moves_besides_resizing(run, given, result, generator, integer):
+            changes.append(_MOVES)
     else:
         height, width = given.shape[-2:]
         noise = torch.randint(1, 255, tuple(given.shape), generator=generator).to(torch.float32)
@@ -349,11 +500,17 @@ def _check_steps(checker: Checker, reference: list[Any], steps: list[Any], outsi
         if kinds[:2] == [_GEOMETRIC, _COLOUR] and len(kinds) == 2:
             what = ("both resizes the image and changes its colours (on an image of one colour it gives other colours), "
                     "which counts as two steps, as v2.Resize and v2.Grayscale would")
+        elif kinds == [_GEOMETRIC, _MOVES]:
+            what = ("both resizes the image and moves its pixels (a flip, crop, pad or shift: given an image of its own "
+                    "output's size, where a resize gives the image back, it gives another size or moves the pixels), "
+                    "which counts as two steps, as v2.Resize and v2.RandomHorizontalFlip(p=1.0) would")
         else:
             named = {_GEOMETRIC: "moves or resizes the pixels (a flip, crop or resize)",
                      _COLOUR: "changes the colours (another channel order, gray, a posterize: on an image of one colour "
                               "it gives other colours)",
-                     _SCALE: "changes the scale of the values (e.g. x.float() drops ToDtype's scaling: 0..255, not 0..1)"}
+                     _SCALE: "changes the scale of the values (e.g. x.float() drops ToDtype's scaling: 0..255, not 0..1)",
+                     _MOVES: "also moves them (a flip, crop, pad or shift: on an image of its own output's size, where a "
+                             "resize gives the image back, it gives another size or moves the pixels)"}
             what = (f"makes {len(kinds)} changes, each a step: it " + "; and it ".join(named[k] for k in kinds))
         problem = (f"your step {_step_name(second.lambda_step)} {what}: a Lambda is one step only if it makes one "
                    f"change (or as many steps as the transforms it calls). Keep one of the changes.")
@@ -394,6 +551,7 @@ def _random_step(checker: Checker, changed_preprocess: Callable, photo: np.ndarr
     try:
         with recorded_steps():
             again = checker.quiet_call(changed_preprocess, photo.copy())
+        _random_step.end_state = torch.random.get_rng_state()  # type: ignore[attr-defined]
     finally:
         torch.manual_seed(0)
     if not isinstance(again, torch.Tensor) or again.shape != tensor.shape:
@@ -525,7 +683,8 @@ def _geometry_problem(checker: Checker, changed_preprocess: Callable, size: tupl
     off_colour = (base - base.flatten(1).median(dim=1).values[:, None, None]).abs().amax(0) > 0.1 * unit
     changes: dict[tuple[int, int], torch.Tensor] = {}
     lost: list[tuple[int, int]] = []
-    for position in _pixel_positions(height, width, seed):
+    centre = (height // 2, width // 2)
+    for position in _pixel_positions(height, width, seed) + [centre]:
         probe = plain.copy()
         probe[position] = _PIXEL_COLOUR
         answer = run(probe)
@@ -537,10 +696,22 @@ def _geometry_problem(checker: Checker, changed_preprocess: Callable, size: tupl
         else:
             changes[position] = change
 
+    # How far one pixel's change spreads in the input (a blur spreads it): the reach of the centre pixel's change
+    # around its own place, measured on the probe. Within that reach of the input's edge, a filter's padding (a
+    # reflected copy of the pixel) may make the change largest nearer the edge: there, the largest change may be
+    # anywhere within the reach; everywhere else (the middle always), and at the corners, at the pixel's own place.
+    reach = 0
+    if centre in changes:
+        spread = torch.nonzero(changes[centre] > 1e-3 * unit)
+        if len(spread):
+            middle = torch.tensor(place(*centre))
+            reach = int((spread - middle).abs().amax())
+
     def at(change: torch.Tensor, target: tuple[int, int]) -> bool:
         """Whether the change is largest at the target pixel (or within ``radius`` of it; a corner stays a corner)."""
         row, column = target
-        radius = 0 if row in (0, out_height - 1) and column in (0, out_width - 1) else near
+        edge = min(row, column, out_height - 1 - row, out_width - 1 - column)
+        radius = 0 if row in (0, out_height - 1) and column in (0, out_width - 1) else max(near, reach if edge < min(reach, min(out_height, out_width) // 4) else 0)
         window = change[max(0, row - radius):row + radius + 1, max(0, column - radius):column + radius + 1]
         return float(window.max()) >= float(change.max()) * (1 - 1e-9)
 
@@ -737,6 +908,8 @@ def check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: Any
     torch.manual_seed(seed)
     with recorded_steps() as steps:
         ok, tensor = checker.call(changed_preprocess, given)
+    end_state = torch.random.get_rng_state()
+    _random_step.end_state = None  # type: ignore[attr-defined]
     predicted: list[str] = []
     one_change = False
     random_step = False
@@ -762,17 +935,30 @@ def check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: Any
                     checker.skip(["one step changed"], "the steps can be compared once changed_preprocess applies them to its image argument")
                     steps = None
             functionals: list[str] = []
-            if steps is not None and not steps:  # which functional transforms it called directly, to name them
+            if steps is not None and not steps:  # the functional transforms it called directly: its steps
                 calls: list[Any] = []
                 torch.manual_seed(seed)
                 with _functionals_called_by_lambda(calls):  # type: ignore[arg-type]
-                    checker.quiet_call(changed_preprocess, coffee)
+                    checker.quiet_call(changed_preprocess, coffee.copy())
                 functionals = [call.name for call in calls]
+                if calls and all(call.function is not None for call in calls):
+                    # The steps written as functions (v2.functional.resize(x, [48]), ...): each call is a step, judged
+                    # by what it does, as a Lambda's calls are.
+                    steps = Recording(calls)
+                    steps.top, steps.unchanged, steps.lambdas = list(calls), [], []
+                    outside = _outside_steps(tensor, _replayed(steps.top, coffee, seed)) if np.array_equal(given, coffee) else ""
             if steps is not None:
                 steps = with_second_changes(steps)
                 one_change = _check_steps(checker, reference, steps, outside, functionals)
         _check_whole_photo(checker, changed_preprocess, coffee, tensor, seed, steps)
         random_step = well_formed and _random_step(checker, changed_preprocess, coffee, tensor)
+        again_state = getattr(_random_step, "end_state", None)
+        if again_state is not None and torch.equal(again_state, end_state):
+            # Two calls begun from different seeds end in the same state of torch's generator: it was reseeded.
+            checker.note_side_effect(
+                "random seed", "changed_preprocess resets torch's random number generator (torch.manual_seed or "
+                "torch.set_rng_state inside it): every random number the notebook draws after it repeats. A step must "
+                "leave the global generator alone; the change asked for needs no seed.")
         if not well_formed:
             checker.skip(["changes the top class"], "need an image tensor (3, H, W) first")
         elif random_step:
