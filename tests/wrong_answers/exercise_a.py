@@ -617,3 +617,60 @@ WRONG_A += [
     WrongAnswer("a", "dominant_class: masses within 0.1% treated as tied", r"a relative difference of .* treated as a tie",
                 _dominant(_near_tie)),
 ]
+
+
+_KEPT_BY_SHAPE: dict = {}
+
+
+def _cached_by_shape(model, image, class_names):
+    """Maps kept by the model, the class names and the image's shape: another photo of the same size gets stale maps."""
+    key = (id(model), tuple(class_names), tuple(image.shape))
+    if key not in _KEPT_BY_SHAPE:
+        _KEPT_BY_SHAPE[key] = hand_cams(model, image, class_names)
+    return _KEPT_BY_SHAPE[key].clone()
+
+
+def _wide_guard(model, image, class_names):
+    """A map whose range is below 1e-2 set to all zero, instead of only a map with no range."""
+    maps = hand_cams(model, image, class_names, normalise="none")
+    low, high = maps.amin(dim=(1, 2), keepdim=True), maps.amax(dim=(1, 2), keepdim=True)
+    return torch.where(high - low > 1e-2, (maps - low) / (high - low).clamp(min=1e-2), torch.zeros_like(maps))
+
+
+WRONG_A += [
+    # a fresh student's round 11 (its w88 and w93): passed the check before
+    WrongAnswer("a", "maps kept by model, class names and image shape (stale on another photo of that size)",
+                r"returns the maps it returned for the unmirrored photo.*a cache keyed by the image's shape",
+                lambda m, s: {"cams_for_classes": _cached_by_shape}),
+    WrongAnswer("a", "maps with a range below 1e-2 set to zero", r"its map is all zero: a guard for 'no range' that is too wide",
+                lambda m, s: {"cams_for_classes": _wide_guard}),
+]
+
+
+def _weak_values_dropped(cams, class_names):
+    """Values below 0.2 set to 0 before the masses are summed."""
+    left, right = _sums(torch.where(cams < 0.2, torch.zeros_like(cams), cams))
+    return {"left": class_names[int(left.argmax())], "right": class_names[int(right.argmax())]}
+
+
+def _centres_for_the_image(model, image, class_names):
+    """Cells placed at receptive-field centres computed for the image's size, not the network input's."""
+    inputs = model.to_input(image)
+    with LayerRecorder(model.network, "layer4") as recorder:
+        logits = model.network(inputs)
+    maps = []
+    for name in class_names:
+        logits[0, model.class_index(name)].backward(retain_graph=True)
+        gradient, activation = recorder.gradients["layer4"][0], recorder.activations["layer4"][0]
+        maps.append((gradient.mean(dim=(1, 2))[:, None, None] * activation).sum(0).clamp(min=0))
+    size = tuple(image.shape[:2])
+    return normalize_cams(upsample_cams(torch.stack(maps).detach(), size, cell_centres(model.network, "layer4", size)))
+
+
+WRONG_A += [
+    # round 11: messages that named another cause, or were cut off
+    WrongAnswer("a", "dominant_class: values below 0.2 dropped before summing", r"values below a cut-off \(0\.2 here\)",
+                _dominant(_weak_values_dropped)),
+    WrongAnswer("a", "receptive-field centres for the image's size", r"Here the centres are for the image's size, \(176, 352\)",
+                lambda m, s: {"cams_for_classes": _centres_for_the_image}),
+]

@@ -425,3 +425,56 @@ WRONG_D += [
     WrongAnswer("d", "keys capitalised ('Layer1')", r"the names in another case",
                 _shares(keys=lambda stage: stage.capitalize())),
 ]
+
+
+_KEPT_BY_SHAPE: dict = {}
+
+
+def _kept_by_shape(model, image, class_name, object_mask):
+    """Shares kept by model, class name and image shape: another image of the same size gets the first call's shares."""
+    key = (id(model), class_name, tuple(np.shape(image)))
+    if key not in _KEPT_BY_SHAPE:
+        _KEPT_BY_SHAPE[key] = _stage_shares(model, image, class_name, object_mask)
+    return dict(_KEPT_BY_SHAPE[key])
+
+
+WRONG_D += [
+    # a fresh student's round 11 (its w60): passed the check before
+    WrongAnswer("d", "shares kept by image shape (stale for another image of that size)",
+                r"exactly the shares it returned for the photo: a result kept from an earlier call \(a cache keyed by the image's shape",
+                lambda model, solution: {"localisation_shares": _kept_by_shape}),
+]
+
+
+def _at_input_size(model, image, class_name, object_mask):
+    """Maps at the network input's size (output_size), the mask resized to it by nearest neighbour."""
+    size = tuple(model.to_input(image).shape[-2:])
+    mask = torch.nn.functional.interpolate(torch.as_tensor(np.asarray(object_mask))[None, None].float(), size=size,
+                                           mode="nearest")[0, 0] > 0.5
+    shares = {}
+    for stage in STAGES:
+        cam = grad_cam(model, image, class_name, layer=stage, output_size=size).maps[0]
+        total = float(cam.sum())
+        shares[stage] = float(cam[mask].sum()) / total if total > 0 else 0.0
+    return shares
+
+
+def _training_forward_first(model, image, class_name, object_mask):
+    """A forward pass in training mode first, then eval(): the batch-norm statistics have changed."""
+    model.network.train()
+    with torch.no_grad():
+        model.network(model.to_input(image))
+    model.network.eval()
+    return _stage_shares(model, image, class_name, object_mask)
+
+
+WRONG_D += [
+    # round 11: messages that named another cause
+    WrongAnswer("d", "share formatted to 6 decimals ('%.6f') before the comparison", r"rounded to 6 decimals before the comparison",
+                _first(lambda shares, threshold=0.8: next((stage for stage in STAGES if float("%.6f" % shares[stage]) >= threshold), None))),
+    WrongAnswer("d", "maps at the network input's size, the mask resized to it", r"a mask of every other column.*at another size than the image's",
+                lambda model, solution: {"localisation_shares": _at_input_size}),
+    WrongAnswer("d", "a forward pass in training mode first (batch-norm statistics changed)",
+                r"changed the network \(its weights or batch-norm statistics, see above\) before computing them",
+                lambda model, solution: {"localisation_shares": _training_forward_first}),
+]

@@ -239,6 +239,12 @@ _OUTSIDE_RECORDER = ("{name} raised {kind}: the score has no gradient although t
                      "the logits it returned, each class's logit with retain_graph=True.")
 
 
+_CENTRES_SIZE = ("{name} raised ValueError: {error} Here the centres are for the image's size, {size} "
+                 "(image.shape[:2]), but the maps come from the network input: compute the centres for its size, "
+                 "cell_centres(model.network, 'layer4', tuple(inputs.shape[-2:])). The two sizes agree only for an image "
+                 "of the network input's size.")
+
+
 @contextlib.contextmanager
 def _graphless_forwards(network: torch.nn.Module) -> Iterator[list[bool]]:
     """Notes each forward pass of ``network`` that ran with gradients on yet returned logits without a graph.
@@ -273,6 +279,11 @@ def _call_maps(checker: Checker, cams_for_classes: Callable, model: LoadedModel,
             if found and "does not require grad" in str(error):
                 return _OUTSIDE_RECORDER.format(name=getattr(cams_for_classes, "__name__", "cams_for_classes"),
                                                 kind=type(error).__name__)
+            image_size = tuple(getattr(args[0], "shape", ())[:2]) if args else ()
+            if (isinstance(error, ValueError) and "cells but the centres are for" in str(error)
+                    and f"at a {image_size} input" in str(error)):
+                return _CENTRES_SIZE.format(name=getattr(cams_for_classes, "__name__", "cams_for_classes"), error=error,
+                                            size=image_size)
             return None
 
         return checker.call(cams_for_classes, model, *args, explain=explain, **options)
@@ -445,11 +456,17 @@ def _second_photo() -> np.ndarray:
     return np.array(photo.resize(SECOND_SIZE[::-1], Image.Resampling.BILINEAR))
 
 
-def _second_reference(model: LoadedModel, names: Sequence[str] = SECOND_CLASSES) -> list[torch.Tensor]:
-    """Grad-CAM at layer4 of ``names`` on the second photo, (K, H, W) at its size, in both placements."""
+def _flipped_second_photo() -> np.ndarray:
+    """The second photo mirrored left to right: another image of the same shape, so the same size and dtype."""
+    return np.ascontiguousarray(_second_photo()[:, ::-1])
+
+
+def _second_reference(model: LoadedModel, names: Sequence[str] = SECOND_CLASSES, flipped: bool = False) -> list[torch.Tensor]:
+    """Grad-CAM at layer4 of ``names`` on the second photo (``flipped``: mirrored left to right), (K, H, W) at its size,
+    in both placements."""
     indices = [model.class_index(name) for name in names]
     scores = {str(k): (lambda logits, index=index: logits[0, index]) for k, index in enumerate(indices)}
-    photo = _second_photo()
+    photo = _flipped_second_photo() if flipped else _second_photo()
     activations, gradients = layer_gradients(model, photo, ["layer4"], scores)
     raw = torch.stack([gradcam_from(activations["layer4"], gradients[str(k)]["layer4"]) for k in range(len(indices))]).clamp(min=0)
     return _finish(raw, SECOND_SIZE, _centres(model, photo))
@@ -493,8 +510,38 @@ def _check_second_photo(model: LoadedModel, cams_for_classes: Callable, checker:
         return f"{what}, cams_for_classes returned {shape}, expected finite maps {(len(CLASSES), *SECOND_SIZE)}."
     reference = cached(model, "exercise a: second photo, first classes", lambda: _second_reference(model, CLASSES))
     difference = _closest(normalize_cams(again), reference)
+    if difference >= TOLERANCE:
+        return (f"{what}, the maps differ from Grad-CAM at layer4 by up to {difference:.2f}: do the maps depend on "
+                "something kept from an earlier call?")
+    return _check_same_shape(model, cams_for_classes, checker, cams)
+
+
+def _check_same_shape(model: LoadedModel, cams_for_classes: Callable, checker: Checker, earlier: torch.Tensor) -> str:
+    """The problem of cams_for_classes on another image of the second photo's shape (the photo mirrored), or "".
+
+    ``earlier``: its maps of :data:`SECOND_CLASSES` on the second photo. The same model, the same names, the same
+    shape and dtype, other pixels: a result kept from an earlier call (a cache keyed by the image's shape) shows here.
+    """
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    ok, answer = _call_maps(checker, cams_for_classes, model, _flipped_second_photo(), list(SECOND_CLASSES),
+                            described=_MAPS_ARGUMENTS)
+    if not ok:
+        return ""  # the error is reported by the call
+    cams = as_tensor(answer) if isinstance(answer, torch.Tensor) else None
+    what = (f"on the second photo mirrored left to right (another image of the same size, {SECOND_SIZE[0]}x{SECOND_SIZE[1]}), "
+            f"with the same classes {list(SECOND_CLASSES)}")
+    if cams is not None and cams.shape == earlier.shape and torch.equal(cams, earlier):
+        return (f"{what}, cams_for_classes returns the maps it returned for the unmirrored photo: a result kept from an "
+                "earlier call (a cache keyed by the image's shape or size, not its pixels) is given for another image of "
+                "that size. Compute the maps from the image you are given at each call.")
+    if cams is None or tuple(cams.shape) != (len(SECOND_CLASSES), *SECOND_SIZE) or not bool(torch.isfinite(cams).all()):
+        shape = tuple(cams.shape) if cams is not None else type_name(answer)
+        return f"{what}, cams_for_classes returned {shape}, expected finite maps {(len(SECOND_CLASSES), *SECOND_SIZE)}."
+    reference = cached(model, "exercise a: second photo mirrored", lambda: _second_reference(model, flipped=True))
+    difference = _closest(normalize_cams(cams), reference)
     return "" if difference < TOLERANCE else (f"{what}, the maps differ from Grad-CAM at layer4 by up to {difference:.2f}: "
-                                               "do the maps depend on something kept from an earlier call?")
+                                               "do the maps depend on something kept from an earlier call of the same "
+                                               "image size?")
 
 
 class _MaxPoolingHead(torch.nn.Module):
@@ -561,6 +608,62 @@ def _check_constant_map(cams_for_classes: Callable, checker: Checker) -> str:
     return ("on a small network of the check's own where a class's Grad-CAM is the same positive value everywhere "
             "(max = min > 0), its map contains NaN: (x - min) / (max - min) divides 0 by 0 whenever max = min, not only "
             "when the map is all zero. Give every map with no range a case of its own (normalize_cams does).")
+
+
+#: The raw range (max - min) the check gives one map on :func:`weak_class_model`: small but far above float32's
+#: rounding, so only a guard or an epsilon of about this size changes the map.
+WEAK_RANGE = 1e-4
+
+
+def weak_class_model() -> tuple[LoadedModel, list[str]]:
+    """:func:`made_up_model` with one class's ``fc`` row scaled so that its raw Grad-CAM on :func:`made_up_image` has a
+    range of :data:`WEAK_RANGE`, and the class names to ask for: a class of ordinary range, then the weak one.
+
+    Scaling a class's weights scales its gradient, hence its raw map: its normalised map is unchanged.
+    """
+    toy = made_up_model()
+    network = copy.deepcopy(toy.network)
+    image = made_up_image()
+    indices = [toy.class_index(name) for name in CLASSES]
+    scores = {str(k): (lambda logits, index=index: logits[0, index]) for k, index in enumerate(indices)}
+    activations, gradients = layer_gradients(toy, image, ["layer4"], scores)
+    raw = torch.stack([gradcam_from(activations["layer4"], gradients[str(k)]["layer4"]) for k in range(len(indices))]).clamp(min=0)
+    ranges = raw.flatten(1).amax(1) - raw.flatten(1).amin(1)
+    strong, weak = (int(k) for k in ranges.argsort(descending=True)[:2])  # both above 0 on this network and image
+    with torch.no_grad():
+        network.fc.weight[indices[weak]] *= WEAK_RANGE / float(ranges[weak])
+    return replace(toy, network=network, name="a made-up network with a weak class"), [CLASSES[strong], CLASSES[weak]]
+
+
+def _check_weak_class(cams_for_classes: Callable, checker: Checker) -> str:
+    """The problem of cams_for_classes where a class's raw Grad-CAM has a small range (:data:`WEAK_RANGE`), or "".
+
+    The text: only a map with no range (max = min) is a case of its own; every other map is scaled to [0, 1].
+    """
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    toy, names = weak_class_model()
+    image = made_up_image()
+    ok, answer = _call_maps(checker, cams_for_classes, toy, image, list(names), described=_MAPS_ARGUMENTS)
+    cams = as_tensor(answer) if ok and isinstance(answer, torch.Tensor) else None
+    size = tuple(image.shape[:2])
+    if cams is None or tuple(cams.shape) != (len(names), *size) or not bool(torch.isfinite(cams).all()):
+        return ""  # an error is reported by the call; a wrong form or NaN by the other checks
+    scores = {str(k): (lambda logits, index=toy.class_index(name): logits[0, index]) for k, name in enumerate(names)}
+    activations, gradients = layer_gradients(toy, image, ["layer4"], scores)
+    raw = torch.stack([gradcam_from(activations["layer4"], gradients[str(k)]["layer4"]) for k in range(len(names))])
+    right = _finish(raw.clamp(min=0), size, _centres(toy, image))
+    difference = _closest(cams[1:], [r[1:] for r in right])
+    if difference < TOLERANCE or _closest(cams[:1], [r[:1] for r in right]) >= TOLERANCE:
+        return ""  # right, or wrong on this network for the class of ordinary range too: not a matter of the range
+    what = (f"on a small network of the check's own where the Grad-CAM of {names[1]!r} is weak (its range before "
+            f"normalising, max - min, is only {WEAK_RANGE:g}, but above 0)")
+    if float(cams[1].abs().max()) == 0:
+        return (f"{what}, its map is all zero: a guard for 'no range' that is too wide (max - min compared with a "
+                "threshold such as 1e-2, or an epsilon) sets weak maps to 0. Only a map with max = min is a case of its "
+                "own; scale every other map to [0, 1] by its own range, however small (normalize_cams does).")
+    return (f"{what}, its map differs from Grad-CAM by up to {difference:.2f} (it peaks at {float(cams[1].max()):.3g}): "
+            "a threshold or an epsilon of the size of the range changes it. Divide by max - min itself, and give only a "
+            "map with max = min a case of its own (normalize_cams does).")
 
 
 def _check_max_pooling_head(cams_for_classes: Callable, checker: Checker) -> str:
@@ -861,6 +964,8 @@ def _check_maps(checker: Checker, model: LoadedModel, cams_for_classes: Callable
         k = int((((low.abs() < 1e-4) & (((high - 1).abs() < 1e-4) | (high == 0))) == 0).nonzero()[0])
         problem = (f"each map should run from 0 to 1 (normalised by its own minimum and maximum); the map of "
                    f"{CLASSES[k]!r} runs from {float(low[k]):.3g} to {float(high[k]):.3g}.")
+    if not problem and maps_right:
+        problem = _check_weak_class(cams_for_classes, checker)
     checker.require("normalised", not problem, problem)
     # Compare the shapes of the maps whatever their scaling, so one mistake costs one check.
     comparable = normalize_cams(cams)
@@ -1035,8 +1140,14 @@ def _synthetic_cases() -> list[tuple[torch.Tensor, list[str]]]:
     unsorted_tie[0, :, :3] = 0.5  # a tie in the left half whose first name in class_names sorts last alphabetically
     unsorted_tie[1, :, :3] = 0.5
     unsorted_tie[2, :, 3:] = 0.2
+    faint = torch.zeros(2, 8, 8)
+    faint[0, :, :4] = 0.1  # faint over the whole left half: the most mass there (3.2), though every value is small
+    faint[1, :2, :2] = 0.5  # bright on a few pixels: less mass (2.0)
+    faint[1, :, 4:] = 0.15  # on the right the faint one is the other class (4.8 against 3.6)
+    faint[0, :3, 4:6] = 0.6
     cases = [(plain, ["first", "second", "third"]), (peak, ["peak", "broad"]), (rows, ["top", "bottom"]), (graded, ["A", "B", "C"]),
-             (tied, ["x", "tie one", "tie two"]), (share, ["everywhere", "left only"]), (unsorted_tie, ["zebra", "apple", "mango"])]
+             (tied, ["x", "tie one", "tie two"]), (share, ["everywhere", "left only"]), (unsorted_tie, ["zebra", "apple", "mango"]),
+             (faint, ["faint wide", "bright small"])]
     return cases + _boundary_cases() + _generated_cases() + _large_cases()
 
 
@@ -1059,6 +1170,9 @@ _DOMINANT_MISTAKES: list[tuple[Callable[[torch.Tensor, list[str]], Any], str]] =
     (_rounded_masses,
      "the masses are rounded to whole numbers before they are compared: masses that differ by less than 1 become ties "
      "(the first class wins them). Compare the sums themselves, unrounded (no int(), round() or .long())."),
+    *[(lambda c, n, cut=cut: _dominant(torch.where(c < cut, torch.zeros_like(c), c), n),
+       f"values below a cut-off ({cut:g} here) are set to 0 before the masses are summed: weak values count too. The mass "
+       "is the sum of the whole map over the half, every value included (no threshold).") for cut in (0.1, 0.2, 0.3, 0.5)],
     (lambda c, n: {h: n.index(v) for h, v in _dominant(c, n).items()},
      "return class names, not their positions: {'left': name, 'right': name}."),
     (lambda c, n: _dominant(c, n, split="height"),

@@ -287,6 +287,8 @@ def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedMode
     ok, shares = checker.call(localisation_shares, model, image, TARGET, mask.copy(), explain=_explain_index_error,
                               described=_SHARES_ARGUMENTS)
     mask_edited = 3 in checker.changed_arguments
+    # The network's weights or batch-norm statistics changed by this call (the checker restores them afterwards).
+    model_changed = "state" in getattr(checker, "_reported", ())
     if not ok:
         checker.skip(later, "localisation_shares failed")
         return False
@@ -336,17 +338,27 @@ def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedMode
         problem = ("the shares differ from those of the mask as it was given: localisation_shares changes object_mask "
                    "in place while it computes them (see above), so it measures with another mask. Compute every share "
                    "with the mask as given (work on a copy).")
+    elif model_changed:
+        problem = ("the shares differ from those of the model as it was given: localisation_shares changed the network "
+                   "(its weights or batch-norm statistics, see above) before computing them, so they are the shares of "
+                   "another network's maps. Leave the model as it is: no forward pass in training mode, no change to "
+                   "its weights.")
     else:
         problem = _diagnose_shares(values, references)
     first_shares[:] = [float(value) for value in values]
     # On the photo, the network input has the photo's size (at full size) and the maps the photo's: a copy of another
     # size, with odd sides, tells maps made with the image from maps of a fixed size or made from the network input.
     problem = problem or _other_size_problem(checker, model, localisation_shares, first_shares)
+    # The same shape as the photo, other pixels: a result kept by the image's shape.
+    problem = problem or _same_shape_problem(checker, model, localisation_shares, first_shares)
     # On the photo every stage's map has a minimum of 0, where normalising changes no share: a made-up network
     # whose maps are positive everywhere tells normalised maps from raw ones.
     problem = problem or _positive_maps_problem(checker, localisation_shares)
     if not problem and not _matches(values, references["reference"], PRECISION):
-        # Right within SHARE_TOLERANCE everywhere, but not to float32's precision on the photo.
+        # Right within SHARE_TOLERANCE everywhere, but not to float32's precision on the photo: a map of another size
+        # than the image (the mask resized to it) shows on a mask of one-pixel stripes; low precision does not.
+        problem = _striped_mask_problem(checker, model, localisation_shares)
+    if not problem and not _matches(values, references["reference"], PRECISION):
         reference = min(references["reference"], key=lambda row: float(np.abs(values - row).max()))
         worst = int(np.abs(values - reference).argmax())
         problem = (f"the shares are right to about 3 digits only (off by up to {abs(values[worst] - reference[worst]):.1e}, "
@@ -355,6 +367,52 @@ def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedMode
                    "Compute the map's sums in float32 or float64.")
     checker.require(later[1], not problem, problem)
     return True
+
+
+def _striped_mask(height: int, width: int) -> np.ndarray:
+    """Every other column of the image: a mask that any resizing of it to another size changes a lot."""
+    mask = np.zeros((height, width), dtype=bool)
+    mask[:, 1::2] = True
+    return mask
+
+
+def _striped_references(model: LoadedModel) -> np.ndarray:
+    image = load_image(DATA_DIR / "cat_and_coffee.png")
+    mask = torch.from_numpy(_striped_mask(*image.shape[:2]))
+    rows: list[list[float]] = [[] for _ in PLACEMENTS]
+    for stage in STAGES:
+        results = grad_cam(model, image, TARGET, layer=stage)
+        for row, placement in enumerate(PLACEMENTS):
+            result = results if placement == "centres" else dataclasses.replace(results, centres=None)
+            rows[row].append(share(result.maps[0], mask))
+    return np.array(rows)
+
+
+def _striped_mask_problem(checker: Checker, model: LoadedModel, localisation_shares: Callable) -> str:
+    """What is wrong with localisation_shares given the photo and a mask of every other column, or "".
+
+    Right shares are the maps' mass in those columns at the image's size; a map of another size with the mask resized
+    to it (nearest) keeps or drops whole columns of the mask, and its shares move far from the right ones.
+    """
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    image = load_image(DATA_DIR / "cat_and_coffee.png")
+    ok, shares = checker.call(localisation_shares, model, image, TARGET, _striped_mask(*image.shape[:2]),
+                              described=_SHARES_ARGUMENTS)
+    if not ok:
+        return checker.result.problems[-1] if checker.result.problems else "localisation_shares failed on a striped mask."
+    try:
+        values = np.array([float(shares[stage]) for stage in STAGES])
+    except Exception:  # noqa: BLE001 - the form is judged on the photo's result
+        return "given a mask of every other column, localisation_shares did not return a share per stage."
+    references = cached(model, "exercise d: striped mask", lambda: _striped_references(model))
+    if _matches(values, references, SHARE_TOLERANCE):
+        return ""
+    reference = min(references, key=lambda row: float(np.abs(values - row).max()))
+    worst = int(np.abs(values - reference).argmax())
+    return (f"given the photo and a mask of every other column (one-pixel stripes), the shares differ: at {STAGES[worst]} "
+            f"yours is {values[worst]:.4f}, the share of the normalised Grad-CAM's mass inside the mask is "
+            f"{reference[worst]:.4f}: the map and the mask are compared at another size than the image's (a resized mask "
+            "keeps or drops whole stripes). " + _SIZE_CAUSE[0].upper() + _SIZE_CAUSE[1:])
 
 
 #: (H, W) of the resized copy of the photo: odd sides, neither the photo's size (224 x 448, also the network input's
@@ -428,6 +486,56 @@ def _other_size_problem(checker: Checker, model: LoadedModel, localisation_share
     return (f"{what}, the shares differ: at {STAGES[worst]} yours is {values[worst]:.4f}, the share of the normalised "
             f"Grad-CAM's mass inside the mask is {reference[worst]:.4f}. Right on the photo but not on another size: "
             + _SIZE_CAUSE)
+
+
+def _mirrored_image() -> np.ndarray:
+    """The pair photo mirrored left to right: another image of the photo's shape and dtype (the espresso on the left)."""
+    return np.ascontiguousarray(load_image(DATA_DIR / "cat_and_coffee.png")[:, ::-1])
+
+
+def _mirrored_references(model: LoadedModel) -> np.ndarray:
+    image = _mirrored_image()
+    mask = torch.from_numpy(object_mask(*image.shape[:2]))
+    rows: list[list[float]] = [[] for _ in PLACEMENTS]
+    for stage in STAGES:
+        results = grad_cam(model, image, TARGET, layer=stage)
+        for row, placement in enumerate(PLACEMENTS):
+            result = results if placement == "centres" else dataclasses.replace(results, centres=None)
+            rows[row].append(share(result.maps[0], mask))
+    return np.array(rows)
+
+
+def _same_shape_problem(checker: Checker, model: LoadedModel, localisation_shares: Callable,
+                        first_shares: Sequence[float] = ()) -> str:
+    """What is wrong with localisation_shares on another image of the photo's shape (the photo mirrored), or "".
+
+    The same model, class, mask and shape as the first call, other pixels: a result kept from an earlier call (a cache
+    keyed by the image's shape) shows here.
+    """
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    image = _mirrored_image()
+    what = (f"on the photo mirrored left to right (another image of the same size, {image.shape[0]}x{image.shape[1]}), "
+            "with the same class and mask")
+    ok, shares = checker.call(localisation_shares, model, image, TARGET, object_mask(*image.shape[:2]),
+                              described=_SHARES_ARGUMENTS)
+    if not ok:
+        return (checker.result.problems[-1] if checker.result.problems else f"localisation_shares failed {what}.")
+    try:
+        values = np.array([float(shares[stage]) for stage in STAGES])
+    except Exception:  # noqa: BLE001 - the form is judged on the photo's result
+        return f"{what}, localisation_shares did not return a share per stage."
+    references = cached(model, "exercise d: mirrored", lambda: _mirrored_references(model))
+    if _matches(values, references, SHARE_TOLERANCE):
+        return ""
+    if len(first_shares) == len(values) and np.array_equal(values, np.array(first_shares)):
+        return (f"{what}, localisation_shares returns exactly the shares it returned for the photo: a result kept from "
+                "an earlier call (a cache keyed by the image's shape or size, not its pixels) is given for another image "
+                "of that size. Compute the shares from the arguments of each call.")
+    reference = min(references, key=lambda row: float(np.abs(values - row).max()))
+    worst = int(np.abs(values - reference).argmax())
+    return (f"{what}, the shares differ: at {STAGES[worst]} yours is {values[worst]:.4f}, the share of the normalised "
+            f"Grad-CAM's mass inside the mask is {reference[worst]:.4f}. Do the shares depend on something kept from an "
+            "earlier call?")
 
 
 class _PositiveStages(nn.Module):
@@ -606,6 +714,10 @@ _STAGE_MISTAKES: list[tuple[Callable[..., Any], str]] = [
     (lambda s, t=0.8: next((stage for stage in STAGES if s[stage] >= t - 0.01), None),
      "a share just below the threshold counts as reaching it (0.799 for 0.8): the comparison has a tolerance (threshold "
      "- 0.01, math.isclose); compare the share itself with >= threshold."),
+    (lambda s, t=0.8: next((stage for stage in STAGES if round(s[stage], 6) >= t), None),
+     "a share just below the threshold counts as reaching it (0.7999997 for 0.8): the share is rounded to 6 decimals "
+     "before the comparison (round(share, 6), '%.6f' or f'{share:.6f}' read back as a number). Compare the share "
+     "itself with >= threshold."),
     (lambda s, t=0.8: next((stage for stage in STAGES if np.float32(s[stage]) >= t), None),
      "a share below the threshold by less than float32's spacing (about 6e-8 near 0.8) counts as reaching it: the "
      "share is compared in float32 (np.float32, torch.float32). Compare the Python float share itself with >= threshold."),
@@ -630,6 +742,8 @@ THRESHOLD_CASES: list[tuple[dict[str, float], float | None, str | None]] = [
     # just below the threshold does not reach it: no rounding, no tolerance (round(share, 2), math.isclose, t - 0.01)
     ({"layer1": 0.799, "layer2": 0.7996, "layer3": 0.81, "layer4": 0.9}, None, "layer3"),
     ({"layer1": 0.2, "layer2": 0.4996, "layer3": 0.5, "layer4": 0.7}, 0.5, "layer3"),
+    # below the default by 3e-7, five times float32's spacing there: rounded to 6 decimals ('%.6f') it reaches 0.8
+    ({"layer1": 0.2, "layer2": 0.8 - 3e-7, "layer3": 0.9, "layer4": 0.95}, None, "layer3"),
 ]
 
 
@@ -727,7 +841,11 @@ def check_d(model: LoadedModel, localisation_shares: Callable, first_localised_s
         if answers is not None:
             judged.append((name, cases, answers))
     every = ([case for _, cases, _ in judged for case in cases], [answer for _, _, answers in judged for answer in answers])
-    for name, cases, answers in judged:
-        problem = _describe_stages(cases, answers, every)
+    problems = [_describe_stages(cases, answers, every) for _, cases, answers in judged]
+    if len(problems) > 1 and problems[0] and len(set(problems)) == 1:
+        # One cause said once for the checks it fails: say how many, so the count above and the list agree.
+        problems = [f"{problems[0]} (This one cause fails {len(problems)} checks: "
+                    f"{', '.join(repr(name) for name, _, _ in judged)}.)"] * len(problems)
+    for (name, _, _), problem in zip(judged, problems):
         checker.require(name, not problem, problem)
     return checker.finish()
