@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from browser import error_outputs, open_browser, require_chromium, run_all_cells
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import learner_copy  # noqa: E402 - scripts/learner_copy.py
+from hub import free_port  # noqa: E402 - scripts/hub.py
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_LIMIT_MS = 300_000  # a whole notebook, on a slow shared machine
@@ -38,12 +38,6 @@ def lab_root(lab: tuple[str, str]) -> Path:
     return _ROOTS[lab]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """JupyterLab serving the learner's copy of the course, as make lab does; yields (url, token)."""
@@ -51,7 +45,7 @@ def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("lab")
     # The learner's copy that make lab serves: lessons and exercises side by side, the data beside them.
     learner_copy.sync(root / "my-course", learner_copy.environment_python_version(Path(sys.prefix)))
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     environment = {key: value for key, value in os.environ.items() if key != "GRADCAM_NONINTERACTIVE"}
     environment["GRADCAM_MODEL"] = "efficientnet_lite0"
     command = [

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import torch
 from PIL import Image
 
 from utilities import ImageLoadError, grad_cam, load_image, overlay_cam
@@ -487,7 +488,7 @@ WRONG_B += [
                 r"ImageLoadError's base class", _folder(catch=(ImageLoadError, ValueError))),
     WrongAnswer("b", "PIL's verify() as a first filter, load_image for the rest",
                 r"reported comment\.png \(a PNG whose ancillary tEXt chunk has a wrong checksum.*as not an image", _both(_explain, refuse=_verify_first)),
-    WrongAnswer("b", "files over 5 MB skipped", r"wide\.png_cam\.png is missing: wide\.png \(a 48x1024 photo, over 1000 px wide, in a file of 5\.\d MB\)",
+    WrongAnswer("b", "files over 5 MB skipped", r"wide\.png_cam\.png is missing: wide\.png \(a 112x4200 photo, 4200 px wide, in a file of \d+\.\d MB\)",
                 _folder(files=lambda folder: sorted(p for p in folder.iterdir() if p.is_file() and p.stat().st_size <= 5_000_000))),
     WrongAnswer("b", "only the first 500 files", r"reported 500 of the 510 files that are not images.*stop after a number of files",
                 _folder(files=lambda folder: sorted(p for p in folder.iterdir() if p.is_file())[:500])),
@@ -628,4 +629,159 @@ RIGHT_B = [
     RightAnswer("b", "every error caught, the unreadable files reported, the others raised again", lambda m, s: {"explain_folder": _re_raising}),
     RightAnswer("b", "grad_cam with the cells spread evenly (placement='stretch')",
                 _file(lambda model, path: _explain_with(model, path, placement="stretch"))),
+]
+
+
+def _top_class_from_maps(model, path):
+    """The class whose Grad-CAM has the largest sum, instead of the largest logit (fc's bias left out)."""
+    image = load_image(path)
+    sums = grad_cam(model, image, list(range(len(model.class_names)))).raw.flatten(1).sum(1)
+    name = model.class_names[int(sums.argmax())]
+    return name, overlay_cam(image, grad_cam(model, image, name).maps[0])
+
+
+def _without_the_last_class(model, path):
+    """The top class over logits[:999]: the last class can never be named."""
+    image = load_image(path)
+    with torch.no_grad():
+        logits = model.network(model.preprocess(image)[None])[0]
+    name = model.class_names[int(logits[:-1].argmax())]
+    return name, overlay_cam(image, grad_cam(model, image, name).maps[0])
+
+
+_BUFFER: dict[str, np.ndarray] = {}
+
+
+def _into_one_buffer(model, path):
+    """Every overlay written into one array kept between calls: a later call changes an earlier result."""
+    name, overlay = _explain(model, path)
+    buffer = _BUFFER.get("overlay")
+    if buffer is None or buffer.shape != overlay.shape:
+        buffer = _BUFFER["overlay"] = np.empty_like(overlay)
+    buffer[...] = overlay
+    return name, buffer
+
+
+def _not_hidden(folder: Path) -> list[Path]:
+    """Sub-folders skipped by a leading dot only: a hidden one is 'a file'; and links to folders too."""
+    return sorted(p for p in folder.iterdir() if not (p.is_dir() and not p.is_symlink() and not p.name.startswith(".")))
+
+
+def _by_lower_name(model, folder, output_folder):
+    """The names of the files that are not images kept as dict keys in lower case: README.txt and readme.txt become one."""
+    output = Path(output_folder)
+    output.mkdir(parents=True, exist_ok=True)
+    refused = {}
+    for path in sorted(p for p in Path(folder).iterdir() if not p.is_dir()):
+        try:
+            _, overlay = _explain(model, path)
+        except ImageLoadError:
+            refused[path.name.lower()] = path.name
+            continue
+        Image.fromarray(overlay).save(output / f"{path.name}_cam.png", format="PNG")
+    return sorted(refused.values())
+
+
+def _lazy_output_folder(model, folder, output_folder):
+    """output_folder made when the first overlay is saved: a folder without images gets none."""
+    not_images = []
+    for path in sorted(p for p in Path(folder).iterdir() if not p.is_dir()):
+        try:
+            _, overlay = _explain(model, path)
+        except ImageLoadError:
+            not_images.append(path.name)
+            continue
+        Path(output_folder).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(overlay).save(Path(output_folder) / f"{path.name}_cam.png", format="PNG")
+    return not_images
+
+
+def _shrunk_over(limit: int) -> Callable:
+    """Photos over ``limit`` px on a side shrunk before Grad-CAM, the overlay drawn on the photo from the shrunk map."""
+
+    def explain_file(model, path):
+        image = load_image(path)
+        scale = limit / max(image.shape[:2])
+        if scale >= 1:
+            return _explain(model, path)
+        small = np.asarray(Image.fromarray(image).resize((round(image.shape[1] * scale), round(image.shape[0] * scale))))
+        result = grad_cam(model, small)
+        heat = np.asarray(Image.fromarray(result.maps[0].numpy().astype(np.float32)).resize(image.shape[1::-1], Image.BILINEAR))
+        return result.class_names[0], overlay_cam(image, heat)
+
+    return explain_file
+
+
+def _relative_to_folder(model, folder, output_folder):
+    """A relative output_folder joined to the input folder's parent, not the working directory."""
+    output = Path(output_folder)
+    if not output.is_absolute():
+        output = Path(folder).parent / output
+    return folder_explainer()(model, folder, output)
+
+
+def _clears_the_way(model, folder, output_folder):
+    """Whatever stands where an overlay goes is deleted (shutil.rmtree), then the overlay saved."""
+    output = Path(output_folder)
+    output.mkdir(parents=True, exist_ok=True)
+    not_images = []
+    for path in sorted(p for p in Path(folder).iterdir() if not p.is_dir()):
+        try:
+            _, overlay = _explain(model, path)
+        except ImageLoadError:
+            not_images.append(path.name)
+            continue
+        target = output / f"{path.name}_cam.png"
+        if target.is_dir():
+            shutil.rmtree(target)
+        Image.fromarray(overlay).save(target, format="PNG")
+    return not_images
+
+
+def _mode_back_after_the_loop(model, folder, output_folder):
+    """eval() for the run, the mode put back after the loop but not in a finally: a failing network leaves it in eval."""
+    was_training = model.network.training
+    model.network.eval()
+    names = folder_explainer()(model, folder, output_folder)
+    model.network.train(was_training)
+    return names
+
+
+WRONG_B += [
+    # a fresh student's round 12: passed the check
+    WrongAnswer("b", "the top class from the largest summed map, not the largest logit",
+                r"fc bias makes 'ear' the top class of coffee\.jpg.*not the class with the largest map", _both(_top_class_from_maps)),
+    WrongAnswer("b", "the top class over logits[:999]", r"the last class is never named \(a slice logits\[:999\]",
+                _both(_without_the_last_class)),
+    WrongAnswer("b", "one overlay buffer returned by every call", r"changed when explain_file was called again.*a buffer kept between calls",
+                _file(_into_one_buffer)),
+    WrongAnswer("b", "no output folder when there is nothing to save", r"did not create output_folder \(for an empty folder\)",
+                lambda m, s: {"explain_folder": _lazy_output_folder}),
+    WrongAnswer("b", "hidden sub-folders and links to folders taken for files", r"reported the sub-folder '\.git' \(a hidden one\)",
+                _folder(files=_not_hidden)),
+    WrongAnswer("b", "the names of non-images deduplicated in lower case", r"did not report 'README\.txt'.*name\.lower\(\)",
+                lambda m, s: {"explain_folder": _by_lower_name}),
+    WrongAnswer("b", "files over 50 MB skipped", r"backup\.bin \(a file of 64 MB\) is not an image but was not reported",
+                _folder(files=lambda folder: sorted(p for p in folder.iterdir() if p.is_file() and p.stat().st_size < 50 * 2**20))),
+    WrongAnswer("b", "photos over 4000 px shrunk before Grad-CAM", r"wide\.png \(a 112x4200 photo",
+                _both(_shrunk_over(4000))),
+    WrongAnswer("b", "a relative output_folder joined to the folder's parent", r"relative path, 'relative overlays'.*not to folder or its parent",
+                lambda m, s: {"explain_folder": _relative_to_folder}),
+    WrongAnswer("b", "an obstacle in output_folder deleted with rmtree", r"deleted the folder one\.jpg_cam\.png.*no shutil\.rmtree",
+                lambda m, s: {"explain_folder": _clears_the_way}),
+    WrongAnswer("b", "the mode put back after the loop, not in a finally", r"when the network failed.*in eval mode.*finally",
+                lambda m, s: {"explain_folder": _mode_back_after_the_loop}),
+]
+
+
+def _opened_up(model, folder, output_folder):
+    """output_folder made writable for everyone (chmod 777) "so that the save cannot fail"."""
+    Path(output_folder).mkdir(parents=True, exist_ok=True)
+    os.chmod(output_folder, 0o777)
+    return folder_explainer()(model, folder, output_folder)
+
+
+WRONG_B += [
+    WrongAnswer("b", "output_folder's permissions changed (chmod 777)", r"changed the permissions of output_folder.*0o777",
+                lambda m, s: {"explain_folder": _opened_up}),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import hashlib
@@ -367,6 +368,8 @@ def _check_file(checker: Checker, model: LoadedModel, explain_file: Callable) ->
         checker.skip(later, "fix the form of explain_file's result first")
         return
     name, overlay = answer
+    first_overlay = overlay.copy() if isinstance(overlay, np.ndarray) else None
+    favoured_problem = _favoured_class_problem(checker, model, explain_file, path)
     # The same function on other kinds of image files; a kind judged wrong once is not judged again.
     with tempfile.TemporaryDirectory() as temporary:
         # A network in training mode, to see that explain_file leaves it so (a tiny one, which the mode does not change).
@@ -471,9 +474,13 @@ def _check_file(checker: Checker, model: LoadedModel, explain_file: Callable) ->
                                            or not describe_overlay(o, naive, kinds[index][3][2]))
 
     problem = (f"explain_file says {name!r}, which is not the model's top class for this photo ({top!r})." if name != top else
-               first_kind_problem(name_problem, lambda n, o, index: n == naive_reference(index)[0]) or twin_problem)
+               first_kind_problem(name_problem, lambda n, o, index: n == naive_reference(index)[0]) or twin_problem
+               or favoured_problem)
     checker.require("predicted class", not problem, problem)
-    problem = _size_problem(overlay, image) or first_kind_problem(
+    reused = (first_overlay is not None and first_overlay.shape == overlay.shape and not np.array_equal(first_overlay, overlay))
+    problem = ("the overlay explain_file returned for coffee.jpg changed when explain_file was called again on other "
+               "images: it returns the same array every time (a buffer kept between calls, filled in place?). Return a "
+               "new array from each call." if reused else "") or _size_problem(overlay, image) or first_kind_problem(
         size_problem, lambda n, o, index: (isinstance(o, np.ndarray) and o.shape[:2] == kinds[index][4].shape[:2]
                                            != kinds[index][3][1].shape[:2]))
     checker.require("overlay size and type", not problem, problem)
@@ -483,6 +490,44 @@ def _check_file(checker: Checker, model: LoadedModel, explain_file: Callable) ->
         checker.require("overlay shows the CAM in RGB", not problem, problem)
     else:
         checker.skip(later[-1:], "the overlay's colours can be checked once it has the image's size")
+
+
+def _favouring(model: LoadedModel, index: int, path: Path) -> LoadedModel:
+    """A copy of the model whose fc bias makes class ``index`` the top class for the image at ``path``, by 2 logits.
+
+    The maps of every class stay the same (the bias adds nothing to a cell): an answer that picks the class from the
+    maps, or that leaves a class out, shows.
+    """
+    network = copy.deepcopy(model.network)
+    with torch.no_grad():
+        logits = network(model.preprocess(load_image(path))[None])[0]
+        network.fc.bias[index] += float(logits.max() - logits[index]) + 2.0
+    return dataclasses.replace(model, network=network)
+
+
+def _favoured_class_problem(checker: Checker, model: LoadedModel, explain_file: Callable, path: Path) -> str:
+    """The message if explain_file does not name a top class that only fc's bias makes top (the last class, and the
+    one before it), else ""."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    if not isinstance(getattr(model.network, "fc", None), torch.nn.Linear) or model.network.fc.bias is None:
+        return ""
+    said = {}
+    for index in (len(model.class_names) - 1, len(model.class_names) - 2):
+        answer = checker.quiet_call(explain_file, _favouring(model, index, path), path)
+        said[index] = answer[0] if isinstance(answer, tuple) and len(answer) == 2 else None
+        if said[index] is None:
+            return ""  # it failed, or returned something else: the calls that judge results say so
+    last, before_last = len(model.class_names) - 1, len(model.class_names) - 2
+    if said[last] == model.class_names[last] and said[before_last] == model.class_names[before_last]:
+        return ""
+    if said[before_last] == model.class_names[before_last]:
+        return (f"for a copy of the model whose fc bias makes the last class, {model.class_names[last]!r} (index {last}), the "
+                f"top class of {path.name}, explain_file says {said[last]!r}: the last class is never named (a slice "
+                "logits[:999], or range(999)?). Take the top class over all the logits.")
+    return (f"for a copy of the model whose fc bias makes {model.class_names[before_last]!r} the top class of {path.name} "
+            f"(the maps are those of the model: a bias adds nothing to a cell), explain_file says {said[before_last]!r}: "
+            "the top class is the largest logit, bias included (grad_cam's result.class_names[0], or the argmax of "
+            "model.network's output), not the class with the largest map.")
 
 
 @dataclass
@@ -510,6 +555,10 @@ class _Folder:
     kept: dict[str, bytes] = field(default_factory=dict)
     #: What is special about a file (name -> "a 24x24 PNG"), for the messages: the cause a wrong answer trips on.
     notes: dict[str, str] = field(default_factory=dict)
+    #: The sub-folders directly in ``folder`` (hidden ones and symbolic links to folders included): never reported.
+    subfolders: tuple[str, ...] = ()
+    #: The permissions of an output folder that exists before the call (``st_mode``), which the call must leave.
+    output_mode: int | None = None
 
     def about(self, name: str) -> str:
         """``name``, with what is special about it if anything."""
@@ -536,7 +585,7 @@ def _make_folders(root: Path) -> list[_Folder]:
     whole = (DATA_DIR / "coffee.jpg").read_bytes()
     (first / "half.jpg").write_bytes(whole[: len(whole) // 2])  # truncated: load_image refuses it
     folders = [_Folder("the check's folder (a text file, an empty file, a truncated JPEG, a sub-folder)", first, root / "results" / "overlays",
-                       images, NOT_IMAGES)]
+                       images, NOT_IMAGES, subfolders=(SUBFOLDER,))]
 
     # Hidden files, upper-case names, an overlay an earlier run left in the folder (an image like any other),
     # given as str, with an output folder that exists already and holds a stale overlay to overwrite.
@@ -575,14 +624,57 @@ def _make_folders(root: Path) -> list[_Folder]:
             if path.is_file():
                 os.utime(path, ns=(PAST_NS, PAST_NS))
         case.contents = _contents(case.folder)
+        case.output_mode = case.output.stat().st_mode if case.output.is_dir() else None
     return folders
+
+
+#: The user's file in the folder that stands where an overlay would be saved (:func:`_make_faults`): it must survive.
+OBSTACLE_FILE = "kept.txt"
+
+
+def _obstacle_problem(faults: list[_Fault]) -> str:
+    """The message if explain_folder deleted the folder that stood where an overlay would go, else ""."""
+    for fault in faults:
+        if not fault.network_fails and not (fault.output / f"{fault.file}_cam.png" / OBSTACLE_FILE).is_file():
+            return (f"explain_folder deleted the folder {fault.file}_cam.png that stood in output_folder where "
+                    f"{fault.file}'s overlay goes, with a file of the user's in it: delete nothing in output_folder (no "
+                    "shutil.rmtree). When an overlay cannot be saved, let the error reach the caller.")
+    return ""
+
+
+def _relative_output_problem(checker: Checker, explain_folder: Callable, model: LoadedModel, folder: Path, root: Path) -> str:
+    """The message if explain_folder does not save into a relative output_folder under the working directory, else ""."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    working = root / "working directory"
+    working.mkdir()
+    previous = os.getcwd()
+    os.chdir(working)
+    try:
+        checker.quiet_call(explain_folder, model, folder, RELATIVE_OUTPUT)
+    finally:
+        os.chdir(previous)
+    name = f"{next(folder.iterdir()).name}_cam.png"
+    if (working / RELATIVE_OUTPUT / name).is_file():
+        return ""
+    elsewhere = sorted(path.parent for path in root.rglob(name) if path.parent.name == RELATIVE_OUTPUT)
+    if not elsewhere:
+        return ""  # it saved nothing: the other folders' checks say why
+    return (f"given output_folder as a relative path, {RELATIVE_OUTPUT!r}, explain_folder saved into {elsewhere[0]}, not "
+            f"into {working / RELATIVE_OUTPUT} (under the working directory, {working}): use Path(output_folder) as it is "
+            "given; a relative path is relative to the working directory, not to folder or its parent.")
+
+
+#: The relative output folder the check gives explain_folder, from a working directory of its own.
+RELATIVE_OUTPUT = "relative overlays"
 
 
 #: The seed of the generated folder's pictures (:func:`_generated_folder`).
 GENERATED_SEED = 2026
 #: The generated folder's photo over 1000 px on a side: (height, width); and the size of its file, over 5 MB.
-WIDE_SIZE = (48, 1024)
+WIDE_SIZE = (112, 4200)
 BIG_FILE_BYTES = 5_300_000
+#: The size of the generated folder's large file that is not an image (sparse: it takes no disk space).
+SPARSE_BYTES = 64 * 2**20
 #: How many files the folder of many files holds: more than a limit such as "the first 500 files".
 MANY_FILES = 510
 
@@ -618,7 +710,7 @@ def _generated_folder(root: Path, seed: int) -> _Folder:
 
     height, width = WIDE_SIZE
     wide = _png_with_chunk(_textured(rng, height, width), b"prVt", bytes(BIG_FILE_BYTES))  # a private chunk PIL skips
-    add("wide.png", wide, f"a {height}x{width} photo, over 1000 px wide, in a file of {len(wide) / 1e6:.1f} MB")
+    add("wide.png", wide, f"a {height}x{width} photo, {width} px wide, in a file of {len(wide) / 1e6:.1f} MB")
     add("Straße im Mai é.png", _png_with_chunk(_textured(rng, 72, 200), b"tEXt", b"Comment\0x"),
         "a name with spaces and letters that are not ASCII")
     add("comment.png", _png_with_chunk(_textured(rng, 90, 60), b"tEXt", b"Comment\0made by a scanner", good_crc=False),
@@ -640,9 +732,33 @@ def _generated_folder(root: Path, seed: int) -> _Folder:
     except OSError:  # no symbolic links on this file system: the other files still count
         pass
     (folder / "résumé.txt").write_text("not an image")
-    return _Folder("a folder made by the check (a photo over 1000 px wide in a 5 MB file, tiny images, a copy, a "
-                   "symbolic link, names with spaces and letters that are not ASCII)", folder, root / "generated overlays",
-                   images, ("résumé.txt",), notes=notes)
+    not_images = ["résumé.txt"]
+    # Two files whose names differ in case only: two files (the check runs on a file system that tells them apart).
+    (folder / "README.txt").write_text("not an image either")
+    if not (folder / "readme.txt").exists():
+        (folder / "readme.txt").write_text("a third file that is not an image")
+        not_images += ["README.txt", "readme.txt"]
+        notes["readme.txt"] = notes["README.txt"] = "two files whose names differ in upper and lower case only"
+    else:  # a file system that ignores case: one file
+        not_images.append("README.txt")
+    # A large file that is not an image, sparse, so it costs no disk: it counts like any other file.
+    with open(folder / "backup.bin", "wb") as sparse:
+        sparse.truncate(SPARSE_BYTES)
+    not_images.append("backup.bin")
+    notes["backup.bin"] = f"a file of {SPARSE_BYTES // 2**20} MB"
+    # Sub-folders that are easy to mistake for files: a hidden one, and a symbolic link to a folder.
+    subfolders = [".git"]
+    (folder / ".git").mkdir()
+    (folder / ".git" / "config").write_text("[core]\n")
+    try:
+        (folder / "album").symlink_to(elsewhere, target_is_directory=True)
+        subfolders.append("album")
+    except OSError:
+        pass
+    return _Folder("a folder made by the check (a photo 4200 px wide in a file over 5 MB, a 64 MB file that is not an image, "
+                   "tiny images, a copy, symbolic links to a photo and to a folder, a hidden sub-folder, names with spaces, "
+                   "letters that are not ASCII or that differ in case only)", folder, root / "generated overlays",
+                   images, tuple(not_images), notes=notes, subfolders=tuple(subfolders))
 
 
 def _many_files_folder(root: Path) -> _Folder:
@@ -661,6 +777,9 @@ def _many_files_folder(root: Path) -> _Folder:
     return _Folder(f"a folder of {MANY_FILES} empty files", folder, root / "many files overlays", {}, names)
 
 
+#: Of a file larger than twice this, :func:`_contents` digests the first and last this many bytes.
+_DIGESTED_END = 2**20
+
 #: The modification time the check gives its input files (1 January 2020).
 PAST_NS = 1_577_836_800 * 10**9
 
@@ -671,8 +790,15 @@ def _contents(folder: Path) -> dict[str, tuple[str, int]]:
     for path in sorted(folder.rglob("*")):
         if path.is_file():
             status = os.stat(path)
-            # An empty file needs no reading (the folder of many files holds hundreds).
-            digest = hashlib.sha1(path.read_bytes() if status.st_size else b"").hexdigest()
+            # An empty file needs no reading (the folder of many files holds hundreds); of a large one (the sparse
+            # file), its two ends: a write shows there or in the modification time.
+            if status.st_size > 2 * _DIGESTED_END:
+                with open(path, "rb") as file:
+                    head = file.read(_DIGESTED_END)
+                    file.seek(-_DIGESTED_END, os.SEEK_END)
+                    digest = hashlib.sha1(head + file.read()).hexdigest()
+            else:
+                digest = hashlib.sha1(path.read_bytes() if status.st_size else b"").hexdigest()
             found[str(path.relative_to(folder))] = (digest, status.st_mtime_ns)
     return found
 
@@ -726,6 +852,7 @@ def _make_faults(root: Path) -> list[_Fault]:
     _copy("coffee.jpg", second / "one.jpg")
     output = root / "saving fails overlays"
     (output / "one.jpg_cam.png").mkdir(parents=True)  # a folder where the overlay should go: the file cannot be written
+    (output / "one.jpg_cam.png" / OBSTACLE_FILE).write_text("a file of the user's, in a folder that has an overlay's name")
     return [
         _Fault("the check made the network fail on wide.png", first, root / "network fails overlays", "wide.png", True),
         _Fault("saving one.jpg's overlay failed (the check put a folder named one.jpg_cam.png in output_folder, so the file "
@@ -814,8 +941,11 @@ def _describe_report(reported: Any, case: _Folder) -> str:
         return ""
     if sorted(names) == expected:
         return "return the files' names (path.name, a str such as 'notes.txt'), not their paths."
-    if SUBFOLDER in names:
-        return f"explain_folder reported the sub-folder {SUBFOLDER!r}: skip sub-folders, they are neither explained nor reported."
+    folders = [name for name in names if name in case.subfolders]
+    if folders:
+        kind = {".git": " (a hidden one)", "album": " (a symbolic link to a folder)"}.get(folders[0], "")
+        return (f"explain_folder reported the sub-folder {folders[0]!r}{kind}{where}: skip sub-folders, they are neither "
+                "explained nor reported (path.is_dir() is True for hidden folders and for links to folders too).")
     wrongly = sorted(set(names) & set(case.images))
     if case.not_images and set(names) == set(case.images):
         return (f"explain_folder returned the names of the images ({', '.join(wrongly)}){where}, not of the files that "
@@ -854,10 +984,16 @@ def _describe_report(reported: Any, case: _Folder) -> str:
                 f"{len(missing)} were not reported ({', '.join(missing[:2])}, ...): does it stop after a number of files, "
                 "or skip some? Every file directly in the folder counts: try to load each one, and report those that "
                 "load_image refuses.")
+    twins = [name for name in missing if name.lower() in {other.lower() for other in names}]
+    if twins:
+        return (f"explain_folder did not report {twins[0]!r}, but reported a name that differs from it in upper and lower case "
+                f"only{where}: those are two files (README.txt and readme.txt), each to report under its own name. Does it "
+                "key or deduplicate the names by name.lower()?")
     if missing:
+        missing = [case.about(name) for name in missing]
         what = f"{missing[0]} is not an image but was" if len(missing) == 1 else f"{' and '.join(missing)} are not images but were"
         return (f"{what} not reported{where} (explain_folder returned {sorted(str(item) for item in reported)}): try to load "
-                "every file and report those that load_image refuses (ImageLoadError), whatever their names.")
+                "every file and report those that load_image refuses (ImageLoadError), whatever their names or sizes.")
     return f"explain_folder reported {sorted(names)}{where}; expected exactly the files that are not images, {expected}."
 
 
@@ -879,6 +1015,10 @@ def _describe_names(case: _Folder) -> str:
                 "same, but its modification time changed (a touch(), os.utime or a write of the same bytes). The function "
                 "only reads the files there: tools that sync or back up the folder see the file as changed. Leave the "
                 "input files as they are.")
+    if case.output_mode is not None and case.output.is_dir() and case.output.stat().st_mode != case.output_mode:
+        return (f"explain_folder changed the permissions of output_folder, which existed before the call (for {case.what}): "
+                f"{oct(case.output_mode & 0o7777)} -> {oct(case.output.stat().st_mode & 0o7777)} (a chmod?). It is the "
+                "user's folder: save into it and leave everything else as it was.")
     for name, content in case.kept.items():
         target = case.output / name
         if not target.is_file() or target.read_bytes() != content:
@@ -890,14 +1030,14 @@ def _describe_names(case: _Folder) -> str:
     written = sorted(str(p.relative_to(case.output)) for p in case.output.rglob("*")
                      if p.is_file() and str(p.relative_to(case.output)) not in case.kept) if case.output.exists() else []
     expected = sorted(f"{name}_cam.png" for name in case.images)
+    if not case.output.exists():
+        return f"explain_folder did not create output_folder (for {case.what}): create it, even when there is nothing to save."
     if written == expected:
         return ""
     nested = [name for name in written if Path(name).parent != Path(".")]
     if nested:
         return (f"explain_folder saved {nested[0]} into a sub-folder of output_folder (for {case.what}): save every overlay "
                 f"directly in output_folder, as output_folder / f\"{{path.name}}_cam.png\" ({Path(nested[0]).name}).")
-    if not case.output.exists():
-        return f"explain_folder did not create output_folder (for {case.what}): create it, even when there is nothing to save."
     if "cat_cam.png" in written:
         return ("cat.jpg and cat.png both became cat_cam.png, one overwriting the other: name each overlay after the "
                 "full file name, <file name>_cam.png (cat.jpg_cam.png).")
@@ -1134,7 +1274,8 @@ def _check_folder(checker: Checker, model: LoadedModel, explain_folder: Callable
         names_right = not any(_describe_names(case) for case in cases)
         stale_kept = any(case.as_str and (case.output / name).is_file() and (case.output / name).read_bytes() == (DATA_DIR / STALE).read_bytes()
                          for case in cases for name in (f"{image}_cam.png" for image in case.images))
-        hidden = _hidden_error(checker, model, explain_folder, _make_faults(Path(temporary) / "faults"), names_right, stale_kept)
+        faults = _make_faults(Path(temporary) / "faults")
+        hidden = _hidden_error(checker, model, explain_folder, faults, names_right, stale_kept)
         skipped: list[str] = []
         if stale_kept:
             # An earlier run's overlay left in place: did the function skip the overlay that exists, or the image itself?
@@ -1147,10 +1288,20 @@ def _check_folder(checker: Checker, model: LoadedModel, explain_folder: Callable
         toy.mkdir()
         Image.fromarray(made_up_image()).save(toy / "toy.png")
         checker.keeps_mode(explain_folder, training_copy(made_up_model()), toy, Path(temporary) / "toy overlays")
+        # The same, with a network that fails: the error reaches the caller, and the mode must be put back all the same.
+        failing = training_copy(made_up_model())
+        before = [module.training for module in failing.network.modules()]
+        checker.quiet_call(_with_failing_network(explain_folder, failing.network, []), failing, toy, Path(temporary) / "toy overlays 2")
+        if [module.training for module in failing.network.modules()] != before:
+            checker.note_side_effect("mode", "when the network failed (an error that must reach the caller, as it did), "
+                                     "explain_folder left a network given in training mode in eval mode: it switches the "
+                                     "mode back only after a loop that ends normally. Put it back in a finally block "
+                                     "(try: ... finally: network.train(was_training)).")
+        relative = _relative_output_problem(checker, explain_folder, made_up_model(), toy, Path(temporary))
         problem = next((found for found in (_describe_report(r, c) for r, c in zip(reports, cases)) if found), "") or hidden or (
             _non_image_problem(checker, model, explain_file, Path(temporary)) if explain_file is not None else "")
         checker.require(later[0], not problem, problem)
-        problem = next((found for found in map(_describe_names, cases) if found), "")
+        problem = next((found for found in map(_describe_names, cases) if found), "") or _obstacle_problem(faults) or relative
         if checker.require(later[1], not problem, problem):
             own = (lambda path: checker.quiet_call(explain_file, model, path)) if explain_file is not None else None
             overlay_wrong = "overlay shows the CAM in RGB" not in checker.result.passed
