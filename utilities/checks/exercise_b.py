@@ -512,14 +512,14 @@ def _favoured_class_problem(checker: Checker, model: LoadedModel, explain_file: 
     if not isinstance(getattr(model.network, "fc", None), torch.nn.Linear) or model.network.fc.bias is None:
         return ""
     said = {}
-    for index in (len(model.class_names) - 1, len(model.class_names) - 2):
+    last, before_last = len(model.class_names) - 1, len(model.class_names) - 2
+    for index in (last, before_last):  # the one before the last only to tell the causes apart
         answer = checker.quiet_call(explain_file, _favouring(model, index, path), path)
         said[index] = answer[0] if isinstance(answer, tuple) and len(answer) == 2 else None
         if said[index] is None:
             return ""  # it failed, or returned something else: the calls that judge results say so
-    last, before_last = len(model.class_names) - 1, len(model.class_names) - 2
-    if said[last] == model.class_names[last] and said[before_last] == model.class_names[before_last]:
-        return ""
+        if said[index] == model.class_names[index] and index == last:
+            return ""
     if said[before_last] == model.class_names[before_last]:
         return (f"for a copy of the model whose fc bias makes the last class, {model.class_names[last]!r} (index {last}), the "
                 f"top class of {path.name}, explain_file says {said[last]!r}: the last class is never named (a slice "
