@@ -10,6 +10,7 @@ import io
 import os
 import struct
 import tempfile
+import threading
 import traceback
 import zlib
 from dataclasses import dataclass, field
@@ -645,11 +646,15 @@ def _obstacle_problem(faults: list[_Fault]) -> str:
 def _relative_output_problem(checker: Checker, explain_folder: Callable, model: LoadedModel, folder: Path, root: Path) -> str:
     """The message if explain_folder does not save into a relative output_folder under the working directory, else ""."""
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
-    working = root / "working directory"
+    if threading.current_thread() is not threading.main_thread():
+        return ""  # the working directory is the process's: another thread's relative paths would move with it
+    working = (root / "working directory").resolve()
     working.mkdir()
     previous = os.getcwd()
     os.chdir(working)
     try:
+        if Path.cwd() != working:
+            return ""  # os.chdir replaced or ignored (a test's monkeypatch): no relative path may land elsewhere
         checker.quiet_call(explain_folder, model, folder, RELATIVE_OUTPUT)
     finally:
         os.chdir(previous)
