@@ -376,9 +376,9 @@ def _striped_mask(height: int, width: int) -> np.ndarray:
     return mask
 
 
-def _striped_references(model: LoadedModel) -> np.ndarray:
-    image = load_image(DATA_DIR / "cat_and_coffee.png")
-    mask = torch.from_numpy(_striped_mask(*image.shape[:2]))
+def _shares_per_placement(model: LoadedModel, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The reference shares of ``mask`` in the target's map at every stage: one row per placement of the cells."""
+    mask = torch.from_numpy(mask)
     rows: list[list[float]] = [[] for _ in PLACEMENTS]
     for stage in STAGES:
         results = grad_cam(model, image, TARGET, layer=stage)
@@ -386,6 +386,11 @@ def _striped_references(model: LoadedModel) -> np.ndarray:
             result = results if placement == "centres" else dataclasses.replace(results, centres=None)
             rows[row].append(share(result.maps[0], mask))
     return np.array(rows)
+
+
+def _striped_references(model: LoadedModel) -> np.ndarray:
+    image = load_image(DATA_DIR / "cat_and_coffee.png")
+    return _shares_per_placement(model, image, _striped_mask(*image.shape[:2]))
 
 
 def _striped_mask_problem(checker: Checker, model: LoadedModel, localisation_shares: Callable) -> str:
@@ -495,14 +500,7 @@ def _mirrored_image() -> np.ndarray:
 
 def _mirrored_references(model: LoadedModel) -> np.ndarray:
     image = _mirrored_image()
-    mask = torch.from_numpy(object_mask(*image.shape[:2]))
-    rows: list[list[float]] = [[] for _ in PLACEMENTS]
-    for stage in STAGES:
-        results = grad_cam(model, image, TARGET, layer=stage)
-        for row, placement in enumerate(PLACEMENTS):
-            result = results if placement == "centres" else dataclasses.replace(results, centres=None)
-            rows[row].append(share(result.maps[0], mask))
-    return np.array(rows)
+    return _shares_per_placement(model, image, object_mask(*image.shape[:2]))
 
 
 def _same_shape_problem(checker: Checker, model: LoadedModel, localisation_shares: Callable,
