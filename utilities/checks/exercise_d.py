@@ -255,8 +255,7 @@ def _diagnose_shares(values: np.ndarray, references: dict[str, np.ndarray]) -> s
             return (f"the shares belong to other stages ({pairs}): the stage names and the layers are out of step "
                     "(shifted by one?). Compute each stage's map at that stage itself, grad_cam(..., layer=stage), "
                     "and store it under that stage's name.")
-    reference = min(references["reference"], key=lambda row: float(np.abs(values - row).max()))
-    worst = int(np.abs(values - reference).argmax())
+    worst, reference = _largest_difference(values, references["reference"])
     digits = 3 if abs(values[worst] - reference[worst]) >= 0.01 else 5  # close ones need more digits to differ
     return (f"the shares do not match, nor any mistake the check knows: at {STAGES[worst]} yours is {values[worst]:.{digits}f}, "
             f"the share of the normalised Grad-CAM's mass inside the mask is {reference[worst]:.{digits}f}.")
@@ -359,8 +358,7 @@ def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedMode
         # than the image (the mask resized to it) shows on a mask of one-pixel stripes; low precision does not.
         problem = _striped_mask_problem(checker, model, localisation_shares)
     if not problem and not _matches(values, references["reference"], PRECISION):
-        reference = min(references["reference"], key=lambda row: float(np.abs(values - row).max()))
-        worst = int(np.abs(values - reference).argmax())
+        worst, reference = _largest_difference(values, references["reference"])
         problem = (f"the shares are right to about 3 digits only (off by up to {abs(values[worst] - reference[worst]):.1e}, "
                    f"{values[worst]:.5f} for {reference[worst]:.5f} at {STAGES[worst]}), though right in every other "
                    "way: they are computed in a low precision (float16 or bfloat16 keeps about 3 significant digits). "
@@ -393,6 +391,26 @@ def _striped_references(model: LoadedModel) -> np.ndarray:
     return _shares_per_placement(model, image, _striped_mask(*image.shape[:2]))
 
 
+def _returned_shares(checker: Checker, model: LoadedModel, localisation_shares: Callable, image: np.ndarray,
+                     mask: np.ndarray, what: str, failed: str, explain: Callable | None = None) -> tuple[np.ndarray | None, str]:
+    """localisation_shares on one more input: (its shares in STAGES' order, "") or (None, the message of its failure)."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    ok, shares = checker.call(localisation_shares, model, image, TARGET, mask, explain=explain, described=_SHARES_ARGUMENTS)
+    if not ok:
+        # The error is recorded by the call; the check it belongs to fails with the same message.
+        return None, checker.result.problems[-1] if checker.result.problems else failed
+    try:
+        return np.array([float(shares[stage]) for stage in STAGES]), ""
+    except Exception:  # noqa: BLE001 - the form is judged on the photo's result
+        return None, f"{what}, localisation_shares did not return a share per stage."
+
+
+def _largest_difference(values: np.ndarray, references: np.ndarray) -> tuple[int, np.ndarray]:
+    """The stage where ``values`` differ most from the closest reference row, and that row."""
+    reference = min(references, key=lambda row: float(np.abs(values - row).max()))
+    return int(np.abs(values - reference).argmax()), reference
+
+
 def _striped_mask_problem(checker: Checker, model: LoadedModel, localisation_shares: Callable) -> str:
     """What is wrong with localisation_shares given the photo and a mask of every other column, or "".
 
@@ -401,19 +419,14 @@ def _striped_mask_problem(checker: Checker, model: LoadedModel, localisation_sha
     """
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     image = load_image(DATA_DIR / "cat_and_coffee.png")
-    ok, shares = checker.call(localisation_shares, model, image, TARGET, _striped_mask(*image.shape[:2]),
-                              described=_SHARES_ARGUMENTS)
-    if not ok:
-        return checker.result.problems[-1] if checker.result.problems else "localisation_shares failed on a striped mask."
-    try:
-        values = np.array([float(shares[stage]) for stage in STAGES])
-    except Exception:  # noqa: BLE001 - the form is judged on the photo's result
-        return "given a mask of every other column, localisation_shares did not return a share per stage."
+    values, failure = _returned_shares(checker, model, localisation_shares, image, _striped_mask(*image.shape[:2]),
+                                       "given a mask of every other column", "localisation_shares failed on a striped mask.")
+    if values is None:
+        return failure
     references = cached(model, "exercise d: striped mask", lambda: _striped_references(model))
     if _matches(values, references, SHARE_TOLERANCE):
         return ""
-    reference = min(references, key=lambda row: float(np.abs(values - row).max()))
-    worst = int(np.abs(values - reference).argmax())
+    worst, reference = _largest_difference(values, references)
     return (f"given the photo and a mask of every other column (one-pixel stripes), the shares differ: at {STAGES[worst]} "
             f"yours is {values[worst]:.4f}, the share of the normalised Grad-CAM's mass inside the mask is "
             f"{reference[worst]:.4f}: the map and the mask are compared at another size than the image's (a resized mask "
@@ -435,15 +448,7 @@ def _other_size_image() -> np.ndarray:
 
 
 def _other_size_references(model: LoadedModel) -> np.ndarray:
-    image = _other_size_image()
-    mask = torch.from_numpy(object_mask(*OTHER_SIZE))
-    rows: list[list[float]] = [[] for _ in PLACEMENTS]
-    for stage in STAGES:
-        results = grad_cam(model, image, TARGET, layer=stage)
-        for row, placement in enumerate(PLACEMENTS):
-            result = results if placement == "centres" else dataclasses.replace(results, centres=None)
-            rows[row].append(share(result.maps[0], mask))
-    return np.array(rows)
+    return _shares_per_placement(model, _other_size_image(), object_mask(*OTHER_SIZE))
 
 
 _KEPT = ("localisation_shares returns exactly the shares it returned for the notebook's photo: a result kept from an "
@@ -471,23 +476,16 @@ def _other_size_problem(checker: Checker, model: LoadedModel, localisation_share
             return explained[-1]
         return None
 
-    ok, shares = checker.call(localisation_shares, model, image, TARGET, object_mask(*OTHER_SIZE), explain=explain,
-                              described=_SHARES_ARGUMENTS)
-    if not ok:
-        # The error is recorded by the call; the check it belongs to fails with the same message.
-        return explained[-1] if explained else (checker.result.problems[-1] if checker.result.problems else
-                                                f"localisation_shares failed {what}.")
-    try:
-        values = np.array([float(shares[stage]) for stage in STAGES])
-    except Exception:  # noqa: BLE001 - the form is judged on the photo's result
-        return f"{what}, localisation_shares did not return a share per stage."
+    values, failure = _returned_shares(checker, model, localisation_shares, image, object_mask(*OTHER_SIZE), what,
+                                       f"localisation_shares failed {what}.", explain=explain)
+    if values is None:
+        return explained[-1] if explained else failure
     references = cached(model, "exercise d: other size", lambda: _other_size_references(model))
     if _matches(values, references, SHARE_TOLERANCE):
         return ""
     if len(first_shares) == len(values) and np.array_equal(values, np.array(first_shares)):
         return f"{what}, " + _KEPT
-    reference = min(references, key=lambda row: float(np.abs(values - row).max()))
-    worst = int(np.abs(values - reference).argmax())
+    worst, reference = _largest_difference(values, references)
     return (f"{what}, the shares differ: at {STAGES[worst]} yours is {values[worst]:.4f}, the share of the normalised "
             f"Grad-CAM's mass inside the mask is {reference[worst]:.4f}. Right on the photo but not on another size: "
             + _SIZE_CAUSE)
@@ -514,14 +512,10 @@ def _same_shape_problem(checker: Checker, model: LoadedModel, localisation_share
     image = _mirrored_image()
     what = (f"on the photo mirrored left to right (another image of the same size, {image.shape[0]}x{image.shape[1]}), "
             "with the same class and mask")
-    ok, shares = checker.call(localisation_shares, model, image, TARGET, object_mask(*image.shape[:2]),
-                              described=_SHARES_ARGUMENTS)
-    if not ok:
-        return (checker.result.problems[-1] if checker.result.problems else f"localisation_shares failed {what}.")
-    try:
-        values = np.array([float(shares[stage]) for stage in STAGES])
-    except Exception:  # noqa: BLE001 - the form is judged on the photo's result
-        return f"{what}, localisation_shares did not return a share per stage."
+    values, failure = _returned_shares(checker, model, localisation_shares, image, object_mask(*image.shape[:2]), what,
+                                       f"localisation_shares failed {what}.")
+    if values is None:
+        return failure
     references = cached(model, "exercise d: mirrored", lambda: _mirrored_references(model))
     if _matches(values, references, SHARE_TOLERANCE):
         return ""
@@ -529,8 +523,7 @@ def _same_shape_problem(checker: Checker, model: LoadedModel, localisation_share
         return (f"{what}, localisation_shares returns exactly the shares it returned for the photo: a result kept from "
                 "an earlier call (a cache keyed by the image's shape or size, not its pixels) is given for another image "
                 "of that size. Compute the shares from the arguments of each call.")
-    reference = min(references, key=lambda row: float(np.abs(values - row).max()))
-    worst = int(np.abs(values - reference).argmax())
+    worst, reference = _largest_difference(values, references)
     return (f"{what}, the shares differ: at {STAGES[worst]} yours is {values[worst]:.4f}, the share of the normalised "
             f"Grad-CAM's mass inside the mask is {reference[worst]:.4f}. Do the shares depend on something kept from an "
             "earlier call?")
