@@ -84,8 +84,10 @@ def hand_cams(
     if normalise == "first":
         maps = normalize_cams(maps)
     if target_size is not None:
-        if placement == "centres":  # each cell at its receptive-field centre, as grad_cam draws it
-            maps = upsample_cams(maps, target_size, cell_centres(model.network, layer, tuple(inputs.shape[-2:])))
+        if placement in ("centres", "image centres"):  # each cell at its receptive-field centre, as grad_cam draws it
+            # "image centres": the centres computed for the image's size instead of the network input's
+            centres_for = target_size if placement == "image centres" else tuple(inputs.shape[-2:])
+            maps = upsample_cams(maps, target_size, cell_centres(model.network, layer, centres_for))
         else:
             mode = {"bilinear": "bilinear", "nearest": "nearest", "align_corners": "bilinear"}[upsample]
             options = {"align_corners": upsample == "align_corners"} if mode == "bilinear" else {}
@@ -653,24 +655,10 @@ def _weak_values_dropped(cams, class_names):
     return {"left": class_names[int(left.argmax())], "right": class_names[int(right.argmax())]}
 
 
-def _centres_for_the_image(model, image, class_names):
-    """Cells placed at receptive-field centres computed for the image's size, not the network input's."""
-    inputs = model.to_input(image)
-    with LayerRecorder(model.network, "layer4") as recorder:
-        logits = model.network(inputs)
-    maps = []
-    for name in class_names:
-        logits[0, model.class_index(name)].backward(retain_graph=True)
-        gradient, activation = recorder.gradients["layer4"][0], recorder.activations["layer4"][0]
-        maps.append((gradient.mean(dim=(1, 2))[:, None, None] * activation).sum(0).clamp(min=0))
-    size = tuple(image.shape[:2])
-    return normalize_cams(upsample_cams(torch.stack(maps).detach(), size, cell_centres(model.network, "layer4", size)))
-
-
 WRONG_A += [
     # round 11: messages that named another cause, or were cut off
     WrongAnswer("a", "dominant_class: values below 0.2 dropped before summing", r"values below a cut-off \(0\.2 here\)",
                 _dominant(_weak_values_dropped)),
     WrongAnswer("a", "receptive-field centres for the image's size", r"Here the centres are for the image's size, \(176, 352\)",
-                lambda m, s: {"cams_for_classes": _centres_for_the_image}),
+                _cams(placement="image centres")),
 ]
