@@ -31,7 +31,7 @@ def folder_explainer(
     report: Callable[[Path], Any] = lambda path: path.name,
     files: Callable[[Path], list[Path]] = lambda folder: sorted(p for p in folder.iterdir() if p.is_file()),
     catch: tuple = (ImageLoadError,),
-    make_folder: bool = True,
+    make_folder: bool | str = True,
     returns_list: bool = True,
     report_errors: bool = True,
     exist_ok: bool = True,
@@ -42,6 +42,7 @@ def folder_explainer(
     fresh_output: bool = False,
     save_in_try: bool = False,
     skip_existing: bool = False,
+    clear_the_way: bool = False,
 ) -> Callable:
     """explain_folder as a student writes it, with one switch per mistake (the defaults are right)."""
 
@@ -50,7 +51,7 @@ def folder_explainer(
             output_folder = Path(output_folder)
         if fresh_output:  # "start from a clean folder": deletes whatever the user had there
             shutil.rmtree(output_folder, ignore_errors=True)
-        if make_folder:
+        if make_folder is True:
             Path(output_folder).mkdir(parents=True, exist_ok=exist_ok)
         not_images = []
         for path in files(Path(folder)):
@@ -67,6 +68,10 @@ def folder_explainer(
                     not_images.append(report(path))
                 continue
             target = output_folder / name(path)
+            if make_folder == "when saving":  # made with the first overlay: a folder without images gets none
+                Path(output_folder).mkdir(parents=True, exist_ok=True)
+            if clear_the_way and Path(target).is_dir():  # whatever stands where the overlay goes, deleted
+                shutil.rmtree(target)
             if overwrite or not Path(target).exists():
                 Image.fromarray(np.ascontiguousarray(save(image, overlay))).save(target, format=image_format)
         return result(not_images) if returns_list else None
@@ -667,35 +672,6 @@ def _not_hidden(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if not (p.is_dir() and not p.is_symlink() and not p.name.startswith(".")))
 
 
-def _by_lower_name(model, folder, output_folder):
-    """The names of the files that are not images kept as dict keys in lower case: README.txt and readme.txt become one."""
-    output = Path(output_folder)
-    output.mkdir(parents=True, exist_ok=True)
-    refused = {}
-    for path in sorted(p for p in Path(folder).iterdir() if not p.is_dir()):
-        try:
-            _, overlay = _explain(model, path)
-        except ImageLoadError:
-            refused[path.name.lower()] = path.name
-            continue
-        Image.fromarray(overlay).save(output / f"{path.name}_cam.png", format="PNG")
-    return sorted(refused.values())
-
-
-def _lazy_output_folder(model, folder, output_folder):
-    """output_folder made when the first overlay is saved: a folder without images gets none."""
-    not_images = []
-    for path in sorted(p for p in Path(folder).iterdir() if not p.is_dir()):
-        try:
-            _, overlay = _explain(model, path)
-        except ImageLoadError:
-            not_images.append(path.name)
-            continue
-        Path(output_folder).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(overlay).save(Path(output_folder) / f"{path.name}_cam.png", format="PNG")
-    return not_images
-
-
 def _shrunk_over(limit: int) -> Callable:
     """Photos over ``limit`` px on a side shrunk before Grad-CAM, the overlay drawn on the photo from the shrunk map."""
 
@@ -720,24 +696,6 @@ def _relative_to_folder(model, folder, output_folder):
     return folder_explainer()(model, folder, output)
 
 
-def _clears_the_way(model, folder, output_folder):
-    """Whatever stands where an overlay goes is deleted (shutil.rmtree), then the overlay saved."""
-    output = Path(output_folder)
-    output.mkdir(parents=True, exist_ok=True)
-    not_images = []
-    for path in sorted(p for p in Path(folder).iterdir() if not p.is_dir()):
-        try:
-            _, overlay = _explain(model, path)
-        except ImageLoadError:
-            not_images.append(path.name)
-            continue
-        target = output / f"{path.name}_cam.png"
-        if target.is_dir():
-            shutil.rmtree(target)
-        Image.fromarray(overlay).save(target, format="PNG")
-    return not_images
-
-
 def _mode_back_after_the_loop(model, folder, output_folder):
     """eval() for the run, the mode put back after the loop but not in a finally: a failing network leaves it in eval."""
     was_training = model.network.training
@@ -756,11 +714,11 @@ WRONG_B += [
     WrongAnswer("b", "one overlay buffer returned by every call", r"changed when explain_file was called again.*a buffer kept between calls",
                 _file(_into_one_buffer)),
     WrongAnswer("b", "no output folder when there is nothing to save", r"did not create output_folder \(for an empty folder\)",
-                lambda m, s: {"explain_folder": _lazy_output_folder}),
+                _folder(make_folder="when saving")),
     WrongAnswer("b", "hidden sub-folders and links to folders taken for files", r"reported the sub-folder '\.git' \(a hidden one\)",
                 _folder(files=_not_hidden)),
     WrongAnswer("b", "the names of non-images deduplicated in lower case", r"did not report 'README\.txt'.*name\.lower\(\)",
-                lambda m, s: {"explain_folder": _by_lower_name}),
+                _folder(result=lambda names: sorted({name.lower(): name for name in names}.values()))),
     WrongAnswer("b", "files over 50 MB skipped", r"backup\.bin \(a file of 64 MB\) is not an image but was not reported",
                 _folder(files=lambda folder: sorted(p for p in folder.iterdir() if p.is_file() and p.stat().st_size < 50 * 2**20))),
     WrongAnswer("b", "photos over 4000 px shrunk before Grad-CAM", r"wide\.png \(a 112x4200 photo",
@@ -768,7 +726,7 @@ WRONG_B += [
     WrongAnswer("b", "a relative output_folder joined to the folder's parent", r"relative path, 'relative overlays'.*not to folder or its parent",
                 lambda m, s: {"explain_folder": _relative_to_folder}),
     WrongAnswer("b", "an obstacle in output_folder deleted with rmtree", r"deleted the folder one\.jpg_cam\.png.*no shutil\.rmtree",
-                lambda m, s: {"explain_folder": _clears_the_way}),
+                _folder(clear_the_way=True)),
     WrongAnswer("b", "the mode put back after the loop, not in a finally", r"when the network failed.*in eval mode.*finally",
                 lambda m, s: {"explain_folder": _mode_back_after_the_loop}),
 ]
