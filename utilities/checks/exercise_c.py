@@ -337,11 +337,9 @@ _GEOMETRIC, _COLOUR, _SCALE = "moves or resizes the pixels", "changes its colour
 _MOVES = "moves the pixels besides resizing them"
 
 
-def _commutes_with_shuffle(run: Callable, image: torch.Tensor, generator: torch.Generator) -> bool | None:
-    """Whether the function gives an image of the same size that commutes with a random shuffle of the pixels.
-
-    None if it fails or gives no tensor of the same size.
-    """
+def _against_shuffle(run: Callable, image: torch.Tensor, generator: torch.Generator) -> str | None:
+    """What the function does to a random shuffle of the pixels: "kept" (it commutes with it: a pointwise function),
+    "moved" (it does not: a flip, crop or shift), "other size" (its output is not the image's size), None (it fails)."""
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     height, width = image.shape[-2:]
     order = torch.randperm(height * width, generator=generator)
@@ -350,9 +348,10 @@ def _commutes_with_shuffle(run: Callable, image: torch.Tensor, generator: torch.
     if not (isinstance(plain, torch.Tensor) and isinstance(shuffled, torch.Tensor)):
         return None
     if plain.shape != shuffled.shape or plain.shape[-2:] != image.shape[-2:]:
-        return None
+        return "other size"
     moved = (shuffle(plain).double() - shuffled.double()).abs().max()
-    return float(moved) <= (1.0 if not plain.dtype.is_floating_point else 1e-4 * max(1.0, float(plain.double().abs().max())))
+    tolerance = 1.0 if not plain.dtype.is_floating_point else 1e-4 * max(1.0, float(plain.double().abs().max()))
+    return "kept" if float(moved) <= tolerance else "moved"
 
 
 def _moves_besides_resizing(run: Callable, given: torch.Tensor, result: torch.Tensor, generator: torch.Generator,
@@ -374,7 +373,7 @@ def _moves_besides_resizing(run: Callable, given: torch.Tensor, result: torch.Te
         return False  # a function that fails on another image is judged elsewhere
     size = tuple(again.shape[-2:])
     if size == (out_height, out_width):
-        return _commutes_with_shuffle(run, image, generator) is False
+        return _against_shuffle(run, image, generator) == "moved"
     by_factor = (abs(size[0] - out_height * out_height / height) <= 1 and abs(size[1] - out_width * out_width / width) <= 1)
     return not by_factor
 
@@ -408,19 +407,10 @@ def _lambda_changes(lambda_step: Any, given: Any, result: Any, seed: int = 5) ->
         if _moves_besides_resizing(run, given, result, generator, integer):
             changes.append(_MOVES)
     else:
-        height, width = given.shape[-2:]
         noise = torch.randint(1, 255, tuple(given.shape), generator=generator).to(torch.float32)
         image = noise.to(given.dtype) if integer else (noise / 255).to(given.dtype)
-        order = torch.randperm(height * width, generator=generator)
-        shuffle = lambda x: x.flatten(-2)[..., order].reshape(x.shape)  # noqa: E731
-        plain, shuffled = run(image), run(shuffle(image))
-        if isinstance(plain, torch.Tensor) and isinstance(shuffled, torch.Tensor):
-            if plain.shape != shuffled.shape or plain.shape[-2:] != image.shape[-2:]:
-                changes.append(_GEOMETRIC)
-            else:
-                moved = (shuffle(plain).double() - shuffled.double()).abs().max()
-                if float(moved) > (1.0 if not plain.dtype.is_floating_point else 1e-4 * max(1.0, float(plain.double().abs().max()))):
-                    changes.append(_GEOMETRIC)
+        if _against_shuffle(run, image, generator) in ("moved", "other size"):
+            changes.append(_GEOMETRIC)
     colour = torch.tensor([96.0, 144.0, 200.0])
     uniform = colour[:, None, None].expand(given.shape).clone()
     uniform = uniform.to(given.dtype) if integer else (uniform / 255).to(given.dtype)
@@ -539,24 +529,25 @@ def _channels_last(tensor: Any) -> bool:
     return isinstance(tensor, torch.Tensor) and tensor.ndim == 3 and tensor.shape[-1] in (1, 3) and tensor.shape[0] not in (1, 3)
 
 
-def _random_step(checker: Checker, changed_preprocess: Callable, photo: np.ndarray, tensor: Any) -> bool:
-    """Whether changed_preprocess gives another tensor on a second call on the same photo, under another random seed.
+def _random_step(checker: Checker, changed_preprocess: Callable, photo: np.ndarray, tensor: Any) -> tuple[bool, torch.Tensor | None]:
+    """Whether changed_preprocess gives another tensor on a second call on the same photo, under another random seed;
+    and the state of torch's generator after that call (None if there was none), to compare with the first call's.
 
     A random step (a Random... transform, ElasticTransform, noise from torch.randn) leaves the class the model
     predicts undetermined. Errors and other kinds of results are judged elsewhere: not random.
     """
     if not isinstance(tensor, torch.Tensor):
-        return False
+        return False, None
     torch.manual_seed(12345)
     try:
         with recorded_steps():
             again = checker.quiet_call(changed_preprocess, photo.copy())
-        _random_step.end_state = torch.random.get_rng_state()  # type: ignore[attr-defined]
+        end_state = torch.random.get_rng_state()
     finally:
         torch.manual_seed(0)
     if not isinstance(again, torch.Tensor) or again.shape != tensor.shape:
-        return isinstance(again, torch.Tensor)
-    return not torch.allclose(again.detach().float(), tensor.detach().float(), atol=1e-5)
+        return isinstance(again, torch.Tensor), end_state
+    return not torch.allclose(again.detach().float(), tensor.detach().float(), atol=1e-5), end_state
 
 
 def _outside_steps(tensor: Any, replayed: torch.Tensor | None) -> str:
@@ -909,7 +900,6 @@ def check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: Any
     with recorded_steps() as steps:
         ok, tensor = checker.call(changed_preprocess, given)
     end_state = torch.random.get_rng_state()
-    _random_step.end_state = None  # type: ignore[attr-defined]
     predicted: list[str] = []
     one_change = False
     random_step = False
@@ -951,8 +941,7 @@ def check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: Any
                 steps = with_second_changes(steps)
                 one_change = _check_steps(checker, reference, steps, outside, functionals)
         _check_whole_photo(checker, changed_preprocess, coffee, tensor, seed, steps)
-        random_step = well_formed and _random_step(checker, changed_preprocess, coffee, tensor)
-        again_state = getattr(_random_step, "end_state", None)
+        random_step, again_state = _random_step(checker, changed_preprocess, coffee, tensor) if well_formed else (False, None)
         if again_state is not None and torch.equal(again_state, end_state):
             # Two calls begun from different seeds end in the same state of torch's generator: it was reseeded.
             checker.note_side_effect(
