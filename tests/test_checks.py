@@ -289,6 +289,19 @@ def test_an_argument_changed_in_place_is_named_and_put_back(lite_model):
     assert "tidy changed the array it was given as argument 2 (image), in place (its values)" in result.problems[0]
 
 
+def test_a_noted_side_effect_is_pending_until_the_next_passing_check_and_stays_noted():
+    from utilities.checks._common import Checker
+
+    checker = Checker("x", 2, catch_not_implemented=False)
+    assert not checker.noted("mode") and checker.pending_side_effect == ""
+    checker.note_side_effect("mode", "left in training mode")
+    checker.note_side_effect("state", "weights changed")  # a second cause: noted, but the first message waits
+    assert checker.noted("mode") and checker.noted("state") and checker.pending_side_effect == "left in training mode"
+    checker.require("first", True, "")
+    assert checker.pending_side_effect == "" and checker.noted("mode")  # reported once, still noted
+    assert checker.result.problems == ["left in training mode"]
+
+
 def test_exercise_f_made_up_network_maps_brightness_and_the_cases_hold_every_edge():
     # The check's made-up network: Grad-CAM of "light" is ReLU(the mean of each 8 x 8 patch of the input) / (h w),
     # of "dark" ReLU(-mean) / (h w); its cases hold an all-zero map, a map of total mass below 1, a box covering

@@ -241,6 +241,15 @@ class Checker:
             self._reported.add(cause)
             self._side_effect = self._side_effect or message
 
+    def noted(self, cause: str) -> bool:
+        """Whether a side effect of this cause was noted (reported already, or waiting for the next check)."""
+        return cause in self._reported
+
+    @property
+    def pending_side_effect(self) -> str:
+        """The side effect noted and not reported yet (it fails the next check that passes), or ""."""
+        return self._side_effect
+
     def before_call(self, function: Callable, args: Sequence[Any], watch_inputs: bool = True,
                     described: Mapping[int, str] | None = None) -> _CallState:
         """Copies of the arguments; on each watched network, a hook of the check's own that does nothing but note.

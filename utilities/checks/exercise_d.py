@@ -287,7 +287,7 @@ def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedMode
                               described=_SHARES_ARGUMENTS)
     mask_edited = 3 in checker.changed_arguments
     # The network's weights or batch-norm statistics changed by this call (the checker restores them afterwards).
-    model_changed = "state" in getattr(checker, "_reported", ())
+    model_changed = checker.noted("state")
     if not ok:
         checker.skip(later, "localisation_shares failed")
         return False

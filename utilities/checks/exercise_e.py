@@ -547,9 +547,9 @@ def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, cl
     with recorded_calls(COMBINING_CALLS) as combining, recorded_calls(BACKWARD_CALLS) as backward:
         ok, answer, error, left = _attempt(checker, class_activation_maps, model, image, explain=_explain(references))
     # A forward pass in training mode changes the maps too: that cause is said once (a pending side effect, or a problem).
-    trained = any("training mode" in found for found in [*checker.result.problems[before:], getattr(checker, "_side_effect", "")])
-    weights_changed = any("changed the network's weights" in found
-                          for found in [*checker.result.problems[before:], getattr(checker, "_side_effect", "")])
+    found_here = [*checker.result.problems[before:], checker.pending_side_effect]
+    trained = any("training mode" in found for found in found_here)
+    weights_changed = any("changed the network's weights" in found for found in found_here)
     forward_passes = checker.forward_passes
     if not ok:
         checker.require(_CHECKS[0], False, error)
