@@ -461,15 +461,18 @@ def _flipped_second_photo() -> np.ndarray:
     return np.ascontiguousarray(_second_photo()[:, ::-1])
 
 
+def _raw_gradcams(model: LoadedModel, image: np.ndarray, names: Sequence[str]) -> torch.Tensor:
+    """Grad-CAM's cells at layer4 of each class in ``names`` (each from its logit), before the ReLU: (K, h, w)."""
+    scores = {str(k): (lambda logits, index=model.class_index(name): logits[0, index]) for k, name in enumerate(names)}
+    activations, gradients = layer_gradients(model, image, ["layer4"], scores)
+    return torch.stack([gradcam_from(activations["layer4"], gradients[str(k)]["layer4"]) for k in range(len(names))])
+
+
 def _second_reference(model: LoadedModel, names: Sequence[str] = SECOND_CLASSES, flipped: bool = False) -> list[torch.Tensor]:
     """Grad-CAM at layer4 of ``names`` on the second photo (``flipped``: mirrored left to right), (K, H, W) at its size,
     in both placements."""
-    indices = [model.class_index(name) for name in names]
-    scores = {str(k): (lambda logits, index=index: logits[0, index]) for k, index in enumerate(indices)}
     photo = _flipped_second_photo() if flipped else _second_photo()
-    activations, gradients = layer_gradients(model, photo, ["layer4"], scores)
-    raw = torch.stack([gradcam_from(activations["layer4"], gradients[str(k)]["layer4"]) for k in range(len(indices))]).clamp(min=0)
-    return _finish(raw, SECOND_SIZE, _centres(model, photo))
+    return _finish(_raw_gradcams(model, photo, names).clamp(min=0), SECOND_SIZE, _centres(model, photo))
 
 
 def _check_second_photo(model: LoadedModel, cams_for_classes: Callable, checker: Checker, first: torch.Tensor | None = None) -> str:
@@ -625,9 +628,7 @@ def weak_class_model() -> tuple[LoadedModel, list[str]]:
     network = copy.deepcopy(toy.network)
     image = made_up_image()
     indices = [toy.class_index(name) for name in CLASSES]
-    scores = {str(k): (lambda logits, index=index: logits[0, index]) for k, index in enumerate(indices)}
-    activations, gradients = layer_gradients(toy, image, ["layer4"], scores)
-    raw = torch.stack([gradcam_from(activations["layer4"], gradients[str(k)]["layer4"]) for k in range(len(indices))]).clamp(min=0)
+    raw = _raw_gradcams(toy, image, CLASSES).clamp(min=0)
     ranges = raw.flatten(1).amax(1) - raw.flatten(1).amin(1)
     strong, weak = (int(k) for k in ranges.argsort(descending=True)[:2])  # both above 0 on this network and image
     with torch.no_grad():
@@ -648,10 +649,7 @@ def _check_weak_class(cams_for_classes: Callable, checker: Checker) -> str:
     size = tuple(image.shape[:2])
     if cams is None or tuple(cams.shape) != (len(names), *size) or not bool(torch.isfinite(cams).all()):
         return ""  # an error is reported by the call; a wrong form or NaN by the other checks
-    scores = {str(k): (lambda logits, index=toy.class_index(name): logits[0, index]) for k, name in enumerate(names)}
-    activations, gradients = layer_gradients(toy, image, ["layer4"], scores)
-    raw = torch.stack([gradcam_from(activations["layer4"], gradients[str(k)]["layer4"]) for k in range(len(names))])
-    right = _finish(raw.clamp(min=0), size, _centres(toy, image))
+    right = _finish(_raw_gradcams(toy, image, names).clamp(min=0), size, _centres(toy, image))
     difference = _closest(cams[1:], [r[1:] for r in right])
     if difference < TOLERANCE or _closest(cams[:1], [r[:1] for r in right]) >= TOLERANCE:
         return ""  # right, or wrong on this network for the class of ordinary range too: not a matter of the range
