@@ -9,7 +9,11 @@ jobs each kernel gets its share of the cores as PyTorch threads (2 kernels with
 first, by the time their committed run took, so that no long lesson starts last
 while the other kernels sit idle. Runs with the bundled model (``GRADCAM_MODEL=efficientnet_lite0``),
 the model nbval uses, so committed outputs and test runs agree, and with static
-figures in place of widgets (``GRADCAM_NONINTERACTIVE=1``).
+figures in place of widgets (``GRADCAM_NONINTERACTIVE=1``). Lessons 10 and 10b
+train small models, which ``train_classifier`` keeps in a cache on disk: a run
+starts with an empty one of its own (unless ``GRADCAM_TRAINING_CACHE`` is set),
+shared by its notebooks, so committed outputs and times are those of a run from
+scratch, in which 10b loads 10's models.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime
@@ -94,8 +99,10 @@ def main(argv: list[str]) -> int:
     longest_first = sorted(notebooks, key=committed_seconds, reverse=True) if arguments.jobs > 1 else notebooks
     total = 0.0
     start = time.perf_counter()
+    fresh_cache = tempfile.TemporaryDirectory(prefix="trained-models-")
+    os.environ.setdefault("GRADCAM_TRAINING_CACHE", fresh_cache.name)  # see utilities.planted
     # Threads suffice: each notebook's work happens in its own kernel process.
-    with ThreadPoolExecutor(max_workers=arguments.jobs) as pool:
+    with fresh_cache, ThreadPoolExecutor(max_workers=arguments.jobs) as pool:
         futures = {pool.submit(execute, path): path for path in longest_first}
         for future in as_completed(futures):  # printed as each finishes
             path, seconds = futures[future], future.result()

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from utilities import grad_cam
 from utilities.planted import (
+    CACHE_VARIABLE,
     CAST,
     CLASSES,
     SCENE_SIZE,
@@ -17,8 +22,21 @@ from utilities.planted import (
     as_loaded_model,
     make_scenes,
     to_tensor,
+    training_cache_dir,
     train_classifier,
 )
+
+
+@pytest.fixture(autouse=True)
+def cache_folder(tmp_path, monkeypatch):
+    # Each test its own cache of trained models: none is loaded from another test's, or from the user's.
+    folder = tmp_path / "trained"
+    monkeypatch.setenv(CACHE_VARIABLE, str(folder))
+    return folder
+
+
+def same_weights(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
 def test_the_same_seed_draws_the_same_scenes_and_another_seed_others():
@@ -115,7 +133,7 @@ def test_training_is_reproducible_lowers_the_loss_and_leaves_eval_mode():
 
     torch.manual_seed(1)
     untrained = loss(SmallCNN())
-    first, again = (train_classifier(scenes, seed=1, epochs=3) for _ in range(2))
+    first, again = (train_classifier(scenes, seed=1, epochs=3, cache=False) for _ in range(2))
     assert not first.training
     for a, b in zip(first.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)
@@ -136,12 +154,75 @@ def test_training_pins_its_thread_count_and_puts_the_callers_back():
     previous = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = train_classifier(scenes, seed=2, epochs=1)
+        one = train_classifier(scenes, seed=2, epochs=1, cache=False)
         assert torch.get_num_threads() == 1
         torch.set_num_threads(3)
-        three = train_classifier(scenes, seed=2, epochs=1)
+        three = train_classifier(scenes, seed=2, epochs=1, cache=False)
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(previous)
     for a, b in zip(one.state_dict().values(), three.state_dict().values()):
         assert torch.equal(a, b), "the caller's thread count changed the trained model"
+
+
+def test_a_cached_model_is_the_model_training_gives_and_is_loaded_not_trained_again(cache_folder):
+    scenes = make_scenes(64, 4, stamp_on="vertical bar")
+    fresh = train_classifier(scenes, seed=3, epochs=1, cache=False)
+    first = train_classifier(scenes, seed=3, epochs=1)
+    assert not first.from_cache and len(list(cache_folder.glob("*.pt"))) == 1
+    second = train_classifier(scenes, seed=3, epochs=1)
+    assert second.from_cache and not second.training
+    assert same_weights(fresh, first) and same_weights(fresh, second)
+
+
+@pytest.mark.parametrize("change", ["scenes", "labels", "seed", "epochs", "width", "batch_size", "learning_rate"])
+def test_anything_the_weights_depend_on_trains_another_model(change, cache_folder):
+    scenes = make_scenes(32, 5, stamp_on="vertical bar")
+    settings = {"seed": 0, "epochs": 1, "width": 4, "batch_size": 16, "learning_rate": 3e-3}
+    train_classifier(scenes, **settings)
+    if change == "scenes":
+        scenes = make_scenes(32, 6, stamp_on="vertical bar")
+    elif change == "labels":
+        scenes = type(scenes)(scenes.images, 1 - scenes.labels, scenes.stamp_boxes, scenes.bar_boxes, scenes.cast)
+    else:
+        settings[change] = {"seed": 1, "epochs": 2, "width": 8, "batch_size": 8, "learning_rate": 1e-3}[change]
+    assert not train_classifier(scenes, **settings).from_cache
+    assert len(list(cache_folder.glob("*.pt"))) == 2
+
+
+def test_a_damaged_cache_file_is_trained_again_and_replaced(cache_folder):
+    scenes = make_scenes(32, 7)
+    fresh = train_classifier(scenes, seed=0, epochs=1)
+    (path,) = cache_folder.glob("*.pt")
+    path.write_bytes(path.read_bytes()[:100])  # as a disk that filled up would leave it
+    again = train_classifier(scenes, seed=0, epochs=1)
+    assert not again.from_cache and same_weights(fresh, again)
+    assert train_classifier(scenes, seed=0, epochs=1).from_cache
+
+
+def test_a_cache_that_cannot_be_written_is_skipped(tmp_path, monkeypatch):
+    blocked = tmp_path / "a file, not a folder"
+    blocked.write_text("")
+    monkeypatch.setenv(CACHE_VARIABLE, str(blocked / "trained"))
+    network = train_classifier(make_scenes(32, 8), seed=0, epochs=1)
+    assert not network.from_cache and not network.training
+
+
+def test_the_cache_folder_follows_the_variable_and_else_the_users_cache(monkeypatch, tmp_path):
+    assert training_cache_dir() == tmp_path / "trained"
+    monkeypatch.delenv(CACHE_VARIABLE)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert training_cache_dir() == tmp_path / "xdg" / "gradcam-course" / "planted"
+
+
+def test_two_processes_asking_for_the_same_model_at_once_train_it_once(cache_folder):
+    # Two kernels (lessons 10 and 10b side by side): one trains, the other waits for its lock and loads the weights.
+    program = (
+        "from utilities.planted import make_scenes, train_classifier\n"
+        "print(train_classifier(make_scenes(256, 9, stamp_on='vertical bar'), seed=0, epochs=2).from_cache)"
+    )
+    root = Path(__file__).resolve().parents[1]
+    runs = [subprocess.Popen([sys.executable, "-c", program], cwd=root, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    answers = sorted(run.communicate(timeout=600)[0].strip() for run in runs)
+    assert answers == ["False", "True"], answers
+    assert len(list(cache_folder.glob("*.pt"))) == 1

@@ -8,6 +8,12 @@ share of the area. A **colour cast** can be planted instead: a cue spread over
 the whole image, which no box holds. Everything is drawn from a seed, so a
 data set is the same on every machine.
 
+:func:`train_classifier` keeps each model it trains in a cache on disk, keyed
+by everything the weights depend on (the scenes, the settings, this module's
+code, PyTorch's version and the CPU's kind), so lesson 10b reuses lesson 10's
+models instead of training them again; two kernels that ask for the same model
+at once train it once.
+
 :class:`SmallCNN` has ResNet50's interface (``layer1`` .. ``layer4``,
 ``avgpool``, ``fc``), so every helper of the course explains it once wrapped by
 :func:`as_loaded_model`; ``layer4`` is an 8 x 8 grid of cells 8 pixels apart.
@@ -15,21 +21,30 @@ data set is the same on every machine.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import pickle
+import platform
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 from torch import nn
 
 from .models import LoadedModel
 
 __all__ = [
+    "CACHE_VARIABLE",
     "CAST",
     "CLASSES",
     "SCENE_SIZE",
     "STAMP_SIZE",
     "TRAINING_THREADS",
     "Scenes",
+    "training_cache_dir",
     "SmallCNN",
     "accuracy",
     "as_loaded_model",
@@ -52,6 +67,9 @@ TRAINING_THREADS = 2
 
 #: The colour cast added to a scene's (R, G, B) values: warmer, less blue.
 CAST = (25.0, 0.0, -25.0)
+
+#: Environment variable naming the folder of trained models (default: ``gradcam-course/planted`` in the user's cache).
+CACHE_VARIABLE = "GRADCAM_TRAINING_CACHE"
 
 _MEAN, _STD = (0.5,) * 3, (0.25,) * 3
 _SCENES_PER_BLOCK = 64
@@ -223,10 +241,37 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return pixels.sub_(mean).div_(std)  # in place: one float copy of the scenes, not three
 
 
+def training_cache_dir() -> Path:
+    """The folder :func:`train_classifier` keeps trained models in: ``$GRADCAM_TRAINING_CACHE`` if set, else the user's cache."""
+    if os.environ.get(CACHE_VARIABLE):
+        return Path(os.environ[CACHE_VARIABLE])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gradcam-course" / "planted"
+
+
+def _cache_key(scenes: Scenes, settings: tuple) -> str:
+    digest = hashlib.sha256()
+    for array in (scenes.images, scenes.labels):
+        digest.update(str((array.dtype, array.shape)).encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    # The weights also depend on the code that trains them, PyTorch's kernels and the CPU's instructions:
+    # a change of any of them trains a new model rather than load one that this code would not give.
+    digest.update(Path(__file__).read_bytes())
+    machine = (torch.__version__, platform.machine(), torch.backends.cpu.get_cpu_capability(), TRAINING_THREADS)
+    digest.update(repr((settings, machine)).encode())
+    return digest.hexdigest()[:32]
+
+
 def train_classifier(
-    scenes: Scenes, seed: int, *, epochs: int = 4, width: int = 16, batch_size: int = 64, learning_rate: float = 3e-3
+    scenes: Scenes,
+    seed: int,
+    *,
+    epochs: int = 4,
+    width: int = 16,
+    batch_size: int = 64,
+    learning_rate: float = 3e-3,
+    cache: bool = True,
 ) -> SmallCNN:
-    """Train a fresh :class:`SmallCNN` on ``scenes`` with Adam and cross-entropy.
+    """Train a fresh :class:`SmallCNN` on ``scenes`` with Adam and cross-entropy, or load the one trained before.
 
     Args:
         scenes: the training set.
@@ -235,12 +280,47 @@ def train_classifier(
         width: see :class:`SmallCNN`.
         batch_size: scenes per step.
         learning_rate: Adam's step size.
+        cache: keep the trained weights in :func:`training_cache_dir`, and load them from there when the
+            same scenes, settings, code, PyTorch and CPU kind trained them before (the same weights, without
+            the training's seconds). ``False`` always trains. A cache that cannot be written is skipped.
 
     Returns:
-        The trained network, in eval mode. It trains with :data:`TRAINING_THREADS`
-        threads (the caller's setting is put back), so that a seed gives the same
+        The trained network, in eval mode; ``network.from_cache`` says whether it was loaded. It trains with
+        :data:`TRAINING_THREADS` threads (the caller's setting is put back), so that a seed gives the same
         model on any machine with the same kind of CPU.
     """
+    settings = (seed, epochs, width, batch_size, learning_rate)
+    if not cache:
+        return _train(scenes, *settings)
+    path = training_cache_dir() / f"{_cache_key(scenes, settings)}.pt"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(f"{path}.lock", timeout=600)
+        lock.acquire()  # another kernel training the same model: wait for it, then load its weights
+    except (OSError, Timeout):
+        return _train(scenes, *settings)  # no usable cache: train as if there were none
+    try:
+        if path.exists():
+            try:
+                network = SmallCNN(width=width)
+                network.load_state_dict(torch.load(path, weights_only=True))
+                network.from_cache = True
+                return network.eval()
+            except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):  # a damaged file (a run killed while writing cannot leave one, see below): train again
+                pass
+        network = _train(scenes, *settings)
+        try:
+            with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".part", delete=False) as part:
+                torch.save(network.state_dict(), part)
+            os.replace(part.name, path)  # atomic: a reader sees no file or a whole one
+        except OSError:
+            pass
+        return network
+    finally:
+        lock.release()
+
+
+def _train(scenes: Scenes, seed: int, epochs: int, width: int, batch_size: int, learning_rate: float) -> SmallCNN:
     torch.manual_seed(seed)
     network = SmallCNN(width=width)
     inputs, labels = to_tensor(scenes.images), torch.from_numpy(scenes.labels)
@@ -263,6 +343,7 @@ def train_classifier(
                     optimiser.step()
     finally:
         torch.set_num_threads(threads)
+    network.from_cache = False
     return network.eval()
 
 
