@@ -41,8 +41,10 @@ def _memoised(function: Callable) -> Callable:
     def remembered(*args):
         key = _key(args)
         if key not in memory:
-            memory[key] = function(*args)
-        return copy.deepcopy(memory[key])
+            # The arguments are kept with the result: a model's key holds its network's id, which a network made
+            # later could reuse once this one is gone (the checks build networks of their own per call).
+            memory[key] = (args, function(*args))
+        return copy.deepcopy(memory[key][1])
 
     return remembered
 

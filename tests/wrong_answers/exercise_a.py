@@ -610,7 +610,7 @@ def _near_tie(cams, class_names):
 WRONG_A += [
     # a fresh student's round 11: passed the check before, or got a message that named another cause
     WrongAnswer("a", "dominant_class: masses summed in float16", r"the masses lose precision, as in float16", _dominant(_half_masses)),
-    WrongAnswer("a", "weighted sum in bfloat16, cast back", r"a step ran in low precision \(float16 or bfloat16",
+    WrongAnswer("a", "weighted sum in bfloat16, cast back", r"a step changes them slightly. A step in low precision \(float16 or bfloat16",
                 lambda m, s: {"cams_for_classes": _bfloat16_sum}),
     WrongAnswer("a", "dominant_class: the middle column of an odd width in neither half", r"the middle column is in neither half",
                 _dominant(_middle_skipped)),
@@ -661,4 +661,57 @@ WRONG_A += [
                 _dominant(_weak_values_dropped)),
     WrongAnswer("a", "receptive-field centres for the image's size", r"Here the centres are for the image's size, \(176, 352\)",
                 _cams(placement="image centres")),
+]
+
+
+_KEPT_BY_PIXELS: dict = {}
+_KEPT_ANSWERS: dict = {}
+
+
+def _cached_by_pixels(model, image, class_names):
+    """Maps kept by the class names and the image's pixels, not the model: another network gets the first one's maps."""
+    key = (tuple(class_names), np.asarray(image).tobytes(), np.asarray(image).shape)
+    if key not in _KEPT_BY_PIXELS:
+        _KEPT_BY_PIXELS[key] = hand_cams(model, image, class_names)
+    return _KEPT_BY_PIXELS[key].clone()
+
+
+def _dominant_kept_by_shape(cams, class_names):
+    """dominant_class kept by the class names and the maps' shape: other maps of that shape get the first answer."""
+    key = (tuple(class_names), tuple(cams.shape))
+    if key not in _KEPT_ANSWERS:
+        left, right = _sums(cams)
+        _KEPT_ANSWERS[key] = {"left": class_names[int(left.argmax())], "right": class_names[int(right.argmax())]}
+    return dict(_KEPT_ANSWERS[key])
+
+
+WRONG_A += [
+    # round 12: caches that miss an argument
+    WrongAnswer("a", "maps kept by class names and pixels, not the model (another network gets stale maps)",
+                r"given another network.*a cache keyed by the image and the names, not the model",
+                lambda m, s: {"cams_for_classes": _cached_by_pixels}),
+    WrongAnswer("a", "dominant_class kept by class names and the maps' shape", r"mirrored left to right.*a cache keyed by the class names or the maps' shape",
+                _dominant(_dominant_kept_by_shape)),
+]
+
+
+def _small_values_zeroed(model, image, class_names):
+    """Values below 0.02 of the normalised maps set to 0 ("denoising")."""
+    maps = hand_cams(model, image, class_names)
+    return torch.where(maps < 0.02, torch.zeros_like(maps), maps)
+
+
+def _top_class_for_others(model, image, class_names):
+    """Two classes looked up by name, every other name given the top class's map (a fallback)."""
+    with torch.no_grad():
+        top = model.class_names[int(model.network(model.to_input(image)).argmax())]
+    return hand_cams(model, image, [name if name in ("espresso", "Egyptian cat") else top for name in class_names])
+
+
+WRONG_A += [
+    # round 12: messages that named another cause
+    WrongAnswer("a", "every class but two given the top class's map", r"the Grad-CAMs of other classes",
+                lambda m, s: {"cams_for_classes": _top_class_for_others}),
+    WrongAnswer("a", "small values of the maps set to 0", r"except where Grad-CAM is small: there yours are 0",
+                lambda m, s: {"cams_for_classes": _small_values_zeroed}),
 ]

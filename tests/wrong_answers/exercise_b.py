@@ -743,3 +743,37 @@ WRONG_B += [
     WrongAnswer("b", "output_folder's permissions changed (chmod 777)", r"changed the permissions of output_folder.*0o777",
                 lambda m, s: {"explain_folder": _opened_up}),
 ]
+
+
+def _unguarded_min_max(model, path):
+    """The raw map scaled by (x - min) / (max - min) by hand, with no guard: 0 / 0 (NaN) for a map with no range."""
+    image = load_image(path)
+    result = grad_cam(model, image)
+    raw = result.raw[0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scaled = (raw - raw.min()) / (raw.max() - raw.min())
+    return result.class_names[0], overlay_cam(image, scaled)
+
+
+WRONG_B += [
+    # round 12: a map with no range
+    WrongAnswer("b", "the raw map scaled by hand with no guard (NaN for a map with no range)",
+                r"Grad-CAM of the top class is zero everywhere.*divides 0 by 0 there", _file(_unguarded_min_max)),
+]
+
+
+def _accumulating(right):
+    """The names gathered in one list kept between calls (a module-level list): every call's names pile up."""
+    reported = []
+
+    def explain_folder(model, folder, output_folder):
+        reported.extend(right(model, folder, output_folder))
+        return reported
+
+    return explain_folder
+
+
+WRONG_B += [
+    WrongAnswer("b", "the names gathered in a list kept between calls", r"\A(?!.{3000}).*names kept from an earlier call \(a list kept between calls",
+                lambda m, s: {"explain_folder": _accumulating(s["explain_folder"])}),
+]

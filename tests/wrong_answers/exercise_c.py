@@ -338,6 +338,11 @@ RIGHT_C += [
                 _named(lambda steps: [steps[0], v2.Resize(224, antialias=True), steps[2], v2.Resize(32, antialias=True), steps[3]])),
     RightAnswer("c", "a strong blur added at the end, GaussianBlur(21, sigma=8)",
                 _named(lambda steps: [*steps, v2.GaussianBlur(21, sigma=8.0)])),
+    # round 13: refused before, though right (a side rounded down, not to the nearest pixel)
+    RightAnswer("c", "Resize(size=None, max_size=40): the long side 40, the short side rounded down",
+                _named(lambda steps: [steps[0], v2.Resize(size=None, max_size=40, antialias=True), *steps[2:]])),
+    RightAnswer("c", "every 7th pixel on both axes (x[..., ::7, ::7]), the sides rounded up",
+                _named(lambda steps: [steps[0], v2.Lambda(lambda x: x[..., ::7, ::7]), *steps[2:]])),
 ]
 
 

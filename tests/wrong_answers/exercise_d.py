@@ -478,3 +478,46 @@ WRONG_D += [
                 r"changed the network \(its weights or batch-norm statistics, see above\) before computing them",
                 lambda model, solution: {"localisation_shares": _training_forward_first}),
 ]
+
+
+def _kept_by(key_of):
+    """The right shares, kept per ``key_of(model, image, class_name, object_mask)``: a cache that misses an argument."""
+    kept = {}
+
+    def build(model, solution):
+        right = solution["localisation_shares"]
+
+        def localisation_shares(model, image, class_name, object_mask):
+            key = key_of(model, image, class_name, object_mask)
+            if key not in kept:
+                kept[key] = right(model, image, class_name, object_mask)
+            return kept[key]
+
+        return {"localisation_shares": localisation_shares}
+
+    return build
+
+
+def _bounding_box(mask):
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    box = np.zeros_like(mask)
+    box[rows[0]:rows[-1] + 1, columns[0]:columns[-1] + 1] = True
+    return box
+
+
+WRONG_D += [
+    # round 12: a cache that misses an argument, a mask read by its columns, box or flipped, whole percents
+    WrongAnswer("d", "shares kept per image and class (a second mask gets the first mask's shares)",
+                r"another mask.*a result kept from an earlier call \(a cache keyed by the image or the class, not the mask\)",
+                _kept_by(lambda model, image, class_name, mask: (np.asarray(image).tobytes(), class_name))),
+    WrongAnswer("d", "shares kept per image, class and mask (another model gets the first model's shares)",
+                r"another network.*a cache not keyed by the model",
+                _kept_by(lambda model, image, class_name, mask: (np.asarray(image).tobytes(), class_name, np.asarray(mask).tobytes()))),
+    WrongAnswer("d", "the mask flipped upside down", r"another mask, an ellipse.*the mask flipped or transposed",
+                _grad_cam_shares(mask_of=lambda mask: mask[::-1])),
+    WrongAnswer("d", "the mask's columns only (a band of whole columns)", r"another mask, an ellipse.*not its columns or rows alone",
+                _grad_cam_shares(mask_of=lambda mask: np.broadcast_to(mask.any(axis=0), mask.shape))),
+    WrongAnswer("d", "the mask's bounding box", r"another mask, an ellipse.*its bounding box", _grad_cam_shares(mask_of=_bounding_box)),
+    WrongAnswer("d", "compared in whole percents", r"compared in whole percents",
+                _first(lambda shares, threshold=0.8: next((stage for stage in STAGES if int(shares[stage] * 100) >= int(threshold * 100)), None))),
+]

@@ -84,6 +84,17 @@ def _grad(function):
     return lambda model, solution: {"grad_cam_from_cams": function}
 
 
+def _kept_per_network(right):
+    kept = {}
+
+    def class_activation_maps(model, image):
+        if id(model.network) not in kept:  # "the maps of a network do not change": computed once per network
+            kept[id(model.network)] = right(model, image)
+        return kept[id(model.network)]
+
+    return class_activation_maps
+
+
 def _training_mode(right):
     def class_activation_maps(model, image):
         model.network.train()  # left in training mode: batch norm then uses and updates batch statistics
@@ -180,6 +191,14 @@ WRONG_E = [
                 _finish(lambda cams, model, image, logits: cams.clamp(min=0) / _cells(cams))),
     WrongAnswer("e", "ReLU applied", r"negative values are cut off \(a ReLU\): CAM has no ReLU",
                 _finish(lambda cams, model, image, logits: torch.relu(cams))),
+    WrongAnswer("e", "each map less its own mean (centred)", r"each map is CAM less its own mean",
+                _finish(lambda cams, model, image, logits: cams - cams.mean(dim=(1, 2), keepdim=True))),
+    WrongAnswer("e", "each map less its own minimum", r"each map is CAM less its own minimum",
+                _finish(lambda cams, model, image, logits: cams - cams.amin(dim=(1, 2), keepdim=True))),
+    WrongAnswer("e", "each map plus its class's logit", r"each map is CAM plus a constant of its own",
+                _finish(lambda cams, model, image, logits: cams + logits[:, None, None])),
+    WrongAnswer("e", "maps kept per network: a second image gets the first one's", r"^(?!.*squeeze)(?=.*a result kept from an earlier call)",
+                lambda model, solution: {"class_activation_maps": _kept_per_network(solution["class_activation_maps"])}),
     WrongAnswer("e", "each map min-max normalised", r"each map is normalised to \[0, 1\]",
                 _finish(lambda cams, model, image, logits: normalize_cams(cams))),
     WrongAnswer("e", "maps weighted by the probabilities", r"weighted by its class's probability",

@@ -109,6 +109,15 @@ def _changed(function, **changes):
     return box_reliance
 
 
+def _changed_with(function, **changes):
+    """Keys recomputed from the whole answer."""
+    def box_reliance(model, images, boxes, class_name):
+        answer = function(model, images, boxes, class_name)
+        return {**answer, **{key: change(answer) for key, change in changes.items()}}
+
+    return box_reliance
+
+
 def _threshold(function):
     """Maps whose total is below 1e-3 counted as empty, share 0.0 (the rest from the right answer)."""
 
@@ -177,10 +186,11 @@ def _torch_version(model, images, boxes, class_name):
         empty += int(total == 0)
         shares.append(cam[mask].sum() / total if total > 0 else torch.tensor(0.0))
         chance.append(mask.float().mean())
-    shares, chance = torch.stack(shares), torch.stack(chance)
-    median = shares.double().quantile(0.5)
-    return {"shares": shares, "chance": chance, "median": median, "above_chance": (shares > chance).double().mean(),
-            "ratio": median / chance.double().quantile(0.5), "empty": empty, "maps": "not asked for"}
+    shares, chance = torch.stack(shares).double(), torch.stack(chance).double()
+    median = shares.quantile(0.5)
+    return {"shares": shares.numpy(), "chance": chance.numpy(), "median": median.item(),
+            "above_chance": (shares > chance).double().mean().item(), "ratio": (median / chance.quantile(0.5)).item(),
+            "empty": empty, "maps": "not asked for"}
 
 
 WRONG_F = [
@@ -207,7 +217,7 @@ WRONG_F = [
     WrongAnswer("f", "measured on the raw cell grid", r"measured on the raw cell grid",
                 _f(map_of=_cells, share_of=_cell_share)),
     WrongAnswer("f", "mass in the box over the mass outside it", r"divide the mass inside the box by the mass outside it",
-                _f(share_of=lambda cam, box, total: _in_box(cam, *box) / max(total - _in_box(cam, *box), 1e-12))),
+                _f(share_of=lambda cam, box, total: _in_box(cam, *box) / (total - _in_box(cam, *box)) if total > _in_box(cam, *box) else 1.0)),
     WrongAnswer("f", "shares rounded to 2 decimals", r"rounded to 2 decimals",
                 _f(share_of=lambda cam, box, total: round(_in_box(cam, *box) / total, 2))),
     WrongAnswer("f", "map clipped at its mean", r"less its mean, clipped at 0",
@@ -250,7 +260,7 @@ WRONG_F = [
     WrongAnswer("f", "ratio over the first image's chance", r"ratio divides the median share by the first image's chance",
                 _f(ratio_of=lambda shares, chance: float(np.median(shares)) / float(chance[0]))),
     WrongAnswer("f", "above chance as a count", r"above_chance is a count of images",
-                _f(above_of=lambda shares, chance: int(np.sum(shares > chance)))),
+                _f(above_of=lambda shares, chance: float(np.sum(shares > chance)))),
     WrongAnswer("f", "ratio as the median of per-image ratios", r"ratio is the median of each image's share / chance",
                 _f(ratio_of=lambda shares, chance: float(np.median(shares / chance)))),
     WrongAnswer("f", "ratio upside down", r"ratio is upside down", _f(ratio_of=lambda shares, chance: float(np.median(chance) / np.median(shares)))),
@@ -276,17 +286,45 @@ WRONG_F = [
                 _f(median_of=lambda shares: float(np.sort(shares)[len(shares) // 2]))),
     WrongAnswer("f", "ratio of the mean share to the median chance", r"ratio divides the mean share by the median chance",
                 _f(ratio_of=lambda shares, chance: float(np.mean(shares)) / float(np.median(chance)))),
-    WrongAnswer("f", "shares returned sorted", r"\A(?!.*zero everywhere).*the order of the images was lost",
+    WrongAnswer("f", "shares returned sorted", r"\A(?!.*zero everywhere).*the shares are sorted, not in the order of the images",
                 lambda model, solution: {"box_reliance": _changed(solution["box_reliance"], shares=np.sort)}),
     WrongAnswer("f", "chance with integer division", r"ZeroDivisionError.*integer division \(//\)",
                 lambda model, solution: {"box_reliance": _integer_chance}),
     WrongAnswer("f", "boxes read as 4 x N", r"4 x N",
                 lambda model, solution: {"box_reliance": lambda m, images, boxes, name: solution["box_reliance"](m, images, np.asarray(boxes).T, name)}),
     WrongAnswer("f", "the network left in training mode", r"box_reliance left the network in training mode", _f(before=_trains)),
+    # round 12's student: types the contract names, inputs at the edges, messages
+    WrongAnswer("f", "the median as a 0-d array", r"answer\['median'\] is a NumPy array \(float64\), not a float",
+                _f(median_of=lambda shares: np.array(np.median(shares)))),
+    WrongAnswer("f", "the median as a float32", r"answer\['median'\] is a float32, not a float",
+                _f(median_of=lambda shares: np.float32(np.median(shares)))),
+    WrongAnswer("f", "the empty count as a NumPy integer", r"answer\['empty'\] is an int64, not an int",
+                lambda model, solution: {"box_reliance": _changed(solution["box_reliance"], empty=np.int64)}),
+    WrongAnswer("f", "the empty count as a float", r"answer\['empty'\] is a float, not an int",
+                lambda model, solution: {"box_reliance": _changed(solution["box_reliance"], empty=float)}),
+    WrongAnswer("f", "shares and chance as tensors", r"answer\['shares'\] is a tensor \(float64\): the contract asks for a NumPy float array",
+                lambda model, solution: {"box_reliance": _changed(solution["box_reliance"], shares=torch.from_numpy, chance=torch.from_numpy)}),
+    WrongAnswer("f", "shares rounded to 3 decimals before comparing with chance", r"above_chance compares the shares rounded to 3 decimals",
+                _f(above_of=lambda shares, chance: float(np.mean(np.round(shares, 3) > chance)))),
+    WrongAnswer("f", "boxes as 8-bit integers (coordinates above 127 wrap around)", r"wrapped around: stored as 8-bit integers",
+                lambda model, solution: {"box_reliance": lambda m, images, boxes, name: solution["box_reliance"](
+                    m, images, [tuple(int(v) for v in box) for box in np.asarray(boxes).astype(np.int8)], name)}),
+    WrongAnswer("f", "a box covering the whole image given share 1.0 without looking at the map", r"zero everywhere has share 1",
+                _f(empty_share=1.0)),
+    WrongAnswer("f", "empty when the largest cell is below 1e-12", r"tiny but not zero",
+                _f(map_of=lambda model, image, name: _placed(model, image, name) * (_placed(model, image, name).max() >= 1e-12))),
+    WrongAnswer("f", "the last maps kept on the network", r"set attributes on the network \(model\.network\.last_maps\)",
+                _f(before=lambda model, images, boxes: setattr(model.network, "last_maps", list(images)))),
+    WrongAnswer("f", "shares and chances in the reverse order", r"shares are in the reverse order of the images.*chances are in the reverse order",
+                lambda model, solution: {"box_reliance": _changed(solution["box_reliance"], shares=lambda v: v[::-1], chance=lambda v: v[::-1])}),
+    WrongAnswer("f", "ratio over the median chance of the non-empty maps only", r"ratio divides by the median chance of the images whose map is not empty",
+                lambda model, solution: {"box_reliance": _changed_with(solution["box_reliance"], ratio=lambda a: a["median"] / float(np.median(a["chance"][a["shares"] > 0])))}),
+    WrongAnswer("f", "shares in float16", r"Your shares are float16",
+                lambda model, solution: {"box_reliance": _changed(solution["box_reliance"], shares=lambda v: v.astype(np.float16))}),
 ]
 
 RIGHT_F = [
-    RightAnswer("f", "torch, a boolean mask, tensors and quantile", lambda model, solution: {"box_reliance": _torch_version}),
+    RightAnswer("f", "torch, a boolean mask and quantile, converted at the end", lambda model, solution: {"box_reliance": _torch_version}),
     RightAnswer("f", "cells spread evenly (the other placement)",
                 _f(map_of=lambda model, image, name: _placed(model, image, name, stretch=True))),
 ]

@@ -762,11 +762,32 @@ def _steps_text(preprocess: Any) -> str:
     return " ".join(repr(preprocess).split())
 
 
+def _public_attributes(module: torch.nn.Module) -> dict[str, Any]:
+    """A module's own public attributes other than ``training`` (settings such as stride or inplace, and anything a
+    function leaves there)."""
+    return {key: value for key, value in vars(module).items() if not key.startswith("_") and key != "training"}
+
+
+def _same_value(now: Any, then: Any) -> bool:
+    # A setting (a number, a name, a tuple of them) by value; anything else must be the very same object.
+    if now is then:
+        return True
+    settings = (bool, int, float, str, type(None))
+    if isinstance(then, tuple) and all(isinstance(v, settings) for v in then) or isinstance(then, settings):
+        return type(now) is type(then) and now == then
+    return False
+
+
+def _changed_attributes(now: dict[str, Any], then: dict[str, Any]) -> list[str]:
+    return sorted(set(now) ^ set(then)) + sorted(k for k in set(now) & set(then) if not _same_value(now[k], then[k]))
+
+
 class Snapshot:
     """What a student's function may not change, and the means to put it back.
 
     For each network: its modules, parameters and buffers (batch-norm statistics included), each
-    module's ``training`` flag, each parameter's ``requires_grad`` and ``.grad``, and its hooks; for
+    module's ``training`` flag and its other public attributes, each parameter's ``requires_grad`` and
+    ``.grad``, and its hooks; for
     each model, ``model.preprocess`` (the object and its steps).
 
     Args:
@@ -798,6 +819,7 @@ class Snapshot:
                 "grads": [parameter.grad is None for parameter in network.parameters()],
                 "hooks": hook_keys(network),
                 "hook contents": _hook_contents(network),
+                "attributes": [_public_attributes(module) for module in network.modules()],
             })
 
     def changes(self, name: str, removed_sentinels: set[int] = frozenset()) -> list[tuple[str, str]]:
@@ -842,6 +864,15 @@ class Snapshot:
                         "pass in training mode does") if statistics else f"the network's weights ({changed[0]}{', ...' if len(changed) > 1 else ''})"
                 found.append(("state", f"{name} changed {what}: a function that explains a model must leave it as it was. "
                               "The check restored them."))
+            changed_attributes = [(f"model.network{'.' if n else ''}{n}", _changed_attributes(_public_attributes(m), then))
+                                  for (n, m), then in zip(network.named_modules(), saved["attributes"])]
+            changed_attributes = [(where, what) for where, what in changed_attributes if what]
+            if changed_attributes:
+                where, what = changed_attributes[0]
+                found.append(("attributes", f"{name} set attributes on the network ({where}.{what[0]}): it is shared by every "
+                              "cell, so what a call leaves there (maps, a cache, a changed setting) stays for every later "
+                              "cell and call. Keep what your function computes in its own variables and return it. The "
+                              "check removed it."))
             if [p.requires_grad for p in network.parameters()] != saved["requires_grad"]:
                 found.append(("requires_grad", f"{name} switched on requires_grad on the network's weights: Grad-CAM needs the gradient of "
                              "the activations, not of the weights; leave the weights frozen. The check froze them again."))
@@ -882,6 +913,13 @@ class Snapshot:
                             state[key].data = value.clone()  # a .double() or .half() of the network, undone
                         elif key in state and state[key].shape == value.shape and not torch.equal(state[key].detach(), value):
                             state[key].copy_(value)
+                for module, then in zip(network.modules(), saved["attributes"]):
+                    now = _public_attributes(module)
+                    for key in _changed_attributes(now, then):
+                        if key in then:
+                            setattr(module, key, then[key])
+                        else:
+                            delattr(module, key)
                 for parameter, flag, no_grad in zip(network.parameters(), saved["requires_grad"], saved["grads"]):
                     parameter.requires_grad_(flag)
                     if no_grad:

@@ -378,6 +378,19 @@ def _other_classes(model: LoadedModel, cams: torch.Tensor) -> str:
             "logits[0, model.class_index(name)], with no offset.")
 
 
+def _zeroed_where_small(cams: torch.Tensor, references: Sequence[torch.Tensor]) -> str:
+    """The message for maps that are Grad-CAM's except for small values set to 0 (a threshold), or ""."""
+    best = min(references, key=lambda candidate: max_difference(cams, candidate))
+    if best.shape != cams.shape:
+        return ""
+    differ = (cams - best).abs() > 1e-5
+    if not bool(differ.any()) or not bool((cams[differ] == 0).all()):
+        return ""
+    return (f"the maps are Grad-CAM's except where Grad-CAM is small: there yours are 0 (Grad-CAM up to "
+            f"{float(best[differ].max()):.2g}). A threshold that zeroes small values (or cells) changes the map: the text "
+            "asks for Grad-CAM's map as it is, normalised, with nothing cut off.")
+
+
 def _diagnose_maps(cams: torch.Tensor, references: dict[str, list[torch.Tensor]], model: LoadedModel | None = None) -> str:
     """The most likely mistake behind maps that differ from the reference: the known mistake whose maps they are."""
     reference = references["reference"]
@@ -393,14 +406,26 @@ def _diagnose_maps(cams: torch.Tensor, references: dict[str, list[torch.Tensor]]
                 "gradient. Does every class get its own backward pass of its own logit (retain_graph=True, notebook 3), "
                 "and do the channel weights come from that gradient alone (its mean over the cells, nothing of the "
                 "activations, no softmax over channels)?")
-    right = [k for k in range(len(CLASSES)) if _closest(cams[k], [r[k] for r in reference]) < TOLERANCE]
-    if right and right[0] == 0 and len(right) < len(CLASSES):
-        # Only the first class right and the later ones wrong: what changes from one class to the next is carried over.
-        return (f"the map of {', '.join(CLASSES[k] for k in right)} is right, the later ones are not: does something "
-                "carry over from one class to the next (a gradient, a variable)?")
     other = _other_classes(model, cams) if model is not None else ""
     if other:
         return other
+    right = [k for k in range(len(CLASSES)) if _closest(cams[k], [r[k] for r in reference]) < TOLERANCE]
+    if right and len(right) < len(CLASSES):
+        wrong = [k for k in range(len(CLASSES)) if k not in right]
+        best = min(reference, key=lambda candidate: max_difference(cams[wrong], candidate[wrong]))
+        differences = (cams - best).abs()
+        differences[right] = 0
+        k = int(differences.flatten(1).amax(1).argmax())
+        row, column = divmod(int(differences[k].argmax()), differences.shape[-1])
+        return (f"the maps of {' and '.join(repr(CLASSES[i]) for i in right)} are right, but not that of "
+                f"{' and '.join(repr(CLASSES[i]) for i in wrong)} (the largest difference, {float(differences[k, row, column]):.2f}, "
+                f"is in the map of {CLASSES[k]!r} at row {row}, column {column}: yours {float(cams[k, row, column]):.2f}, "
+                f"Grad-CAM {float(best[k, row, column]):.2f}). What differs between the classes? Each class needs its own "
+                "backward pass of its own logit, nothing carried over from the class before, and the same steps; compare "
+                f"that map with grad_cam(model, image, [{CLASSES[k]!r}]).maps step by step.")
+    zeroed = _zeroed_where_small(cams, reference)
+    if zeroed:
+        return zeroed
     best = min(reference, key=lambda candidate: max_difference(cams, candidate))
     differences = (cams - best).abs()
     k = int(differences.flatten(1).amax(1).argmax())
@@ -542,9 +567,47 @@ def _check_same_shape(model: LoadedModel, cams_for_classes: Callable, checker: C
         return f"{what}, cams_for_classes returned {shape}, expected finite maps {(len(SECOND_CLASSES), *SECOND_SIZE)}."
     reference = cached(model, "exercise a: second photo mirrored", lambda: _second_reference(model, flipped=True))
     difference = _closest(normalize_cams(cams), reference)
-    return "" if difference < TOLERANCE else (f"{what}, the maps differ from Grad-CAM at layer4 by up to {difference:.2f}: "
-                                               "do the maps depend on something kept from an earlier call of the same "
-                                               "image size?")
+    if difference >= TOLERANCE:
+        return (f"{what}, the maps differ from Grad-CAM at layer4 by up to {difference:.2f}: do the maps depend on "
+                "something kept from an earlier call of the same image size?")
+    return _check_other_network(model, cams_for_classes, checker, cams)
+
+
+def _other_network(model: LoadedModel) -> LoadedModel:
+    """A copy of the model whose ``fc`` rows are moved down by one: another network with the same classes and shapes."""
+    network = copy.deepcopy(model.network)
+    with torch.no_grad():
+        network.fc.weight.copy_(network.fc.weight.roll(1, dims=0))
+    return replace(model, network=network, name=f"{model.name}, fc's rows moved")
+
+
+def _check_other_network(model: LoadedModel, cams_for_classes: Callable, checker: Checker, earlier: torch.Tensor) -> str:
+    """The problem of cams_for_classes given another network on the mirrored second photo with the same names, or "".
+
+    ``earlier``: its maps on that photo with the model. A result kept from an earlier call by image and names (a cache
+    not keyed by the model) shows here.
+    """
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    other = cached(model, "exercise a: other network", lambda: _other_network(model))
+    ok, answer = _call_maps(checker, cams_for_classes, other, _flipped_second_photo(), list(SECOND_CLASSES),
+                            described=_MAPS_ARGUMENTS)
+    if not ok:
+        return ""  # the error is reported by the call
+    cams = as_tensor(answer) if isinstance(answer, torch.Tensor) else None
+    what = (f"given another network (a copy of the model with fc's rows moved, so other maps for the same class names) "
+            f"on the mirrored second photo with the classes {list(SECOND_CLASSES)}")
+    if cams is not None and cams.shape == earlier.shape and torch.equal(cams, earlier):
+        return (f"{what}, cams_for_classes returns the maps it returned for the model: a result kept from an earlier call "
+                "(a cache keyed by the image and the names, not the model). Compute the maps with the model you are "
+                "given at each call.")
+    if cams is None or tuple(cams.shape) != (len(SECOND_CLASSES), *SECOND_SIZE) or not bool(torch.isfinite(cams).all()):
+        shape = tuple(cams.shape) if cams is not None else type_name(answer)
+        return f"{what}, cams_for_classes returned {shape}, expected finite maps {(len(SECOND_CLASSES), *SECOND_SIZE)}."
+    reference = cached(other, "exercise a: second photo mirrored", lambda: _second_reference(other, flipped=True))
+    difference = _closest(normalize_cams(cams), reference)
+    return "" if difference < TOLERANCE else (f"{what}, the maps differ from that network's Grad-CAM at layer4 by up to "
+                                               f"{difference:.2f}: does the function use the notebook's model instead of "
+                                               "the one it is given?")
 
 
 class _MaxPoolingHead(torch.nn.Module):
@@ -971,9 +1034,12 @@ def _check_maps(checker: Checker, model: LoadedModel, cams_for_classes: Callable
     matches = closest < TOLERANCE
     problem = _check_second_photo(model, cams_for_classes, checker, cams) if matches else _diagnose_maps(comparable, references, model)
     if matches and not problem and closest > PRECISION_TOLERANCE:
-        problem = (f"the maps are close to Grad-CAM's but differ by up to {closest:.2g}, more than float32 rounding gives "
-                   f"(at most about 1e-6): a step ran in low precision (float16 or bfloat16, .half(), autocast) and was "
-                   "cast back. Compute the weights and the weighted sum in float32 all the way.")
+        problem = _zeroed_where_small(comparable, references["reference"])
+        if not problem:
+            problem = (f"the maps are close to Grad-CAM's but differ by up to {closest:.2g}, more than float32 rounding gives "
+                       "(at most about 1e-6): a step changes them slightly. A step in low precision (float16 or bfloat16, "
+                       ".half(), autocast) does this, and so does an extra step on the map (a blur, a second resize); "
+                       "compute in float32 all the way, with the steps of the text only.")
     if matches and not problem:
         problem = _check_max_pooling_head(cams_for_classes, checker)
     if matches and not problem and forward_passes > 1:
@@ -1280,6 +1346,20 @@ def _check_dominant(checker: Checker, model: LoadedModel, dominant_class: Callab
             problem = f"on the Grad-CAM maps of the pair photo too, dominant_class returns {answer!r}."
         else:
             problem = _diagnose_dominant([(real, list(CLASSES))], [answer], what="Grad-CAM maps of the pair photo")
+        if not problem:
+            # The same names and shape, the maps mirrored: a result kept by names or shape shows here.
+            mirrored = real.flip(-1)
+            ok, again = checker.call(dominant_class, mirrored.clone(), list(CLASSES), described=_DOMINANT_ARGUMENTS)
+            expected = {half: CLASSES[int(part.flatten(-2).double().sum(-1).argmax())] for half, part in _halves(mirrored).items()}
+            masses = {half: part.flatten(-2).double().sum(-1) for half, part in _halves(mirrored).items()}
+            if ok and not (isinstance(again, dict) and sorted(again) == ["left", "right"] and all(
+                    again[half] in CLASSES and float(masses[half][CLASSES.index(again[half])]) >= float(masses[half].max()) * (1 - 1e-4) - 1e-6
+                    for half in masses)):
+                problem = (f"on the pair photo's maps mirrored left to right (the same class names and shape, other maps), "
+                           f"dominant_class returns {again!r}, expected {expected!r}"
+                           + (": the answer it gave for the unmirrored maps, a result kept from an earlier call (a cache "
+                              "keyed by the class names or the maps' shape). Compute it from the maps at each call."
+                              if again == answer else "."))
         checker.require("dominant on real maps", not problem, problem or "dominant_class is wrong on the pair photo's maps.")
 
 

@@ -377,6 +377,7 @@ def _check_file(checker: Checker, model: LoadedModel, explain_file: Callable) ->
         toy = Path(temporary) / "toy.png"
         Image.fromarray(made_up_image()).save(toy)
         checker.keeps_mode(explain_file, training_copy(made_up_model()), toy)
+        zero_problem = _zero_map_problem(checker, explain_file, toy)
         kinds = []
         for kind, kind_path in image_kinds(Path(temporary)).items():
             kind_ok, kind_answer = checker.call(explain_file, model, kind_path)
@@ -487,10 +488,50 @@ def _check_file(checker: Checker, model: LoadedModel, explain_file: Callable) ->
     checker.require("overlay size and type", not problem, problem)
     if overlay.shape == image.shape:
         problem = describe_overlay(overlay, image, heat, alternatives=alternatives(model, "coffee.jpg")) or first_kind_problem(
-            overlay_problem, misread_overlay)
+            overlay_problem, misread_overlay) or zero_problem
         checker.require("overlay shows the CAM in RGB", not problem, problem)
     else:
         checker.skip(later[-1:], "the overlay's colours can be checked once it has the image's size")
+
+
+def _zero_map_model() -> LoadedModel:
+    """The made-up network of exercise e with fc's weights zeroed: the top class comes from the bias alone, and its
+    Grad-CAM is zero everywhere (a map with no range, max = min)."""
+    toy = made_up_model()
+    network = copy.deepcopy(toy.network)
+    with torch.no_grad():
+        network.fc.weight.zero_()
+    return dataclasses.replace(toy, network=network, name="a made-up network whose maps are zero everywhere")
+
+
+def _zero_map_problem(checker: Checker, explain_file: Callable, path: Path) -> str:
+    """The message if explain_file's overlay is wrong where the top class's Grad-CAM is zero everywhere, else ""."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    zero = _zero_map_model()
+    raised: list[BaseException] = []
+
+    @functools.wraps(explain_file)
+    def calling(*args: Any) -> Any:
+        __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+        try:
+            return explain_file(*args)
+        except Exception as error:  # noqa: BLE001 - named in the message below
+            raised.append(error)
+            return None
+
+    answer = checker.quiet_call(calling, zero, path)
+    what = "for a made-up network whose Grad-CAM of the top class is zero everywhere (a map with no range, max = min), "
+    cause = ("scaling by (x - min) / (max - min) divides 0 by 0 there (NaN). A map with max = min is 0 everywhere, as "
+             "grad_cam's result.maps and normalize_cams give it; use them, or guard the division.")
+    if raised:
+        return f"{what}explain_file raised {type(raised[0]).__name__} ({_sentence(str(raised[0]))[:200]}): {cause}"
+    if _form_problem(answer) or not isinstance(answer[1], np.ndarray):
+        return ""  # another form: the calls that judge results say so
+    _top, image, heats = reference(zero, path)
+    overlay = answer[1]
+    if overlay.shape == image.shape and not describe_overlay(overlay, image, heats):
+        return ""
+    return f"{what}explain_file's overlay is not the photo under the colour map's lowest colour: {cause}"
 
 
 def _favouring(model: LoadedModel, index: int, path: Path) -> LoadedModel:
@@ -971,6 +1012,14 @@ def _describe_report(reported: Any, case: _Folder) -> str:
                 f"{where}: report only the files load_image "
                 "cannot read, whatever their names (extension, case, a leading dot) or formats (an .ico icon is an image too): load_image "
                 "decides, not imghdr or a list of extensions.")
+    present = set(case.images) | set(case.not_images) | set(case.subfolders) | set(case.contents)
+    strangers = sorted({name for name in names if name not in present})
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if (strangers or repeated) and set(case.not_images) <= set(names):
+        return (f"explain_folder reported {_listed(strangers or repeated)}{where}, "
+                + ("names of files that are not in this folder" if strangers else "names more than once")
+                + ": names kept from an earlier call (a list kept between calls: a module-level list, or a default "
+                "argument such as reported=[]). Start a new list in each call.")
     missing = sorted(set(case.not_images) - set(names))
     stems = {Path(name).stem: name for name in case.not_images}
     if names and all(name in stems and name != stems[name] for name in names):
@@ -999,7 +1048,14 @@ def _describe_report(reported: Any, case: _Folder) -> str:
         what = f"{missing[0]} is not an image but was" if len(missing) == 1 else f"{' and '.join(missing)} are not images but were"
         return (f"{what} not reported{where} (explain_folder returned {sorted(str(item) for item in reported)}): try to load "
                 "every file and report those that load_image refuses (ImageLoadError), whatever their names or sizes.")
-    return f"explain_folder reported {sorted(names)}{where}; expected exactly the files that are not images, {expected}."
+    return (f"explain_folder reported {_listed(sorted(names))}{where}; expected exactly the files that are not images, "
+            f"{_listed(expected)}.")
+
+
+def _listed(names: Sequence[str], limit: int = 8) -> str:
+    """A list of names for a message: the first ``limit`` and how many more."""
+    shown = ", ".join(repr(name) for name in names[:limit])
+    return f"[{shown}{f', ... ({len(names) - limit} more)' if len(names) > limit else ''}]"
 
 
 def _describe_names(case: _Folder) -> str:

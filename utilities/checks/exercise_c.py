@@ -803,8 +803,9 @@ def _check_whole_photo(checker: Checker, changed_preprocess: Callable, photo: np
                    "only the photo, so no padding (nor cropping or squashing): a border is not part of the picture. "
                    "Change another step.")
     squashed = ""
-    if abs(width - expected_width) >= 1 or abs(height - expected_height) >= 1:
-        # Only rounding may change the aspect ratio: a side within less than one pixel of the photo's ratio.
+    if abs(width - expected_width) >= 1 and abs(height - expected_height) >= 1:
+        # Only rounding may change the aspect ratio: one side within less than one pixel of what the other side and the
+        # photo's ratio give (rounded up or down; rounding the short side moves the long side's by more than a pixel).
         squashed = (f"the photo is squashed: the input is {height}x{width}, but the photo is {photo.shape[0]}x"
                    f"{photo.shape[1]}, so at a height of {height} its width is {expected_width:.4g} (and at a width of "
                    f"{width} its height {expected_height:.4g}). Resize to a single number, or to an (H, W) pair with the "

@@ -350,9 +350,13 @@ def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedMode
     problem = problem or _other_size_problem(checker, model, localisation_shares, first_shares)
     # The same shape as the photo, other pixels: a result kept by the image's shape.
     problem = problem or _same_shape_problem(checker, model, localisation_shares, first_shares)
+    # Another mask on the same photo (neither columns nor a box, nor symmetric), and another network: a result kept
+    # by image or class, or a mask read by its columns, its box or flipped, shows here.
+    problem = problem or _other_mask_problem(checker, model, localisation_shares, first_shares)
     # On the photo every stage's map has a minimum of 0, where normalising changes no share: a made-up network
     # whose maps are positive everywhere tells normalised maps from raw ones.
     problem = problem or _positive_maps_problem(checker, localisation_shares)
+    problem = problem or _other_model_problem(checker, localisation_shares, first_shares)
     if not problem and not _matches(values, references["reference"], PRECISION):
         # Right within SHARE_TOLERANCE everywhere, but not to float32's precision on the photo: a map of another size
         # than the image (the mask resized to it) shows on a mask of one-pixel stripes; low precision does not.
@@ -529,6 +533,68 @@ def _same_shape_problem(checker: Checker, model: LoadedModel, localisation_share
             "earlier call?")
 
 
+def round_mask(height: int, width: int) -> np.ndarray:
+    """An ellipse over the espresso's upper part: neither a band of whole columns nor a rectangle, nor symmetric from
+    top to bottom, so that a mask read by its columns, its bounding box or flipped gives other shares."""
+    rows, columns = np.mgrid[0:height, 0:width]
+    centre_row, centre_column = 0.35 * height, 0.72 * width
+    return ((rows - centre_row) / (0.3 * height)) ** 2 + ((columns - centre_column) / (0.16 * width)) ** 2 <= 1
+
+
+def _round_mask_references(model: LoadedModel) -> np.ndarray:
+    image = load_image(DATA_DIR / "cat_and_coffee.png")
+    return _shares_per_placement(model, image, round_mask(*image.shape[:2]))
+
+
+def _other_mask_problem(checker: Checker, model: LoadedModel, localisation_shares: Callable,
+                        first_shares: Sequence[float] = ()) -> str:
+    """What is wrong with localisation_shares on the photo with another mask (an ellipse), or ""."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    image = load_image(DATA_DIR / "cat_and_coffee.png")
+    what = ("on the same photo and class with another mask, an ellipse over the espresso's upper part (not whole columns, "
+            "not a rectangle)")
+    values, failure = _returned_shares(checker, model, localisation_shares, image, round_mask(*image.shape[:2]), what,
+                                       f"localisation_shares failed {what}.")
+    if values is None:
+        return failure
+    references = cached(model, "exercise d: round mask", lambda: _round_mask_references(model))
+    if _matches(values, references, SHARE_TOLERANCE):
+        return ""
+    if len(first_shares) == len(values) and np.array_equal(values, np.array(first_shares)):
+        return (f"{what}, localisation_shares returns exactly the shares it returned with the first mask: a result kept "
+                "from an earlier call (a cache keyed by the image or the class, not the mask). Compute the shares from "
+                "the arguments of each call.")
+    worst, reference = _largest_difference(values, references)
+    return (f"{what}, the shares differ: at {STAGES[worst]} yours is {values[worst]:.4f}, the share of the normalised "
+            f"Grad-CAM's mass inside the mask is {reference[worst]:.4f}. Use the mask pixel by pixel as it is given, "
+            "cam[mask] (mask[row, column] for the image's pixel (row, column)): not its columns or rows alone, its "
+            "bounding box, or the mask flipped or transposed.")
+
+
+def _other_model_problem(checker: Checker, localisation_shares: Callable, first_shares: Sequence[float] = ()) -> str:
+    """What is wrong with localisation_shares given another network on the same photo, class and mask, or ""."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    image = load_image(DATA_DIR / "cat_and_coffee.png")
+    other = _positive_model()
+    what = "with another network (a made-up one) on the same photo, class and mask"
+    values, failure = _returned_shares(checker, other, localisation_shares, image, object_mask(*image.shape[:2]), what,
+                                       f"localisation_shares failed {what}.")
+    if values is None:
+        return failure
+    references = cached(other, "exercise d: photo", lambda: _shares_per_placement(other, image, object_mask(*image.shape[:2])))
+    if _matches(values, references, SHARE_TOLERANCE):
+        return ""
+    if len(first_shares) == len(values) and np.array_equal(values, np.array(first_shares)):
+        return (f"{what}, localisation_shares returns exactly the shares it returned for the notebook's model: a result "
+                "kept from an earlier call (a cache not keyed by the model). Compute the shares from the arguments of "
+                "each call, the model included.")
+    worst, reference = _largest_difference(values, references)
+    return (f"{what}, the shares differ: at {STAGES[worst]} yours is {values[worst]:.4f}, the share of the normalised "
+            f"Grad-CAM's mass inside the mask is {reference[worst]:.4f}: right for the notebook's model, not for another. "
+            "Does the function use something of the notebook's (its global model, photo or class list) instead of its "
+            "arguments?")
+
+
 class _PositiveStages(nn.Module):
     """A tiny network with ResNet's stage names whose Grad-CAM at every stage is positive everywhere (minimum above 0).
 
@@ -683,6 +749,10 @@ def _first_stage(shares: Mapping[str, float], threshold: float = 0.8, *, order: 
 
 
 _STAGE_MISTAKES: list[tuple[Callable[..., Any], str]] = [
+    (lambda s, t=0.8: next((stage for stage in STAGES if int(s[stage] * 100) >= int(t * 100)), None),
+     "the shares and the threshold are compared in whole percents (int(share * 100) >= int(threshold * 100)): a share of "
+     "0.801 then reaches 0.805, and 0.57 * 100 is 56.99... in floating point, so int() makes it 56. Compare the share "
+     "itself with the threshold, shares[stage] >= threshold."),
     (lambda s, t=0.8: _first_stage(s, t, order=None),
      "first_localised_stage follows the dict's order; go through the stages from layer1 to layer4, whatever the dict's order."),
     (lambda s, t=0.8: _first_stage(s, t, strict=True),
@@ -764,6 +834,13 @@ def _generated_stage_cases(seed: int = 22, count: int = 12) -> list[tuple[dict[s
         values[3] = min(1.0, threshold + 0.05)
         shares = {stage: float(values[STAGES.index(stage)]) for stage in STAGES}
         cases.append((shares, threshold, "layer4"))
+    # thresholds between whole percents (0.805) and one that is not a float of its own in percent (0.57 * 100 is
+    # 56.99...): a share in the same whole percent but below the threshold does not reach it
+    for threshold, below in ((0.805, 0.801), (0.57, 0.565), (0.333, 0.3305)):
+        values = np.round(generator.uniform(0.0, threshold - 0.1, size=4), 2)
+        values[int(generator.integers(0, 3))] = below
+        values[3] = round(threshold + 0.05, 3)
+        cases.append(({stage: float(values[STAGES.index(stage)]) for stage in STAGES}, threshold, "layer4"))
     return cases
 
 

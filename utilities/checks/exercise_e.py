@@ -225,6 +225,8 @@ def _references(model: LoadedModel, image: np.ndarray, full_size: LoadedModel) -
         "negated": -cams,
         "channel mean": cams / weight.shape[1],
         "ReLU of the activation": torch.einsum("kc,chw->khw", weight, activation.clamp(min=0)),
+        "centred": cams - cams.mean(dim=(-2, -1), keepdim=True),
+        "minus minimum": cams - cams.amin(dim=(-2, -1), keepdim=True),
     }
     return {
         "reference": cams,
@@ -264,6 +266,10 @@ def _close(answer: torch.Tensor, reference: torch.Tensor) -> bool:
 
 _WITHOUT_GIVING = "the raw maps: no bias, no ReLU, no scaling, no normalisation"
 _CAM_MISTAKES = {
+    "centred": "each map is CAM less its own mean (centred): CAM is the weighted sum of layer4's channels as it is, with "
+    "its own level; subtracting a map's mean moves every cell by the same amount, and which cells are above 0 with it.",
+    "minus minimum": "each map is CAM less its own minimum (shifted to start at 0): CAM is the weighted sum of layer4's "
+    "channels as it is, negative cells included; normalising belongs to displaying a map, not to computing it.",
     "bias": "the maps include fc's bias, added to every cell: CAM is the weighted sum of layer4's channels only. The bias "
     "is one number per class, the same wherever the object is, so it is no part of the map.",
     "bias per cell": "the maps include fc's bias, spread over the cells (bias / (h * w) in each): CAM is the weighted sum "
@@ -365,6 +371,12 @@ def _value_problem(cams: torch.Tensor, references: dict[str, Any]) -> tuple[str,
     reference = references["reference"]
     scale = reference.abs().amax(dim=(-2, -1), keepdim=True) + 1e-12
     relative = float(((cams - reference).abs() / scale).max())
+    shift = cams - reference
+    if reference.ndim == 3 and reference.shape[-2] * reference.shape[-1] > 1 and relative >= 1e-3 and float(
+            ((shift - shift.mean(dim=(-2, -1), keepdim=True)).abs() / scale).max()) < 1e-4:
+        return "shifted", ("each map is CAM plus a constant of its own (the same number added to every cell of a class's "
+                           "map: a mean, a minimum or a bias per class?): CAM is the weighted sum of layer4's channels "
+                           "exactly, sum over c of fc.weight[k, c] * A[c], with nothing added or subtracted.")
     if relative < 0.03 or relative < 3 * references["low precision error"]():
         return "precision", (f"the maps differ from CAM by up to {100 * relative:.2g}% of a map's largest value, no more "
                              "than a forward pass in bfloat16 gives: a lower precision on the way (torch.autocast, "
@@ -640,7 +652,9 @@ def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, cl
                 "fc.weight.shape[0] classes, (classes, h, w) maps.")
     # On the made-up network, the notebook's photo and an unresized image can give maps of the same size: the course
     # model's answer, judged above, names which of the two it is.
-    same_as_above = bool(toy_mistake) and (toy_mistake == mistake or (mistake == "notebook photo" and toy_mistake == "not resized")) \
+    # A result kept from an earlier call (stale, reported above) is wrong on every later input too: no second cause.
+    same_as_above = bool(toy_mistake) and (toy_mistake == mistake or (mistake == "notebook photo" and toy_mistake == "not resized")
+                                           or mistake == "stale") \
         and mistake not in ("generic", "shape", "type")
     checker.require(
         _CHECKS[2], not toy_mistake or same_as_above,

@@ -74,13 +74,14 @@ class _BrightnessNetwork(nn.Module):
 def made_up_model(scale: float = 1.0) -> LoadedModel:
     """The made-up network, classes ("light", "dark"), inputs with a short side of 32 pixels.
 
-    ``scale`` multiplies its outputs, and so its Grad-CAM maps: 1e-7 gives maps tiny but not zero.
+    ``scale`` multiplies its outputs, and so its Grad-CAM maps: :data:`TINY` gives maps tiny but not zero.
     """
     return LoadedModel.wrap(_BrightnessNetwork(scale), [LIGHT, DARK], mean=(0.5,) * 3, std=(0.25,) * 3, input_size=32,
                             name="a made-up network", pretrained=False)
 
 
-TINY = 1e-7
+#: Far below any threshold a student might pick (1e-12, np.isclose's 1e-8), far above float32's smallest number.
+TINY = 1e-30
 
 
 def _image(rng: np.random.Generator, height: int, width: int, blob: float, background: tuple[float, float],
@@ -119,6 +120,16 @@ def made_up_cases() -> list[dict[str, Any]]:
     spread_images = [_image(spread, 64, 64, 90, (110, 150), (5, 12)) for _ in range(7)]
     spread_boxes = [(0, 0, 64, 24), (40, 40, 48, 48), (16, 16, 48, 48), (4, 44, 20, 60), (50, 6, 58, 14), (8, 8, 40, 24),
                     (30, 2, 36, 10)]
+    # a share just above its chance (0.25): rounding it first, or comparing with >= and a margin, says "not above";
+    # an image 300 px wide with a box beyond column 255 (integers of 8 bits wrap around there); and an all-black
+    # image whose box is the whole image (empty map: share 0.0, not 1.0)
+    grey = np.full((64, 64, 3), 200, dtype=np.uint8)
+    grey[:4, :8] = 201  # a little brighter inside the box (0, 0, 32, 32)
+    edge_rng = np.random.default_rng(23)
+    wide = np.clip(150 + edge_rng.normal(0, 6, (40, 300, 3)), 0, 255).round().astype(np.uint8)
+    wide[12:30, 266:286] = 225  # a bright patch inside the box, so that most of the map's mass is there
+    edges = [grey, wide, np.zeros((24, 40, 3), dtype=np.uint8)]
+    edge_boxes = [(0, 0, 32, 32), (262, 9, 291, 31), (0, 0, 40, 24)]
     return [
         {"what": "a list of six made-up images of different sizes, class 'light', boxes as a list of tuples",
          "images": light, "boxes": light_boxes, "class": LIGHT},
@@ -129,6 +140,9 @@ def made_up_cases() -> list[dict[str, Any]]:
          "images": light[:1], "boxes": light_boxes[:1], "class": LIGHT, "scale": TINY},
         {"what": "seven made-up 64x64 images with boxes of very different areas, class 'light'",
          "images": spread_images, "boxes": spread_boxes, "class": LIGHT},
+        {"what": "three made-up images, class 'light': a grey one whose share is just above its chance (0.25), one 40x300 "
+                 "with a box at columns 262 to 291, and an all-black one whose box is the whole image",
+         "images": edges, "boxes": edge_boxes, "class": LIGHT},
     ]
 
 
@@ -243,6 +257,14 @@ _XYWH = ("the boxes are read as (x, y, width, height), right = left + box[2] and
          "top, right, bottom), its corners, cam[top:bottom, left:right], and its area is (right - left) * (bottom - top).")
 
 
+def _wrapped(box: tuple[int, int, int, int]) -> tuple[int, ...]:
+    """The box as 8-bit integers give it: each coordinate modulo 256 (np.uint8; np.int8 the same past 255)."""
+    return tuple(int(v) for v in np.asarray(box, dtype=np.int64).astype(np.uint8))
+
+
+_WRAPPED = ("the boxes' coordinates wrapped around: stored as 8-bit integers (np.int8 or np.uint8), a column of 262 becomes "
+            "6; keep the coordinates as Python ints (int(v)) or a wide integer type, as the boxes were given.")
+
 #: mistake -> (share of one map in one box, message)
 _SHARE_MISTAKES: dict[str, tuple[Callable[[np.ndarray, tuple], float], str]] = {
     "pixels": (_pixels, "the shares count the box's pixels where the map is above 0, over all such pixels: the share is of the "
@@ -271,6 +293,7 @@ _SHARE_MISTAKES: dict[str, tuple[Callable[[np.ndarray, tuple], float], str]] = {
     "over outside": (_over_outside, "the shares divide the mass inside the box by the mass outside it: the share is the mass "
                      "inside the box over the whole map's mass, cam[top:bottom, left:right].sum() / cam.sum(), between 0 and 1."),
     "xywh": (lambda cam, box: _mass_share(cam, (box[0], box[1], box[0] + box[2], box[1] + box[3])), _XYWH),
+    "8-bit": (lambda cam, box: _mass_share(cam, _wrapped(box)), _WRAPPED),
     **{f"rounded {digits}": ((lambda cam, box, digits=digits: round(_mass_share(cam, box), digits)),
                              f"the shares are rounded to {digits} decimal{'s' if digits > 1 else ''}: return them as "
                              "computed, the mass in the box over the total mass; round only when you print them.")
@@ -290,6 +313,8 @@ _CHANCE_MISTAKES: dict[str, tuple[Callable[[tuple, tuple, tuple], float], str]] 
                   "the chance counts the box's right column and bottom row, (right - left + 1) * (bottom - top + 1): right "
                   "and bottom are exclusive, so the box has (right - left) * (bottom - top) pixels."),
     "xywh": (lambda box, size, inputs: box[2] * box[3] / (size[0] * size[1]), _XYWH),
+    "8-bit": (lambda box, size, inputs: ((lambda l, t, r, b: (r - l) * (b - t))(*_wrapped(box))) / (size[0] * size[1]),
+              _WRAPPED),
     "box only": (lambda box, size, inputs: (box[2] - box[0]) * (box[3] - box[1]),
                  "the chance is the box's area in pixels, not divided by the image's area: it is the box's share of the "
                  "image's area, between 0 and 1."),
@@ -322,6 +347,11 @@ def _medians(shares: np.ndarray, chance: np.ndarray, empty: np.ndarray) -> dict[
 def _aboves(shares: np.ndarray, chance: np.ndarray, empty: np.ndarray) -> dict[str, tuple[float, str]]:
     full = ~empty
     return {
+        **{f"rounded {digits}": (float(np.mean(np.round(shares, digits) > chance)),
+                                 f"above_chance compares the shares rounded to {digits} decimal{'s' if digits > 1 else ''} "
+                                 "with chance: a share just above its chance (0.25008 against 0.25) rounds to it and no "
+                                 "longer counts; compare the shares as computed, shares > chance.")
+           for digits in (3, 2, 1)},
         "at least": (float(np.mean(shares >= chance)), "above_chance counts a share equal to chance (>=), as for a box "
                      "covering the whole image, whose share and chance are both 1: count shares strictly above (>)."),
         "count": (float(np.sum(shares > chance)), "above_chance is a count of images: it is the share of the images, "
@@ -346,7 +376,11 @@ def _aboves(shares: np.ndarray, chance: np.ndarray, empty: np.ndarray) -> dict[s
 
 def _ratios(shares: np.ndarray, chance: np.ndarray, empty: np.ndarray) -> dict[str, tuple[float, str]]:
     median = float(np.median(shares))
+    full = ~empty
     return {
+        "empties left out": (median / float(np.median(chance[full])) if full.any() else float("nan"),
+                             "ratio divides by the median chance of the images whose map is not empty: an empty map "
+                             "counts everywhere, so divide the median share by the median of all N chances."),
         "per image": (float(np.median(shares / chance)), "ratio is the median of each image's share / chance: the contract "
                       "asks for the median share divided by the median chance."),
         "mean": (float(np.mean(shares)) / float(np.mean(chance)), "ratio divides the mean share by the mean chance: the "
@@ -412,17 +446,28 @@ def _parse(answer: Any, count: int) -> tuple[dict[str, Any] | None, str]:
         if isinstance(value, (list, tuple)):
             return None, (f"answer[{key!r}] is {type_name(value)}: the contract asks for a NumPy float array of shape (N,) "
                           f"(np.array({key}, dtype=float)), which the notebook's later cells compute with.")
+        if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
+            return None, (f"answer[{key!r}] is {type_name(value)}: the contract asks for a NumPy float array of shape (N,) "
+                          f"(np.array({key}, dtype=float)).")
+        parsed[f"{key} dtype"] = value.dtype
         parsed[key] = array
     for key in ("median", "above_chance", "ratio"):
         value = answer[key]
         number = _number(value)
         if number is None:
             return None, f"answer[{key!r}] should be one number (a float); it is {type_name(value)}."
+        if not isinstance(value, float):  # a Python float, or NumPy's float64, which is one
+            return None, (f"answer[{key!r}] is {type_name(value)}, not a float as the contract asks: a 0-d array, a "
+                          f"float32 or a tensor behaves differently in later code (printing, json, comparisons); "
+                          f"return float(...).")
         parsed[key] = number
     value = answer["empty"]
     empty = _number(value)
     if empty is None or empty != empty or empty != int(empty):
         return None, f"answer['empty'] should be the number of all-zero maps, an int; it is {type_name(value)}."
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None, (f"answer['empty'] is {type_name(value)}, not an int as the contract asks (a count of maps): "
+                      "return int(...).")
     parsed["empty"] = int(empty)
     return parsed, ""
 
@@ -461,6 +506,24 @@ _MAP_MISTAKES = {
     "BGR": "the images are given to Grad-CAM with their channels reversed (BGR, image[..., ::-1]): the images are RGB, as "
            "the model was trained on them; pass them as they are.",
 }
+
+
+def _order(results: list[tuple[dict, dict, dict]], rights: list[np.ndarray]) -> str:
+    """How answers holding the right values are ordered: "reversed", "sorted" or "in another order"."""
+    if all(_close(p["shares"], right[::-1]) for (_c, _m, p), right in zip(results, rights)):
+        return "in the reverse order of the images"
+    if all(np.all(np.diff(p["shares"]) >= 0) or np.all(np.diff(p["shares"]) <= 0) for _c, _m, p in results):
+        return "sorted"
+    return "in another order"
+
+
+def _digits(answer: float, right: float) -> tuple[str, str]:
+    """The two numbers with as many significant digits as it takes to tell them apart (4 at least)."""
+    for digits in range(4, 18):
+        shown = f"{answer:.{digits}g}", f"{right:.{digits}g}"
+        if shown[0] != shown[1]:
+            return shown
+    return shown
 
 
 def _shares_problem(results: list[tuple[dict, dict, dict]]) -> tuple[str, str, list[np.ndarray] | None]:
@@ -533,9 +596,9 @@ def _shares_problem(results: list[tuple[dict, dict, dict]]) -> tuple[str, str, l
     for placement in PLACEMENTS:
         rights = [np.array([_mass_share(cam, box) for cam, box in zip(m["placed"][placement], m["boxes"])]) for _c, m, _p in results]
         if all(_close(np.sort(p["shares"]), np.sort(right)) for (_c, _m, p), right in zip(results, rights)):
-            return "sorted", ("the shares are sorted, not in the order of the images: the order of the images was lost, so "
-                              "shares[i] no longer belongs to images[i] and boxes[i]. Return them in the images' order (sort "
-                              "a copy, or leave the sorting to np.median)."), None
+            return "sorted", (f"the shares are {_order(results, rights)}, not in the order of the images, so shares[i] no "
+                              "longer belongs to images[i] and boxes[i]. Return them in the images' order (sort a copy, or "
+                              "leave the sorting to np.median)."), None
     for case, maps, parsed in results:
         right = np.array([_mass_share(cam, box) for cam, box in zip(maps["placed"]["centres"], maps["boxes"])])
         for i, (answer, value, empty) in enumerate(zip(parsed["shares"], right, maps["empty"])):
@@ -549,9 +612,16 @@ def _shares_problem(results: list[tuple[dict, dict, dict]]) -> tuple[str, str, l
             if not empty and not abs(answer - value) <= _RTOL * abs(value) + _ATOL:
                 left, top, right_edge, bottom = maps["boxes"][i]
                 height, width = maps["sizes"][i]
+                yours, its = _digits(answer, value)
+                dtype = parsed.get("shares dtype")
+                if dtype is not None and dtype.itemsize < 8 and abs(answer - value) <= 1e-2 * abs(value):
+                    return "precision", (f"on {case['what']}, image {i}: your share is {yours}, the map's mass in the box over "
+                                         f"its total mass is {its}. Your shares are {dtype} ({np.finfo(dtype).precision} "
+                                         "significant digits or fewer): compute and return them in float64, "
+                                         "np.array(shares, dtype=float)."), None
                 return "generic", (f"on {case['what']}, image {i} ({height}x{width}, box (left, top, right, bottom) = "
-                                   f"{(left, top, right_edge, bottom)}): your share is {answer:.4g}, the map's mass in the box "
-                                   f"over its total mass is {value:.4g}. Use Grad-CAM of class_name at layer4, upsampled "
+                                   f"{(left, top, right_edge, bottom)}): your share is {yours}, the map's mass in the box "
+                                   f"over its total mass is {its}. Use Grad-CAM of class_name at layer4, upsampled "
                                    "raw to the image's size (upsample_cams(result.raw, result.image_size, result.centres)[0]), "
                                    "and cam[top:bottom, left:right].sum() / cam.sum()."), None
     return "generic", "the shares differ from the map's mass in the box over its total mass.", None
@@ -564,14 +634,20 @@ def _chance_problem(results: list[tuple[dict, dict, dict]]) -> str:
         if all(_close(p["chance"], np.array([chance(box, size, inputs) for box, size, inputs in zip(m["boxes"], m["sizes"], m["inputs"])]))
                for _c, m, p in results):
             return message
+    if all(_close(np.sort(p["chance"]), np.sort(m["chance"])) for _c, m, p in results):
+        order = ("in the reverse order of the images" if all(_close(p["chance"], m["chance"][::-1]) for _c, m, p in results)
+                 else "in another order than the images")
+        return (f"the chances are {order}: chance[i] is the share of images[i]'s area that boxes[i] covers; keep the "
+                "images' order.")
     if all(_close(p["chance"], p["shares"]) for _c, m, p in results):
         return "answer['chance'] holds the shares again: chance is each box's share of its image's area, (right - left) * (bottom - top) / (H * W)."
     for case, maps, parsed in results:
         for i, (answer, value) in enumerate(zip(parsed["chance"], maps["chance"])):
             if not abs(answer - value) <= _RTOL * abs(value) + _ATOL:
                 height, width = maps["sizes"][i]
-                return (f"on {case['what']}, image {i} ({height}x{width}, box {maps['boxes'][i]}): your chance is {answer:.4g}, "
-                        f"the box's share of the image's area is {value:.4g}: (right - left) * (bottom - top) / (H * W).")
+                yours, its = _digits(answer, value)
+                return (f"on {case['what']}, image {i} ({height}x{width}, box {maps['boxes'][i]}): your chance is {yours}, "
+                        f"the box's share of the image's area is {its}: (right - left) * (bottom - top) / (H * W).")
     return "the chances differ from each box's share of its image's area."
 
 
