@@ -132,6 +132,18 @@ def test_observations_see_errors_changed_inputs_and_tolerance(tmp_path: Path):
     assert not equal_observations(observe(lambda t: t.clamp(min=0).double(), tensor, tmp_path), right)  # another dtype
 
 
+def test_a_relative_path_among_the_inputs_lands_in_the_scratch_folder(tmp_path: Path, monkeypatch):
+    # The check gives explain_folder a relative output folder; replaying that input must not write where the run started.
+    started = tmp_path / "started here"
+    started.mkdir()
+    monkeypatch.chdir(started)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    observe(lambda folder: (Path(folder) / "x.txt").parent.mkdir() or (Path(folder) / "x.txt").write_text("x"),
+            Input("a relative folder", ("relative overlays",)), scratch)
+    assert (scratch / "relative overlays" / "x.txt").is_file() and not any(started.iterdir())
+
+
 # Three mutants per exercise that the checks kill today, drawn with random.Random(0).sample from the baseline run's
 # killed mutants whose message is not an error (exercise c has two; its third is drawn from the rest): a check that
 # stops catching one is a regression.

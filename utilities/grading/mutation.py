@@ -588,7 +588,9 @@ def observe(function: Callable | Any, arguments: Input | None, scratch: Path) ->
     if arguments is None:
         return _normal(function, scratch)
     args = _materialise(arguments.args, scratch)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    # In the scratch folder: a relative path among the inputs (the check's "relative overlays") lands there, not in
+    # the folder the run was started from.
+    with contextlib.chdir(scratch), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         try:
             result = ("returned", _normal(function(*args), scratch))
