@@ -544,33 +544,58 @@ def _check_second_photo(model: LoadedModel, cams_for_classes: Callable, checker:
     return _check_same_shape(model, cams_for_classes, checker, cams)
 
 
-def _check_same_shape(model: LoadedModel, cams_for_classes: Callable, checker: Checker, earlier: torch.Tensor) -> str:
-    """The problem of cams_for_classes on another image of the second photo's shape (the photo mirrored), or "".
+def _mirrored_photo_problem(model: LoadedModel, cams_for_classes: Callable, checker: Checker, earlier: torch.Tensor,
+                            what: str, kept: str, hint: str) -> tuple[str, torch.Tensor | None]:
+    """(the problem or "", the maps) of cams_for_classes with ``model`` on the mirrored second photo and
+    :data:`SECOND_CLASSES`.
 
-    ``earlier``: its maps of :data:`SECOND_CLASSES` on the second photo. The same model, the same names, the same
-    shape and dtype, other pixels: a result kept from an earlier call (a cache keyed by the image's shape) shows here.
+    ``earlier``: its maps of an earlier call; the same maps again finish the message with ``kept`` (a result kept
+    from that call), a difference from Grad-CAM with ``hint`` (its ``{difference}`` filled in).
     """
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     ok, answer = _call_maps(checker, cams_for_classes, model, _flipped_second_photo(), list(SECOND_CLASSES),
                             described=_MAPS_ARGUMENTS)
     if not ok:
-        return ""  # the error is reported by the call
+        return "", None  # the error is reported by the call
     cams = as_tensor(answer) if isinstance(answer, torch.Tensor) else None
-    what = (f"on the second photo mirrored left to right (another image of the same size, {SECOND_SIZE[0]}x{SECOND_SIZE[1]}), "
-            f"with the same classes {list(SECOND_CLASSES)}")
     if cams is not None and cams.shape == earlier.shape and torch.equal(cams, earlier):
-        return (f"{what}, cams_for_classes returns the maps it returned for the unmirrored photo: a result kept from an "
-                "earlier call (a cache keyed by the image's shape or size, not its pixels) is given for another image of "
-                "that size. Compute the maps from the image you are given at each call.")
+        return f"{what}, cams_for_classes returns the maps it returned {kept}", cams
     if cams is None or tuple(cams.shape) != (len(SECOND_CLASSES), *SECOND_SIZE) or not bool(torch.isfinite(cams).all()):
         shape = tuple(cams.shape) if cams is not None else type_name(answer)
-        return f"{what}, cams_for_classes returned {shape}, expected finite maps {(len(SECOND_CLASSES), *SECOND_SIZE)}."
+        return f"{what}, cams_for_classes returned {shape}, expected finite maps {(len(SECOND_CLASSES), *SECOND_SIZE)}.", cams
     reference = cached(model, "exercise a: second photo mirrored", lambda: _second_reference(model, flipped=True))
     difference = _closest(normalize_cams(cams), reference)
-    if difference >= TOLERANCE:
-        return (f"{what}, the maps differ from Grad-CAM at layer4 by up to {difference:.2f}: do the maps depend on "
-                "something kept from an earlier call of the same image size?")
-    return _check_other_network(model, cams_for_classes, checker, cams)
+    return ("" if difference < TOLERANCE else f"{what}, the maps differ from {hint.format(difference=difference)}"), cams
+
+
+def _check_same_shape(model: LoadedModel, cams_for_classes: Callable, checker: Checker, earlier: torch.Tensor) -> str:
+    """The problem of cams_for_classes on another image of the second photo's shape (the photo mirrored), then with
+    another network on that image, or "".
+
+    ``earlier``: its maps of :data:`SECOND_CLASSES` on the second photo. The same model, names, shape and dtype,
+    other pixels: a result kept from an earlier call (a cache keyed by the image's shape) shows here; then the same
+    image and names with another network: a cache not keyed by the model.
+    """
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    problem, mirrored = _mirrored_photo_problem(
+        model, cams_for_classes, checker, earlier,
+        f"on the second photo mirrored left to right (another image of the same size, {SECOND_SIZE[0]}x{SECOND_SIZE[1]}), "
+        f"with the same classes {list(SECOND_CLASSES)}",
+        "for the unmirrored photo: a result kept from an earlier call (a cache keyed by the image's shape or size, not its "
+        "pixels) is given for another image of that size. Compute the maps from the image you are given at each call.",
+        "Grad-CAM at layer4 by up to {difference:.2f}: do the maps depend on something kept from an earlier call of the "
+        "same image size?")
+    if problem or mirrored is None:
+        return problem
+    other = cached(model, "exercise a: other network", lambda: _other_network(model))
+    return _mirrored_photo_problem(
+        other, cams_for_classes, checker, mirrored,
+        "given another network (a copy of the model with fc's rows moved, so other maps for the same class names) on "
+        f"the mirrored second photo with the classes {list(SECOND_CLASSES)}",
+        "for the model: a result kept from an earlier call (a cache keyed by the image and the names, not the model). "
+        "Compute the maps with the model you are given at each call.",
+        "that network's Grad-CAM at layer4 by up to {difference:.2f}: does the function use the notebook's model instead "
+        "of the one it is given?")[0]
 
 
 def _other_network(model: LoadedModel) -> LoadedModel:
@@ -579,35 +604,6 @@ def _other_network(model: LoadedModel) -> LoadedModel:
     with torch.no_grad():
         network.fc.weight.copy_(network.fc.weight.roll(1, dims=0))
     return replace(model, network=network, name=f"{model.name}, fc's rows moved")
-
-
-def _check_other_network(model: LoadedModel, cams_for_classes: Callable, checker: Checker, earlier: torch.Tensor) -> str:
-    """The problem of cams_for_classes given another network on the mirrored second photo with the same names, or "".
-
-    ``earlier``: its maps on that photo with the model. A result kept from an earlier call by image and names (a cache
-    not keyed by the model) shows here.
-    """
-    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
-    other = cached(model, "exercise a: other network", lambda: _other_network(model))
-    ok, answer = _call_maps(checker, cams_for_classes, other, _flipped_second_photo(), list(SECOND_CLASSES),
-                            described=_MAPS_ARGUMENTS)
-    if not ok:
-        return ""  # the error is reported by the call
-    cams = as_tensor(answer) if isinstance(answer, torch.Tensor) else None
-    what = (f"given another network (a copy of the model with fc's rows moved, so other maps for the same class names) "
-            f"on the mirrored second photo with the classes {list(SECOND_CLASSES)}")
-    if cams is not None and cams.shape == earlier.shape and torch.equal(cams, earlier):
-        return (f"{what}, cams_for_classes returns the maps it returned for the model: a result kept from an earlier call "
-                "(a cache keyed by the image and the names, not the model). Compute the maps with the model you are "
-                "given at each call.")
-    if cams is None or tuple(cams.shape) != (len(SECOND_CLASSES), *SECOND_SIZE) or not bool(torch.isfinite(cams).all()):
-        shape = tuple(cams.shape) if cams is not None else type_name(answer)
-        return f"{what}, cams_for_classes returned {shape}, expected finite maps {(len(SECOND_CLASSES), *SECOND_SIZE)}."
-    reference = cached(other, "exercise a: second photo mirrored", lambda: _second_reference(other, flipped=True))
-    difference = _closest(normalize_cams(cams), reference)
-    return "" if difference < TOLERANCE else (f"{what}, the maps differ from that network's Grad-CAM at layer4 by up to "
-                                               f"{difference:.2f}: does the function use the notebook's model instead of "
-                                               "the one it is given?")
 
 
 class _MaxPoolingHead(torch.nn.Module):

@@ -500,9 +500,28 @@ def _mirrored_image() -> np.ndarray:
     return np.ascontiguousarray(load_image(DATA_DIR / "cat_and_coffee.png")[:, ::-1])
 
 
-def _mirrored_references(model: LoadedModel) -> np.ndarray:
-    image = _mirrored_image()
-    return _shares_per_placement(model, image, object_mask(*image.shape[:2]))
+def _another_input_problem(checker: Checker, model: LoadedModel, localisation_shares: Callable, image: np.ndarray,
+                           mask: np.ndarray, what: str, key: str, kept: str, hint: str,
+                           first_shares: Sequence[float] = ()) -> str:
+    """What is wrong with localisation_shares on one more input, or "".
+
+    Its shares are judged against the reference shares of ``image`` and ``mask`` (cached under ``key``); ``kept``
+    finishes the message for shares equal to the first call's (a result kept from it), ``hint`` the message for any
+    other difference.
+    """
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    values, failure = _returned_shares(checker, model, localisation_shares, image, mask, what,
+                                       f"localisation_shares failed {what}.")
+    if values is None:
+        return failure
+    references = cached(model, key, lambda: _shares_per_placement(model, image, mask))
+    if _matches(values, references, SHARE_TOLERANCE):
+        return ""
+    if len(first_shares) == len(values) and np.array_equal(values, np.array(first_shares)):
+        return f"{what}, localisation_shares returns exactly the shares it returned {kept} Compute the shares from the arguments of each call."
+    worst, reference = _largest_difference(values, references)
+    return (f"{what}, the shares differ: at {STAGES[worst]} yours is {values[worst]:.4f}, the share of the normalised "
+            f"Grad-CAM's mass inside the mask is {reference[worst]:.4f}. {hint}")
 
 
 def _same_shape_problem(checker: Checker, model: LoadedModel, localisation_shares: Callable,
@@ -514,23 +533,13 @@ def _same_shape_problem(checker: Checker, model: LoadedModel, localisation_share
     """
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     image = _mirrored_image()
-    what = (f"on the photo mirrored left to right (another image of the same size, {image.shape[0]}x{image.shape[1]}), "
-            "with the same class and mask")
-    values, failure = _returned_shares(checker, model, localisation_shares, image, object_mask(*image.shape[:2]), what,
-                                       f"localisation_shares failed {what}.")
-    if values is None:
-        return failure
-    references = cached(model, "exercise d: mirrored", lambda: _mirrored_references(model))
-    if _matches(values, references, SHARE_TOLERANCE):
-        return ""
-    if len(first_shares) == len(values) and np.array_equal(values, np.array(first_shares)):
-        return (f"{what}, localisation_shares returns exactly the shares it returned for the photo: a result kept from "
-                "an earlier call (a cache keyed by the image's shape or size, not its pixels) is given for another image "
-                "of that size. Compute the shares from the arguments of each call.")
-    worst, reference = _largest_difference(values, references)
-    return (f"{what}, the shares differ: at {STAGES[worst]} yours is {values[worst]:.4f}, the share of the normalised "
-            f"Grad-CAM's mass inside the mask is {reference[worst]:.4f}. Do the shares depend on something kept from an "
-            "earlier call?")
+    return _another_input_problem(
+        checker, model, localisation_shares, image, object_mask(*image.shape[:2]),
+        f"on the photo mirrored left to right (another image of the same size, {image.shape[0]}x{image.shape[1]}), "
+        "with the same class and mask", "exercise d: mirrored",
+        "for the photo: a result kept from an earlier call (a cache keyed by the image's shape or size, not its pixels) "
+        "is given for another image of that size.",
+        "Do the shares depend on something kept from an earlier call?", first_shares)
 
 
 def round_mask(height: int, width: int) -> np.ndarray:
@@ -541,58 +550,30 @@ def round_mask(height: int, width: int) -> np.ndarray:
     return ((rows - centre_row) / (0.3 * height)) ** 2 + ((columns - centre_column) / (0.16 * width)) ** 2 <= 1
 
 
-def _round_mask_references(model: LoadedModel) -> np.ndarray:
-    image = load_image(DATA_DIR / "cat_and_coffee.png")
-    return _shares_per_placement(model, image, round_mask(*image.shape[:2]))
-
-
 def _other_mask_problem(checker: Checker, model: LoadedModel, localisation_shares: Callable,
                         first_shares: Sequence[float] = ()) -> str:
     """What is wrong with localisation_shares on the photo with another mask (an ellipse), or ""."""
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     image = load_image(DATA_DIR / "cat_and_coffee.png")
-    what = ("on the same photo and class with another mask, an ellipse over the espresso's upper part (not whole columns, "
-            "not a rectangle)")
-    values, failure = _returned_shares(checker, model, localisation_shares, image, round_mask(*image.shape[:2]), what,
-                                       f"localisation_shares failed {what}.")
-    if values is None:
-        return failure
-    references = cached(model, "exercise d: round mask", lambda: _round_mask_references(model))
-    if _matches(values, references, SHARE_TOLERANCE):
-        return ""
-    if len(first_shares) == len(values) and np.array_equal(values, np.array(first_shares)):
-        return (f"{what}, localisation_shares returns exactly the shares it returned with the first mask: a result kept "
-                "from an earlier call (a cache keyed by the image or the class, not the mask). Compute the shares from "
-                "the arguments of each call.")
-    worst, reference = _largest_difference(values, references)
-    return (f"{what}, the shares differ: at {STAGES[worst]} yours is {values[worst]:.4f}, the share of the normalised "
-            f"Grad-CAM's mass inside the mask is {reference[worst]:.4f}. Use the mask pixel by pixel as it is given, "
-            "cam[mask] (mask[row, column] for the image's pixel (row, column)): not its columns or rows alone, its "
-            "bounding box, or the mask flipped or transposed.")
+    return _another_input_problem(
+        checker, model, localisation_shares, image, round_mask(*image.shape[:2]),
+        "on the same photo and class with another mask, an ellipse over the espresso's upper part (not whole columns, "
+        "not a rectangle)", "exercise d: round mask",
+        "with the first mask: a result kept from an earlier call (a cache keyed by the image or the class, not the mask).",
+        "Use the mask pixel by pixel as it is given, cam[mask] (mask[row, column] for the image's pixel (row, column)): "
+        "not its columns or rows alone, its bounding box, or the mask flipped or transposed.", first_shares)
 
 
 def _other_model_problem(checker: Checker, localisation_shares: Callable, first_shares: Sequence[float] = ()) -> str:
     """What is wrong with localisation_shares given another network on the same photo, class and mask, or ""."""
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     image = load_image(DATA_DIR / "cat_and_coffee.png")
-    other = _positive_model()
-    what = "with another network (a made-up one) on the same photo, class and mask"
-    values, failure = _returned_shares(checker, other, localisation_shares, image, object_mask(*image.shape[:2]), what,
-                                       f"localisation_shares failed {what}.")
-    if values is None:
-        return failure
-    references = cached(other, "exercise d: photo", lambda: _shares_per_placement(other, image, object_mask(*image.shape[:2])))
-    if _matches(values, references, SHARE_TOLERANCE):
-        return ""
-    if len(first_shares) == len(values) and np.array_equal(values, np.array(first_shares)):
-        return (f"{what}, localisation_shares returns exactly the shares it returned for the notebook's model: a result "
-                "kept from an earlier call (a cache not keyed by the model). Compute the shares from the arguments of "
-                "each call, the model included.")
-    worst, reference = _largest_difference(values, references)
-    return (f"{what}, the shares differ: at {STAGES[worst]} yours is {values[worst]:.4f}, the share of the normalised "
-            f"Grad-CAM's mass inside the mask is {reference[worst]:.4f}: right for the notebook's model, not for another. "
-            "Does the function use something of the notebook's (its global model, photo or class list) instead of its "
-            "arguments?")
+    return _another_input_problem(
+        checker, _positive_model(), localisation_shares, image, object_mask(*image.shape[:2]),
+        "with another network (a made-up one) on the same photo, class and mask", "exercise d: photo",
+        "for the notebook's model: a result kept from an earlier call (a cache not keyed by the model).",
+        "Right for the notebook's model, not for another: does the function use something of the notebook's (its "
+        "global model, photo or class list) instead of its arguments?", first_shares)
 
 
 class _PositiveStages(nn.Module):
