@@ -1315,6 +1315,19 @@ def _diagnose_dominant(cases: list[tuple[torch.Tensor, list[str]]], answers: lis
     return ""
 
 
+def _half_masses(cams: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each class's mass in each half of real maps, in float64."""
+    return {half: part.flatten(-2).double().sum(-1) for half, part in _halves(cams).items()}
+
+
+def _near_top(answer: Any, cams: torch.Tensor) -> bool:
+    """Whether dominant_class's answer on real maps (of :data:`CLASSES`) names, in each half, a class within rounding
+    of the largest mass: real maps can be near ties (a random network's especially)."""
+    return isinstance(answer, dict) and sorted(answer) == ["left", "right"] and all(
+        answer[half] in CLASSES and float(mass[CLASSES.index(answer[half])]) >= float(mass.max()) * (1 - 1e-4) - 1e-6
+        for half, mass in _half_masses(cams).items())
+
+
 def _check_dominant(checker: Checker, model: LoadedModel, dominant_class: Callable) -> None:
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     cases = _synthetic_cases()
@@ -1330,13 +1343,7 @@ def _check_dominant(checker: Checker, model: LoadedModel, dominant_class: Callab
     real = cached(model, "exercise a", lambda: _references(model))["reference"][0]
     ok, answer = checker.call(dominant_class, real.clone(), list(CLASSES), described=_DOMINANT_ARGUMENTS)
     if ok:
-        # Real maps can be near ties (a random network's especially): any class within rounding of the largest mass is right.
-        masses = {half: part.flatten(-2).double().sum(-1) for half, part in _halves(real).items()}
-        near_top = isinstance(answer, dict) and sorted(answer) == ["left", "right"] and all(
-            answer[half] in CLASSES and float(mass[CLASSES.index(answer[half])]) >= float(mass.max()) * (1 - 1e-4) - 1e-6
-            for half, mass in masses.items()
-        )
-        if near_top:
+        if _near_top(answer, real):
             problem = ""
         elif made_up_failed:  # the cause is named above; say only that the real maps are affected too
             problem = f"on the Grad-CAM maps of the pair photo too, dominant_class returns {answer!r}."
@@ -1346,11 +1353,8 @@ def _check_dominant(checker: Checker, model: LoadedModel, dominant_class: Callab
             # The same names and shape, the maps mirrored: a result kept by names or shape shows here.
             mirrored = real.flip(-1)
             ok, again = checker.call(dominant_class, mirrored.clone(), list(CLASSES), described=_DOMINANT_ARGUMENTS)
-            expected = {half: CLASSES[int(part.flatten(-2).double().sum(-1).argmax())] for half, part in _halves(mirrored).items()}
-            masses = {half: part.flatten(-2).double().sum(-1) for half, part in _halves(mirrored).items()}
-            if ok and not (isinstance(again, dict) and sorted(again) == ["left", "right"] and all(
-                    again[half] in CLASSES and float(masses[half][CLASSES.index(again[half])]) >= float(masses[half].max()) * (1 - 1e-4) - 1e-6
-                    for half in masses)):
+            expected = {half: CLASSES[int(mass.argmax())] for half, mass in _half_masses(mirrored).items()}
+            if ok and not _near_top(again, mirrored):
                 problem = (f"on the pair photo's maps mirrored left to right (the same class names and shape, other maps), "
                            f"dominant_class returns {again!r}, expected {expected!r}"
                            + (": the answer it gave for the unmirrored maps, a result kept from an earlier call (a cache "
