@@ -41,6 +41,17 @@ def test_nbgraders_autograded_cell_is_left_to_the_graders_own_cell(tmp_path, ker
     assert result.failing_cells == []  # it would run the same checks again; the grader's cell runs them once
 
 
+def test_the_handed_out_check_cell_is_left_to_the_graders_own_cell_and_a_changed_one_runs(tmp_path, kernel_factory):
+    # The grader's cell runs the same checks: running the handed-out cell too would run them twice.
+    define = "model = cams_for_classes = dominant_class = None\ndef check_a(*args):\n    print('check cell ran')"
+    path = write_notebook(tmp_path / "exercise_a_x.ipynb", define, "check_a(model, cams_for_classes, dominant_class)\n")
+    assert "check cell ran" not in grade_notebook(path, "a", factory=kernel_factory).output
+    changed = write_notebook(tmp_path / "exercise_a_y.ipynb", define, "check_a(model, cams_for_classes, dominant_class)\nprint('mine')")
+    assert grade_notebook(changed, "a", factory=kernel_factory).output == "check cell ran\nmine\n"
+    other = write_notebook(tmp_path / "exercise_a_z.ipynb", define, "check_a(model, cams_for_classes, dominant_class)")
+    assert grade_notebook(other, "b", factory=kernel_factory).output == "check cell ran\n"  # not b's check cell
+
+
 def test_a_notebook_that_sleeps_forever_is_stopped_at_the_time_limit(tmp_path, kernel_factory):
     path = write_notebook(tmp_path / "exercise_b_x.ipynb", "import time\nwhile True:\n    time.sleep(1)")  # hangs however fast the machine
     result = grade_notebook(path, "b", timeout=3, factory=kernel_factory)

@@ -524,6 +524,19 @@ def _short(value: Any, limit: int = 110) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def same_tensor_values(first: torch.Tensor, second: torch.Tensor) -> bool:
+    """``torch.equal`` of two tensors of the same shape and dtype, in NumPy where it can.
+
+    The snapshot compares each of a network's ~300 tensors after every call of a student's function: one
+    ``torch.equal`` each wakes PyTorch's thread pool, which costs about 1 ms a tensor on a busy machine, 50 times
+    NumPy's cost. Tensors NumPy cannot view (another device, bfloat16, a conjugate view) go to ``torch.equal``.
+    """
+    try:
+        return bool(np.array_equal(first.detach().numpy(), second.detach().numpy()))
+    except (RuntimeError, TypeError):
+        return bool(torch.equal(first.detach(), second.detach()))
+
+
 def _equal(first: Any, second: Any) -> bool:
     """Equal values, containers compared item by item (in order), tensors and arrays by shape, type and contents."""
     if isinstance(first, torch.Tensor) or isinstance(second, torch.Tensor):
@@ -857,7 +870,7 @@ class Snapshot:
                               ".to(dtype)) and left it so: every later forward pass of the notebook, on float32 inputs, "
                               "fails or runs in another precision. Leave the network's dtype alone. The check cast it back."))
             changed = [key for key, value in saved["state"].items() if key not in retyped and (
-                       key not in state or state[key].shape != value.shape or not torch.equal(state[key].detach(), value))]
+                       key not in state or state[key].shape != value.shape or not same_tensor_values(state[key], value))]
             if changed:
                 statistics = [key for key in changed if key.endswith(("running_mean", "running_var", "num_batches_tracked"))]
                 what = ("the batch-norm statistics (" + statistics[0] + (", ..." if len(changed) > 1 else "") + "), as a forward "
@@ -911,7 +924,7 @@ class Snapshot:
                     for key, value in saved["state"].items():
                         if key in state and state[key].dtype != value.dtype:
                             state[key].data = value.clone()  # a .double() or .half() of the network, undone
-                        elif key in state and state[key].shape == value.shape and not torch.equal(state[key].detach(), value):
+                        elif key in state and state[key].shape == value.shape and not same_tensor_values(state[key], value):
                             state[key].copy_(value)
                 for module, then in zip(network.modules(), saved["attributes"]):
                     now = _public_attributes(module)

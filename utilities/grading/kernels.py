@@ -43,8 +43,12 @@ __all__ = ["DEFAULT_MEMORY_LIMIT", "KernelFactory", "can_fork_kernels", "limited
 #: (PyTorch's libraries alone map about 0.8 GB of writable data); 4 GB leaves room for a student's larger images.
 DEFAULT_MEMORY_LIMIT = 4 * 1024**3
 
-# Imported once in the factory, so a forked kernel starts with them: what every exercise notebook imports first.
-PRELOADED_MODULES = ("ipykernel.kernelapp", "matplotlib_inline.backend_inline", "matplotlib.pyplot", "utilities", "utilities.checks")
+# Imported once in the factory, so a forked kernel starts with them: what every exercise notebook imports first;
+# what PyTorch imports on the first backward pass with a given gradient (grad_cam's): SymPy, 0.3-0.5 s a kernel;
+# and what IPython imports to show a traceback, which must work when a cell has used up the memory limit.
+PRELOADED_MODULES = ("ipykernel.kernelapp", "matplotlib_inline.backend_inline", "matplotlib.pyplot", "utilities", "utilities.checks",
+                     "torch.fx.experimental.symbolic_shapes", "torch.nested._internal.nested_tensor",
+                     "pygments.formatters.terminal256", "pygments.lexers.python")
 
 
 def can_fork_kernels() -> bool:

@@ -15,7 +15,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-from ..checks import CHECK_COUNTS
+from ..checks import CHECK_COUNTS, EXERCISES
 from .kernels import KernelFactory, limited_kernel_manager
 from .nbgrader_course import is_autograded
 
@@ -247,6 +247,15 @@ def cell_label(failing: dict[str, Any]) -> str:
     return f"{failing['cell']} (`{failing['first_line']}`{run_as})"
 
 
+def _is_check_cell(cell: nbformat.NotebookNode, exercise: str) -> bool:
+    """Whether ``cell`` is the exercise's check cell as handed out (``check_a(model, cams_for_classes, dominant_class)``).
+
+    A cell the student changed is run as written: it may hold code of theirs.
+    """
+    names = EXERCISES[exercise][1] if exercise in EXERCISES else None
+    return names is not None and cell.cell_type == "code" and cell.source.strip() == f"check_{exercise}({', '.join(names)})"
+
+
 def grade_notebook(
     path: Path,
     exercise: str,
@@ -281,8 +290,8 @@ def grade_notebook(
         notebook = nbformat.read(path, as_version=4)
     except Exception as error:  # noqa: BLE001 - a broken file is the student's problem, not the grader's
         return finish(NotebookResult(exercise, path.name, Status.UNREADABLE, problems=[f"cannot read the notebook: {error}"]))
-    # nbgrader's test cell runs the same checks as the grading cell: they run once
-    notebook.cells = [cell for cell in notebook.cells if not is_autograded(cell)]
+    # nbgrader's test cell and the handed-out check cell run the same checks as the grading cell: they run once
+    notebook.cells = [cell for cell in notebook.cells if not is_autograded(cell) and not _is_check_cell(cell, exercise)]
     student_cells = len(notebook.cells)
     notebook.cells.append(nbformat.v4.new_code_cell(GRADING_CELL.format(exercise=exercise, mime=RESULT_MIME)))
     with tempfile.TemporaryDirectory(prefix="grading-") as scratch:
