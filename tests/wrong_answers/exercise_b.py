@@ -604,6 +604,45 @@ def _nearest_stretch(model, path):
     return result.class_names[0], overlay_cam(image, small[rows][:, columns])
 
 
+_BY_NAME_ONLY: dict = {}
+
+
+def _cached_by_name_only(model, path):
+    """explain_file with a cache keyed by the file's name alone (not the model): another model's call gets it too."""
+    if Path(path).name not in _BY_NAME_ONLY:
+        _BY_NAME_ONLY[Path(path).name] = _explain(model, path)
+    return _BY_NAME_ONLY[Path(path).name]
+
+
+def _deleting_inputs(right):
+    """explain_folder that deletes each image once its overlay is saved ("moves the work along")."""
+
+    def explain_folder(model, folder, output_folder):
+        reported = right(model, folder, output_folder)
+        for path in sorted(Path(folder).iterdir()):
+            if path.is_file() and path.name not in reported:
+                path.unlink()
+        return reported
+
+    return explain_folder
+
+
+def _first_block(model, path):
+    """Grad-CAM at the first block inside layer4 (layer4.0), not layer4 itself."""
+    image = load_image(path)
+    result = grad_cam(model, image, layer="layer4.0")
+    return result.class_names[0], overlay_cam(image, result.maps[0])
+
+
+def _shrunk_first(model, path):
+    """The photo shrunk to 224 rows with PIL before grad_cam, the map overlaid on the full photo."""
+    image = load_image(path)
+    height, width = image.shape[:2]
+    small = np.asarray(Image.fromarray(image).resize((max(1, round(width * 224 / height)), 224), Image.BILINEAR))
+    result = grad_cam(model, small)
+    return result.class_names[0], overlay_cam(image, result.maps[0])
+
+
 def _photo_under_read_by_pil(model, path):
     """The model run on load_image's photo, the overlay drawn on a plain PIL read of the file."""
     result = grad_cam(model, load_image(path))
@@ -617,8 +656,19 @@ WRONG_B += [
                 lambda model, solution: {"explain_file": _swallows_load_error, "explain_folder": _folder_of_swallowing}),
     WrongAnswer("b", "the map inverted (1 - map)", r"values are reversed, high where the right map is low \(1 - map",
                 _both(_transformed(lambda cam: 1 - cam))),
-    WrongAnswer("b", "the map stretched by hand with nearest-neighbour", r"not a function of its values.*nearest-neighbour",
+    WrongAnswer("b", "the map stretched by hand with nearest-neighbour", r"stretched to the photo's size by hand with nearest-neighbour",
                 _both(_nearest_stretch)),
+    WrongAnswer("b", "explain_file returns (None, None) for a non-image, explain_folder uses it and crashes",
+                r"explain_folder raised AttributeError.*The cause: on a file that is not an image.*explain_file returned a tuple "
+                r"instead of raising", _both(_swallows_load_error)),
+    WrongAnswer("b", "explain_folder deletes each image once explained", r"explain_folder deleted cat\.jpg in the folder it was given",
+                lambda model, solution: {"explain_folder": _deleting_inputs(solution["explain_folder"])}),
+    WrongAnswer("b", "explain_file cached by file name alone (not by model)",
+                r"\A(?!.*divides 0 by 0).*a cache keyed by the file's name", _file(_cached_by_name_only)),
+    WrongAnswer("b", "Grad-CAM at layer4.0, a block inside layer4", r"the heat map is the Grad-CAM of layer4\.0, a block inside layer4",
+                _both(_first_block)),
+    WrongAnswer("b", "the photo shrunk to 224 rows with PIL before grad_cam", r"Grad-CAM of the photo shrunk to 224 rows before grad_cam",
+                _both(_shrunk_first)),
     WrongAnswer("b", "the save's OSError caught", r"the save's OSError was caught",
                 _folder(catch=(ImageLoadError, OSError), save_in_try=True)),
     WrongAnswer("b", "the photo under the overlay read with PIL", r"16-bit grayscale TIFF.*plain PIL read gives it.*clipped at 255",

@@ -155,6 +155,28 @@ def _alternatives(model: LoadedModel, source: str | Path) -> dict[str, np.ndarra
         f"the heat map is the Grad-CAM of the model's second class ({second!r}), not of its top class.":
             overlay_cam(image, grad_cam(model, image, second).maps[0], alpha=1.0),
     }
+    # The blocks inside layer4 but its last (whose output is layer4's): a layer named one level too deep.
+    layer4 = dict(model.network.named_modules()).get("layer4")
+    blocks = [name for name, _ in layer4.named_children()][:-1] if isinstance(layer4, torch.nn.Sequential) else []
+    for block in blocks:
+        wrong[f"the heat map is the Grad-CAM of layer4.{block}, a block inside layer4; the text asks for layer4 itself, "
+              "grad_cam's default (layer='layer4', or no layer at all)."] = overlay_cam(image, grad_cam(model, image, layer=f"layer4.{block}").maps[0], alpha=1.0)
+    # The layer's map normalised and stretched to the photo's size by hand with nearest-neighbour: a block per cell.
+    raw = right.raw[0].detach().cpu().numpy()
+    small = (raw - raw.min()) / max(float(raw.max() - raw.min()), 1e-12)
+    rows, columns = (np.arange(n) * m // n for n, m in zip(image.shape[:2], small.shape))
+    wrong["the heat map is layer4's map stretched to the photo's size by hand with nearest-neighbour (one flat block per "
+          "cell), not by grad_cam's upsampling: blend result.maps[0] as it is."] = overlay_cam(image, small[rows][:, columns], alpha=1.0)
+    # The photo shrunk before grad_cam (to what the network is often said to see, 224 rows), the map stretched back.
+    height, width = image.shape[:2]
+    for rows, resample, how in ((224, Image.Resampling.BILINEAR, "bilinear"), (224, Image.Resampling.BICUBIC, "bicubic"),
+                                (224, Image.Resampling.LANCZOS, "Lanczos")):
+        if height > rows:
+            small = np.asarray(Image.fromarray(image).resize((max(1, round(width * rows / height)), rows), resample))
+            wrong[f"the heat map is the Grad-CAM of the photo shrunk to {rows} rows before grad_cam (a {how} resize, with "
+                  "PIL?), not of the image as load_image reads it, which the text asks for: give grad_cam that image at its "
+                  "own size (the model's preprocessing resizes it) and blend result.maps[0]."] = overlay_cam(
+                image, grad_cam(model, small).maps[0], alpha=1.0)
     for name in ("jet", "viridis", "magma", "hot", "gray"):
         if name != CAM_COLORMAP:
             wrong[f"the heat map is coloured with the colormap {name!r}: use overlay_cam's default, {CAM_COLORMAP!r}."] = (
@@ -252,10 +274,10 @@ def _map_change(pixels: np.ndarray, image: np.ndarray, heats: Sequence[np.ndarra
                 f"such as '{CAM_COLORMAP}_r'?): where the right map is near 1, yours is {medians[-1]:.2f}. Blend "
                 "result.maps[0] as it is, with overlay_cam's default colormap.")
     if len(medians) >= 4 and spread >= 0.02 and all(later >= earlier - 0.03 for earlier, later in zip(medians, medians[1:])):
-        return ("the heat map is close to the right one but not a function of its values: in places its cells are "
-                "resampled differently (the photo shrunk before grad_cam, so the map comes from a coarser input? the map "
-                "stretched by hand, e.g. nearest-neighbour, instead of grad_cam's upsampling?): give grad_cam the photo as "
-                "load_image reads it, at its own size, and blend result.maps[0] as it is.")
+        # No cause found (the known ones are tried before): say what differs, and guess no cause.
+        return ("the heat map is close to the Grad-CAM of the model's top class at layer4, but it is not that map with "
+                "its values changed: it differs in where its values lie. Blend result.maps[0] of grad_cam(model, image), "
+                "with the image as load_image reads it, as it is.")
     if len(medians) >= 4 and all(later >= earlier - 0.03 for earlier, later in zip(medians, medians[1:])):
         middle = float(np.median(yours[np.abs(right - 0.5) < 0.05])) if (np.abs(right - 0.5) < 0.05).sum() >= 5 else None
         example = f" (where the right map is 0.5, yours is {middle:.2f})" if middle is not None else ""
@@ -377,7 +399,10 @@ def _check_file(checker: Checker, model: LoadedModel, explain_file: Callable) ->
         toy = Path(temporary) / "toy.png"
         Image.fromarray(made_up_image()).save(toy)
         checker.keeps_mode(explain_file, training_copy(made_up_model()), toy)
-        zero_problem = _zero_map_problem(checker, explain_file, toy)
+        # A file of its own (another name and other pixels): a result cached from the call above cannot answer for it.
+        zero_file = Path(temporary) / "zero map.png"
+        Image.fromarray(np.ascontiguousarray(made_up_image()[::-1])).save(zero_file)
+        zero_problem = _zero_map_problem(checker, explain_file, zero_file)
         kinds = []
         for kind, kind_path in image_kinds(Path(temporary)).items():
             kind_ok, kind_answer = checker.call(explain_file, model, kind_path)
@@ -691,6 +716,10 @@ def _relative_output_problem(checker: Checker, explain_folder: Callable, model: 
         return ""  # the working directory is the process's: another thread's relative paths would move with it
     working = (root / "working directory").resolve()
     working.mkdir()
+    files = sorted(path.name for path in folder.iterdir())
+    if not files:
+        return ""  # an earlier call deleted the folder's files: the names check says so
+    name = f"{files[0]}_cam.png"
     previous = os.getcwd()
     os.chdir(working)
     try:
@@ -699,7 +728,6 @@ def _relative_output_problem(checker: Checker, explain_folder: Callable, model: 
         checker.quiet_call(explain_folder, model, folder, RELATIVE_OUTPUT)
     finally:
         os.chdir(previous)
-    name = f"{next(folder.iterdir()).name}_cam.png"
     if (working / RELATIVE_OUTPUT / name).is_file():
         return ""
     elsewhere = sorted(path.parent for path in root.rglob(name) if path.parent.name == RELATIVE_OUTPUT)
@@ -1258,8 +1286,9 @@ def _sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
-def _crash_message(error: BaseException, case: _Folder, explain_folder: Callable) -> str:
-    """What a crash of explain_folder on one of the check's folders means, named by its cause."""
+def _crash_message(error: BaseException, case: _Folder, explain_folder: Callable, non_image: str = "") -> str:
+    """What a crash of explain_folder on one of the check's folders means, named by its cause (``non_image``: what
+    explain_file does wrong with a file that is not an image, if anything)."""
     frames = [frame.filename for frame in traceback.extract_tb(error.__traceback__)]
     if any(("concurrent" + os.sep) in name or name.endswith(("threading.py", "pool.py")) for name in frames):
         return (f"explain_folder crashed on {case.what} with a {type(error).__name__} raised in a thread of a pool: several "
@@ -1283,6 +1312,9 @@ def _crash_message(error: BaseException, case: _Folder, explain_folder: Callable
     if isinstance(error, ImageLoadError):
         return (f"explain_folder crashed on {case.what}: " + _sentence(describe_error(explain_folder, error))
                 + " Catch ImageLoadError and report the file instead.")
+    if non_image:
+        # explain_file returned something for a file that is not an image: explain_folder crashed using it.
+        return f"explain_folder crashed on {case.what}: " + _sentence(describe_error(explain_folder, error)) + " The cause: " + non_image
     return f"explain_folder crashed on {case.what}: " + describe_error(explain_folder, error)
 
 
@@ -1322,11 +1354,13 @@ def _check_folder(checker: Checker, model: LoadedModel, explain_folder: Callable
     later = ["reports the files that are not images", "one overlay per image, named after its file", "saved overlays show the CAM in RGB"]
     with tempfile.TemporaryDirectory() as temporary:
         cases = _make_folders(Path(temporary))
+        # Once, before the folders: what explain_file does with a file that is not an image names the cause of a crash.
+        non_image = _non_image_problem(checker, model, explain_file, Path(temporary)) if explain_file is not None else ""
         reports = []
         for case in cases:
             arguments = (str(case.folder), str(case.output)) if case.as_str else (case.folder, case.output)
             ok, reported = checker.call(explain_folder, model, *arguments,
-                                        explain=lambda error, case=case: _crash_message(error, case, explain_folder))
+                                        explain=lambda error, case=case: _crash_message(error, case, explain_folder, non_image))
             if not ok:
                 checker.skip(later, "explain_folder must first run through every folder of the check")
                 return
@@ -1359,8 +1393,7 @@ def _check_folder(checker: Checker, model: LoadedModel, explain_folder: Callable
                                      "mode back only after a loop that ends normally. Put it back in a finally block "
                                      "(try: ... finally: network.train(was_training)).")
         relative = _relative_output_problem(checker, explain_folder, made_up_model(), toy, Path(temporary))
-        problem = next((found for found in (_describe_report(r, c) for r, c in zip(reports, cases)) if found), "") or hidden or (
-            _non_image_problem(checker, model, explain_file, Path(temporary)) if explain_file is not None else "")
+        problem = next((found for found in (_describe_report(r, c) for r, c in zip(reports, cases)) if found), "") or hidden or non_image
         checker.require(later[0], not problem, problem)
         problem = next((found for found in map(_describe_names, cases) if found), "") or _obstacle_problem(faults) or relative
         if checker.require(later[1], not problem, problem):
