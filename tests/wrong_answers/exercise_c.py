@@ -383,3 +383,37 @@ WRONG_C += [
                 r"differs from model\.preprocess in 2 steps.*v2\.functional\.resize\(\.\.\.\); left out Normalize",
                 _function(lambda m, s: _functional(m, normalize=False), "ladybug")),
 ]
+
+
+def _cached_by_id(model, solution):
+    cache = {}
+
+    def changed_preprocess(image):
+        if id(image) not in cache:
+            cache[id(image)] = v2.Compose(_thumbnail(list(model.preprocess.transforms)))(image)
+        return cache[id(image)]
+
+    return changed_preprocess
+
+
+def _growing(model, solution):
+    steps = list(model.preprocess.transforms)
+
+    def changed_preprocess(image):
+        steps.insert(3, v2.Lambda(lambda x: x * 3))  # the list kept between calls grows
+        return v2.Compose(steps)(image)
+
+    return changed_preprocess
+
+
+WRONG_C += [
+    # round 14: a change only on the exercise's photo, one-colour and gray inputs, state kept between calls
+    WrongAnswer("c", "a Lambda resizing only images 600 px wide (the coffee photo), the identity on others",
+                r"your change happens on the exercise's photo only: on another photo",
+                _pipeline(lambda steps: [steps[0], v2.Lambda(lambda x: v2.functional.resize(x, [64]) if x.shape[-1] == 600 else x),
+                                         *steps[2:]])),
+    WrongAnswer("c", "per-image standardisation (x - mean) / std: NaN on a gray image of one colour",
+                r"gives NaN \(not a number\) values: .*\(gray\)",
+                _pipeline(lambda steps: [*steps[:3], v2.Lambda(lambda x: (x - x.mean()) / x.std()), steps[3]])),
+    WrongAnswer("c", "a step list kept between calls that grows at each call", r"applies more steps at each call", _function(_growing)),
+]

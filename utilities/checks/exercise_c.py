@@ -49,6 +49,8 @@ class Recording(list):
     unchanged: list[Any]
     #: Each v2.Lambda applied: (the Lambda, its input, its output, the functional transforms it called).
     lambdas: list[tuple[Any, Any, Any, list[Any]]]
+    #: The Lambdas whose function edits its input in place (set by :func:`with_second_changes`).
+    in_place: list[Any] = []
 
 
 class FunctionalCall:
@@ -318,6 +320,11 @@ def _describe_tensor(tensor: Any, image: np.ndarray) -> str:
         return "changed_preprocess returns one channel; the network needs 3 (for gray: v2.Grayscale(num_output_channels=3))."
     if tensor.ndim != 3 or shape[0] != 3:
         return f"changed_preprocess should return a float tensor (3, H, W); got shape {shape}."
+    nan = int(torch.isnan(tensor.detach()).sum())
+    if nan:
+        return (f"changed_preprocess gives NaN (not a number) on the coffee photo: {nan} of the input's {tensor.numel()} "
+                "values are NaN, a division of 0 by 0 (or a NaN in the values divided). The network's input must be a "
+                "number everywhere: change the step that divides.")
     return ""
 
 
@@ -396,9 +403,10 @@ def _lambda_changes(lambda_step: Any, given: Any, result: Any, seed: int = 5) ->
 
     def run(image: torch.Tensor) -> Any:
         __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+        # On a copy: a function that edits its input in place (x.div_) would change the check's own images.
         try:
             with torch.no_grad():
-                return lambda_step.lambd(image)
+                return lambda_step.lambd(image.clone())
         except Exception:  # noqa: BLE001 - a function that fails on another image is judged elsewhere
             return None
 
@@ -429,6 +437,20 @@ def _lambda_changes(lambda_step: Any, given: Any, result: Any, seed: int = 5) ->
     return changes
 
 
+def _edits_in_place(lambda_step: Any, given: Any) -> bool:
+    """Whether a Lambda's function changes the tensor it is given (x.div_, x[...] = ...), tried on a copy of its input."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    if not isinstance(given, torch.Tensor):
+        return False
+    image = given.detach().clone()
+    try:
+        with torch.no_grad():
+            lambda_step.lambd(image)
+    except Exception:  # noqa: BLE001 - a function that fails is judged elsewhere
+        return False
+    return not (image.shape == given.shape and torch.equal(image, given.detach()))
+
+
 def with_second_changes(steps: Any) -> Any:
     """The steps, each Lambda that makes more changes than it is counted for followed by its further changes (steps).
 
@@ -437,6 +459,9 @@ def with_second_changes(steps: Any) -> Any:
     """
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     extra: list[tuple[Any, Any, list[str], int]] = []  # (the step it follows, the Lambda, its changes, how many more)
+    in_place = [lambda_step for lambda_step, given, _, _ in getattr(steps, "lambdas", []) if _edits_in_place(lambda_step, given)]
+    if isinstance(steps, Recording):
+        steps.in_place = in_place
     for lambda_step, given, result, inner in getattr(steps, "lambdas", []):
         kinds = _lambda_changes(lambda_step, given, result)
         if len(kinds) > max(len(inner), 1):
@@ -445,6 +470,7 @@ def with_second_changes(steps: Any) -> Any:
         return steps
     counted = Recording()
     counted.top, counted.unchanged, counted.lambdas = steps.top, steps.unchanged, steps.lambdas
+    counted.in_place = in_place
     placed = set()
     for step in steps:
         counted.append(step)
@@ -621,6 +647,18 @@ def _where(position: tuple[int, int], height: int, width: int) -> str:
     return f"on its {vertical or horizontal} edge" if vertical or horizontal else "inside it"
 
 
+def _nan_problem(answer: torch.Tensor | None, what: str) -> str:
+    """The problem of an input with NaN (or infinite) values, given on an image described by ``what``; or ""."""
+    if answer is None or bool(torch.isfinite(answer).all()):
+        return ""
+    bad = int((~torch.isfinite(answer)).sum())
+    kind = "NaN (not a number)" if bool(torch.isnan(answer).any()) else "infinite"
+    return (f"your pipeline gives {kind} values: {what}, {bad} of the input's {answer.numel()} values are {kind.split()[0]}: "
+            "a division by 0 (0 / 0 gives NaN), e.g. by a standard deviation, which is 0 on an image of one colour (or "
+            "in one channel of it). The network's input must be a number everywhere, for every photo: guard the "
+            "division, or change another step.")
+
+
 def _geometry_problem(checker: Checker, changed_preprocess: Callable, size: tuple[int, int], aspect: float,
                       seed: int) -> str:
     """Whether the pipeline shows every pixel of an image in its own place: the problem, or "".
@@ -667,9 +705,16 @@ def _geometry_problem(checker: Checker, changed_preprocess: Callable, size: tupl
 
     # The input's unit: what 40 grey levels more change in it. Less than a tenth of it is rounding (a resampling of
     # an image of one colour can be off by a level); a lost pixel changes nothing at all.
+    what = f"on an image of the photo's aspect ratio, {height}x{width}"
     lighter = run(plain + np.uint8(40))
     if lighter is None:
         return ""
+    gray = run(np.full_like(plain, 128))  # a per-image standardisation without a guard gives NaN here: std 0
+    colours = [(_PROBE_COLOUR, base), (tuple(v + 40 for v in _PROBE_COLOUR), lighter), ((128, 128, 128), gray)]
+    for colour, answer in colours:
+        problem = _nan_problem(answer, f"{what}, of one colour, RGB {colour}{' (gray)' if len(set(colour)) == 1 else ''}")
+        if problem:
+            return problem
     unit = max(float((lighter - base).abs().amax(0).median()), 1e-12)
     off_colour = (base - base.flatten(1).median(dim=1).values[:, None, None]).abs().amax(0) > 0.1 * unit
     changes: dict[tuple[int, int], torch.Tensor] = {}
@@ -681,6 +726,9 @@ def _geometry_problem(checker: Checker, changed_preprocess: Callable, size: tupl
         answer = run(probe)
         if answer is None:
             return ""
+        problem = _nan_problem(answer, f"{what}, of one colour with its pixel at row {position[0]}, column {position[1]} changed")
+        if problem:
+            return problem
         change = (answer - base).abs().sum(0)
         if float(change.max()) <= 1e-3 * unit:
             lost.append(position)
@@ -863,6 +911,124 @@ def _logits(model: LoadedModel, tensor: torch.Tensor) -> torch.Tensor:
         return model.network(tensor.unsqueeze(0).to(model.device))[0].float().cpu()
 
 
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+               "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs")
+
+
+def _take_hooks(network: torch.nn.Module) -> list[tuple[str, Any, dict[str, dict]]]:
+    """Take the hooks off every module of the network: (module name, module, its hook dicts as they were), one per
+    module that had a hook. :func:`_put_back_hooks` puts them back."""
+    taken = []
+    for name, module in network.named_modules():
+        if any(getattr(module, kind, None) for kind in _HOOK_DICTS[:4]):
+            contents = {kind: dict(getattr(module, kind)) for kind in _HOOK_DICTS if isinstance(getattr(module, kind, None), dict)}
+            for kind in contents:
+                getattr(module, kind).clear()
+            taken.append((name, module, contents))
+    return taken
+
+
+def _put_back_hooks(taken: list[tuple[str, Any, dict[str, dict]]]) -> None:
+    for _, module, contents in taken:
+        for kind, hooks in contents.items():
+            getattr(module, kind).update(hooks)
+
+
+def _hook_problem(model: LoadedModel, taken: list[tuple[str, Any, dict[str, dict]]], coffee: np.ndarray, original: int) -> str:
+    """The hooks found on the network when the check started, if they change its output on the coffee photo; or ""."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    if not taken:
+        return ""
+    _put_back_hooks(taken)
+    try:
+        hooked = _logits(model, model.preprocess(coffee))
+    except Exception:  # noqa: BLE001 - a hook that fails is a hook that changes the output
+        hooked = None
+    finally:
+        for _, module, contents in taken:
+            for kind in contents:
+                getattr(module, kind).clear()
+    clean = _logits(model, model.preprocess(coffee))
+    if hooked is not None and hooked.shape == clean.shape and torch.allclose(hooked, clean, atol=1e-5):
+        return ""  # hooks that only look (e.g. keep an activation): harmless here
+    count = sum(len(contents.get(kind, {})) for _, _, contents in taken for kind in _HOOK_DICTS[:4])
+    where = ", ".join(f"model.network{'.' + name if name else ''}" for name, _, _ in taken[:3])
+    top = (f"the coffee photo's top class is {model.class_names[int(hooked.argmax())]!r} with it, "
+           f"{model.class_names[original]!r} without it" if hooked is not None else "the network fails with it")
+    return (f"model.network has {count} hook{'s' if count > 1 else ''} on it from an earlier cell ({where}: "
+            f"register_forward_hook or the like) that change{'' if count > 1 else 's'} what the network gives: {top}. "
+            "Every prediction of the notebook goes through it. Remove it (handle.remove(), or restart the kernel and "
+            "run the cells without it): the change asked for is a step of the pipeline. The check ran without it.")
+
+
+def _kept_state(checker: Checker, changed_preprocess: Callable, photo: np.ndarray, first_count: int, seed: int) -> str:
+    """State kept between calls: a cache that hands back an earlier result, or steps that pile up call after call.
+
+    Differential: the same array called twice, its colours inverted in place in between (a cache keyed by the
+    object, e.g. by id(image), gives its first result again without applying a step); and the number of steps
+    applied, call after call, with the same seed (a step list kept between calls grows).
+    """
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    image = photo.copy()
+    answers, counts = [], [first_count]
+    for k in range(3):
+        if k == 1:
+            image[...] = 255 - image
+        torch.manual_seed(seed)
+        with recorded_steps() as steps:
+            answers.append(checker.quiet_call(changed_preprocess, image if k < 2 else photo.copy()))
+        counts.append(len(steps))
+    first, second = answers[0], answers[1]
+    if (isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor) and first.shape == second.shape
+            and torch.equal(first.detach(), second.detach()) and counts[2] == 0):
+        return ("changed_preprocess keeps results between calls: called again on the same array after its colours "
+                "were inverted (by the check, in place), it applied no step and gave back its earlier result. A cache "
+                "(keyed by id(image): Python gives a new array the id of one freed before, so another photo gets an "
+                "old photo's tensor; or a first result kept) returns tensors of other photos. Apply the steps to its "
+                "image argument on every call.")
+    if all(count > 0 for count in counts) and all(b > a for a, b in zip(counts, counts[1:])):
+        return (f"changed_preprocess applies more steps at each call ({', then '.join(map(str, counts))} steps): it adds "
+                "a step to a list kept between calls (a module-level list, or model.preprocess's own, changed by "
+                ".insert or .append on every call), so each call gives another tensor than the one before. Build the "
+                "list afresh inside the function, from list(model.preprocess.transforms), and change that.")
+    return ""
+
+
+def _only_this_photo(checker: Checker, changed_preprocess: Callable, preprocess: Callable, photo: np.ndarray,
+                     tensor: Any, seed: int, lambdas: Sequence[Any] = ()) -> str:
+    """A change that happens on the exercise's photo only: on other photos the pipeline gives model.preprocess's input.
+
+    Differential over two generated photos of other sizes (the photo at half its size; random colours): a step
+    changed in the pipeline changes them too; a condition on the image (its width, its values) does not. Also a
+    ``v2.Lambda`` (``lambdas``: the photo's, as :class:`Recording` keeps them) that changes the photo but gives back
+    another photo unchanged, the Lambda at the same place.
+    """
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    try:
+        if not isinstance(tensor, torch.Tensor) or tensor.shape == (expected := preprocess(photo.copy())).shape \
+                and torch.equal(tensor.detach(), expected):
+            return ""  # the same input as the model's on the photo: judged elsewhere
+        generator = np.random.default_rng(seed + 7)
+        others = [(f"the photo at half its size, {(photo.shape[0] + 1) // 2}x{(photo.shape[1] + 1) // 2}", photo[::2, ::2].copy()),
+                  ("an image of random colours, 150x250", generator.integers(0, 256, (150, 250, 3), dtype=np.uint8))]
+        for name, other in others:
+            expected = preprocess(other.copy())
+            torch.manual_seed(seed)
+            with recorded_steps() as steps:
+                answer = checker.quiet_call(changed_preprocess, other.copy())
+            idle = [k for k, (mine, theirs) in enumerate(zip(lambdas, steps.lambdas))
+                    if not _same_value(mine[1], mine[2]) and _same_value(theirs[1], theirs[2])]
+            if idle or (isinstance(answer, torch.Tensor) and answer.shape == expected.shape and torch.equal(answer.detach(), expected)):
+                what = (f"your step {_step_name(steps.lambdas[idle[0]][0])} changes the photo but gives back that one "
+                        "unchanged" if idle else "changed_preprocess gives exactly what model.preprocess gives")
+                return (f"your change happens on the exercise's photo only: on another photo ({name}) {what}. A step that acts only on some images (a condition on "
+                        "the image's size or values, such as x.shape[-1] == 600) is not a changed step of the pipeline: "
+                        "change a step so that it changes every photo.")
+    finally:
+        torch.manual_seed(seed)
+    return ""
+
+
 def check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: Any, *, _grading: bool = False) -> CheckResult:
     """Exercise c: a pipeline with one changed step that changes the top class of the coffee photo.
 
@@ -876,6 +1042,18 @@ def check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: Any
     Returns:
         The checks' result.
     """
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    # Hooks left on the network by an earlier cell change every prediction: the check runs without them (named below
+    # if they change the output) and puts them back.
+    taken = _take_hooks(model.network)
+    try:
+        return _check_c(model, changed_preprocess, new_top_class, _grading, taken)
+    finally:
+        _put_back_hooks(taken)
+
+
+def _check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: Any, _grading: bool,
+             taken: list[tuple[str, Any, dict[str, dict]]]) -> CheckResult:
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     # A changed_preprocess that edits model.preprocess in place has done so before the check runs (the cell
     # before calls it). A pipeline one step away from the model's own (make_preprocess with its mean and
@@ -895,6 +1073,9 @@ def check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: Any
     reference = _flat_steps(model.preprocess)
     original = cached(model, ("exercise c", _step_name(model.preprocess)), lambda: int(_logits(model, model.preprocess(coffee)).argmax()))
     original_name = model.class_names[original]
+    hooks = _hook_problem(model, taken, coffee, original)
+    if hooks:
+        checker.note_side_effect("hooks at start", hooks)
     given = coffee.copy()
     seed = 0
     torch.manual_seed(seed)
@@ -904,6 +1085,7 @@ def check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: Any
     predicted: list[str] = []
     one_change = False
     random_step = False
+    state = _kept_state(checker, changed_preprocess, coffee, len(steps), seed) if ok and isinstance(tensor, torch.Tensor) else ""
     if not ok:
         checker.skip(["returns one image tensor (3, H, W)", "one step changed", "the whole photo, unaltered", "changes the top class"],
                      "changed_preprocess must run first")
@@ -938,10 +1120,17 @@ def check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: Any
                     steps = Recording(calls)
                     steps.top, steps.unchanged, steps.lambdas = list(calls), [], []
                     outside = _outside_steps(tensor, _replayed(steps.top, coffee, seed)) if np.array_equal(given, coffee) else ""
-            if steps is not None:
+            if state:
+                checker.require("one step changed", False, state)
+            elif steps is not None:
                 steps = with_second_changes(steps)
-                one_change = _check_steps(checker, reference, steps, outside, functionals)
-        _check_whole_photo(checker, changed_preprocess, coffee, tensor, seed, steps)
+                only_here = "" if outside else _only_this_photo(checker, changed_preprocess, model.preprocess, coffee, tensor, seed,
+                                                                getattr(steps, "lambdas", []))
+                one_change = _check_steps(checker, reference, steps, outside or only_here, functionals)
+        if state:
+            checker.require("the whole photo, unaltered", False, state)
+        else:
+            _check_whole_photo(checker, changed_preprocess, coffee, tensor, seed, steps)
         random_step, again_state = _random_step(checker, changed_preprocess, coffee, tensor) if well_formed else (False, None)
         if again_state is not None and torch.equal(again_state, end_state):
             # Two calls begun from different seeds end in the same state of torch's generator: it was reseeded.
@@ -951,6 +1140,8 @@ def check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: Any
                 "leave the global generator alone; the change asked for needs no seed.")
         if not well_formed:
             checker.skip(["changes the top class"], "need an image tensor (3, H, W) first")
+        elif state:
+            checker.require("changes the top class", False, state)
         elif random_step:
             checker.require(
                 "changes the top class", False,
@@ -972,6 +1163,10 @@ def check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: Any
                           "acts on the image tensor (after ToImage) before judging the change.")
             else:
                 ending = ": this change barely matters to this model; try another candidate." if one_change else "."
+                for lambda_step in getattr(steps, "in_place", [])[:1]:
+                    ending += (f" (Your step {_step_name(lambda_step)} also edits the tensor it is given in place, as x.div_ "
+                               "or x[...] = do: harmless here, since the step before it makes a new tensor, but a step "
+                               "should return a new tensor and leave its input as it was.)")
             checker.require(
                 "changes the top class", original_name not in predicted,
                 f"with your pipeline the model's top class is still {original_name!r} ({float(probabilities[original]):.1%})" + ending,
@@ -994,7 +1189,7 @@ def check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: Any
         except UnknownClassError as error:
             problem = f"new_top_class is not an ImageNet class name: {error}"
     real = checker.require("names a real class", not problem, problem)
-    if real and random_step:
+    if real and (random_step or state):
         checker.skip(["names the class the model predicts"], "need a pipeline that gives the same tensor at each call first")
     elif real and predicted:
         if new_top_class in predicted:
