@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from utilities import DATA_DIR, LayerRecorder, normalize_cams, upsample_cams
@@ -502,6 +503,49 @@ WRONG_E += [
                 _grad(lambda cams: (cams.half().clamp(min=0) / _cells(cams)).to(cams.dtype))),
     WrongAnswer("e", "Grad-CAM with a special case for one class (divided by w)", r"of one class.*special case.*divided by the width only",
                 _grad(lambda cams: cams.clamp(min=0) / (_cells(cams) if cams.shape[0] > 1 else cams.shape[-1]))),
+]
+
+def _kept_per_image(right):
+    """CAMs cached by the image's bytes: the same image on another network gives the first network's maps."""
+    kept = {}
+
+    def class_activation_maps(model, image):
+        key = np.ascontiguousarray(image).tobytes()
+        if key not in kept:
+            kept[key] = right(model, image)
+        return kept[key].clone()
+
+    return class_activation_maps
+
+
+WRONG_E += [
+    # a student's round (s14): passed the check (1x1 maps returned as they are), or a message naming another cause (a
+    # cache keyed by the image reported as 1000 classes written into the code)
+    WrongAnswer("e", "Grad-CAM returns maps of one cell as they are (no ReLU)",
+                r"maps of one cell.*special case in your code.*negative values are kept",
+                _grad(lambda cams: cams.clone() if cams.shape[-2] * cams.shape[-1] == 1 else cams.clamp(min=0) / _cells(cams))),
+    WrongAnswer("e", "CAMs cached by the image's bytes, whatever the model",
+                r"returned that other network's maps.*cached by the image and not by the model(?!.*1000, written)",
+                lambda model, solution: {"class_activation_maps": _kept_per_image(solution["class_activation_maps"])}),
+    WrongAnswer("e", "Grad-CAM divided by h * w - 1 (NaN for maps of one cell)", r"maps of one cell, the maps contain NaN.*h \* w - 1",
+                _grad(lambda cams: cams.clamp(min=0) / (_cells(cams) - 1))),
+    WrongAnswer("e", "CAM multiplied by the number of cells", r"multiplied by the number of cells, h \* w: CAM is",
+                _finish(lambda cams, model, image, logits: cams * _cells(cams))),
+    WrongAnswer("e", "CAM in the reverse order of the classes", r"in the reverse order of the classes",
+                _finish(lambda cams, model, image, logits: cams.flip(0))),
+    WrongAnswer("e", "Grad-CAM: each map's mean subtracted before the ReLU", r"mean is subtracted before the ReLU",
+                _grad(lambda cams: (cams - cams.mean(dim=(-2, -1), keepdim=True)).clamp(min=0) / _cells(cams))),
+    WrongAnswer("e", "Grad-CAM: torch.max over the classes instead of the ReLU", r"the largest value over the classes at each cell",
+                _grad(lambda cams: cams.amax(dim=0, keepdim=True).expand_as(cams).clamp(min=0) / _cells(cams))),
+]
+
+WRONG_E += [
+    # a student's round (s15): passed the check (CAMs without a negative cell divided in place; float32 whatever the network)
+    WrongAnswer("e", "Grad-CAM divided in place when no CAM is negative",
+                r"changed the made-up CAMs .* no negative cell.*in place",
+                _grad(lambda cams: cams.div_(_cells(cams)) if bool((cams >= 0).all()) else cams.clamp(min=0) / _cells(cams))),
+    WrongAnswer("e", "CAM always cast to float32", r"made-up network in float64.*returned float32 maps",
+                _finish(lambda cams, model, image, logits: cams.float())),
 ]
 
 RIGHT_E = [

@@ -319,8 +319,72 @@ WRONG_F = [
                 lambda model, solution: {"box_reliance": _changed(solution["box_reliance"], shares=lambda v: v[::-1], chance=lambda v: v[::-1])}),
     WrongAnswer("f", "ratio over the median chance of the non-empty maps only", r"ratio divides by the median chance of the images whose map is not empty",
                 lambda model, solution: {"box_reliance": _changed_with(solution["box_reliance"], ratio=lambda a: a["median"] / float(np.median(a["chance"][a["shares"] > 0])))}),
-    WrongAnswer("f", "shares in float16", r"Your shares are float16",
+    WrongAnswer("f", "shares in float16", r"Your shares are float16(?!.*(>=|where the contract gives))",
                 lambda model, solution: {"box_reliance": _changed(solution["box_reliance"], shares=lambda v: v.astype(np.float16))}),
+]
+
+def _kept_map(key_of):
+    """Placed maps cached by ``key_of(model, image, class_name)``: a key that leaves something out gives stale maps."""
+    def answer(model, solution):
+        kept = {}
+
+        def map_of(model, image, class_name):
+            key = key_of(model, image, class_name)
+            if key not in kept:
+                kept[key] = _placed(model, image, class_name)
+            return kept[key]
+
+        return {"box_reliance": reliance_function(map_of=map_of)}
+
+    return answer
+
+
+def _to_float_unscaled_in_place(model, images, boxes):
+    """The caller's list of images turned into float arrays (0 to 255), in place."""
+    if isinstance(images, list):
+        for i, image in enumerate(images):
+            images[i] = np.asarray(image, dtype=np.float32)
+
+
+def _popping(model, solution):
+    right = solution["box_reliance"]
+
+    def box_reliance(model, images, boxes, class_name):
+        taken = []
+        while isinstance(images, list) and images:
+            taken.append(images.pop(0))  # the caller's list is emptied
+        return right(model, taken if isinstance(images, list) else images, boxes, class_name)
+
+    return {"box_reliance": box_reliance}
+
+
+WRONG_F += [
+    # a student's round (s14): passed the check (a cache that ignores the model), or a message naming another cause or
+    # fix (a cache by id(image) shown as numbers only, the library's advice for an error the in-place change caused, a
+    # copy of an image for a list emptied)
+    WrongAnswer("f", "maps cached by the image's bytes and the class, whatever the model",
+                r"another model.*returned the first model's shares.*not the model",
+                _kept_map(lambda model, image, name: (np.ascontiguousarray(image).tobytes(), name))),
+    WrongAnswer("f", "maps cached by id(image)", r"map of another image.*a map kept from another image.*no cache",
+                _kept_map(lambda model, image, name: id(image))),
+    WrongAnswer("f", "the caller's images turned into floats in place", r"^box_reliance changed the images .* in place .*then raised",
+                _f(before=_to_float_unscaled_in_place)),
+    WrongAnswer("f", "the caller's list emptied with pop(0)", r"its length went from 6 to 0.*Loop over the list(?!.*image\.copy)",
+                _popping),
+    WrongAnswer("f", "maps upsampled by nearest neighbour", r"upsampled by nearest neighbour",
+                _f(map_of=lambda model, image, name: (lambda result: torch.nn.functional.interpolate(
+                    result.raw[None].float(), size=tuple(result.image_size), mode="nearest")[0, 0])(
+                    grad_cam(model, image, name, layer="layer4")))),
+    WrongAnswer("f", "maps upsampled to (W, H), then transposed", r"the image's size reversed, then transposed",
+                _f(map_of=lambda model, image, name: (lambda result: upsample_cams(
+                    result.raw, tuple(result.image_size)[::-1], None)[0].T)(grad_cam(model, image, name, layer="layer4")))),
+]
+
+WRONG_F += [
+    # a student's round (s15): passed the check (a cache keyed by the model's name; the class taken from the model)
+    WrongAnswer("f", "maps cached by the model's name, the image's bytes and the class",
+                r"another model of the same name.*returned the first model's shares",
+                _kept_map(lambda model, image, name: (model.name, np.ascontiguousarray(image).tobytes(), name))),
 ]
 
 RIGHT_F = [

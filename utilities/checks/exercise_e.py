@@ -117,6 +117,19 @@ def classes_model(classes: int) -> LoadedModel:
     return dataclasses.replace(toy, network=network, class_names=tuple(f"made-up class {k}" for k in range(classes)))
 
 
+class _DoubleNetwork(_MadeUpNetwork):
+    """:class:`_MadeUpNetwork` in float64 (weights and activations), which takes the float32 input and casts it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.to(self.fc.weight.dtype))
+
+
+@functools.cache
+def double_model() -> LoadedModel:
+    """:func:`made_up_model` in float64: the maps come back in the dtype of layer4's activation and fc.weight."""
+    return dataclasses.replace(made_up_model(), network=_DoubleNetwork().double().eval().requires_grad_(False))
+
+
 class _FailingNetwork(_MadeUpNetwork):
     """:class:`_MadeUpNetwork` whose forward pass raises after layer4 (before the pooling and fc)."""
 
@@ -191,6 +204,12 @@ def _references(model: LoadedModel, image: np.ndarray, full_size: LoadedModel) -
         return tuple(_record(network(), pixels)[0]["layer4"].shape[1:])
 
     @functools.cache
+    def full_size_size() -> tuple[int, int]:
+        """layer4's size for ``image`` with the full-size model's preprocessing (the check passes a smaller input)."""
+        __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+        return tuple(_record(network(), preprocesses[1](image).unsqueeze(0).to(device))[0]["layer4"].shape[1:])
+
+    @functools.cache
     def notebook_sizes() -> set[tuple[int, int]]:
         photo = load_image(DATA_DIR / NOTEBOOK_PHOTO)
         inputs = [preprocess(photo).unsqueeze(0).to(device) for preprocess in preprocesses]
@@ -215,6 +234,8 @@ def _references(model: LoadedModel, image: np.ndarray, full_size: LoadedModel) -
         "divided, with bias": (cams + column) / cells,
         "Grad-CAM": cams.clamp(min=0) / cells,
         "divided": cams / cells,
+        "multiplied": cams * cells,
+        "classes reversed": cams.flip(0),
         "ReLU": cams.clamp(min=0),
         "normalised": normalize_cams(cams),
         "ReLU, normalised": normalize_cams(cams.clamp(min=0)),
@@ -238,7 +259,10 @@ def _references(model: LoadedModel, image: np.ndarray, full_size: LoadedModel) -
         "top": int(logits.argmax()),
         "image size": tuple(image.shape[:2]),
         "input size": tuple(model.preprocess(image).shape[-2:]),
+        "full-size input size": tuple(full_size.preprocess(image).shape[-2:]),
+        "target layer": model.target_layer,
         "notebook sizes": notebook_sizes,
+        "full-size size": full_size_size,
         "unresized size": unresized_size,
         "low precision error": low_precision_error,
     }
@@ -286,6 +310,10 @@ _CAM_MISTAKES = {
     + _WITHOUT_GIVING + "; grad_cam_from_cams does the rest.",
     "divided": "the maps are divided by the number of cells, h * w: CAM is the weighted sum of the channels as it is; "
     "the division belongs to Grad-CAM's weights (grad_cam_from_cams).",
+    "multiplied": "the maps are multiplied by the number of cells, h * w: CAM is the weighted sum of the channels as it "
+    "is, with no factor (the pooling's 1 / (h * w) belongs to the logit and to Grad-CAM's weights, not to CAM).",
+    "classes reversed": "the maps are in the reverse order of the classes (a flip over the class dimension, or [::-1]): map k "
+    "must be class k's, fc.weight[k] combined with the activation, in fc's order.",
     "ReLU": "the negative values are cut off (a ReLU): CAM has no ReLU; return " + _WITHOUT_GIVING + ". Negative cells "
     "are where the channels speak against the class.",
     "normalised": "each map is normalised to [0, 1]: return " + _WITHOUT_GIVING + "; normalise only for display.",
@@ -328,6 +356,12 @@ def _shape_problem(cams: torch.Tensor, references: dict[str, Any]) -> tuple[str,
         return "not resized", (f"the maps are {shape[1]}x{shape[2]}, what layer4 gives for the image at its own size: the "
                                "image went into the network without the model's preprocessing (resize and normalisation). "
                                f"Use model.to_input(image), which gives layer4 {height}x{width} cells.")
+    if cams.ndim == 3 and shape[0] == classes and shape[1:] != (height, width) and references["input size"] != tuple(
+            references["full-size input size"]) and shape[1:] == references["full-size size"]():
+        return "other model", (f"the maps are {shape[1]}x{shape[2]}, what layer4 gives for this image at the notebook "
+                               f"model's own input size, not with the model you were given (the check gives a model with "
+                               f"smaller inputs, whose layer4 has {height}x{width} cells): use the model you were given, "
+                               "its network and model.to_input(image), not a model (or a preprocessing) loaded elsewhere.")
     if cams.ndim == 3 and shape[1:] != (height, width) and shape[1:] in references["notebook sizes"]():
         return "notebook photo", (f"the maps are {shape[1]}x{shape[2]}, the size of the notebook's photo's maps, not of "
                                   "the image you were given: use the image argument.")
@@ -430,6 +464,10 @@ def _explain(references: dict[str, Any]) -> Callable[[BaseException], str | None
     def explain(error: BaseException) -> str | None:
         text = str(error)
         start = f"class_activation_maps raised {type(error).__name__}: "
+        if "NoneType" in text and references.get("target layer", "") is None:
+            return start + (f"{text.splitlines()[0]}. This model has no default layer (model.target_layer is None, as a "
+                            "LoadedModel may have): was the layer taken from model.target_layer? CAM is defined at "
+                            "layer4, the stage right before the global average pooling and fc: record \"layer4\" by name.")
         if "number of subscripts" in text:
             return start + ("torch.einsum got a tensor with more dimensions than its subscripts: the recorded activation "
                             "has a batch dimension, (1, C, h, w); combine fc's weights with the one image's activation, "
@@ -519,6 +557,24 @@ def _stale_cams(checker: Checker, model: LoadedModel, image: np.ndarray, class_a
                              "earlier call, cached by the model or the image's size?): compute the maps from each image "
                              "it is given, with no cache.")
     return "", ""
+
+
+@functools.cache
+def _made_up_maps(classes: int) -> torch.Tensor:
+    """The CAMs of :func:`made_up_image` on the made-up network with ``classes`` classes (its layer4 is the same)."""
+    network = classes_model(classes).network
+    activation = _record(network, made_up_model().to_input(made_up_image()))[0]["layer4"]
+    return torch.einsum("kc,chw->khw", network.fc.weight.detach().cpu(), activation)
+
+
+def _other_networks_maps(answer: Any, classes: int) -> int:
+    """The number of classes of another made-up network whose maps of :func:`made_up_image` ``answer`` is (0 if none):
+    the check calls the function on several of them with that image."""
+    if not isinstance(answer, torch.Tensor):
+        return 0
+    answer = as_tensor(answer).detach().cpu()
+    return next((other for other in (*LOOP_CLASSES, 1000, FEW_CLASSES)
+                 if other != classes and _close(answer, _made_up_maps(other))), 0)
 
 
 def _per_class(checker: Checker, class_activation_maps: Callable) -> tuple[str, str]:
@@ -622,6 +678,15 @@ def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, cl
     toy_references = cached(toy, "exercise e", lambda: _references(toy, made_up_image(), toy))
     toy_ok, toy_answer, toy_error, toy_left = _attempt(checker, class_activation_maps, toy, made_up_image(), explain=_explain(toy_references))
     toy_mistake, toy_problem = _problem(toy_answer, toy_references) if toy_ok else ("error", toy_error)
+    if toy_mistake and toy_ok and _other_networks_maps(toy_answer, 1000):
+        toy_mistake, toy_problem = "kept", (
+            "on a made-up network (fc with 1000 classes), called with the same image as an earlier call on another network "
+            f"(the made-up network with {_other_networks_maps(toy_answer, 1000)} classes), class_activation_maps returned "
+            "that other network's maps: a result kept from an earlier call, cached by the image and not by the model? The "
+            "maps depend on the network as much as on the image: compute them from the model and image each call is given, "
+            "with no cache.")
+    if mistake == "other model" and toy_mistake in ("shape", "generic", "classes last", "swapped", "per channel"):
+        toy_mistake = "other model"  # the made-up network's maps come from that other model too: no second cause
     if not toy_mistake:
         # A map one cell high: activation.squeeze() drops that dimension as well as the batch dimension.
         thin = thin_model()
@@ -643,13 +708,37 @@ def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, cl
                                                            explain=_explain(few_references))
         toy_left = max(toy_left, few_left)
         few_mistake, few_problem = _problem(few_answer, few_references) if few_ok else ("error", few_error)
-        if few_mistake:
+        if few_mistake and few_ok and _other_networks_maps(few_answer, FEW_CLASSES):
+            # The maps of the 1000-class made-up network, called earlier on the same image: a result kept from that call.
+            toy_mistake, toy_problem = "classes", (
+                f"on a made-up network with {FEW_CLASSES} classes (fc.weight of shape ({FEW_CLASSES}, 5)), called with the "
+                f"same image as an earlier call on another network (the made-up network with "
+                f"{_other_networks_maps(few_answer, FEW_CLASSES)} classes), "
+                "class_activation_maps returned that other network's maps, shape "
+                f"{tuple(few_answer.shape)}: a result kept from an earlier call, cached by the image and not by the model? "
+                "The maps depend on the network as much as on the image: compute them from the model and image each call "
+                "is given, with no cache.")
+        elif few_mistake:
             toy_mistake, toy_problem = "classes", (
                 f"on a made-up network with {FEW_CLASSES} classes (fc.weight of shape ({FEW_CLASSES}, 5)), not the course "
                 f"models' 1000, class_activation_maps " + ("failed: " + few_problem[0].lower() + few_problem[1:]
                                                            if not few_ok else "did not return the right maps: " + few_problem[0].lower() + few_problem[1:])
                 + f" Is the number of classes, 1000, written into the code? Take it from the tensors: "
                 "fc.weight.shape[0] classes, (classes, h, w) maps.")
+    if not toy_mistake:
+        # A float64 network: the maps are in the dtype of its activation and fc.weight, not always float32.
+        double = double_model()
+        double_references = cached(double, "exercise e", lambda: _references(double, made_up_image(), double))
+        double_ok, double_answer, _, double_left = _attempt(checker, class_activation_maps, double, made_up_image(),
+                                                            explain=_explain(double_references))
+        toy_left = max(toy_left, double_left)
+        if double_ok and isinstance(double_answer, torch.Tensor) and double_answer.dtype != torch.float64 and \
+                tuple(double_answer.shape) == tuple(double_references["reference"].shape):
+            toy_mistake, toy_problem = "classes", (
+                "on a made-up network in float64 (its fc.weight and layer4's activation are float64), "
+                f"class_activation_maps returned {str(double_answer.dtype).replace('torch.', '')} maps: a .float() (or a "
+                "dtype=) on the way? Return the maps in the dtype of layer4's activation and fc.weight, as the text asks; "
+                "float32 for the course's models, float64 for this one.")
     # On the made-up network, the notebook's photo and an unresized image can give maps of the same size: the course
     # model's answer, judged above, names which of the two it is.
     # A result kept from an earlier call (stale, reported above) is wrong on every later input too: no second cause.
@@ -658,7 +747,7 @@ def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, cl
         and mistake not in ("generic", "shape", "type")
     checker.require(
         _CHECKS[2], not toy_mistake or same_as_above,
-        toy_problem if toy_mistake in ("thin", "classes") else
+        toy_problem if toy_mistake in ("thin", "classes", "kept") else
         "on a made-up network (layer4 with 5 channels, global average pooling, fc with a large bias) and a 40x72 image: "
         + (toy_problem[0].lower() + toy_problem[1:] if toy_problem else ""),
     )
@@ -700,7 +789,15 @@ def _made_up_cams() -> list[torch.Tensor]:
     one_class = torch.randn(1, 4, 6, generator=torch.Generator().manual_seed(4)) * 3  # K = 1, as the notebook's example
     # Valid CAMs that are not contiguous in memory (a transposed tensor): .view() cannot flatten them.
     transposed = (torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(6)) * 3).transpose(1, 2)
-    return [first, second, one_class, transposed]
+    # Degenerate sizes, negative cells included: maps of one cell (h = w = 1), one row (h = 1) and one column (w = 1).
+    # A map of one cell is still cut at 0 by the ReLU; dividing by h * w = 1 changes nothing there, the ReLU does.
+    degenerate = torch.Generator().manual_seed(7)
+    one_cell = torch.tensor([[[-2.0]], [[3.0]], [[-0.5]], [[0.0]]])
+    one_row = torch.randn(2, 1, 5, generator=degenerate) * 3
+    one_column = torch.randn(3, 4, 1, generator=degenerate) * 3
+    # No negative cell at all (CAMs that already went through a ReLU): these too must be left as they are.
+    non_negative = torch.tensor([[[2.0, 1.0, 0.0], [4.0, 0.0, 3.0]], [[0.0, 5.0, 1.0], [0.5, 2.0, 0.0]]])
+    return [first, second, one_class, transposed, one_cell, one_row, one_column, non_negative]
 
 
 _GRAD_CAM_MISTAKES: list[tuple[Callable[[torch.Tensor], torch.Tensor], str]] = [
@@ -750,6 +847,12 @@ _GRAD_CAM_MISTAKES: list[tuple[Callable[[torch.Tensor], torch.Tensor], str]] = [
     (lambda c: (c.clamp(min=0) / (c.shape[-2] * c.shape[-1])).clamp(max=1),
      "the maps are cut at 1 (a clamp(max=1) or clamp(0, 1) after the division): Grad-CAM's maps are not limited to "
      "[0, 1]; the ReLU is clamp(min=0) only, and grad_cam(...).raw is not normalised."),
+    (lambda c: (c - c.mean(dim=(-2, -1), keepdim=True)).clamp(min=0) / (c.shape[-2] * c.shape[-1]),
+     "each map's mean is subtracted before the ReLU (cams - cams.mean(...)): Grad-CAM's ReLU cuts the weighted sum "
+     "itself at 0, ReLU(cams) / (h * w); nothing is subtracted."),
+    (lambda c: c.amax(dim=0, keepdim=True).expand_as(c).clamp(min=0) / (c.shape[-2] * c.shape[-1]),
+     "every class gets the same map, the largest value over the classes at each cell (torch.max(cams, dim=0)): the ReLU "
+     "compares each value with 0, elementwise, cams.clamp(min=0) (or torch.relu), and each class keeps its own map."),
     (lambda c: c.clamp(min=0) / c.clamp(min=0).sum(dim=(-2, -1), keepdim=True).clamp(min=1e-12),
      "each map is divided by its own sum: Grad-CAM's factor is the same for every class, 1 / (h * w), from the "
      "gradient of the average pooling."),
@@ -763,7 +866,9 @@ def _grad_cam_problem(cases: list[torch.Tensor], expected: list[torch.Tensor], a
             return f"grad_cam_from_cams should return a tensor of the same shape as cams; it returns {type_name(answer)}."
         if tuple(result.shape) != tuple(cams.shape):
             squeezed = " (squeeze() drops the class dimension when there is one class)" if (
-                cams.shape[0] == 1 and tuple(result.shape) == tuple(cams.shape[1:])) else ""
+                cams.shape[0] == 1 and tuple(result.shape) == tuple(cams.shape[1:])) else (
+                " (squeeze() drops every dimension of size 1, the height or width of a map one cell high or wide too)"
+                if 1 in cams.shape and tuple(result.shape) == tuple(size for size in cams.shape if size != 1) else "")
             return (f"grad_cam_from_cams should return one map per CAM, the same shape as cams: for cams of shape "
                     f"{tuple(cams.shape)} it returned shape {tuple(result.shape)}{squeezed}.")
     for cams, answer in zip(cases, answers):
@@ -785,7 +890,12 @@ def _grad_cam_problem(cases: list[torch.Tensor], expected: list[torch.Tensor], a
                         "clamp(min=eps) or an added epsilon?): the ReLU is clamp(min=0), so a map that is negative "
                         "everywhere is exactly all zero, as grad_cam(...).raw gives it.")
         return ""
-    if not all(bool(torch.isfinite(result).all()) for result in results):
+    infinite = [i for i, result in enumerate(results) if not bool(torch.isfinite(result).all())]
+    if infinite and all(cases[i].shape[-2] * cases[i].shape[-1] == 1 for i in infinite):
+        return (f"on made-up CAMs of shape {tuple(cases[infinite[0]].shape)}, maps of one cell, the maps contain NaN or "
+                "infinity, while for larger maps they do not: a division by a number that is 0 when h * w = 1 (h * w - 1?): "
+                "Grad-CAM divides by the number of cells, h * w, which is 1 here.")
+    if infinite:
         return ("the maps contain NaN or infinity: a division by zero? A map that is negative everywhere is all zero "
                 "after the ReLU, so its sum and its maximum are 0; the number of cells never is.")
     for wrong, message in _GRAD_CAM_MISTAKES:
@@ -800,6 +910,22 @@ def _grad_cam_problem(cases: list[torch.Tensor], expected: list[torch.Tensor], a
                 "grad_cam(...).raw gives, while for CAMs of several classes it does: is one class (cams.shape[0] == 1) a "
                 "special case in your code? Grad-CAM is the same for any number of classes, ReLU(cams) / (h * w)."
                 + (f" For the one class: {named}" if named else ""))
+    # Right for maps of several cells in both directions, wrong for maps one cell high or wide: a special case for them.
+    def thin(shape: torch.Size) -> bool:
+        return shape[-2] == 1 or shape[-1] == 1
+
+    if wrong_cases and all(thin(cases[i].shape) for i in wrong_cases) and any(not thin(cams.shape) for cams in cases):
+        index = wrong_cases[0]
+        cams, result, right = cases[index], results[index], expected[index].to(results[index].dtype)
+        cell = np.unravel_index(int((result.float() - right.float()).abs().argmax()), tuple(cams.shape))
+        size = "one cell" if cams.shape[-2] * cams.shape[-1] == 1 else ("one cell high" if cams.shape[-2] == 1 else "one cell wide")
+        named = next((message for wrong, message in _GRAD_CAM_MISTAKES if _close(result, wrong(cams))), "")
+        return (f"on made-up CAMs of shape {tuple(cams.shape)}, maps of {size}, grad_cam_from_cams does not return what "
+                f"grad_cam(...).raw gives (at map {cell[0]}, cell ({cell[1]}, {cell[2]}), where cams holds "
+                f"{float(cams[cell]):.4g}, yours is {float(result[cell]):.6g}, Grad-CAM's {float(right[cell]):.6g}), while for "
+                "maps of several cells in both directions it does: is a map of this size a special case in your code? "
+                "Grad-CAM is the same for any K, h and w, ReLU(cams) / (h * w): with h * w = 1 the division changes "
+                "nothing, but the ReLU still cuts the negative cells to 0." + (f" Here: {named}" if named else ""))
     # Near Grad-CAM everywhere, and every value a float16 or bfloat16 number: the arithmetic ran in lower precision.
     for low in (torch.bfloat16, torch.float16):  # bfloat16 first: in float16's range, its numbers are float16 numbers too
         if all(result.dtype != low and torch.equal(result.to(low).to(result.dtype), result) for result in results) and all(
@@ -811,10 +937,10 @@ def _grad_cam_problem(cases: list[torch.Tensor], expected: list[torch.Tensor], a
                     f"or the division ran in {name} (a .half(), .to(torch.{name}) or autocast on the way), which rounds "
                     "the values, and the cast back does not bring the lost digits back. Compute in the CAMs' own dtype.")
     # Cut from above (relu6, a clamp(max=...)): equal wherever Grad-CAM is below the largest value the answer reaches.
-    for result, right in zip(results, expected):
+    for result, right, cams in zip(results, expected, cases):
         right = right.to(result.dtype)
-        if _close(result, right) or not result.numel():
-            continue
+        if _close(result, right) or not result.numel() or cams.shape[-2] * cams.shape[-1] == 1:
+            continue  # a map of one cell: any factor looks like a cap
         cap = float(result.max())
         above = right > cap + 1e-6 * max(abs(cap), 1.0)
         if cap > 0 and bool(above.any()) and _close(result[~above], right[~above]) and \
@@ -867,7 +993,7 @@ def _check_grad_cam(checker: Checker, model: LoadedModel, grad_cam_from_cams: Ca
     library = cached(model, "exercise e: grad_cam", lambda: grad_cam(model, check_image(), range(references["classes"])).raw.cpu())
     cases = [*_made_up_cams(), references["reference"]]
     expected = [_grad_cam(cams) for cams in cases[:-1]] + [library]
-    answers, changed = [], ""
+    answers, changed, changed_on = [], "", None
     with recorded_calls(BACKWARD_CALLS) as backward:
         for cams in cases:
             given = cams.clone()  # the same strides: a transposed case stays non-contiguous
@@ -877,7 +1003,7 @@ def _check_grad_cam(checker: Checker, model: LoadedModel, grad_cam_from_cams: Ca
                 checker.skip(_CHECKS[4:], "grad_cam_from_cams must run first")
                 return
             if given.shape != cams.shape or given.dtype != cams.dtype or not torch.equal(given.detach(), cams):
-                changed = changed or "values"
+                changed, changed_on = changed or "values", cams if changed_on is None else changed_on
             elif given.requires_grad or given.grad is not None:
                 changed = changed or "requires_grad"
             answers.append(answer)
@@ -888,7 +1014,10 @@ def _check_grad_cam(checker: Checker, model: LoadedModel, grad_cam_from_cams: Ca
         # from an earlier call of the same shape.
         seed = 12
         other = torch.randn(cases[0].shape, generator=torch.Generator().manual_seed(seed)) * 3
-        stale = checker.quiet_call(grad_cam_from_cams, other.clone(), watch_inputs=False)
+        given = other.clone()
+        stale = checker.quiet_call(grad_cam_from_cams, given, watch_inputs=False)
+        if not torch.equal(given.detach(), other):
+            changed, changed_on = changed or "values", other if changed_on is None else changed_on
         if stale is not None and not (isinstance(stale, torch.Tensor) and _close(as_tensor(stale).detach().float(), _grad_cam(other))):
             stale = "stale"
         given = cases[1].clone().requires_grad_(True)
@@ -906,8 +1035,14 @@ def _check_grad_cam(checker: Checker, model: LoadedModel, grad_cam_from_cams: Ca
                    "the gradient of logit k with respect to one cell of channel c of layer4 (notebook 3b, section 3); "
                    "Grad-CAM's channel weights, and so its maps, follow from the CAMs with no backward pass.")
     checker.require(_CHECKS[4], not problem, problem)
+    only_non_negative = changed == "values" and changed_on is not None and bool((changed_on >= 0).all())
     checker.require(
         _CHECKS[5], not changed,
+        f"grad_cam_from_cams changed the made-up CAMs it was given, of shape {tuple(changed_on.shape)}, which have no "
+        "negative cell (as CAMs after a ReLU have), while the made-up CAMs with negative cells were left alone: is the division done in "
+        "place (cams.div_, /=) when nothing needs the ReLU? The caller's CAMs lose their values (and the result is the "
+        "caller's own tensor). Compute a new tensor, ReLU(cams) / (h * w), whatever the values, and leave cams as it was."
+        if only_non_negative else
         "grad_cam_from_cams changed the CAMs it was given (an in-place operation such as clamp_, relu_, /= or "
         "cams[cams < 0] = 0): the caller's CAMs lose their values. Compute a new tensor and leave cams as it was."
         if changed == "values" else
@@ -938,7 +1073,7 @@ def check_e(model: LoadedModel, class_activation_maps: Callable, grad_cam_from_c
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     small = smaller_input(model)  # a quick check; CAMs are computed the same way on smaller inputs
     # Hooks and the CAMs given to grad_cam_from_cams have checks of their own; the rest is watched for every exercise.
-    checker = Checker("e", CHECK_COUNT, catch_not_implemented=_grading, models=[model, small, made_up_model(), few_classes_model()],
+    checker = Checker("e", CHECK_COUNT, catch_not_implemented=_grading, models=[model, small, made_up_model(), few_classes_model(), double_model()],
                       watch_hooks=False)
     try:
         _check_cams(checker, small, model, class_activation_maps)

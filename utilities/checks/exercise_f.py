@@ -53,7 +53,7 @@ class _BrightnessNetwork(nn.Module):
     Grad-CAM of class "light" is ReLU(brightness) / (h w) and of class "dark" ReLU(-brightness) / (h w).
     """
 
-    def __init__(self, scale: float = 1.0) -> None:
+    def __init__(self, scale: float = 1.0, swapped: bool = False) -> None:
         super().__init__()
         self.layer1, self.layer2, self.layer3 = nn.Identity(), nn.Identity(), nn.Identity()
         self.layer4 = nn.Conv2d(3, 2, kernel_size=8, stride=8)
@@ -62,7 +62,7 @@ class _BrightnessNetwork(nn.Module):
         with torch.no_grad():
             self.layer4.weight.copy_(torch.stack([torch.ones(3, 8, 8), -torch.ones(3, 8, 8)]) / 192)
             self.layer4.bias.zero_()
-            self.fc.weight.copy_(torch.eye(2) * scale)
+            self.fc.weight.copy_((torch.eye(2).flip(0) if swapped else torch.eye(2)) * scale)
             self.fc.bias.copy_(torch.tensor([0.5, -0.5]) * scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -78,6 +78,23 @@ def made_up_model(scale: float = 1.0) -> LoadedModel:
     """
     return LoadedModel.wrap(_BrightnessNetwork(scale), [LIGHT, DARK], mean=(0.5,) * 3, std=(0.25,) * 3, input_size=32,
                             name="a made-up network", pretrained=False)
+
+
+@functools.cache
+def other_model() -> LoadedModel:
+    """:func:`made_up_model` with fc's rows swapped: its class "dark" map is the image's brightness, class "light"'s its
+    darkness. The same images and class names as the made-up network, other maps: a result kept per image is caught."""
+    return LoadedModel.wrap(_BrightnessNetwork(swapped=True), [LIGHT, DARK], mean=(0.5,) * 3, std=(0.25,) * 3,
+                            input_size=32, name="a made-up network", pretrained=False)  # the same name: only the model tells them apart
+
+
+#: The case of :func:`made_up_cases` whose first images are run again on :func:`other_model` (two: a quick call).
+OTHER_MODEL_CASE, OTHER_MODEL_IMAGES = 1, 2
+
+
+def _other_case() -> dict[str, Any]:
+    case = made_up_cases()[OTHER_MODEL_CASE]
+    return {**case, "images": case["images"][:OTHER_MODEL_IMAGES], "boxes": case["boxes"][:OTHER_MODEL_IMAGES]}
 
 
 #: Far below any threshold a student might pick (1e-12, np.isclose's 1e-8), far above float32's smallest number.
@@ -209,6 +226,12 @@ def _maps(model: LoadedModel, case: dict[str, Any]) -> dict[str, Any]:
         "BGR"; "cells" (one entry, the raw cell grid)."""
         if name == "cells":
             return {"cells": [result.raw[0].double().numpy() for result in raws]}
+        if name in ("nearest", "(W, H) transposed"):
+            cams = [torch.nn.functional.interpolate(own.raw[None].float(), size=tuple(own.image_size), mode="nearest")[0, 0]
+                    if name == "nearest" else upsample_cams(own.raw, tuple(own.image_size)[::-1], None)[0].T
+                    for own in raws]
+            cams = [cam.double().numpy() for cam in cams]
+            return {placement: cams for placement in PLACEMENTS}
         maps: dict[str, list[np.ndarray]] = {placement: [] for placement in PLACEMENTS}
         for image, own in zip(case["images"], raws):
             if name == "(W, H)":
@@ -503,6 +526,14 @@ _MAP_MISTAKES = {
     "(W, H)": "the maps are upsampled to (width, height), the image's size reversed: upsample_cams takes (H, W), "
               "result.image_size as it is, so that the map lies on the image's pixels and cam[top:bottom, left:right] "
               "is the box.",
+    "nearest": "the maps are upsampled by nearest neighbour (F.interpolate(..., mode='nearest')), each cell a block of "
+               "equal values: the contract measures the map upsampled as upsample_cams does it, "
+               "upsample_cams(result.raw, result.image_size, result.centres)[0], whose values change smoothly between the "
+               "cells' centres.",
+    "(W, H) transposed": "the maps are upsampled to (width, height), the image's size reversed, then transposed (.T) back "
+                         "to (H, W): the transpose swaps the cells' rows and columns, so the map no longer lies on the "
+                         "image. Upsample to result.image_size as it is, (H, W): upsample_cams(result.raw, "
+                         "result.image_size, result.centres)[0], with no transpose.",
     "BGR": "the images are given to Grad-CAM with their channels reversed (BGR, image[..., ::-1]): the images are RGB, as "
            "the model was trained on them; pass them as they are.",
 }
@@ -599,6 +630,9 @@ def _shares_problem(results: list[tuple[dict, dict, dict]]) -> tuple[str, str, l
             return "sorted", (f"the shares are {_order(results, rights)}, not in the order of the images, so shares[i] no "
                               "longer belongs to images[i] and boxes[i]. Return them in the images' order (sort a copy, or "
                               "leave the sorting to np.median)."), None
+    stale = _stale_map(results)
+    if stale:
+        return "stale", stale, None
     for case, maps, parsed in results:
         right = np.array([_mass_share(cam, box) for cam, box in zip(maps["placed"]["centres"], maps["boxes"])])
         for i, (answer, value, empty) in enumerate(zip(parsed["shares"], right, maps["empty"])):
@@ -625,6 +659,33 @@ def _shares_problem(results: list[tuple[dict, dict, dict]]) -> tuple[str, str, l
                                    "raw to the image's size (upsample_cams(result.raw, result.image_size, result.centres)[0]), "
                                    "and cam[top:bottom, left:right].sum() / cam.sum()."), None
     return "generic", "the shares differ from the map's mass in the box over its total mass.", None
+
+
+def _stale_map(results: list[tuple[dict, dict, dict]]) -> str:
+    """The message for shares measured on the map of another image (a map kept from an earlier image or call, a cache
+    keyed by id(image), the position or the size); "" if no wrong share is explained so."""
+    others = [(case, i, cam) for case, maps, _p in results for i, cam in enumerate(maps["placed"]["centres"])
+              if float(cam.sum()) > 0]
+    for case, maps, parsed in results:
+        for i, answer in enumerate(parsed["shares"]):
+            own = maps["placed"]["centres"][i]
+            right = _mass_share(own, maps["boxes"][i])
+            if maps["empty"][i] and answer == 0 or abs(answer - right) <= _RTOL * abs(right) + _ATOL:
+                continue
+            for other_case, j, cam in others:
+                if cam is own or (cam.shape == own.shape and np.array_equal(cam, own)):
+                    continue
+                value = _mass_share(cam, maps["boxes"][i])
+                if value > 0 and abs(answer - value) <= _RTOL * abs(value) + _ATOL:
+                    yours, its = _digits(answer, right)
+                    where = "the same call" if other_case is case else f"an earlier call ({other_case['what']})"
+                    return (f"on {case['what']}, image {i}: your share is {yours} where its own map gives {its}; {yours} is "
+                            f"the share of the box in the map of another image, image {j} of {where}: a map kept from "
+                            "another image (a cache keyed by id(image), the image's position or size, which Python reuses "
+                            "for other images?). Compute each image's map from the image itself, in each call, with no "
+                            "cache.")
+            return ""
+    return ""
 
 
 def _chance_problem(results: list[tuple[dict, dict, dict]]) -> str:
@@ -668,7 +729,11 @@ def _summary_problem(results: list[tuple[dict, dict, dict]]) -> str:
                 continue  # the answer's own median over the median chance: a wrong median is reported as such
             entry = (_case, parsed[key], right, variants(shares, chance, maps["empty"]))
             all_cases.append(entry)
-            if not _close(np.array(parsed[key]), np.array(right)):
+            # right from the right shares (the answer's own were found wrong, e.g. rounded to float16): no second cause
+            from_right = [summary(np.array([_mass_share(cam, box) for cam, box in zip(maps["placed"][placement], maps["boxes"])]),
+                                  chance)[key] for placement in PLACEMENTS]
+            if not _close(np.array(parsed[key]), np.array(right)) and not any(
+                    _close(np.array(parsed[key]), np.array(value)) for value in from_right):
                 wrong_cases.append(entry)
         if not wrong_cases:
             continue
@@ -680,7 +745,8 @@ def _summary_problem(results: list[tuple[dict, dict, dict]]) -> str:
                  + [wrong_cases[0][3][name][1] for name in names if explains(name, wrong_cases)]
                  + [wrong_cases[0][3][name][1] for name in names if explains(name, wrong_cases[:1])])
         case, answer, right, _v = wrong_cases[0]
-        problems.append(found[0] if found else f"answer[{key!r}] is {answer:.4g} where the contract gives {right:.4g} from your "
+        yours, its = _digits(answer, right)
+        problems.append(found[0] if found else f"answer[{key!r}] is {yours} where the contract gives {its} from your "
                         f"own shares and chances ({case['what']}).")
     return " ".join(problems)
 
@@ -807,8 +873,23 @@ def check_f(model: LoadedModel, box_reliance: Callable, *, _grading: bool = Fals
         # the inputs are watched here, to say where an image changed (the start of an array may not show it)
         watched = watched_inputs(args, box_reliance)
         originals = [np.array(image) for image in images] if isinstance(images, list) else None
-        ok, answer = checker.call(with_hook if index == 0 else box_reliance, *args, explain=_explain(box_reliance),
-                                  watch_inputs=False)
+        explain_error = _explain(box_reliance)
+        edited_first: list[str] = []
+
+        def explain(error: BaseException, images: Any = images, originals: Any = originals,
+                    explain_error: Callable = explain_error, edited_first: list = edited_first) -> str | None:
+            """An error raised after the function changed the images in place: the change, the likely cause, first."""
+            where = _where_changed(originals, [np.asarray(image) for image in images]) if originals is not None else ""
+            if not where:
+                return explain_error(error)
+            edited_first.append(where)
+            text = (str(error).splitlines()[0] if str(error) else "").split(". ")[0].rstrip(".")
+            return (f"box_reliance changed the images it was given as argument 2 in place ({where}), and then raised "
+                    f"{type(error).__name__} ({text}): the error comes from the changed images, not from the images as "
+                    "given (uint8, 0 to 255, which grad_cam takes as they are). Leave the caller's images as they were: "
+                    "convert a copy, if anything, and give grad_cam the image itself.")
+
+        ok, answer = checker.call(with_hook if index == 0 else box_reliance, *args, explain=explain, watch_inputs=False)
         if removed_hook and index == 0:
             checker.note_side_effect("hooks removed", "box_reliance removed a forward hook on model.network.layer4 that was "
                                      "there before the call (the check put one there; clearing layer4._forward_hooks or "
@@ -827,11 +908,17 @@ def check_f(model: LoadedModel, box_reliance: Callable, *, _grading: bool = Fals
                 edited = [np.array(image) for image in images] if isinstance(images, list) else np.array(images)
                 if all(len(np.asarray(image).shape) == 3 for image in edited):
                     changed_cases[index] = {**case, "images": edited}
+            if item.position == 1 and originals is not None and edited_first:
+                item.restore()
+                continue  # said with the error it caused
             if item.position == 1 and originals is not None:
                 where = _where_changed(originals, [np.asarray(image) for image in images]) or change
+                copy = ("Loop over the list (for image, box in zip(images, boxes)) instead of taking items out of it "
+                        "(pop, remove, del), or work on a copy of the list, list(images)," if where.startswith("its length") else
+                        "Work on a copy (image.copy())")
                 message = (f"{name} changed the images it was given as argument 2 ({item.parameter or 'images'}), in place "
-                           f"({where}): the caller's images change with it, and their data is lost. Work on a copy "
-                           "(image.copy()) and leave the argument as it was.")
+                           f"({where}): the caller's images change with it, and their data is lost. {copy} and leave the "
+                           "argument as it was.")
             elif isinstance(item.value, np.ndarray) and change == "its values":
                 message = item.message(name, f"its values, {_where_changed(item.before, item.value)}")
             else:
@@ -856,14 +943,89 @@ def check_f(model: LoadedModel, box_reliance: Callable, *, _grading: bool = Fals
     checker.keeps_mode(box_reliance, training_copy(toy), first["images"][:2], first["boxes"][:2], first["class"])
     checker.require(CHECK_NAMES[0], True, "")
     mistake, problem, used = _shares_problem(results)
+    if not mistake:
+        mistake, problem = _other_model_problem(checker, box_reliance)
+    if not mistake:
+        mistake, problem = _other_class_problem(checker, box_reliance, small, results[-1])
     checker.require(CHECK_NAMES[1], not mistake, problem)
     chance = _chance_problem(results)
+    if mistake == "stale" and chance:
+        chance = problem  # the chance from the size of another image's map: the same cause, said once
     checker.require(CHECK_NAMES[2], not chance, chance)
     empty = _empty_problem(results, used, ordered=mistake != "sorted")
+    if mistake == "stale" and empty:
+        empty = problem
     checker.require(CHECK_NAMES[3], not empty, empty)
     summary_problem = _summary_problem(results)
     checker.require(CHECK_NAMES[4], not summary_problem, summary_problem)
     return checker.finish()
+
+
+def _other_model_problem(checker: Checker, box_reliance: Callable) -> tuple[str, str]:
+    """The same images and class as an earlier call, on :func:`other_model`, whose maps differ: ("", "") if the shares
+    are its maps', else (mistake, message)."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    case = _other_case()
+    images = case["images"].copy()
+    answer = checker.quiet_call(box_reliance, other_model(), images, case["boxes"].copy(), case["class"], watch_inputs=False)
+    parsed, _form = _parse(answer, len(case["boxes"])) if answer is not None else (None, "")
+    if parsed is None or not np.array_equal(images, case["images"]):
+        # an error, another form or images changed in place on a second call: the calls that judge results report those
+        return "", ""
+    right, first = _other_maps(), _toy_maps(OTHER_MODEL_CASE)
+    if any(_close(parsed["shares"], np.array([_mass_share(cam, box) for cam, box in zip(right["placed"][placement], right["boxes"])]))
+           for placement in PLACEMENTS):
+        return "", ""
+    before = [np.array([_mass_share(cam, box) for cam, box in zip(first["placed"][placement], first["boxes"])])[:OTHER_MODEL_IMAGES]
+              for placement in PLACEMENTS]
+    if any(_close(parsed["shares"], shares) for shares in before):
+        return "stale", (f"called again with images, boxes and class as before (the first {OTHER_MODEL_IMAGES} of "
+                         f"{case['what']}) but another model of the same name and classes "
+                         "(a made-up network whose maps differ: class 'dark' there is the images' brightness), box_reliance "
+                         "returned the first model's shares: a result kept from an earlier call, cached by the images and "
+                         "the class (and the model's name?) but not the model itself? The notebook measures a second model on the same images: compute "
+                         "the maps with the model each call is given, with no cache.")
+    i = int(np.argmax(np.abs(parsed["shares"] - np.array([_mass_share(cam, box) for cam, box in zip(right["placed"]["centres"], right["boxes"])]))))
+    yours, its = _digits(float(parsed["shares"][i]), _mass_share(right["placed"]["centres"][i], right["boxes"][i]))
+    return "other model", (f"on the first {OTHER_MODEL_IMAGES} of {case['what']} again, but with another model (a made-up network whose class 'dark' map is "
+                           f"the images' brightness), image {i}: your share is {yours}, the map's mass in the box over its "
+                           f"total mass is {its}. Use the model you are given for the maps: grad_cam(model, image, "
+                           "class_name, layer='layer4'), nothing kept from another call or model.")
+
+
+def _other_class_problem(checker: Checker, box_reliance: Callable, model: LoadedModel,
+                         result: tuple[dict, dict, dict]) -> tuple[str, str]:
+    """The notebook case's images again, asked about the model's other class: ("", "") if the shares are that class's."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    case, maps, _parsed = result
+    others = [name for name in model.class_names if name != case["class"]]
+    if not others or len(model.class_names) > 10:
+        return "", ""
+    other = others[0]
+    images = [np.array(image) for image in case["images"]]
+    answer = checker.quiet_call(box_reliance, model, images, list(case["boxes"]), other, watch_inputs=False)
+    parsed, _form = _parse(answer, len(case["boxes"])) if answer is not None else (None, "")
+    if parsed is None:
+        return "", ""  # an error or another form on a second call: the calls that judge results report those
+    right = maps["variant"](f"class {other}")
+    rights = [np.array([_mass_share(cam, box) for cam, box in zip(right[placement], maps["boxes"])]) for placement in PLACEMENTS]
+    if any(_close(parsed["shares"], shares) for shares in rights):
+        return "", ""
+    i = int(np.argmax(np.abs(parsed["shares"] - rights[0])))
+    yours, its = _digits(float(parsed["shares"][i]), float(rights[0][i]))
+    first = [np.array([_mass_share(cam, box) for cam, box in zip(maps["placed"][placement], maps["boxes"])]) for placement in PLACEMENTS]
+    kept = any(_close(parsed["shares"], shares) for shares in first)
+    return "other class", (f"on {case['what'].replace(repr(case['class']), repr(other))} (the same images, asked about the "
+                           f"model's other class), image {i}: your share is {yours}, the share of the map of class {other!r} is {its}"
+                           + (f"; yours are the shares of class {case['class']!r}, asked about before: is the class taken "
+                              "from the model's class names, or kept from an earlier call, rather than from class_name?"
+                              if kept else ".")
+                           + " Use the class you are given: grad_cam(model, image, class_name, layer='layer4').")
+
+
+@functools.cache
+def _other_maps() -> dict[str, Any]:
+    return _maps(other_model(), _other_case())
 
 
 @functools.cache
