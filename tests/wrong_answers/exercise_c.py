@@ -417,3 +417,44 @@ WRONG_C += [
                 _pipeline(lambda steps: [*steps[:3], v2.Lambda(lambda x: (x - x.mean()) / x.std()), steps[3]])),
     WrongAnswer("c", "a step list kept between calls that grows at each call", r"applies more steps at each call", _function(_growing)),
 ]
+
+RIGHT_C += [
+    # round 15: a strong blur on the uint8 image spreads one pixel's change below a grey level (lost to rounding)
+    RightAnswer("c", "a strong blur added after Resize, on the uint8 image, GaussianBlur(31, sigma=10)",
+                _named(lambda steps: [steps[0], steps[1], v2.GaussianBlur(31, sigma=10.0), *steps[2:]])),
+]
+
+
+def _trimmed(x):
+    """A 1 % border trimmed off the image, then resized: on a small image 1 % is no pixel at all."""
+    height, width = x.shape[-2:]
+    return v2.functional.resize(x[..., height // 100:height - height // 100, width // 100:width - width // 100], [32])
+
+
+WRONG_C += [
+    # round 15: a thin crop inside the resize Lambda, by a share of the size (nothing on the check's small images)
+    WrongAnswer("c", "a 1 % border trimmed inside the resize Lambda (4 rows, 6 columns a side on the photo)",
+                r"crops the image before resizing it \(its resize is given rows 4 to 395 and columns 6 to 593",
+                _pipeline(lambda steps: [steps[0], v2.Lambda(_trimmed), *steps[2:]])),
+]
+
+
+def _alternating(model, solution):
+    calls = []
+
+    def changed_preprocess(image):
+        calls.append(1)  # kept between calls: Resize(32) on every other call
+        steps = list(model.preprocess.transforms)
+        return v2.Compose([steps[0], v2.Resize(32, antialias=True), *steps[2:]] if len(calls) % 2 else steps)(image)
+
+    return changed_preprocess
+
+
+WRONG_C += [
+    # round 15: messages: steps that alternate between calls; the float step replaced
+    WrongAnswer("c", "a counter kept between calls: Resize(32) on every other call",
+                r"applies other steps from call to call on the same photo", _function(_alternating)),
+    WrongAnswer("c", "ToDtype replaced by Resize(32) (the wrong index): Normalize gets uint8",
+                r"raised TypeError: .* no ToDtype\(dtype=torch.float32, scale=True\) step",
+                _pipeline(lambda steps: [steps[0], steps[1], v2.Resize(32, antialias=True), steps[3]])),
+]

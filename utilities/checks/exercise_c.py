@@ -51,6 +51,8 @@ class Recording(list):
     lambdas: list[tuple[Any, Any, Any, list[Any]]]
     #: The Lambdas whose function edits its input in place (set by :func:`with_second_changes`).
     in_place: list[Any] = []
+    #: What each transform object called directly inside a v2.Lambda was given: (the transform, its input).
+    given_to: list[tuple[Any, Any]] = []
 
 
 class FunctionalCall:
@@ -63,6 +65,7 @@ class FunctionalCall:
         self.name = name  # "v2.functional.resize"
         self.function: Callable | None = None
         self.arguments: dict[str, Any] = {}
+        self.given: Any = None  # the image it was called on
         if frame is not None:
             module = v2.functional if name.startswith("v2.") else None
             function = getattr(module, frame.f_code.co_name, None) if module is not None else None
@@ -71,6 +74,7 @@ class FunctionalCall:
             if getattr(function, "__code__", None) is code and parameters:
                 self.function = function
                 self.arguments = {p: frame.f_locals[p] for p in parameters[1:] if p in frame.f_locals}
+                self.given = frame.f_locals.get(parameters[0])
 
     def __call__(self, value: Any) -> Any:
         __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
@@ -129,6 +133,7 @@ def recorded_steps() -> Iterator[Recording]:
     steps.top = []
     steps.unchanged = []
     steps.lambdas = []
+    steps.given_to = []
     stack: list[Any] = []
     had_own = "__call__" in vars(v2.Transform)
     original = v2.Transform.__call__
@@ -136,6 +141,8 @@ def recorded_steps() -> Iterator[Recording]:
     def recording(self: Any, *args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
         if not stack or isinstance(stack[-1], v2.Lambda):
+            if stack and args:
+                steps.given_to.append((self, args[0]))
             steps.extend(_flat_steps(self) if hasattr(self, "transforms") else [self])
             if not stack:
                 # A copy as applied now: the function may change the transform later (model.preprocess in place).
@@ -303,6 +310,17 @@ def changed_steps(reference: list[Any], steps: list[Any]) -> list[str]:
     return changes
 
 
+def _missing_step(error: BaseException, reference: Sequence[Any], steps: Sequence[Any]) -> str | None:
+    """The message for an error that comes of a step of model.preprocess missing (ToDtype: a float step gets uint8)."""
+    wanted = [step for step in reference if isinstance(step, v2.ToDtype)]
+    if not wanted or "float" not in str(error) or any(isinstance(step, v2.ToDtype) for step in steps) or not steps:
+        return None
+    return (f"changed_preprocess raised {type(error).__name__}: {error} Your pipeline has no {_step_name(wanted[0])} step "
+            f"(the steps it applied: {', '.join(type(step).__name__ for step in steps)}), so {type(steps[-1]).__name__} gets "
+            "the image's uint8 values. The step you replaced or left out is the one that turns them into floats: "
+            "keep it, and change another step.")
+
+
 def _describe_tensor(tensor: Any, image: np.ndarray) -> str:
     if not isinstance(tensor, torch.Tensor):
         kind = "a NumPy array" if isinstance(tensor, np.ndarray) else f"a {type(tensor).__name__}"
@@ -342,6 +360,36 @@ class SecondChange:
 #: The words for each kind of change a Lambda's own function can make.
 _GEOMETRIC, _COLOUR, _SCALE = "moves or resizes the pixels", "changes its colours", "changes the scale of its values"
 _MOVES = "moves the pixels besides resizing them"
+_CROPS = "crops the image before resizing it"
+
+
+def _cropped_before_resizing(given: Any, inner: Sequence[Any], given_to: Sequence[tuple[Any, Any]]) -> str:
+    """Whether a Lambda's resize is given a part of the Lambda's own image (a crop, even by one pixel, before it).
+
+    Found on the image the Lambda got (the photo itself, at its own size: a crop by a share of the size, 1 %, is
+    no crop at all on a small image): the resize's input is a block of that image, cut at an edge or in the middle.
+    Returns the crop in words ("its resize is given rows 4 to 395 and columns 6 to 593 of the 400x600 image"), or "".
+    """
+    if not isinstance(given, torch.Tensor) or given.ndim < 3:
+        return ""
+    height, width = given.shape[-2:]
+    for step in inner:
+        name = step.name.rsplit(".", 1)[-1] if isinstance(step, FunctionalCall) else ""
+        if not (isinstance(step, v2.Resize) or name.startswith("resize")):
+            continue
+        value = step.given if isinstance(step, FunctionalCall) else next((v for s, v in given_to if s is step), None)
+        if not isinstance(value, torch.Tensor) or value.ndim < 3 or value.shape[-3] != given.shape[-3]:
+            continue
+        rows, columns = value.shape[-2:]
+        if (rows, columns) == (height, width) or rows > height or columns > width or min(rows, columns) < 1:
+            continue
+        image, part = given.detach().double(), value.detach().double()
+        for top in dict.fromkeys((0, (height - rows) // 2, (height - rows + 1) // 2, height - rows)):
+            for left in dict.fromkeys((0, (width - columns) // 2, (width - columns + 1) // 2, width - columns)):
+                if torch.equal(image[..., top:top + rows, left:left + columns], part):
+                    return (f"its resize is given rows {top} to {top + rows - 1} and columns {left} to "
+                            f"{left + columns - 1} of the {height}x{width} image it gets")
+    return ""
 
 
 def _against_shuffle(run: Callable, image: torch.Tensor, generator: torch.Generator) -> str | None:
@@ -464,12 +512,16 @@ def with_second_changes(steps: Any) -> Any:
         steps.in_place = in_place
     for lambda_step, given, result, inner in getattr(steps, "lambdas", []):
         kinds = _lambda_changes(lambda_step, given, result)
+        cropped = _cropped_before_resizing(given, inner, getattr(steps, "given_to", []))
+        if cropped and _MOVES not in kinds:
+            kinds = [_GEOMETRIC, f"{_CROPS}: {cropped}"] + [kind for kind in kinds if kind != _GEOMETRIC]
         if len(kinds) > max(len(inner), 1):
             extra.append((inner[-1] if inner else lambda_step, lambda_step, kinds, len(kinds) - max(len(inner), 1)))
     if not extra:
         return steps
     counted = Recording()
     counted.top, counted.unchanged, counted.lambdas = steps.top, steps.unchanged, steps.lambdas
+    counted.given_to = getattr(steps, "given_to", [])
     counted.in_place = in_place
     placed = set()
     for step in steps:
@@ -516,6 +568,10 @@ def _check_steps(checker: Checker, reference: list[Any], steps: list[Any], outsi
         if kinds[:2] == [_GEOMETRIC, _COLOUR] and len(kinds) == 2:
             what = ("both resizes the image and changes its colours (on an image of one colour it gives other colours), "
                     "which counts as two steps, as v2.Resize and v2.Grayscale would")
+        elif len(kinds) == 2 and kinds[1].startswith(_CROPS):
+            what = (f"crops the image before resizing it ({kinds[1].split(': ', 1)[1]}): a crop, even by a few pixels "
+                    "at the edges, cuts off part of the photo, and with the resize it counts as two steps, as "
+                    "v2.CenterCrop and v2.Resize would")
         elif kinds == [_GEOMETRIC, _MOVES]:
             what = ("both resizes the image and moves its pixels (a flip, crop, pad or shift: given an image of its own "
                     "output's size, where a resize gives the image back, it gives another size or moves the pixels), "
@@ -527,7 +583,7 @@ def _check_steps(checker: Checker, reference: list[Any], steps: list[Any], outsi
                      _SCALE: "changes the scale of the values (e.g. x.float() drops ToDtype's scaling: 0..255, not 0..1)",
                      _MOVES: "also moves them (a flip, crop, pad or shift: on an image of its own output's size, where a "
                              "resize gives the image back, it gives another size or moves the pixels)"}
-            what = (f"makes {len(kinds)} changes, each a step: it " + "; and it ".join(named[k] for k in kinds))
+            what = (f"makes {len(kinds)} changes, each a step: it " + "; and it ".join(named.get(k, k) for k in kinds))
         problem = (f"your step {_step_name(second.lambda_step)} {what}: a Lambda is one step only if it makes one "
                    f"change (or as many steps as the transforms it calls). Keep one of the changes.")
     elif len(changes) > 1:
@@ -659,6 +715,23 @@ def _nan_problem(answer: torch.Tensor | None, what: str) -> str:
             "division, or change another step.")
 
 
+def _reaches_in_block(run: Callable, plain: np.ndarray, position: tuple[int, int], radius: int = 3) -> bool:
+    """Whether one pixel reaches the input, told by a block of changed pixels around it: with and without that pixel.
+
+    A step that hides the pixel (overwrites it by a constant or a copy of other pixels) gives the same input either
+    way; a blur, whose spread of one pixel's change is lost to rounding on uint8, gives another (the block's change is
+    large enough to survive rounding, and one pixel more or less in it moves some of its rounded values).
+    """
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    row, column = position
+    block = plain.copy()
+    block[max(0, row - radius):row + radius + 1, max(0, column - radius):column + radius + 1] = _PIXEL_COLOUR
+    without = block.copy()
+    without[row, column] = plain[row, column]
+    first, second = run(block), run(without)
+    return first is not None and second is not None and not torch.equal(first, second)
+
+
 def _geometry_problem(checker: Checker, changed_preprocess: Callable, size: tuple[int, int], aspect: float,
                       seed: int) -> str:
     """Whether the pipeline shows every pixel of an image in its own place: the problem, or "".
@@ -730,6 +803,10 @@ def _geometry_problem(checker: Checker, changed_preprocess: Callable, size: tupl
         if problem:
             return problem
         change = (answer - base).abs().sum(0)
+        if float(change.max()) <= 1e-3 * unit and _reaches_in_block(run, plain, position):
+            # A change lost to rounding (a strong blur on uint8 spreads one pixel below a level): the pixel does reach
+            # the input, as a block around it shows. It is left out of the places compared, like a lost one.
+            continue
         if float(change.max()) <= 1e-3 * unit:
             lost.append(position)
         else:
@@ -961,7 +1038,8 @@ def _hook_problem(model: LoadedModel, taken: list[tuple[str, Any, dict[str, dict
             "run the cells without it): the change asked for is a step of the pipeline. The check ran without it.")
 
 
-def _kept_state(checker: Checker, changed_preprocess: Callable, photo: np.ndarray, first_count: int, seed: int) -> str:
+def _kept_state(checker: Checker, changed_preprocess: Callable, photo: np.ndarray, first_count: int, seed: int,
+                first_names: Sequence[str] = ()) -> str:
     """State kept between calls: a cache that hands back an earlier result, or steps that pile up call after call.
 
     Differential: the same array called twice, its colours inverted in place in between (a cache keyed by the
@@ -970,7 +1048,7 @@ def _kept_state(checker: Checker, changed_preprocess: Callable, photo: np.ndarra
     """
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     image = photo.copy()
-    answers, counts = [], [first_count]
+    answers, counts, names = [], [first_count], [list(first_names)]
     for k in range(3):
         if k == 1:
             image[...] = 255 - image
@@ -978,6 +1056,7 @@ def _kept_state(checker: Checker, changed_preprocess: Callable, photo: np.ndarra
         with recorded_steps() as steps:
             answers.append(checker.quiet_call(changed_preprocess, image if k < 2 else photo.copy()))
         counts.append(len(steps))
+        names.append([_step_name(step) for step in steps])
     first, second = answers[0], answers[1]
     if (isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor) and first.shape == second.shape
             and torch.equal(first.detach(), second.detach()) and counts[2] == 0):
@@ -991,6 +1070,12 @@ def _kept_state(checker: Checker, changed_preprocess: Callable, photo: np.ndarra
                 "a step to a list kept between calls (a module-level list, or model.preprocess's own, changed by "
                 ".insert or .append on every call), so each call gives another tensor than the one before. Build the "
                 "list afresh inside the function, from list(model.preprocess.transforms), and change that.")
+    if first_names and names[0] != names[1] and names[0] != names[3]:
+        differ = next((a, b) for a, b in zip(names[0] + [""] * len(names[1]), names[1] + [""] * len(names[0])) if a != b)
+        return (f"changed_preprocess applies other steps from call to call on the same photo: {differ[0] or 'no step'} "
+                f"on the check's first call, {differ[1] or 'no step'} on the next. It keeps state between calls (a flag "
+                "or a counter, a list or a step changed in place), so the class the model predicts depends on how often "
+                "it was called. Build the same steps on every call.")
     return ""
 
 
@@ -1080,12 +1165,13 @@ def _check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: An
     seed = 0
     torch.manual_seed(seed)
     with recorded_steps() as steps:
-        ok, tensor = checker.call(changed_preprocess, given)
+        ok, tensor = checker.call(changed_preprocess, given, explain=lambda error: _missing_step(error, reference, steps))
     end_state = torch.random.get_rng_state()
     predicted: list[str] = []
     one_change = False
     random_step = False
-    state = _kept_state(checker, changed_preprocess, coffee, len(steps), seed) if ok and isinstance(tensor, torch.Tensor) else ""
+    state = _kept_state(checker, changed_preprocess, coffee, len(steps), seed,
+                                                                                              [_step_name(step) for step in steps]) if ok and isinstance(tensor, torch.Tensor) else ""
     if not ok:
         checker.skip(["returns one image tensor (3, H, W)", "one step changed", "the whole photo, unaltered", "changes the top class"],
                      "changed_preprocess must run first")
@@ -1127,11 +1213,19 @@ def _check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: An
                 only_here = "" if outside else _only_this_photo(checker, changed_preprocess, model.preprocess, coffee, tensor, seed,
                                                                 getattr(steps, "lambdas", []))
                 one_change = _check_steps(checker, reference, steps, outside or only_here, functionals)
+        # A random step first: the whole-photo probes would each see other random changes (noise that is not of one colour).
+        random_step, again_state = _random_step(checker, changed_preprocess, coffee, tensor) if well_formed else (False, None)
         if state:
             checker.require("the whole photo, unaltered", False, state)
+        elif random_step:
+            checker.require(
+                "the whole photo, unaltered", False,
+                "changed_preprocess gives a different tensor each time it is called on the same photo: a random step "
+                "(a Random... transform, ElasticTransform, noise from torch.randn...), so the class the model predicts "
+                "changes from call to call and is not determined by your pipeline. Make the change deterministic "
+                "(fixed parameters, p=1.0).")
         else:
             _check_whole_photo(checker, changed_preprocess, coffee, tensor, seed, steps)
-        random_step, again_state = _random_step(checker, changed_preprocess, coffee, tensor) if well_formed else (False, None)
         if again_state is not None and torch.equal(again_state, end_state):
             # Two calls begun from different seeds end in the same state of torch's generator: it was reseeded.
             checker.note_side_effect(
@@ -1143,12 +1237,7 @@ def _check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: An
         elif state:
             checker.require("changes the top class", False, state)
         elif random_step:
-            checker.require(
-                "changes the top class", False,
-                "changed_preprocess gives a different tensor each time it is called on the same photo: a random step "
-                "(a Random... transform, ElasticTransform, noise from torch.randn...), so the class the model predicts "
-                "changes from call to call and is not determined by your pipeline. Make the change deterministic "
-                "(fixed parameters, p=1.0).")
+            checker.skip(["changes the top class"], "need a pipeline that gives the same tensor at each call first")
         else:
             logits = _logits(model, tensor)
             probabilities = logits.softmax(dim=0)
