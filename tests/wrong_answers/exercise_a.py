@@ -286,6 +286,8 @@ WRONG_A = [
                 r"\(a set\(\)", lambda m, s: {"cams_for_classes": _set_of_names}),
     WrongAnswer("a", "dominant_class: share of its own map instead of mass", r"share of its own map.*compare the mass itself",
                 _dominant(_share_of_own_map)),
+    WrongAnswer("a", "only the first 4 class names kept", r"on a second photo of odd size, 143x215.*returned 4 maps for 5 class names.*"
+                r"one map per item of class_names", lambda m, s: {"cams_for_classes": lambda model, image, names: hand_cams(model, image, names[:4])}),
     WrongAnswer("a", "the size hard-coded", r"on a second photo of odd size, 143x215.*take the size from the image you are given",
                 lambda m, s: {"cams_for_classes": _fixed_size}),
     WrongAnswer("a", "hand-written (x - min) / (max - min) without a guard", r"the map of '[^']+' contains NaN.*no positive evidence.*divides 0 by 0",
@@ -335,6 +337,10 @@ WRONG_A = [
     WrongAnswer("a", "nearest-neighbour upsampling", r"nearest neighbour", _cams(upsample="nearest")),
     WrongAnswer("a", "no retain_graph", r"retain_graph=True.*notebook 3", _cams(retain_graph=False)),
     WrongAnswer("a", "forward pass under torch.no_grad", r"the forward pass ran under torch\.no_grad\(\)", _cams(no_grad=True)),
+    WrongAnswer("a", "dominant_class: sigmoid of each value before the sum", r"a small peak \(4 pixels at 1\) and a broad low plateau.*"
+                r"changed before they are summed.*The mass is the plain sum of the map's values",
+                _dominant(lambda cams, names: {"left": names[int(_sums(torch.sigmoid(cams))[0].argmax())],
+                                               "right": names[int(_sums(torch.sigmoid(cams))[1].argmax())]})),
     WrongAnswer("a", "dominant_class: halves swapped", r"left and right are swapped",
                 _dominant(lambda cams, names: {"left": names[int(_sums(cams)[1].argmax())], "right": names[int(_sums(cams)[0].argmax())]})),
     WrongAnswer("a", "dominant_class: peak instead of mass", r"peak values.*mass",

@@ -151,6 +151,11 @@ WRONG_D = [
                 lambda model, solution: {"localisation_shares": _image_in_place(solution["localisation_shares"])}),
     WrongAnswer("d", "shares as np.float32", r"each share should be a number \(a float\); localisation_shares returns a NumPy float32, not a Python float: convert with float",
                 _shares(share=lambda cam, mask: np.float32(float(cam[mask].sum()) / float(cam.sum())) if float(cam.sum()) > 0 else np.float32(0.0))),
+    WrongAnswer("d", "share of an all-zero map as the int 0", r"on a model whose maps are all zero, the shares are right but not "
+                r"floats: localisation_shares returns an int 0.*return 0\.0",
+                _shares(share=lambda cam, mask: float(cam[mask].sum()) / float(cam.sum()) if float(cam.sum()) > 0 else 0)),
+    WrongAnswer("d", "first stage as numpy.str_ from an array of the names", r"returns the stage's name as a numpy\.str_.*return a plain str",
+                _first(lambda shares, threshold=0.8: next((np.array(STAGES)[i] for i in range(4) if shares[STAGES[i]] >= threshold), None))),
     WrongAnswer("d", "maps not normalised (result.raw upsampled)", r"made-up network whose Grad-CAM is positive everywhere.*shares of "
                 r"the maps before normalisation", lambda model, solution: {"localisation_shares": _unnormalised}),
     WrongAnswer("d", "the caller's dict of shares emptied", r"changed the dict of shares it was given as argument 1 \(shares\), in place "

@@ -514,6 +514,11 @@ def _check_second_photo(model: LoadedModel, cams_for_classes: Callable, checker:
     what = f"on a second photo of odd size, {SECOND_SIZE[0]}x{SECOND_SIZE[1]}, with classes {list(SECOND_CLASSES)}"
     if cams is None or tuple(cams.shape) != (len(SECOND_CLASSES), *SECOND_SIZE):
         shape = tuple(cams.shape) if cams is not None else type_name(answer)
+        if cams is not None and cams.dim() == 3 and tuple(cams.shape[1:]) == SECOND_SIZE:
+            return (f"{what}, cams_for_classes returned {shape[0]} maps for {len(SECOND_CLASSES)} class names, shape "
+                    f"{shape}, expected {(len(SECOND_CLASSES), *SECOND_SIZE)}: return one map per item of class_names, "
+                    "K = len(class_names), however many it has (no fixed number of classes, nothing from the notebook's "
+                    "CLASSES).")
         return (f"{what}, cams_for_classes returned {shape}, expected {(len(SECOND_CLASSES), *SECOND_SIZE)}: take the "
                 "size from the image you are given, image.shape[:2], nothing from the check's first photo or the notebook.")
     if not bool(torch.isfinite(cams).all()):
@@ -1208,7 +1213,26 @@ def _synthetic_cases() -> list[tuple[torch.Tensor, list[str]]]:
     cases = [(plain, ["first", "second", "third"]), (peak, ["peak", "broad"]), (rows, ["top", "bottom"]), (graded, ["A", "B", "C"]),
              (tied, ["x", "tie one", "tie two"]), (share, ["everywhere", "left only"]), (unsorted_tie, ["zebra", "apple", "mango"]),
              (faint, ["faint wide", "bright small"])]
-    return cases + _boundary_cases() + _generated_cases() + _large_cases()
+    return cases + _boundary_cases() + _generated_cases() + _large_cases() + _transform_cases()
+
+
+#: The names of :func:`_transform_cases`' classes: an answer wrong on those maps alone weighs the values before the sum.
+_TRANSFORM_NAMES = ("small peak", "low plateau", "nothing")
+
+
+def _transform_cases() -> list[tuple[torch.Tensor, list[str]]]:
+    """Maps where a small high peak and a broad low plateau have masses a few percent apart, the plateau ahead in one
+    half and the peak in the other, at two scales: any per-pixel transform before the sum other than the identity (up
+    to a factor and a constant) changes the answer in one half, a convex one (exp, a square, a softmax over the
+    classes) where the plateau wins, a concave one (sigmoid above 0, log1p, a square root) where the peak wins."""
+    cases = []
+    for scale, plateau_left, plateau_right in ((1.0, 0.26, 0.24), (0.5, 0.13, 0.12), (4.0, 1.04, 0.96)):
+        cams = torch.zeros(3, 8, 16)
+        for start, level in ((0, plateau_left), (8, plateau_right)):
+            cams[0, 1:3, start + 1:start + 3] = scale  # 4 pixels: mass 4 * scale
+            cams[1, 4:8, start + 4:start + 8] = level  # 16 pixels: mass 16 * level, 4 % above or below
+        cases.append((cams, list(_TRANSFORM_NAMES)))
+    return cases
 
 
 _DOMINANT_MISTAKES: list[tuple[Callable[[torch.Tensor, list[str]], Any], str]] = [
@@ -1300,6 +1324,15 @@ def _diagnose_dominant(cases: list[tuple[torch.Tensor, list[str]]], answers: lis
                             f"and {expected[wrong_half]!r} {float(masses.max()):.6g}, a relative difference of {gap:.2g}, "
                             "treated as a tie. Only exactly equal masses tie: compare the sums with no tolerance "
                             "(no isclose, rtol or rounding).")
+            if tuple(names) == _TRANSFORM_NAMES:
+                masses = {half: [float(m) for m in part.flatten(-2).sum(-1)[:2]] for half, part in _halves(cams).items()}
+                return (f"on made-up maps of shape {tuple(cams.shape)} (K, H, W) where a small peak (4 pixels at "
+                        f"{float(cams[0].max()):g}) and a broad low plateau (16 pixels) have masses a few percent apart "
+                        f"(left: {masses['left'][0]:g} against {masses['left'][1]:g}, right: {masses['right'][0]:g} "
+                        f"against {masses['right'][1]:g}), dominant_class returned {answer}, expected {expected}: the "
+                        "values seem to be changed before they are summed (each pixel weighed by some function of its "
+                        "value, e.g. exp, sigmoid, a power or a softmax over the classes). The mass is the plain sum of "
+                        "the map's values over the half, cams[k, :, :W // 2].sum().")
             negative = (f" (every mass in the {wrong_half} half is negative here, from {float(masses.min()):.3g} to "
                         f"{float(masses.max()):.3g}: the largest is the one nearest 0, and no mass needs to be above 0 to win)"
                         if bool((masses < 0).all()) else "")
@@ -1359,7 +1392,8 @@ def _check_dominant(checker: Checker, model: LoadedModel, dominant_class: Callab
                            f"dominant_class returns {again!r}, expected {expected!r}"
                            + (": the answer it gave for the unmirrored maps, a result kept from an earlier call (a cache "
                               "keyed by the class names or the maps' shape). Compute it from the maps at each call."
-                              if again == answer else "."))
+                              if again == answer and not made_up_failed else
+                              ", the same answer as for the unmirrored maps." if again == answer else "."))
         checker.require("dominant on real maps", not problem, problem or "dominant_class is wrong on the pair photo's maps.")
 
 

@@ -310,9 +310,9 @@ def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedMode
         return True
     kinds = [shares[stage] for stage in STAGES]
     # A float as the text asks: a NumPy scalar such as np.float32 is not one (json.dumps refuses it); np.float64 is.
-    odd = next((value for value in kinds if isinstance(value, bool) or not isinstance(value, (float, int))), None)
+    odd = next((value for value in kinds if not isinstance(value, float)), None)
     if odd is not None:
-        hint = ": convert with float(...)" if isinstance(odd, (torch.Tensor, np.ndarray, np.generic)) else ""
+        hint = (": convert with float(...)" if isinstance(odd, (torch.Tensor, np.ndarray, np.generic, int)) else "")
         kind = f"a NumPy {type(odd).__name__}, not a Python float" if isinstance(odd, np.generic) else type_name(odd)
         checker.require(later[0], False, f"each share should be a number (a float); localisation_shares returns {kind}{hint}.")
         checker.skip(later[1:], "fix the shares' type first")
@@ -706,7 +706,12 @@ def _check_zero_maps(checker: Checker, localisation_shares: Callable, first_shar
                         + (f": its keys are {sorted(map(repr, shares))}, not {', '.join(STAGES)}." if isinstance(shares, Mapping)
                            and not all(stage in shares for stage in STAGES) else "."))
         return
-    if np.isnan(values).any():
+    odd = next((shares[stage] for stage in STAGES if not isinstance(shares[stage], float)), None)
+    if odd is not None and not np.isnan(values).any() and np.all(values == 0):
+        problem = (f"on a model whose maps are all zero, the shares are right but not floats: localisation_shares returns "
+                   f"{type_name(odd)} {odd!r}, and the text asks for each share as a float: return 0.0 for a map with no "
+                   "mass, not the int 0.")
+    elif np.isnan(values).any():
         problem = ("for an all-zero map, cam.sum() is 0 and your share is NaN: the share of a map with no mass is 0, "
                    "as the text says (check cam.sum() > 0 before dividing).")
     elif not np.all(values == 0) and len(first_shares) == len(values) and np.array_equal(values, np.array(first_shares)):
@@ -800,7 +805,7 @@ def _generated_stage_cases(seed: int = 22, count: int = 12) -> list[tuple[dict[s
         if first < 4:
             values[first] = threshold if index % 2 else min(1.0, threshold + 0.05)  # equal to the threshold every other case
             values[first + 1:] = np.round(generator.uniform(0.0, 1.0, size=3 - first), 2)
-        order = list(generator.permutation(STAGES))
+        order = [str(stage) for stage in generator.permutation(STAGES)]  # plain str keys, as the stage names are
         shares = {stage: float(values[STAGES.index(stage)]) for stage in order}
         expected = next((stage for stage in STAGES if shares[stage] >= threshold), None)
         cases.append((shares, threshold, expected))
@@ -846,6 +851,10 @@ def _describe_stages(cases: list, answers: list[Any], every: tuple[list, list[An
     for answer in answers:
         if answer is not None and not isinstance(answer, str):
             return f"first_localised_stage should return a stage's name (a str such as 'layer2') or None; it returns {type_name(answer)}."
+        if isinstance(answer, np.str_):
+            return (f"first_localised_stage returns the stage's name as a numpy.str_ ({answer!r}), which a NumPy array of "
+                    "the names gives: return a plain str, the stage name itself (the key of shares, e.g. 'layer2'), "
+                    "not an item of np.array(...).")
     wrong = [(case, answer) for case, answer in zip(cases, answers) if answer != case[2]]
     if not wrong:
         return ""
