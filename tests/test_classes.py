@@ -87,3 +87,9 @@ def test_checked_names_say_what_is_wrong():
         check_class_names("cat")
     with pytest.raises(TypeError, match="must be strings; got 3 \\(int\\)"):
         check_class_names(["cat", 3])
+
+
+def test_a_name_written_exactly_wins_over_one_that_differs_in_case():
+    # ImageNet has "Cardigan" (264, a dog) and "cardigan" (474, a sweater): ignoring case first gave the dog for both.
+    assert class_index("cardigan") == 474 and class_index("Cardigan") == 264
+    assert class_index(" cardigan ") == 474 and class_index("CARDIGAN") == 264  # no exact match: the first, any case

@@ -161,7 +161,8 @@ def find_classes(query: str, class_names: Sequence[str] = IMAGENET_CLASS_NAMES, 
 def class_index(name_or_index: str | int, class_names: Sequence[str] = IMAGENET_CLASS_NAMES) -> int:
     """The output index of a class, given its name (any case) or its index.
 
-    A name matches a class name exactly, ignoring case; failing that, a
+    A name matches a class name exactly (as written first: ``"cardigan"`` is the
+    sweater, ``"Cardigan"`` the dog), else ignoring case; failing that, a
     WordNet synonym that only one class has (``"tabby cat"`` is ``"tabby"``).
 
     Args:
@@ -185,7 +186,11 @@ def class_index(name_or_index: str | int, class_names: Sequence[str] = IMAGENET_
                 f"Class index {index} is out of range: this model has {count} classes, numbered 0 to {count - 1}."
             )
         return index
-    wanted = name_or_index.strip().lower()
+    # The exact spelling first: ImageNet has "Cardigan" (a dog) and "cardigan" (a sweater).
+    exact = name_or_index.strip()
+    if exact in class_names:
+        return list(class_names).index(exact)
+    wanted = exact.lower()
     for index, name in enumerate(class_names):
         if name.lower() == wanted:
             return index

@@ -721,3 +721,22 @@ WRONG_A += [
     WrongAnswer("a", "small values of the maps set to 0", r"except where Grad-CAM is small: there yours are 0",
                 lambda m, s: {"cams_for_classes": _small_values_zeroed}),
 ]
+
+
+_KEPT_BY_NAME: dict = {}
+
+
+def _cached_by_model_name(model, image, class_names):
+    """Maps kept by the model's name, the image's bytes and the class names: another network of the same name gets them."""
+    key = (model.name, np.asarray(image).tobytes(), tuple(class_names))
+    if key not in _KEPT_BY_NAME:
+        _KEPT_BY_NAME[key] = hand_cams(model, image, class_names)
+    return _KEPT_BY_NAME[key].clone()
+
+
+WRONG_A += [
+    # a fresh student's round 15 (its d/w50, the same kind here): a cache keyed by the model's name
+    WrongAnswer("a", "maps kept by the model's name, the image and the class names (another network of that name)",
+                r"given another network.*a cache keyed by the image and the names, not the model",
+                lambda m, s: {"cams_for_classes": _cached_by_model_name}),
+]

@@ -526,3 +526,11 @@ WRONG_D += [
     WrongAnswer("d", "compared in whole percents", r"compared in whole percents",
                 _first(lambda shares, threshold=0.8: next((stage for stage in STAGES if int(shares[stage] * 100) >= int(threshold * 100)), None))),
 ]
+
+WRONG_D += [
+    # a fresh student's round 15 (its w50): a cache keyed by the model's name, which another network can share
+    WrongAnswer("d", "shares kept per model name, image, class and mask (another network of that name)",
+                r"another network.*a cache not keyed by the model",
+                _kept_by(lambda model, image, class_name, mask: (model.name, np.asarray(image).tobytes(), class_name,
+                                                                 np.asarray(mask).tobytes()))),
+]

@@ -608,7 +608,7 @@ def _other_network(model: LoadedModel) -> LoadedModel:
     network = copy.deepcopy(model.network)
     with torch.no_grad():
         network.fc.weight.copy_(network.fc.weight.roll(1, dims=0))
-    return replace(model, network=network, name=f"{model.name}, fc's rows moved")
+    return replace(model, network=network)  # the same name: a cache keyed by the model's name is not keyed by the model
 
 
 class _MaxPoolingHead(torch.nn.Module):

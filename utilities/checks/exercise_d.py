@@ -356,7 +356,7 @@ def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedMode
     # On the photo every stage's map has a minimum of 0, where normalising changes no share: a made-up network
     # whose maps are positive everywhere tells normalised maps from raw ones.
     problem = problem or _positive_maps_problem(checker, localisation_shares)
-    problem = problem or _other_model_problem(checker, localisation_shares, first_shares)
+    problem = problem or _other_model_problem(checker, localisation_shares, model.name, first_shares)
     if not problem and not _matches(values, references["reference"], PRECISION):
         # Right within SHARE_TOLERANCE everywhere, but not to float32's precision on the photo: a map of another size
         # than the image (the mask resized to it) shows on a mask of one-pixel stripes; low precision does not.
@@ -564,12 +564,15 @@ def _other_mask_problem(checker: Checker, model: LoadedModel, localisation_share
         "not its columns or rows alone, its bounding box, or the mask flipped or transposed.", first_shares)
 
 
-def _other_model_problem(checker: Checker, localisation_shares: Callable, first_shares: Sequence[float] = ()) -> str:
-    """What is wrong with localisation_shares given another network on the same photo, class and mask, or ""."""
+def _other_model_problem(checker: Checker, localisation_shares: Callable, name: str, first_shares: Sequence[float] = ()) -> str:
+    """What is wrong with localisation_shares given another network on the same photo, class and mask, or "".
+
+    The other network carries the notebook model's ``name``: a cache keyed by the name is not keyed by the model.
+    """
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     image = load_image(DATA_DIR / "cat_and_coffee.png")
     return _another_input_problem(
-        checker, _positive_model(), localisation_shares, image, object_mask(*image.shape[:2]),
+        checker, dataclasses.replace(_positive_model(), name=name), localisation_shares, image, object_mask(*image.shape[:2]),
         "with another network (a made-up one) on the same photo, class and mask", "exercise d: photo",
         "for the notebook's model: a result kept from an earlier call (a cache not keyed by the model).",
         "Right for the notebook's model, not for another: does the function use something of the notebook's (its "

@@ -117,19 +117,6 @@ def classes_model(classes: int) -> LoadedModel:
     return dataclasses.replace(toy, network=network, class_names=tuple(f"made-up class {k}" for k in range(classes)))
 
 
-class _DoubleNetwork(_MadeUpNetwork):
-    """:class:`_MadeUpNetwork` in float64 (weights and activations), which takes the float32 input and casts it."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.to(self.fc.weight.dtype))
-
-
-@functools.cache
-def double_model() -> LoadedModel:
-    """:func:`made_up_model` in float64: the maps come back in the dtype of layer4's activation and fc.weight."""
-    return dataclasses.replace(made_up_model(), network=_DoubleNetwork().double().eval().requires_grad_(False))
-
-
 class _FailingNetwork(_MadeUpNetwork):
     """:class:`_MadeUpNetwork` whose forward pass raises after layer4 (before the pooling and fc)."""
 
@@ -725,20 +712,6 @@ def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, cl
                                                            if not few_ok else "did not return the right maps: " + few_problem[0].lower() + few_problem[1:])
                 + f" Is the number of classes, 1000, written into the code? Take it from the tensors: "
                 "fc.weight.shape[0] classes, (classes, h, w) maps.")
-    if not toy_mistake:
-        # A float64 network: the maps are in the dtype of its activation and fc.weight, not always float32.
-        double = double_model()
-        double_references = cached(double, "exercise e", lambda: _references(double, made_up_image(), double))
-        double_ok, double_answer, _, double_left = _attempt(checker, class_activation_maps, double, made_up_image(),
-                                                            explain=_explain(double_references))
-        toy_left = max(toy_left, double_left)
-        if double_ok and isinstance(double_answer, torch.Tensor) and double_answer.dtype != torch.float64 and \
-                tuple(double_answer.shape) == tuple(double_references["reference"].shape):
-            toy_mistake, toy_problem = "classes", (
-                "on a made-up network in float64 (its fc.weight and layer4's activation are float64), "
-                f"class_activation_maps returned {str(double_answer.dtype).replace('torch.', '')} maps: a .float() (or a "
-                "dtype=) on the way? Return the maps in the dtype of layer4's activation and fc.weight, as the text asks; "
-                "float32 for the course's models, float64 for this one.")
     # On the made-up network, the notebook's photo and an unresized image can give maps of the same size: the course
     # model's answer, judged above, names which of the two it is.
     # A result kept from an earlier call (stale, reported above) is wrong on every later input too: no second cause.
@@ -1073,7 +1046,7 @@ def check_e(model: LoadedModel, class_activation_maps: Callable, grad_cam_from_c
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     small = smaller_input(model)  # a quick check; CAMs are computed the same way on smaller inputs
     # Hooks and the CAMs given to grad_cam_from_cams have checks of their own; the rest is watched for every exercise.
-    checker = Checker("e", CHECK_COUNT, catch_not_implemented=_grading, models=[model, small, made_up_model(), few_classes_model(), double_model()],
+    checker = Checker("e", CHECK_COUNT, catch_not_implemented=_grading, models=[model, small, made_up_model(), few_classes_model()],
                       watch_hooks=False)
     try:
         _check_cams(checker, small, model, class_activation_maps)
