@@ -15,7 +15,7 @@ from torchvision.transforms import v2
 from ..classes import UnknownClassError
 from ..images import DATA_DIR, load_image
 from ..models import LoadedModel, make_preprocess
-from ._common import Checker, CheckResult, cached, type_name
+from ._common import _HOOK_EXTRAS, _HOOK_KINDS, Checker, CheckResult, cached, type_name
 
 __all__ = ["CHECK_COUNT", "CHECK_NAMES", "TIE_TOLERANCE", "changed_steps", "check_c"]
 
@@ -988,21 +988,22 @@ def _logits(model: LoadedModel, tensor: torch.Tensor) -> torch.Tensor:
         return model.network(tensor.unsqueeze(0).to(model.device))[0].float().cpu()
 
 
-_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
-               "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs")
-
-
 def _take_hooks(network: torch.nn.Module) -> list[tuple[str, Any, dict[str, dict]]]:
     """Take the hooks off every module of the network: (module name, module, its hook dicts as they were), one per
     module that had a hook. :func:`_put_back_hooks` puts them back."""
     taken = []
     for name, module in network.named_modules():
-        if any(getattr(module, kind, None) for kind in _HOOK_DICTS[:4]):
-            contents = {kind: dict(getattr(module, kind)) for kind in _HOOK_DICTS if isinstance(getattr(module, kind, None), dict)}
-            for kind in contents:
-                getattr(module, kind).clear()
-            taken.append((name, module, contents))
+        if any(getattr(module, kind, None) for kind in _HOOK_KINDS):
+            kinds = (*_HOOK_KINDS, *_HOOK_EXTRAS)
+            taken.append((name, module, {kind: dict(getattr(module, kind)) for kind in kinds if isinstance(getattr(module, kind, None), dict)}))
+    _clear_hooks(taken)
     return taken
+
+
+def _clear_hooks(taken: list[tuple[str, Any, dict[str, dict]]]) -> None:
+    for _, module, contents in taken:
+        for kind in contents:
+            getattr(module, kind).clear()
 
 
 def _put_back_hooks(taken: list[tuple[str, Any, dict[str, dict]]]) -> None:
@@ -1022,13 +1023,11 @@ def _hook_problem(model: LoadedModel, taken: list[tuple[str, Any, dict[str, dict
     except Exception:  # noqa: BLE001 - a hook that fails is a hook that changes the output
         hooked = None
     finally:
-        for _, module, contents in taken:
-            for kind in contents:
-                getattr(module, kind).clear()
+        _clear_hooks(taken)
     clean = _logits(model, model.preprocess(coffee))
     if hooked is not None and hooked.shape == clean.shape and torch.allclose(hooked, clean, atol=1e-5):
         return ""  # hooks that only look (e.g. keep an activation): harmless here
-    count = sum(len(contents.get(kind, {})) for _, _, contents in taken for kind in _HOOK_DICTS[:4])
+    count = sum(len(contents.get(kind, {})) for _, _, contents in taken for kind in _HOOK_KINDS)
     where = ", ".join(f"model.network{'.' + name if name else ''}" for name, _, _ in taken[:3])
     top = (f"the coffee photo's top class is {model.class_names[int(hooked.argmax())]!r} with it, "
            f"{model.class_names[original]!r} without it" if hooked is not None else "the network fails with it")
