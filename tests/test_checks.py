@@ -323,3 +323,61 @@ def test_exercise_f_made_up_network_maps_brightness_and_the_cases_hold_every_edg
     boxes = [tuple(int(v) for v in box) for case in cases for box in case["boxes"]]
     assert any(box == (0, 0, w, h) for box, (h, w) in zip(boxes, sizes))
     assert any(box[2] == w and box[3] == h for box, (h, w) in zip(boxes, sizes) if box[0] > 0)
+
+
+def _coffee_pipeline(change, where: str = "uint8"):
+    """The course pipeline (ToImage, Resize(224), ToDtype, Normalize) with one step added after Resize (on uint8) or
+    after ToDtype (on float), as a student's changed_preprocess."""
+    steps = [v2.ToImage(), v2.Resize(224), v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5] * 3, [0.25] * 3)]
+    steps.insert(2 if where == "uint8" else 3, change)
+    return v2.Compose(steps)
+
+
+def _median3(x):
+    padded = F.pad(x[None], (1, 1, 1, 1), mode="replicate")[0]
+    return padded.unfold(1, 3, 1).unfold(2, 3, 1).flatten(-2).median(-1).values
+
+
+#: Steps that keep every pixel in its place (filters, colour changes, flips), on uint8 and on float: generated over
+#: kernel sizes and strengths, including those whose one-pixel change peaks off its place near an edge (reflected
+#: padding) or inward of a corner (a sharpening's halo), or is lost to rounding on uint8.
+_KEEPING = ([(f"blur {k}, sigma {s}, {where}", v2.GaussianBlur(k, s), where) for k, s in [(5, 1.0), (21, 6.0), (31, 8.0), (41, 10.0)]
+             for where in ("uint8", "float")]
+            + [(f"sharpen {f}, {where}", v2.RandomAdjustSharpness(f, p=1.0), where) for f in (2.0, 50.0) for where in ("uint8", "float")]
+            + [("equalize", v2.RandomEqualize(p=1.0), "uint8"), ("autocontrast", v2.RandomAutocontrast(p=1.0), "uint8"),
+               ("posterize", v2.RandomPosterize(2, p=1.0), "uint8"), ("flip", v2.RandomHorizontalFlip(p=1.0), "uint8"),
+               ("median 3x3", v2.Lambda(_median3), "float"), ("gamma", v2.Lambda(lambda x: x ** 3), "float")])
+#: Steps that move, lose or replace pixels.
+_MOVING = [("roll by 5", v2.Lambda(lambda x: x.roll(5, -1)), "float"),
+           ("shift by 3", v2.Lambda(lambda x: v2.functional.affine(x, 0.0, [3, 0], 1.0, [0.0, 0.0])), "uint8"),
+           ("zoom 1.1", v2.Lambda(lambda x: v2.functional.affine(x, 0.0, [0, 0], 1.1, [0.0, 0.0])), "uint8"),
+           ("crop 2 px", v2.Lambda(lambda x: v2.functional.resize(x[:, 2:-2, 2:-2], list(x.shape[-2:]))), "uint8"),
+           ("blur and shift", v2.Lambda(lambda x: v2.functional.affine(v2.functional.gaussian_blur(x, [9, 9], [2.0, 2.0]), 0.0, [3, 0], 1.0, [0.0, 0.0])), "uint8")]
+
+
+@pytest.mark.parametrize("name, change, where", _KEEPING + _MOVING, ids=[name for name, _, _ in _KEEPING + _MOVING])
+def test_check_c_geometry_keeps_filters_and_finds_moves(name, change, where):
+    from utilities.checks._common import Checker
+    from utilities.checks.exercise_c import _geometry_problem, _probes, _spread_evenly
+
+    pipeline = _coffee_pipeline(change, where)
+    problem = _geometry_problem(Checker("c", 5, catch_not_implemented=True), pipeline, (224, 336), 600 / 400, seed=3)
+    keeping = (name, change, where) in _KEEPING
+    assert bool(problem) != keeping, problem or f"{name} moves pixels yet passed"
+    if keeping:
+        photo = np.random.default_rng(0).integers(0, 256, (100, 150, 3), dtype=np.uint8)
+        photo = np.kron(photo[::10, ::10], np.ones((10, 10, 1), dtype=np.uint8))  # blocks of colour, a picture of sorts
+        tensor = pipeline(photo)
+        blocks = [(region_name, region, pipeline(probe)) for region_name, probe, region in _probes(photo, tuple(tensor.shape))
+                  if "grid" in region_name]
+        assert _spread_evenly(tensor, blocks, photo.shape[:2]) == ""
+
+
+def test_check_c_finds_a_picture_replaced_by_its_mean_colour():
+    from utilities.checks.exercise_c import _probes, _spread_evenly
+
+    pipeline = _coffee_pipeline(v2.Lambda(lambda x: x.mean(dim=(1, 2), keepdim=True).expand_as(x).clone()), "float")
+    photo = np.kron(np.random.default_rng(1).integers(0, 256, (10, 15, 3), dtype=np.uint8), np.ones((10, 10, 1), dtype=np.uint8))
+    tensor = pipeline(photo)
+    blocks = [(name, region, pipeline(probe)) for name, probe, region in _probes(photo, tuple(tensor.shape)) if "grid" in name]
+    assert "changes the input about as much everywhere" in _spread_evenly(tensor, blocks, photo.shape[:2])

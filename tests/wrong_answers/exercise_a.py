@@ -638,6 +638,32 @@ def _cached_by_shape(model, image, class_names):
     return _KEPT_BY_SHAPE[key].clone()
 
 
+_KEPT_BY_ID: dict = {}
+
+
+def _cached_by_id(model, image, class_names):
+    """Maps kept by id(image) and the class names: the same array changed in place (or a new one given a freed
+    array's id) gets stale maps."""
+    key = (id(image), tuple(class_names))
+    if key not in _KEPT_BY_ID:
+        _KEPT_BY_ID[key] = hand_cams(model, image, class_names)
+    return _KEPT_BY_ID[key].clone()
+
+
+def _fails_after_first_call():
+    """Maps right on the first call; every later call raises, as a list of maps kept between calls makes
+    torch.stack fail (a fresh state for each test)."""
+    calls = []
+
+    def cams_for_classes(model, image, class_names):
+        calls.append(len(class_names))
+        if len(calls) > 1:
+            raise RuntimeError("stack expects each tensor to be equal size, but got [4, 6] at entry 0 and [3, 5] at entry 3")
+        return hand_cams(model, image, class_names)
+
+    return cams_for_classes
+
+
 def _wide_guard(model, image, class_names):
     """A map whose range is below 1e-2 set to all zero, instead of only a map with no range."""
     maps = hand_cams(model, image, class_names, normalise="none")
@@ -650,6 +676,14 @@ WRONG_A += [
     WrongAnswer("a", "maps kept by model, class names and image shape (stale on another photo of that size)",
                 r"returns the maps it returned for the unmirrored photo.*a cache keyed by the image's shape",
                 lambda m, s: {"cams_for_classes": _cached_by_shape}),
+    # round 16 (its w38, w62, w63): an error on a later call was recorded but cost no check
+    WrongAnswer("a", "maps right on the first call, an error on every later call",
+                r"raised RuntimeError: stack expects each tensor to be equal size",
+                lambda m, s: {"cams_for_classes": _fails_after_first_call()}),
+    # round 15 (its w30): passed the check before
+    WrongAnswer("a", "maps kept by id(image) and class names (stale for the same array changed in place)",
+                r"though a new array of the same pixels gets the right maps: .*a cache keyed by id\(image\)",
+                lambda m, s: {"cams_for_classes": _cached_by_id}),
     WrongAnswer("a", "maps with a range below 1e-2 set to zero", r"its map is all zero: a guard for 'no range' that is too wide",
                 lambda m, s: {"cams_for_classes": _wide_guard}),
 ]

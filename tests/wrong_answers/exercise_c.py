@@ -425,6 +425,24 @@ RIGHT_C += [
 ]
 
 
+RIGHT_C += [
+    # round 16: filters whose one-pixel change peaks off the pixel's place near the edge (reflected padding), or
+    # one pixel inward of a corner (a strong sharpening)
+    RightAnswer("c", "a blur added after Resize, on the uint8 image, GaussianBlur(31, sigma=8)",
+                _named(lambda steps: [steps[0], steps[1], v2.GaussianBlur(31, sigma=8.0), *steps[2:]])),
+    RightAnswer("c", "a strong sharpening after Resize, RandomAdjustSharpness(50, p=1)",
+                _named(lambda steps: [steps[0], steps[1], v2.RandomAdjustSharpness(50.0, p=1.0), *steps[2:]])),
+]
+
+WRONG_C += [
+    # round 16 (its w44): the picture replaced by its mean colour: every region of the photo still changes the input
+    WrongAnswer("c", "a Lambda replacing the image by its mean colour per channel",
+                r"inverting the colours of block \(1, 1\) of a 4x4 grid of the photo changes the input about as much everywhere",
+                _pipeline(lambda steps: [*steps[:3], v2.Lambda(lambda x: x.mean(dim=(1, 2), keepdim=True).expand_as(x).clone()),
+                                         steps[3]])),
+]
+
+
 def _trimmed(x):
     """A 1 % border trimmed off the image, then resized: on a small image 1 % is no pixel at all."""
     height, width = x.shape[-2:]

@@ -396,12 +396,18 @@ class Checker:
         return False
 
     def finish(self) -> CheckResult:
-        """The result; a side effect found after the last check was judged fails the last check that passed."""
+        """The result; a side effect found after the last check was judged fails the last check that passed.
+
+        So does an error of a later call whose check passed on the earlier calls' results (a function that fails on
+        its second call): a result with a problem recorded is never "correct".
+        """
         if self._side_effect:
             if self.result.passed:
                 self.result.passed.pop()
             self._problem(self._side_effect)
             self._side_effect = ""
+        if self.result.problems and len(self.result.passed) == self.result.total:
+            self.result.passed.pop()
         return self.result
 
     def skip(self, names: Sequence[str], reason: str) -> None:

@@ -507,7 +507,8 @@ def _check_second_photo(model: LoadedModel, cams_for_classes: Callable, checker:
     a result kept from an earlier call with the same names (a cache keyed by them) shows there.
     """
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
-    ok, answer = _call_maps(checker, cams_for_classes, model, _second_photo(), list(SECOND_CLASSES), described=_MAPS_ARGUMENTS)
+    photo = _second_photo()  # kept: mirrored in place later, the same array object (a cache keyed by id(image))
+    ok, answer = _call_maps(checker, cams_for_classes, model, photo, list(SECOND_CLASSES), described=_MAPS_ARGUMENTS)
     if not ok:
         return ""  # the error is reported by the call
     cams = as_tensor(answer) if isinstance(answer, torch.Tensor) else None
@@ -546,20 +547,21 @@ def _check_second_photo(model: LoadedModel, cams_for_classes: Callable, checker:
     if difference >= TOLERANCE:
         return (f"{what}, the maps differ from Grad-CAM at layer4 by up to {difference:.2f}: do the maps depend on "
                 "something kept from an earlier call?")
-    return _check_same_shape(model, cams_for_classes, checker, cams)
+    return _check_same_shape(model, cams_for_classes, checker, cams, photo)
 
 
 def _mirrored_photo_problem(model: LoadedModel, cams_for_classes: Callable, checker: Checker, earlier: torch.Tensor,
-                            what: str, kept: str, hint: str) -> tuple[str, torch.Tensor | None]:
+                            what: str, kept: str, hint: str, image: np.ndarray | None = None) -> tuple[str, torch.Tensor | None]:
     """(the problem or "", the maps) of cams_for_classes with ``model`` on the mirrored second photo and
     :data:`SECOND_CLASSES`.
 
     ``earlier``: its maps of an earlier call; the same maps again finish the message with ``kept`` (a result kept
-    from that call), a difference from Grad-CAM with ``hint`` (its ``{difference}`` filled in).
+    from that call), a difference from Grad-CAM with ``hint`` (its ``{difference}`` filled in). ``image``: the
+    mirrored photo to give (a new array if None).
     """
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
-    ok, answer = _call_maps(checker, cams_for_classes, model, _flipped_second_photo(), list(SECOND_CLASSES),
-                            described=_MAPS_ARGUMENTS)
+    image = _flipped_second_photo() if image is None else image
+    ok, answer = _call_maps(checker, cams_for_classes, model, image, list(SECOND_CLASSES), described=_MAPS_ARGUMENTS)
     if not ok:
         return "", None  # the error is reported by the call
     cams = as_tensor(answer) if isinstance(answer, torch.Tensor) else None
@@ -573,23 +575,35 @@ def _mirrored_photo_problem(model: LoadedModel, cams_for_classes: Callable, chec
     return ("" if difference < TOLERANCE else f"{what}, the maps differ from {hint.format(difference=difference)}"), cams
 
 
-def _check_same_shape(model: LoadedModel, cams_for_classes: Callable, checker: Checker, earlier: torch.Tensor) -> str:
+def _check_same_shape(model: LoadedModel, cams_for_classes: Callable, checker: Checker, earlier: torch.Tensor,
+                      photo: np.ndarray) -> str:
     """The problem of cams_for_classes on another image of the second photo's shape (the photo mirrored), then with
     another network on that image, or "".
 
-    ``earlier``: its maps of :data:`SECOND_CLASSES` on the second photo. The same model, names, shape and dtype,
-    other pixels: a result kept from an earlier call (a cache keyed by the image's shape) shows here; then the same
-    image and names with another network: a cache not keyed by the model.
+    ``earlier``: its maps of :data:`SECOND_CLASSES` on the second photo ``photo``. The same model, names, shape and
+    dtype, other pixels: ``photo`` itself mirrored in place, so a result kept from an earlier call by the array
+    (a cache keyed by id(image)) or by the image's shape shows here, told apart by a new array of those pixels;
+    then the same image and names with another network: a cache not keyed by the model.
     """
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
-    problem, mirrored = _mirrored_photo_problem(
-        model, cams_for_classes, checker, earlier,
-        f"on the second photo mirrored left to right (another image of the same size, {SECOND_SIZE[0]}x{SECOND_SIZE[1]}), "
-        f"with the same classes {list(SECOND_CLASSES)}",
-        "for the unmirrored photo: a result kept from an earlier call (a cache keyed by the image's shape or size, not its "
-        "pixels) is given for another image of that size. Compute the maps from the image you are given at each call.",
-        "Grad-CAM at layer4 by up to {difference:.2f}: do the maps depend on something kept from an earlier call of the "
-        "same image size?")
+    photo[...] = photo[:, ::-1].copy()
+    what = (f"on the second photo mirrored left to right (the check mirrored, in place, the array it gave before, "
+            f"{SECOND_SIZE[0]}x{SECOND_SIZE[1]}), with the same classes {list(SECOND_CLASSES)}")
+    hint = ("Grad-CAM at layer4 by up to {difference:.2f}: do the maps depend on something kept from an earlier call of "
+            "the same image size?")
+    problem, mirrored = _mirrored_photo_problem(model, cams_for_classes, checker, earlier, what, "", hint, image=photo)
+    if mirrored is not None and mirrored.shape == earlier.shape and torch.equal(mirrored, earlier):
+        # The old maps again: kept by the array object, or by its shape? A new array of the same pixels tells.
+        _, again = _mirrored_photo_problem(model, cams_for_classes, checker, earlier, what, "", hint)
+        if again is not None and again.shape == earlier.shape and torch.equal(again, earlier):
+            return (f"{what}, and on a new array of those pixels, cams_for_classes returns the maps it returned for the "
+                    "unmirrored photo: a result kept from an earlier call (a cache keyed by the image's shape or size, "
+                    "not its pixels) is given for another image of that size. Compute the maps from the image you are "
+                    "given at each call.")
+        return (f"{what}, cams_for_classes returns the maps it returned for the unmirrored photo, though a new array "
+                "of the same pixels gets the right maps: a result kept from an earlier call by the array object (a "
+                "cache keyed by id(image); Python also gives a new array the id of one freed before, so another photo "
+                "gets an old photo's maps). Compute the maps from the image you are given at each call.")
     if problem or mirrored is None:
         return problem
     other = cached(model, "exercise a: other network", lambda: _other_network(model))

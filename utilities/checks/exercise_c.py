@@ -652,10 +652,13 @@ def _outside_steps(tensor: Any, replayed: torch.Tensor | None) -> str:
             "Make the change a step of the pipeline (your own operation as v2.Lambda).")
 
 
-def _probes(photo: np.ndarray, output_shape: tuple[int, ...], grid: int = 4) -> list[tuple[str, np.ndarray]]:
+def _probes(photo: np.ndarray, output_shape: tuple[int, ...], grid: int = 4) -> list[tuple[str, np.ndarray, tuple[slice, slice]]]:
     """Copies of the photo, each with one region's colours inverted: a strip along each edge, and each block of a grid.
 
     A strip is wider than one output pixel's share of the photo, so any resampling reads some of it.
+
+    Returns:
+        (the region's name, the probe, the region's (rows, columns) slices) for each region.
     """
     height, width = photo.shape[:2]
     out_height, out_width = (output_shape[-2], output_shape[-1]) if len(output_shape) >= 2 else (height, width)
@@ -676,8 +679,49 @@ def _probes(photo: np.ndarray, output_shape: tuple[int, ...], grid: int = 4) -> 
     for name, (rows_slice, columns_slice) in regions.items():
         probe = photo.copy()
         probe[rows_slice, columns_slice] = 255 - probe[rows_slice, columns_slice]
-        probes.append((name, probe))
+        probes.append((name, probe, (rows_slice, columns_slice)))
     return probes
+
+
+def _spread_evenly(tensor: torch.Tensor, changed: Sequence[tuple[str, tuple[slice, slice], torch.Tensor]],
+                   photo_size: tuple[int, int]) -> str:
+    """Whether the input keeps where things are in the photo: the problem, or "".
+
+    Differential over the grid probes (one block of the photo inverted each): the input must change more at the
+    block's place (or its mirror: a flip is allowed) than elsewhere, at least for some block. A step that replaces
+    the picture by a statistic of the whole photo (its mean colour) changes every place alike.
+    """
+    height, width = photo_size
+    out_height, out_width = tensor.shape[-2:]
+    base = tensor.detach().double()
+    averages = []
+    for name, (rows, columns), answer in changed:
+        change = (answer.detach().double() - base).abs().sum(0)
+        top, bottom = int(rows.start * out_height / height), max(int(rows.start * out_height / height) + 1, int(np.ceil(rows.stop * out_height / height)))
+        left, right = int(columns.start * out_width / width), max(int(columns.start * out_width / width) + 1, int(np.ceil(columns.stop * out_width / width)))
+        best = None
+        for flip_rows in (False, True):
+            for flip_columns in (False, True):
+                inside = torch.zeros_like(change, dtype=torch.bool)
+                r = (out_height - bottom, out_height - top) if flip_rows else (top, bottom)
+                c = (out_width - right, out_width - left) if flip_columns else (left, right)
+                inside[r[0]:r[1], c[0]:c[1]] = True
+                if bool(inside.all()):
+                    return ""  # one block covers the input: nothing to compare with
+                there, elsewhere = float(change[inside].mean()), float(change[~inside].mean())
+                if best is None or there - 2 * elsewhere > best[0] - 2 * best[1]:
+                    best = (there, elsewhere)
+        if best[0] > 2 * best[1]:
+            return ""
+        averages.append((name, *best))
+    if not averages:
+        return ""
+    name, there, elsewhere = averages[0]
+    return (f"the input does not keep the photo's picture: inverting the colours of {name} of the photo changes the "
+            f"input about as much everywhere as at that block's place ({there:.3g} there, {elsewhere:.3g} elsewhere, "
+            "on average), and so for every block tried: your step replaces the picture by values computed from the "
+            "whole photo (its mean colour, or another statistic of it), so where things are no longer reaches the "
+            "model. Change a step in a way that keeps the picture.")
 
 
 #: The colour of the geometry probes, and of the one pixel changed on them.
@@ -791,6 +835,7 @@ def _geometry_problem(checker: Checker, changed_preprocess: Callable, size: tupl
     unit = max(float((lighter - base).abs().amax(0).median()), 1e-12)
     off_colour = (base - base.flatten(1).median(dim=1).values[:, None, None]).abs().amax(0) > 0.1 * unit
     changes: dict[tuple[int, int], torch.Tensor] = {}
+    signed: dict[tuple[int, int], torch.Tensor] = {}  # the change per channel, with its sign
     lost: list[tuple[int, int]] = []
     centre = (height // 2, width // 2)
     for position in _pixel_positions(height, width, seed) + [centre]:
@@ -811,29 +856,47 @@ def _geometry_problem(checker: Checker, changed_preprocess: Callable, size: tupl
             lost.append(position)
         else:
             changes[position] = change
+            signed[position] = answer - base
 
     # How far one pixel's change spreads in the input (a blur spreads it): the reach of the centre pixel's change
     # around its own place, measured on the probe. Within that reach of the input's edge, a filter's padding (a
     # reflected copy of the pixel) may make the change largest nearer the edge: there, the largest change may be
     # anywhere within the reach; everywhere else (the middle always), and at the corners, at the pixel's own place.
+    # On uint8, rounding cuts a blurred pixel's change short (or to nothing), so the reach is also measured with a
+    # block of 7x7 changed pixels around the centre, less the block's own half-width.
+    block = plain.copy()
+    block[centre[0] - 3:centre[0] + 4, centre[1] - 3:centre[1] + 4] = _PIXEL_COLOUR
+    answer = run(block)
+    margin = int(np.ceil(3 * max(out_height / height, out_width / width)))
+    spreads = [(changes.get(centre), 0), (None if answer is None else (answer - base).abs().sum(0), margin)]
     reach = 0
-    if centre in changes:
-        spread = torch.nonzero(changes[centre] > 1e-3 * unit)
+    middle = torch.tensor(place(*centre))
+    for spreading, own in spreads:
+        spread = torch.nonzero(spreading > 1e-3 * unit) if spreading is not None else []
         if len(spread):
-            middle = torch.tensor(place(*centre))
-            reach = int((spread - middle).abs().amax())
+            reach = max(reach, int((spread - middle).abs().amax()) - own)
 
-    def at(change: torch.Tensor, target: tuple[int, int]) -> bool:
-        """Whether the change is largest at the target pixel (or within ``radius`` of it; a corner stays a corner)."""
-        row, column = target
+    def at(position: tuple[int, int], target: tuple[int, int]) -> bool:
+        """Whether the change of the pixel at ``position`` is largest at the target pixel (or within ``radius`` of
+        it; a corner stays a corner)."""
+        change, row, column = changes[position], *target
         edge = min(row, column, out_height - 1 - row, out_width - 1 - column)
-        radius = 0 if row in (0, out_height - 1) and column in (0, out_width - 1) else max(near, reach if edge < min(reach, min(out_height, out_width) // 4) else 0)
+        corner = row in (0, out_height - 1) and column in (0, out_width - 1)
+        radius = 0 if corner else max(near, reach if edge < min(reach, min(out_height, out_width) // 4) else 0)
         window = change[max(0, row - radius):row + radius + 1, max(0, column - radius):column + radius + 1]
-        return float(window.max()) >= float(change.max()) * (1 - 1e-9)
+        if float(window.max()) >= float(change.max()) * (1 - 1e-9):
+            return True
+        if not corner or reach < 1:
+            return False
+        # A sharpening filter's halo may peak one pixel inward of a corner: a change of the opposite sign to the
+        # corner's own (a padding moves the pixel's change itself inward, with its sign).
+        peak = divmod(int(change.argmax()), out_width)
+        own, there = signed[position][:, row, column], signed[position][:, peak[0], peak[1]]
+        return max(abs(peak[0] - row), abs(peak[1] - column)) <= 1 and float((own * there).sum()) < 0
 
     mirrors = [lambda r, c: (r, c), lambda r, c: (out_height - 1 - r, c), lambda r, c: (r, out_width - 1 - c),
                lambda r, c: (out_height - 1 - r, out_width - 1 - c)]
-    in_place = any(all(at(change, mirror(*place(*position))) for position, change in changes.items()) for mirror in mirrors)
+    in_place = any(all(at(position, mirror(*place(*position))) for position in changes) for mirror in mirrors)
     found = {position: divmod(int(change.argmax()), out_width) for position, change in changes.items()}
     what = f"on an image of the photo's aspect ratio, {height}x{width}"
     if bool(off_colour.any()):
@@ -851,6 +914,10 @@ def _geometry_problem(checker: Checker, changed_preprocess: Callable, size: tupl
         return (f"part of the photo is blacked out or overwritten: {what}, of one colour, your pipeline gives an input "
                 f"that is not of one colour ({part} of the input differ from the rest), so something other than the "
                 "photo is drawn over it. The model must see the whole photo: change a step that treats every pixel alike.")
+    if centre in lost:
+        # Even the middle pixel does not reach the input on its own, and no crop loses the middle: a filter that
+        # removes single pixels (a median) and keeps regions. The region probes judge what reaches the input.
+        lost = []
     if lost and in_place and same_size:
         return (f"part of the photo is hidden: {what}, changing its pixel at row {lost[0][0]}, column {lost[0][1]} "
                 f"({_where(lost[0], height, width)}) does not change the input at all, while every other pixel tried "
@@ -864,7 +931,7 @@ def _geometry_problem(checker: Checker, changed_preprocess: Callable, size: tupl
                 f"({_where(lost[0], height, width)}) does not reach the input at all{seen}: that part is cut off (a "
                 "crop, even a small one or one that keeps the aspect ratio). Change a step without cropping.")
     if not in_place:
-        position, spot = next((position, spot) for position, spot in found.items() if not at(changes[position], place(*position)))
+        position, spot = next((position, spot) for position, spot in found.items() if not at(position, place(*position)))
         shifts = {((spot[0] - place(*p)[0]) % out_height, (spot[1] - place(*p)[1]) % out_width) for p, spot in found.items()}
         wrapped = len(shifts) == 1 and any(abs(spot[1] - place(*p)[1]) > out_width // 2 or abs(spot[0] - place(*p)[0]) > out_height // 2
                                            for p, spot in found.items())
@@ -938,12 +1005,15 @@ def _check_whole_photo(checker: Checker, changed_preprocess: Callable, photo: np
     unseen = []
     probes = _probes(photo, tuple(tensor.shape))
     own_steps = True  # whether the steps it applied, replayed on the probe, give what it returned: the steps ignore the photo
-    for name, probe in probes:
+    blocks = []  # (name, region, input) of the grid probes, for _spread_evenly
+    for name, probe, region in probes:
         torch.manual_seed(seed)
         with recorded_steps() as steps:
             ok, answer = checker.call(changed_preprocess, probe)
         if not ok:
             return  # the error is reported; this check is not judged on a pipeline that fails on a photo
+        if "grid" in name and isinstance(answer, torch.Tensor) and answer.shape == tensor.shape:
+            blocks.append((name, region, answer))
         if isinstance(answer, torch.Tensor) and answer.shape == tensor.shape and torch.equal(answer.detach(), tensor.detach()):
             if not unseen:
                 replayed = _replayed(steps.top, probe, seed)
@@ -963,6 +1033,8 @@ def _check_whole_photo(checker: Checker, changed_preprocess: Callable, photo: np
                    "argument on every call.")
     elif geometry:
         problem = geometry
+    elif _spread_evenly(tensor, blocks, photo.shape[:2]):
+        problem = _spread_evenly(tensor, blocks, photo.shape[:2])
     elif unseen:
         edges = [name for name in unseen if "edge" in name]
         if edges:
