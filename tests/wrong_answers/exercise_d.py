@@ -534,3 +534,50 @@ WRONG_D += [
                 _kept_by(lambda model, image, class_name, mask: (model.name, np.asarray(image).tobytes(), class_name,
                                                                  np.asarray(mask).tobytes()))),
 ]
+
+
+def _kept_by_array(model, solution):
+    """The right shares, kept per id(image) alone (a cache of its own for each build): the same array changed in place
+    gets the first call's shares."""
+    right, kept = solution["localisation_shares"], {}
+
+    def localisation_shares(model, image, class_name, object_mask):
+        if id(image) not in kept:
+            kept[id(image)] = right(model, image, class_name, object_mask)
+        return dict(kept[id(image)])
+
+    return {"localisation_shares": localisation_shares}
+
+
+def _freezes_weights(model, solution):
+    """requires_grad_(False) on every weight "to save memory", left so."""
+    right = solution["localisation_shares"]
+
+    def localisation_shares(model, image, class_name, object_mask):
+        model.network.requires_grad_(False)
+        return right(model, image, class_name, object_mask)
+
+    return {"localisation_shares": localisation_shares}
+
+
+def _running_mean(model, solution):
+    """The mean of the shares over all calls so far ("smoothing"): a list kept between calls."""
+    right, history = solution["localisation_shares"], []
+
+    def localisation_shares(model, image, class_name, object_mask):
+        history.append(right(model, image, class_name, object_mask))
+        return {stage: float(np.mean([shares[stage] for shares in history])) for stage in STAGES}
+
+    return {"localisation_shares": localisation_shares}
+
+
+WRONG_D += [
+    # a fresh student's round 17: passed the check (w23, w53), or a message that named another cause (w42)
+    WrongAnswer("d", "shares kept by id(image) (the same array changed in place)",
+                r"mirrored, in place.*new arrays of the same values get other shares.*a cache keyed by id\(image\)",
+                _kept_by_array),
+    WrongAnswer("d", "requires_grad switched off on the network's weights and left so",
+                r"switched off requires_grad of the network's weights.*put each flag back", _freezes_weights),
+    WrongAnswer("d", "a running mean of the shares over all calls",
+                r"other shares than it did then.*something kept between calls(?!.*notebook's model)", _running_mean),
+]

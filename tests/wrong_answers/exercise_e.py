@@ -404,8 +404,6 @@ WRONG_E += [
                 lambda model, solution: {"class_activation_maps": _relu_of_activation}),
     WrongAnswer("e", "the forward pass under bfloat16 autocast, the maps cast back to float32",
                 r"no more than a forward pass in bfloat16 gives: a lower precision", lambda model, solution: {"class_activation_maps": _in_bfloat16}),
-    WrongAnswer("e", "Grad-CAM always returned in float32", r"returns float32 maps for float64 CAMs \(a \.float\(\)",
-                _grad(lambda cams: (cams.clamp(min=0) / _cells(cams)).float())),
     WrongAnswer("e", "Grad-CAM with F.relu6 before the division", r"your maps stop at [\d.]+ where Grad-CAM's go higher.*F\.relu6",
                 _grad(lambda cams: torch.nn.functional.relu6(cams) / _cells(cams))),
 ]
@@ -561,4 +559,46 @@ RIGHT_E += [
     # a network in another dtype
     RightAnswer("e", "the maps cast to float32 with .float() at the end", lambda model, solution: {
         "class_activation_maps": lambda model, image: solution["class_activation_maps"](model, image).double().float()}),
+    # round 17: the text asks for "a plain torch tensor of the same shape, like grad_cam(...).raw", no dtype: float32
+    # for float64 CAMs is right too (through NumPy, as a student wrote it)
+    RightAnswer("e", "Grad-CAM through NumPy, always returned in float32", _grad(lambda cams: torch.from_numpy(
+        (np.maximum(cams.detach().cpu().numpy(), 0) / np.float32(cams.shape[-2] * cams.shape[-1])).astype(np.float32)))),
+]
+
+
+def _cams_kept_by_array(model, solution):
+    """class_activation_maps kept per (id(model), id(image)) (a cache of its own for each build): the same array
+    changed in place gets the first call's maps."""
+    right, kept = solution["class_activation_maps"], {}
+
+    def class_activation_maps(model, image):
+        key = (id(model), id(image))
+        if key not in kept:
+            kept[key] = right(model, image)
+        return kept[key]
+
+    return {"class_activation_maps": class_activation_maps}
+
+
+def _grad_cam_kept_by_tensor(model, solution):
+    """grad_cam_from_cams kept per id(cams) and shape: the same tensor changed in place gets the first call's maps."""
+    kept = {}
+
+    def grad_cam_from_cams(cams):
+        key = (id(cams), tuple(cams.shape))
+        if key not in kept:
+            kept[key] = cams.clamp(min=0) / _cells(cams)
+        return kept[key]
+
+    return {"grad_cam_from_cams": grad_cam_from_cams}
+
+
+WRONG_E += [
+    # a fresh student's round 17 (its w15): passed the check (the maps cached by id(image))
+    WrongAnswer("e", "maps cached by id(model) and id(image) (the same array changed in place)",
+                r"flipped upside down in place.*a new array of the flipped pixels gets other maps.*a cache keyed by id\(image\)",
+                _cams_kept_by_array),
+    WrongAnswer("e", "Grad-CAM cached by id(cams) (the same tensor changed in place)",
+                r"changed, in place, the CAMs.*a new tensor of the same CAMs gets other maps.*a cache keyed by id\(cams\)",
+                _grad_cam_kept_by_tensor),
 ]

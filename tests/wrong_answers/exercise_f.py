@@ -392,3 +392,24 @@ RIGHT_F = [
     RightAnswer("f", "cells spread evenly (the other placement)",
                 _f(map_of=lambda model, image, name: _placed(model, image, name, stretch=True))),
 ]
+
+def _kept_with_image(model, solution):
+    """Placed maps cached by id(model), id(image) and the class, the image kept with its map (so no other image takes
+    its id): only the same array changed in place gets a stale map."""
+    kept = {}
+
+    def map_of(model, image, class_name):
+        key = (id(model), id(image), class_name)
+        if key not in kept:
+            kept[key] = (image, _placed(model, image, class_name))
+        return kept[key][1]
+
+    return {"box_reliance": reliance_function(map_of=map_of)}
+
+
+WRONG_F += [
+    # a fresh student's round 17 (its w28): passed the check (maps cached by id(model), id(image) and the class)
+    WrongAnswer("f", "maps cached by id(model), id(image) and the class (the same arrays changed in place)",
+                r"mirrored left to right in place.*new arrays of the same pixels get other shares.*a cache keyed by id\(image\)",
+                _kept_with_image),
+]

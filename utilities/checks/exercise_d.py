@@ -85,13 +85,14 @@ class _AllZeroStages(nn.Module):
 
 
 def _zero_model() -> LoadedModel:
-    """The all-zero network, in training mode.
+    """The all-zero network, in training mode, with trainable weights (a network being trained).
 
     It has no batch norm or dropout, so the mode changes nothing it computes, and a function that switches it to
-    eval mode (and leaves it so) shows.
+    eval mode (and leaves it so) shows; the notebook's model is frozen already, so only here does a function that
+    switches off requires_grad of the weights (and leaves it so) show.
     """
     torch.manual_seed(0)
-    return LoadedModel(network=_AllZeroStages().train().requires_grad_(False), name="all-zero maps (a test network)")
+    return LoadedModel(network=_AllZeroStages().train().requires_grad_(True), name="all-zero maps (a test network)")
 
 
 #: The two placements of a map's cells the text accepts (notebook 4b): at their receptive-field centres (grad_cam's
@@ -231,6 +232,9 @@ def _rounded(values: np.ndarray, rows: np.ndarray, what: str = "") -> str:
     return ""
 
 
+_UNEXPLAINED = "the shares do not match, nor any mistake the check knows"
+
+
 def _diagnose_shares(values: np.ndarray, references: dict[str, np.ndarray]) -> str:
     """The known mistake whose shares these are (in either placement), else where they differ."""
     rounded = _rounded(values, references["reference"])
@@ -257,7 +261,7 @@ def _diagnose_shares(values: np.ndarray, references: dict[str, np.ndarray]) -> s
                     "and store it under that stage's name.")
     worst, reference = _largest_difference(values, references["reference"])
     digits = 3 if abs(values[worst] - reference[worst]) >= 0.01 else 5  # close ones need more digits to differ
-    return (f"the shares do not match, nor any mistake the check knows: at {STAGES[worst]} yours is {values[worst]:.{digits}f}, "
+    return (f"{_UNEXPLAINED}: at {STAGES[worst]} yours is {values[worst]:.{digits}f}, "
             f"the share of the normalised Grad-CAM's mass inside the mask is {reference[worst]:.{digits}f}.")
 
 
@@ -281,9 +285,11 @@ def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedMode
     first_shares = [] if first_shares is None else first_shares
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     later = ["shares are fractions", "shares match Grad-CAM"]
+    # The image and mask objects of this call are kept (alive, so no new array takes their ids) and given again,
+    # changed in place, below: a result kept by the array objects (a cache keyed by id(image)) shows there.
     image = load_image(DATA_DIR / "cat_and_coffee.png")
     mask = object_mask(*image.shape[:2])
-    ok, shares = checker.call(localisation_shares, model, image, TARGET, mask.copy(), explain=_explain_index_error,
+    ok, shares = checker.call(localisation_shares, model, image, TARGET, mask, explain=_explain_index_error,
                               described=_SHARES_ARGUMENTS)
     mask_edited = 3 in checker.changed_arguments
     # The network's weights or batch-norm statistics changed by this call (the checker restores them afterwards).
@@ -344,19 +350,21 @@ def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedMode
                    "its weights.")
     else:
         problem = _diagnose_shares(values, references)
+        if problem.startswith(_UNEXPLAINED):
+            problem = _kept_state_problem(checker, model, localisation_shares, image, mask, values, problem) or problem
     first_shares[:] = [float(value) for value in values]
     # On the photo, the network input has the photo's size (at full size) and the maps the photo's: a copy of another
     # size, with odd sides, tells maps made with the image from maps of a fixed size or made from the network input.
     problem = problem or _other_size_problem(checker, model, localisation_shares, first_shares)
-    # The same shape as the photo, other pixels: a result kept by the image's shape.
-    problem = problem or _same_shape_problem(checker, model, localisation_shares, first_shares)
-    # Another mask on the same photo (neither columns nor a box, nor symmetric), and another network: a result kept
-    # by image or class, or a mask read by its columns, its box or flipped, shows here.
-    problem = problem or _other_mask_problem(checker, model, localisation_shares, first_shares)
+    # The same array as the photo, mirrored in place: a result kept by the image's shape or by the array object.
+    problem = problem or _same_shape_problem(checker, model, localisation_shares, image, mask, first_shares)
+    # Another mask, the same mask array changed in place, on the same photo (neither columns nor a box, nor symmetric):
+    # a result kept by image or class, or a mask read by its columns, its box or flipped, shows here.
+    problem = problem or _other_mask_problem(checker, model, localisation_shares, image, mask, first_shares)
     # On the photo every stage's map has a minimum of 0, where normalising changes no share: a made-up network
     # whose maps are positive everywhere tells normalised maps from raw ones.
     problem = problem or _positive_maps_problem(checker, localisation_shares)
-    problem = problem or _other_model_problem(checker, localisation_shares, model.name, first_shares)
+    problem = problem or _other_model_problem(checker, localisation_shares, model.name, first_shares, model)
     if not problem and not _matches(values, references["reference"], PRECISION):
         # Right within SHARE_TOLERANCE everywhere, but not to float32's precision on the photo: a map of another size
         # than the image (the mask resized to it) shows on a mask of one-pixel stripes; low precision does not.
@@ -489,25 +497,101 @@ def _other_size_problem(checker: Checker, model: LoadedModel, localisation_share
         return ""
     if len(first_shares) == len(values) and np.array_equal(values, np.array(first_shares)):
         return f"{what}, " + _KEPT
+    changing = _changed_since_problem(checker, model, localisation_shares, first_shares, what)
+    if changing:
+        return changing
     worst, reference = _largest_difference(values, references)
     return (f"{what}, the shares differ: at {STAGES[worst]} yours is {values[worst]:.4f}, the share of the normalised "
             f"Grad-CAM's mass inside the mask is {reference[worst]:.4f}. Right on the photo but not on another size: "
             + _SIZE_CAUSE)
 
 
-def _mirrored_image() -> np.ndarray:
-    """The pair photo mirrored left to right: another image of the photo's shape and dtype (the espresso on the left)."""
-    return np.ascontiguousarray(load_image(DATA_DIR / "cat_and_coffee.png")[:, ::-1])
+def _changes_by_itself(checker: Checker, model: LoadedModel) -> bool:
+    """Whether the network can give other maps from call to call without any state of the function's: it is in
+    training mode (left so by an earlier cell: a probe pass there updates the batch-norm statistics), or a call
+    changed its weights or statistics."""
+    return any(module.training for module in model.network.modules()) or checker.noted("state")
+
+
+def _changed_since_problem(checker: Checker, model: LoadedModel, localisation_shares: Callable,
+                           first_shares: Sequence[float], what: str) -> str:
+    """For wrong shares on a later input: the first call's input again (new arrays); if its shares are not the first
+    call's any more, the message (the result depends on earlier calls), else "". Only on a failure path."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    if len(first_shares) != len(STAGES) or _changes_by_itself(checker, model):
+        return ""
+    image = load_image(DATA_DIR / "cat_and_coffee.png")
+    again = _quiet_shares(checker, model, localisation_shares, image, object_mask(*image.shape[:2]))
+    first = np.array(first_shares)
+    if again is None or np.allclose(again, first, rtol=0, atol=1e-9):
+        return ""
+    stage = int(np.abs(again - first).argmax())
+    return (f"{what}, the shares are wrong, and called again with the photo, class and mask of its first call, "
+            f"localisation_shares returns other shares than it did then (at {STAGES[stage]} {first[stage]:.4f}, now "
+            f"{again[stage]:.4f}): the result depends on something kept between calls (a list of earlier shares, a "
+            "running mean or a counter, at module level or in a default argument). Compute the shares from the "
+            "arguments of each call alone.")
+
+
+def _kept_state_problem(checker: Checker, model: LoadedModel, localisation_shares: Callable, image: np.ndarray,
+                        mask: np.ndarray, values: np.ndarray, unexplained: str) -> str:
+    """For wrong shares on the photo that no known mistake explains: the cause if it is state kept between calls, or "".
+
+    Only on that failure path: the same call again, with new arrays of the same values (shares that change from call
+    to call: a running mean, a list of earlier results); if they come back the same, a copy of the photo of another
+    size (right there: a result kept from an earlier call on an image of the photo's size).
+    """
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    if _changes_by_itself(checker, model):
+        return ""
+    again = _quiet_shares(checker, model, localisation_shares, image.copy(), mask.copy())
+    if again is None:
+        return ""
+    if not np.allclose(again, values, rtol=0, atol=1e-9):
+        stage = int(np.abs(again - values).argmax())
+        return (f"called twice with the same photo, class and mask, localisation_shares returns other shares the second "
+                f"time (at {STAGES[stage]} {values[stage]:.4f}, then {again[stage]:.4f}): the result depends on "
+                "something kept between calls (a list of earlier shares, a running mean or a counter, at module level or "
+                "in a default argument). Compute the shares from the arguments of each call alone.")
+    if _other_size_problem(checker, model, localisation_shares):
+        return ""
+    unexplained = unexplained.replace(_UNEXPLAINED, "the shares on the photo do not match", 1)
+    return (f"{unexplained} Yet on a {OTHER_SIZE[0]}x{OTHER_SIZE[1]} copy of the photo they are right, and a second "
+            f"call on the photo ({image.shape[0]}x{image.shape[1]}) gives the same wrong shares: most likely a result kept "
+            "from an earlier call on an image of the photo's size, such as the notebook's own calls (a cache keyed by the "
+            "image's shape or size, not its pixels). Compute the shares from the arguments of each call.")
+
+
+def _quiet_shares(checker: Checker, model: LoadedModel, localisation_shares: Callable, image: np.ndarray,
+                  mask: np.ndarray) -> np.ndarray | None:
+    """localisation_shares on one more input, only to tell causes apart: its shares, or None (an error is not reported
+    here: the calls that judge results report errors)."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    shares = checker.quiet_call(localisation_shares, model, image, TARGET, mask)
+    try:
+        return np.array([float(shares[stage]) for stage in STAGES])
+    except Exception:  # noqa: BLE001 - any other form: nothing to tell apart
+        return None
+
+
+_BY_OBJECT = ("a result kept from an earlier call by the array object (a cache keyed by id(image) or id(object_mask)): "
+              "the same array changed in place, or a new array that takes the id of one freed before (Python reuses "
+              "ids), gets an old result.")
 
 
 def _another_input_problem(checker: Checker, model: LoadedModel, localisation_shares: Callable, image: np.ndarray,
                            mask: np.ndarray, what: str, key: str, kept: str, hint: str,
-                           first_shares: Sequence[float] = ()) -> str:
+                           first_shares: Sequence[float] = (), fresh: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
+                           by_object: str = "", first_model: LoadedModel | None = None) -> str:
     """What is wrong with localisation_shares on one more input, or "".
 
     Its shares are judged against the reference shares of ``image`` and ``mask`` (cached under ``key``); ``kept``
     finishes the message for shares equal to the first call's (a result kept from it), ``hint`` the message for any
-    other difference.
+    other difference (unless the first call's input, given to ``first_model`` (the first call's model, if given)
+    again, gets other shares than then: the result depends on earlier calls). ``fresh``: new arrays of the same
+    values, for inputs that are the first call's arrays changed in place: only where the first call's shares come
+    back, a call with them tells a result kept by the array objects (``by_object`` finishes that message) from one
+    kept by something else.
     """
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     values, failure = _returned_shares(checker, model, localisation_shares, image, mask, what,
@@ -518,28 +602,45 @@ def _another_input_problem(checker: Checker, model: LoadedModel, localisation_sh
     if _matches(values, references, SHARE_TOLERANCE):
         return ""
     if len(first_shares) == len(values) and np.array_equal(values, np.array(first_shares)):
+        if fresh is not None:
+            # New arrays get the right shares, or those of an array freed since whose id they take: not the old ones.
+            again = _quiet_shares(checker, model, localisation_shares, *fresh())
+            if again is not None and not np.array_equal(again, values):
+                return (f"{what}, localisation_shares returns exactly the shares it returned {by_object}, though new "
+                        f"arrays of the same values get other shares: {_BY_OBJECT} Compute the shares from the "
+                        "arguments of each call.")
+            if again is not None:
+                what += ", and on new arrays of the same values"
         return f"{what}, localisation_shares returns exactly the shares it returned {kept} Compute the shares from the arguments of each call."
+    changing = first_model and _changed_since_problem(checker, first_model, localisation_shares, first_shares, what)
+    if changing:
+        return changing
     worst, reference = _largest_difference(values, references)
     return (f"{what}, the shares differ: at {STAGES[worst]} yours is {values[worst]:.4f}, the share of the normalised "
             f"Grad-CAM's mass inside the mask is {reference[worst]:.4f}. {hint}")
 
 
-def _same_shape_problem(checker: Checker, model: LoadedModel, localisation_shares: Callable,
-                        first_shares: Sequence[float] = ()) -> str:
-    """What is wrong with localisation_shares on another image of the photo's shape (the photo mirrored), or "".
+def _same_shape_problem(checker: Checker, model: LoadedModel, localisation_shares: Callable, image: np.ndarray,
+                        mask: np.ndarray, first_shares: Sequence[float] = ()) -> str:
+    """What is wrong with localisation_shares on the first call's image array mirrored in place, or "".
 
-    The same model, class, mask and shape as the first call, other pixels: a result kept from an earlier call (a cache
-    keyed by the image's shape) shows here.
+    The same model, class, mask and shape as the first call (the same arrays), other pixels: a result kept from an
+    earlier call by the image's shape or by the array object (a cache keyed by id(image)) shows here; only if the first
+    call's shares come back, a new array of the mirrored pixels tells the two apart. The image is mirrored back after.
     """
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
-    image = _mirrored_image()
-    return _another_input_problem(
-        checker, model, localisation_shares, image, object_mask(*image.shape[:2]),
-        f"on the photo mirrored left to right (another image of the same size, {image.shape[0]}x{image.shape[1]}), "
-        "with the same class and mask", "exercise d: mirrored",
-        "for the photo: a result kept from an earlier call (a cache keyed by the image's shape or size, not its pixels) "
-        "is given for another image of that size.",
-        "Do the shares depend on something kept from an earlier call?", first_shares)
+    image[...] = image[:, ::-1].copy()
+    try:
+        return _another_input_problem(
+            checker, model, localisation_shares, image, mask,
+            f"on the photo mirrored left to right (the check mirrored, in place, the array it gave before, "
+            f"{image.shape[0]}x{image.shape[1]}), with the same class and mask", "exercise d: mirrored",
+            "for the photo: a result kept from an earlier call (a cache keyed by the image's shape or size, not its "
+            "pixels) is given for another image of that size.",
+            "Do the shares depend on something kept from an earlier call?", first_shares,
+            fresh=lambda: (image.copy(), mask.copy()), by_object="for the photo before it was mirrored", first_model=model)
+    finally:
+        image[...] = image[:, ::-1].copy()
 
 
 def round_mask(height: int, width: int) -> np.ndarray:
@@ -550,21 +651,31 @@ def round_mask(height: int, width: int) -> np.ndarray:
     return ((rows - centre_row) / (0.3 * height)) ** 2 + ((columns - centre_column) / (0.16 * width)) ** 2 <= 1
 
 
-def _other_mask_problem(checker: Checker, model: LoadedModel, localisation_shares: Callable,
-                        first_shares: Sequence[float] = ()) -> str:
-    """What is wrong with localisation_shares on the photo with another mask (an ellipse), or ""."""
+def _other_mask_problem(checker: Checker, model: LoadedModel, localisation_shares: Callable, image: np.ndarray,
+                        mask: np.ndarray, first_shares: Sequence[float] = ()) -> str:
+    """What is wrong with localisation_shares on the first call's photo with another mask (an ellipse), or "".
+
+    The other mask is the first call's mask array, changed in place (and put back after): a result kept by the image,
+    the class or the mask object shows here.
+    """
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
-    image = load_image(DATA_DIR / "cat_and_coffee.png")
-    return _another_input_problem(
-        checker, model, localisation_shares, image, round_mask(*image.shape[:2]),
-        "on the same photo and class with another mask, an ellipse over the espresso's upper part (not whole columns, "
-        "not a rectangle)", "exercise d: round mask",
-        "with the first mask: a result kept from an earlier call (a cache keyed by the image or the class, not the mask).",
-        "Use the mask pixel by pixel as it is given, cam[mask] (mask[row, column] for the image's pixel (row, column)): "
-        "not its columns or rows alone, its bounding box, or the mask flipped or transposed.", first_shares)
+    given = mask.copy()
+    mask[...] = round_mask(*image.shape[:2])
+    try:
+        return _another_input_problem(
+            checker, model, localisation_shares, image, mask,
+            "on the same photo and class with another mask, an ellipse over the espresso's upper part (not whole "
+            "columns, not a rectangle; the check changed, in place, the mask array it gave before)", "exercise d: round mask",
+            "with the first mask: a result kept from an earlier call (a cache keyed by the image or the class, not the mask).",
+            "Use the mask pixel by pixel as it is given, cam[mask] (mask[row, column] for the image's pixel (row, column)): "
+            "not its columns or rows alone, its bounding box, or the mask flipped or transposed.", first_shares,
+            fresh=lambda: (image.copy(), mask.copy()), by_object="with the first mask", first_model=model)
+    finally:
+        mask[...] = given
 
 
-def _other_model_problem(checker: Checker, localisation_shares: Callable, name: str, first_shares: Sequence[float] = ()) -> str:
+def _other_model_problem(checker: Checker, localisation_shares: Callable, name: str, first_shares: Sequence[float] = (),
+                         first_model: LoadedModel | None = None) -> str:
     """What is wrong with localisation_shares given another network on the same photo, class and mask, or "".
 
     The other network carries the notebook model's ``name``: a cache keyed by the name is not keyed by the model.
@@ -576,7 +687,7 @@ def _other_model_problem(checker: Checker, localisation_shares: Callable, name: 
         "with another network (a made-up one) on the same photo, class and mask", "exercise d: photo",
         "for the notebook's model: a result kept from an earlier call (a cache not keyed by the model).",
         "Right for the notebook's model, not for another: does the function use something of the notebook's (its "
-        "global model, photo or class list) instead of its arguments?", first_shares)
+        "global model, photo or class list) instead of its arguments?", first_shares, first_model=first_model)
 
 
 class _PositiveStages(nn.Module):
@@ -696,7 +807,15 @@ def _check_zero_maps(checker: Checker, localisation_shares: Callable, first_shar
     zero = _zero_model()
     before = [module.training for module in zero.network.modules()]
     ok, shares = checker.call(localisation_shares, zero, image, TARGET, mask, explain=explain, described=_SHARES_ARGUMENTS)
-    checker.mode_kept(localisation_shares, zero.network, before)
+    if checker.mode_kept(localisation_shares, zero.network, before) and not all(
+            parameter.requires_grad for parameter in zero.network.parameters()):
+        function = getattr(localisation_shares, "__name__", "")
+        checker.note_side_effect("requires_grad off", f"{function if function.isidentifier() else 'your function'} "
+                                 "switched off requires_grad of the network's weights (requires_grad_(False)) and left it "
+                                 "off: given a network whose weights train (a made-up one in training mode), it must "
+                                 "leave them trainable, or the next training step updates nothing. Grad-CAM needs no "
+                                 "change of the weights' flags: leave them alone, or put each flag back as it was before "
+                                 "returning.")
     if not ok:
         return
     try:
@@ -720,11 +839,18 @@ def _check_zero_maps(checker: Checker, localisation_shares: Callable, first_shar
     elif not np.all(values == 0) and len(first_shares) == len(values) and np.array_equal(values, np.array(first_shares)):
         problem = "on a model whose maps are all zero, " + _KEPT
     elif not np.all(values == 0):
+        # Shares that differ between the stages come from some real map: the notebook's model, most likely, unless a
+        # second call with the same arguments gives others (only on this failure path): then from earlier calls.
+        again = _quiet_shares(checker, zero, localisation_shares, image, mask) if np.ptp(values) > 1e-6 else None
+        if again is not None and not np.allclose(again, values, rtol=0, atol=1e-9):
+            cause = (f", and {np.round(again, 3).tolist()} from a second call with the same arguments: the result depends "
+                     "on something kept between calls (a list of earlier shares, a running mean or a counter, at module "
+                     "level or in a default argument). Compute the shares from the arguments of each call alone.")
+        else:
+            cause = (". Did you use the notebook's model instead of the model argument?" if np.ptp(values) > 1e-6 else
+                     ": a map with no mass has share 0, not another constant.")
         problem = (f"on a model whose maps are all zero, the shares should be 0 (no mass, none on the object); got "
-                   f"{np.round(values, 3).tolist()}"
-                   # Shares that differ between the stages come from some real map: the notebook's model, most likely.
-                   + (". Did you use the notebook's model instead of the model argument?" if np.ptp(values) > 1e-6 else
-                      ": a map with no mass has share 0, not another constant."))
+                   f"{np.round(values, 3).tolist()}" + cause)
     else:
         problem = ""
     checker.require(name, not problem, problem)

@@ -526,23 +526,45 @@ def thin_image() -> np.ndarray:
     return np.stack([rows * 10, columns * 2, (rows * columns) % 256], axis=-1).astype(np.uint8)
 
 
-def _stale_cams(checker: Checker, model: LoadedModel, image: np.ndarray, class_activation_maps: Callable) -> tuple[str, str]:
-    """A second call, on the same model, with another image of the same shape (the photo flipped, and one made from a
-    seed at check time): its maps must be that image's, not a result kept from an earlier call."""
+def _stale_cams(checker: Checker, model: LoadedModel, image: np.ndarray, class_activation_maps: Callable,
+                first: torch.Tensor) -> tuple[str, str]:
+    """A second call, on the same model, with other pixels of the same shape: the first call's image array flipped
+    upside down in place, then an image made from a seed at check time. Its maps must be that image's, not a result
+    kept from an earlier call (``first``: the right maps of the first call's image).
+
+    The caller keeps ``image`` alive, so no new array takes its id; only where the first call's maps come back, a new
+    array of the flipped pixels tells a cache keyed by id(image) from one keyed by the model or the size. The image
+    is flipped back after.
+    """
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     noise = np.random.default_rng(11).integers(0, 256, image.shape, dtype=np.uint8)
-    for what, other in (("the same photo flipped upside down", np.ascontiguousarray(image[::-1])),
-                        ("an image of random pixels of the same size", noise)):
-        activation = _record(model.network, model.to_input(other))[0]["layer4"]
-        right = torch.einsum("kc,chw->khw", model.network.fc.weight.detach().cpu(), activation)
-        answer = checker.quiet_call(class_activation_maps, model, other)
-        if answer is None:
-            continue  # an error on a second call: the calls that judge results report errors
-        if not isinstance(answer, torch.Tensor) or not _close(as_tensor(answer).detach().cpu(), right):
+    image[...] = image[::-1].copy()
+    try:
+        for what, other in (("the photo array of the first call, flipped upside down in place", image),
+                            ("an image of random pixels of the same size", noise)):
+            activation = _record(model.network, model.to_input(other))[0]["layer4"]
+            right = torch.einsum("kc,chw->khw", model.network.fc.weight.detach().cpu(), activation)
+            answer = checker.quiet_call(class_activation_maps, model, other)
+            if answer is None:
+                continue  # an error on a second call: the calls that judge results report errors
+            if isinstance(answer, torch.Tensor) and _close(as_tensor(answer).detach().cpu(), right):
+                continue
+            if other is image and isinstance(answer, torch.Tensor) and _close(as_tensor(answer).detach().cpu(), first):
+                # A new array gets the right maps, or those of an array freed since whose id it takes: not the old ones.
+                again = checker.quiet_call(class_activation_maps, model, image.copy())
+                if isinstance(again, torch.Tensor) and not _close(as_tensor(again).detach().cpu(), first):
+                    return "stale", (f"called a second time on the same model with {what}, class_activation_maps "
+                                     "returned the maps of the image before the flip, though a new array of the flipped "
+                                     "pixels gets other maps: a result kept from an earlier call by the array object "
+                                     "(a cache keyed by id(image)): the same array changed in place, or a new array that "
+                                     "takes the id of one freed before (Python reuses ids), gets an old result. Compute "
+                                     "the maps from each image it is given, with no cache.")
             return "stale", (f"called a second time on the same model with another image of the same size ({what}), "
                              "class_activation_maps returned maps that are not that image's CAMs (a result kept from an "
                              "earlier call, cached by the model or the image's size?): compute the maps from each image "
                              "it is given, with no cache.")
+    finally:
+        image[...] = image[::-1].copy()
     return "", ""
 
 
@@ -656,7 +678,7 @@ def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, cl
         if not mistake:
             mistake, problem = _per_class(checker, class_activation_maps)
         if not mistake:
-            mistake, problem = _stale_cams(checker, model, image, class_activation_maps)
+            mistake, problem = _stale_cams(checker, model, image, class_activation_maps, references["reference"])
         checker.require(_CHECKS[1], not mistake, problem)
 
     # The same function on a made-up network and image: nothing may be hard-coded for one model.
@@ -757,7 +779,8 @@ def _made_up_cams() -> list[torch.Tensor]:
         [[0.5, -0.5, 6.0, -2.0], [1.0, 1.0, -3.0, 2.0]],
         [[-6.0, -1.0, -2.0, -8.0], [-1.0, -0.5, -3.0, -2.0]],  # nowhere positive: all zero after the ReLU
     ])
-    # float64, as CAMs computed in double precision are: the result keeps the CAMs' dtype, as grad_cam(...).raw does.
+    # float64, as CAMs computed in double precision are: the result keeps the CAMs' dtype, as grad_cam(...).raw does
+    # (float32, the network's, is accepted too).
     second = torch.randn(2, 3, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 3
     one_class = torch.randn(1, 4, 6, generator=torch.Generator().manual_seed(4)) * 3  # K = 1, as the notebook's example
     # Valid CAMs that are not contiguous in memory (a transposed tensor): .view() cannot flatten them.
@@ -845,9 +868,10 @@ def _grad_cam_problem(cases: list[torch.Tensor], expected: list[torch.Tensor], a
             return (f"grad_cam_from_cams should return one map per CAM, the same shape as cams: for cams of shape "
                     f"{tuple(cams.shape)} it returned shape {tuple(result.shape)}{squeezed}.")
     for cams, answer in zip(cases, answers):
-        if answer.dtype != cams.dtype:
+        # The CAMs' dtype, as grad_cam(...).raw keeps it, or float32, the network's (the text asks for neither).
+        if answer.dtype not in (cams.dtype, torch.float32):
             return (f"grad_cam_from_cams returns {str(answer.dtype).replace('torch.', '')} maps for {str(cams.dtype).replace('torch.', '')} CAMs "
-                    f"(a .float(), .half(), .double() or a dtype= on the way?): keep the CAMs' dtype; "
+                    f"(a .half(), .double() or a dtype= on the way?): keep the CAMs' dtype (or float32, the network's); "
                     f"{str(answer.dtype).replace('torch.', '')} rounds the values differently from grad_cam(...).raw.")
     if any(answer.requires_grad for answer in answers):
         return ("grad_cam_from_cams returns a tensor that requires grad (requires_grad=True) for CAMs that do not: "
@@ -966,10 +990,11 @@ def _check_grad_cam(checker: Checker, model: LoadedModel, grad_cam_from_cams: Ca
     library = cached(model, "exercise e: grad_cam", lambda: grad_cam(model, check_image(), range(references["classes"])).raw.cpu())
     cases = [*_made_up_cams(), references["reference"]]
     expected = [_grad_cam(cams) for cams in cases[:-1]] + [library]
-    answers, changed, changed_on = [], "", None
+    answers, changed, changed_on, first_given = [], "", None, None
     with recorded_calls(BACKWARD_CALLS) as backward:
         for cams in cases:
             given = cams.clone()  # the same strides: a transposed case stays non-contiguous
+            first_given = given if first_given is None else first_given  # kept alive: no new tensor takes its id
             ok, answer = checker.call(grad_cam_from_cams, given, watch_inputs=False,
                                       explain=None if cams.is_contiguous() else functools.partial(_non_contiguous_error, cams))
             if not ok:
@@ -985,19 +1010,39 @@ def _check_grad_cam(checker: Checker, model: LoadedModel, grad_cam_from_cams: Ca
         # that requires grad (cams.numpy(), an in-place op on a leaf) is judged on the calls above alone.
         # Other CAMs of the first case's shape, generated at check time: the result must be theirs, not a result kept
         # from an earlier call of the same shape.
+        # They are given in the first call's tensor, changed in place: a result kept by the tensor object (a cache
+        # keyed by id(cams)) shows too; only if the first call's maps come back, a new tensor tells the two apart.
         seed = 12
         other = torch.randn(cases[0].shape, generator=torch.Generator().manual_seed(seed)) * 3
-        given = other.clone()
+        if isinstance(answers[0], torch.Tensor):
+            answers[0] = answers[0].clone()  # the first answer as it was, even if it shares the given tensor's memory
+        given = first_given if first_given.shape == other.shape and first_given.dtype == other.dtype else other.clone()
+        with torch.no_grad():
+            given.copy_(other)
         stale = checker.quiet_call(grad_cam_from_cams, given, watch_inputs=False)
         if not torch.equal(given.detach(), other):
             changed, changed_on = changed or "values", other if changed_on is None else changed_on
-        if stale is not None and not (isinstance(stale, torch.Tensor) and _close(as_tensor(stale).detach().float(), _grad_cam(other))):
-            stale = "stale"
+
+        def right_for(result: Any, cams: torch.Tensor) -> bool:
+            return isinstance(result, torch.Tensor) and _close(as_tensor(result).detach().float(), _grad_cam(cams).float())
+
+        if stale is not None and not right_for(stale, other):
+            kept = right_for(stale, cases[0])  # the first call's maps again
+            # A new tensor gets the right maps, or those of a tensor freed since whose id it takes: not the old ones.
+            again = checker.quiet_call(grad_cam_from_cams, other.clone(), watch_inputs=False) if kept else None
+            stale = "by object" if kept and isinstance(again, torch.Tensor) and not right_for(again, cases[0]) else "stale"
         given = cases[1].clone().requires_grad_(True)
         checker.quiet_call(grad_cam_from_cams, given, watch_inputs=False)
         if not given.requires_grad:
             changed = changed or "requires_grad off"
     problem = _grad_cam_problem(cases, expected, answers)
+    if not problem and stale == "by object":
+        problem = (f"called a second time with other CAMs in the same tensor (the check changed, in place, the CAMs of "
+                   f"shape {tuple(cases[0].shape)} it gave before), grad_cam_from_cams returned the maps of the CAMs before "
+                   "the change, though a new tensor of the same CAMs gets other maps: a result kept from an earlier "
+                   "call by the tensor object (a cache keyed by id(cams)): the same tensor changed in place, or a new "
+                   "tensor that takes the id of one freed before (Python reuses ids), gets an old result. Compute the "
+                   "maps from the cams each call is given, with no cache.")
     if not problem and stale == "stale":
         problem = (f"called a second time with other CAMs of the same shape, {tuple(cases[0].shape)}, grad_cam_from_cams "
                    "returned maps that are not theirs (a result kept from an earlier call, cached by the CAMs' shape?): "

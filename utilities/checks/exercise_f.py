@@ -14,6 +14,7 @@ import contextlib
 import functools
 import inspect
 import io
+import re
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -782,8 +783,11 @@ def _references(model: LoadedModel, case: dict[str, Any]) -> dict[str, Any]:
     return _maps(model, case)
 
 
-def _explain(box_reliance: Callable) -> Callable[[BaseException], str | None]:
-    """Messages for the errors of known mistakes (None: the generic message)."""
+def _explain(box_reliance: Callable, count: int = 0, earlier: int = 0) -> Callable[[BaseException], str | None]:
+    """Messages for the errors of known mistakes (None: the generic message).
+
+    ``count``: the number of images of the call; ``earlier``: how many the check's earlier calls gave in all.
+    """
 
     def explain(error: BaseException) -> str | None:
         try:
@@ -798,6 +802,16 @@ def _explain(box_reliance: Callable) -> Callable[[BaseException], str | None]:
             return (f"box_reliance raised ValueError ({error}): the images can have different sizes, and an array "
                     "(np.asarray(images), np.stack) needs them all of one size. Take them one by one, for image, box in "
                     "zip(images, boxes); a list or an (N, H, W, 3) array both work that way.")
+        sizes = re.search(r"broadcast together with shapes \((\d+),?\) \((\d+),?\)", str(error))
+        if isinstance(error, ValueError) and sizes and count and count in (int(sizes[1]), int(sizes[2])) \
+                and max(int(sizes[1]), int(sizes[2])) > count:
+            more = max(int(sizes[1]), int(sizes[2]))
+            kept = (f"{more} is these {count} plus the {earlier} images of the check's earlier calls: " if earlier and more - count == earlier
+                    else "if the extra values are from earlier calls, ")
+            return (f"box_reliance raised ValueError ({str(error).strip()}): this call has {count} images, but one of its arrays holds "
+                    f"{more} values: {kept}a list (of shares or chances) is kept between calls and grows with each (a list "
+                    "at module level, a default argument such as shares=[], or an attribute). Start new lists inside the "
+                    "function at each call.")
         if isinstance(error, ValueError) and "values to unpack" in str(error):
             return (f"box_reliance raised ValueError ({error}): boxes holds one box per image, N rows of 4 numbers (left, "
                     "top, right, bottom), a list of N tuples or an (N, 4) array. Read it in that form, zip(images, boxes); "
@@ -863,17 +877,18 @@ def check_f(model: LoadedModel, box_reliance: Callable, *, _grading: bool = Fals
 
     toy_cases = made_up_cases()
     cases = [(made_up_model(case.get("scale", 1.0)), case) for case in toy_cases] + [(small, notebook_case(small))]
-    results, changed_cases = [], {}
+    results, changed_cases, first_call = [], {}, None
     for index, (owner, case) in enumerate(cases):
         maps = (_toy_maps(index) if index < len(toy_cases)
                 else cached(small, ("exercise f", repr(small.preprocess)), lambda: _maps(small, case)))
         images = [np.array(image) for image in case["images"]] if isinstance(case["images"], list) else case["images"].copy()
         boxes = list(case["boxes"]) if isinstance(case["boxes"], list) else case["boxes"].copy()
         args = (owner, images, boxes, case["class"])
+        first_call = args if first_call is None else first_call  # kept alive: no new array takes the ids of its images
         # the inputs are watched here, to say where an image changed (the start of an array may not show it)
         watched = watched_inputs(args, box_reliance)
         originals = [np.array(image) for image in images] if isinstance(images, list) else None
-        explain_error = _explain(box_reliance)
+        explain_error = _explain(box_reliance, len(case["boxes"]), sum(len(earlier["boxes"]) for _, earlier in cases[:index]))
         edited_first: list[str] = []
 
         def explain(error: BaseException, images: Any = images, originals: Any = originals,
@@ -945,6 +960,8 @@ def check_f(model: LoadedModel, box_reliance: Callable, *, _grading: bool = Fals
     mistake, problem, used = _shares_problem(results)
     if not mistake:
         mistake, problem = _other_model_problem(checker, box_reliance)
+    if not mistake and first_call is not None:
+        mistake, problem = _same_arrays_problem(checker, box_reliance, first_call)
     if not mistake:
         mistake, problem = _other_class_problem(checker, box_reliance, small, results[-1])
     checker.require(CHECK_NAMES[1], not mistake, problem)
@@ -991,6 +1008,77 @@ def _other_model_problem(checker: Checker, box_reliance: Callable) -> tuple[str,
                            f"the images' brightness), image {i}: your share is {yours}, the map's mass in the box over its "
                            f"total mass is {its}. Use the model you are given for the maps: grad_cam(model, image, "
                            "class_name, layer='layer4'), nothing kept from another call or model.")
+
+
+def _mirrored_shares(images: Sequence[np.ndarray], boxes: Any, class_name: str) -> list[np.ndarray]:
+    """The right shares of the first made-up case's images mirrored left to right, one array per placement."""
+    key = (tuple(image.tobytes() for image in images), tuple(_box(box) for box in boxes), class_name)
+    if key not in _MIRRORED:
+        maps = _maps(made_up_model(), {"images": [np.array(image) for image in images], "boxes": boxes, "class": class_name})
+        _MIRRORED[key] = [np.array([_mass_share(cam, box) for cam, box in zip(maps["placed"][placement], maps["boxes"])])
+                          for placement in PLACEMENTS]
+    return _MIRRORED[key]
+
+
+_MIRRORED: dict[Any, list[np.ndarray]] = {}
+
+
+def _same_arrays_problem(checker: Checker, box_reliance: Callable, first_call: tuple) -> tuple[str, str]:
+    """The first call's list of images again, each array mirrored left to right in place (then put back): ("", "") if
+    the shares are the mirrored images', else (mistake, message).
+
+    The check kept the list and its arrays alive since the first call, so a result kept by the array objects (a cache
+    keyed by id(image) or id(images)) gives the first call's shares; only then, new arrays of the same pixels tell it
+    from a result kept by something else (the images' sizes or positions).
+    """
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    model, images, boxes, class_name = first_call
+    if not isinstance(images, list) or not all(isinstance(image, np.ndarray) and image.ndim == 3 for image in images):
+        return "", ""  # the first call changed the list (reported there)
+    case = made_up_cases()[0]
+    first = _toy_maps(0)
+    judged = ~np.asarray(first["empty"])  # an empty map's share is judged by a check of its own; mirrored, still empty
+    before = [np.array([_mass_share(cam, box) for cam, box in zip(first["placed"][placement], first["boxes"])])[judged]
+              for placement in PLACEMENTS]
+    for image in images:
+        image[...] = image[:, ::-1].copy()
+    try:
+        rights = [right[judged] for right in _mirrored_shares(images, boxes, class_name)]
+
+        def shares(answer: Any) -> np.ndarray | None:
+            parsed = _parse(answer, len(boxes))[0] if answer is not None else None
+            return None if parsed is None else parsed["shares"][judged]
+
+        answer = shares(checker.quiet_call(box_reliance, model, images, boxes, class_name, watch_inputs=False))
+        if answer is None or any(_close(answer, right) for right in rights):
+            return "", ""  # an error or another form on a second call: the calls that judge results report those
+        what = (f"called again with the images of the first call ({case['what']}), each mirrored left to right in place "
+                "(the check mirrored the arrays it gave before, in the same list)")
+        if any(_close(answer, old) for old in before):
+            # New arrays get the right shares, or those of arrays freed since whose ids they take: not the old ones.
+            again = shares(checker.quiet_call(box_reliance, model, [image.copy() for image in images], list(boxes),
+                                              class_name, watch_inputs=False))
+            if again is not None and not any(_close(again, old) for old in before):
+                return "stale", (f"{what}, box_reliance returned the shares of the images before the mirroring, though new "
+                                 "arrays of the same pixels get other shares: a result kept from an earlier call by "
+                                 "the array objects (a cache keyed by id(image) or id(images)): the same array changed "
+                                 "in place, or a new array that takes the id of one freed before (Python reuses ids), "
+                                 "gets an old result. Compute each image's map from the image itself, in each call, "
+                                 "with no cache.")
+            what += ", and on new arrays of the same pixels" if again is not None else ""
+            return "stale", (f"{what}, box_reliance returned the shares of the images "
+                             "before the mirroring: a result kept from an earlier call (a cache keyed by the images' sizes "
+                             "or positions, not their pixels?). Compute each image's map from the image itself, in each "
+                             "call, with no cache.")
+        j = int(np.argmax(np.abs(answer - rights[0])))
+        i = int(np.flatnonzero(judged)[j])
+        yours, its = _digits(float(answer[j]), float(rights[0][j]))
+        return "stale", (f"{what}, image {i}: your share is {yours}, the mirrored image's map gives {its}, though the "
+                         "first call was right: do the shares depend on something kept from an earlier call? Compute "
+                         "each image's map from the image itself, in each call.")
+    finally:
+        for image in images:
+            image[...] = image[:, ::-1].copy()
 
 
 def _other_class_problem(checker: Checker, box_reliance: Callable, model: LoadedModel,
