@@ -22,6 +22,7 @@ machine) is met. Reported, never asserted: no test depends on this machine.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import tempfile
@@ -74,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--submissions", type=int, default=BUDGET_SUBMISSIONS, help="submissions in the class (default %(default)s)")
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2], help="settings of --jobs to compare (default: 1 2)")
     parser.add_argument("--no-fork", action="store_true", help="start each kernel as a new process, as without a kernel factory")
+    parser.add_argument("--references", choices=["shared", "each", "both"], default="shared",
+                        help="the checks' references computed once by the solutions' kernels and shared (the default), "
+                             "computed in each kernel, or both, one after the other (default %(default)s)")
     args = parser.parse_args(argv)
     from utilities.grading import grade_class  # after argument parsing: --help stays fast
 
@@ -82,9 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     rates = []
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as scratch:
         folders = make_class(Path(scratch), args.submissions)
-        for jobs in args.jobs:
+        modes = ["shared", "each"] if args.references == "both" else [args.references]
+        grades = {}
+        for jobs, mode in itertools.product(args.jobs, modes):
             start = time.perf_counter()
-            submissions = grade_class(folders, jobs=jobs, fork=not args.no_fork, progress=False)
+            submissions = grade_class(folders, jobs=jobs, fork=not args.no_fork, progress=False, share_references=mode == "shared")
             minutes = (time.perf_counter() - start) / 60
             rate = args.submissions / minutes
             rates.append(rate)
@@ -92,9 +98,12 @@ def main(argv: list[str] | None = None) -> int:
             for submission in submissions:
                 kind = submission.name.split("-")[1]
                 scores.setdefault(kind, set()).add(sum(submission.results[l].points for l in EXERCISES))
-            print(f"--jobs {jobs}: {minutes:5.2f} min, {rate:5.1f} submissions/min, {rate * len(EXERCISES):5.1f} notebooks/min, "
-                  f"rate x{rate / rates[0]:.2f} of --jobs {args.jobs[0]}; points by kind: "
-                  + ", ".join(f"{kind} {sorted(points)}" for kind, points in sorted(scores.items())), flush=True)
+            # Every problem message of every notebook: the grades must not depend on how the references were had.
+            grades[jobs, mode] = [(s.name, l, s.results[l].points, tuple(s.results[l].problems)) for s in submissions for l in EXERCISES]
+            same = "" if len(grades) == 1 else f"; grades and messages the same as the first run: {grades[jobs, mode] == next(iter(grades.values()))}"
+            print(f"--jobs {jobs}, references {mode}: {minutes:5.2f} min, {rate:5.1f} submissions/min, {rate * len(EXERCISES):5.1f} "
+                  f"notebooks/min, rate x{rate / rates[0]:.2f} of the first run; points by kind: "
+                  + ", ".join(f"{kind} {sorted(points)}" for kind, points in sorted(scores.items())) + same, flush=True)
             projected = BUDGET_SUBMISSIONS / rate
             print(f"  60 submissions would take {projected:.1f} min: budget of {BUDGET_MINUTES} min "
                   f"{'met' if projected <= BUDGET_MINUTES else 'NOT met'}", flush=True)

@@ -140,3 +140,31 @@ def test_stray_notebooks_and_the_grades_folder_are_not_students(tmp_path):
     write_notebook(tmp_path / "single" / "exercise_a_x.ipynb", "x = 1")
     (tmp_path / "single" / "images").mkdir()  # data next to the notebooks: still one submission
     assert find_submissions([tmp_path / "single"]) == [tmp_path / "single"]
+
+
+def test_references_shared_from_the_solution_give_the_same_grades_and_messages(tmp_path):
+    """Three solutions and a wrong answer of exercise c, graded with the references computed in each kernel and
+    with those of the solution's kernel shared: the same points and the same messages; the store is not empty."""
+    from concurrent.futures import ThreadPoolExecutor
+    from contextlib import ExitStack
+
+    from utilities.checks.reference_store import MANIFEST_ENV
+    from utilities.grading.cli import _shared_references, grade_class
+
+    solution = next((ROOT / "exercises" / "solution").glob("exercise_c_*.ipynb"))
+    folders = []
+    for name in ("first", "second", "third", "wrong"):
+        (tmp_path / name).mkdir()
+        notebook = nbformat.read(solution, as_version=4)
+        if name == "wrong":
+            notebook.cells.append(nbformat.v4.new_code_cell("def changed_preprocess(image):\n    return model.preprocess(image)"))
+        nbformat.write(notebook, tmp_path / name / solution.name)
+        folders.append(tmp_path / name)
+    each = grade_class(folders, jobs=2, progress=False, share_references=False)
+    shared = grade_class(folders, jobs=2, progress=False, share_references=True)
+    results = [[(s.results["c"].points, s.results["c"].problems) for s in graded] for graded in (each, shared)]
+    assert results[0] == results[1]
+    assert [points for points, _ in results[0]] == [GRADED_TOTALS["c"]] * 3 + [results[0][3][0]] and results[0][3][0] < GRADED_TOTALS["c"]
+    with ExitStack() as stack, ThreadPoolExecutor(1) as pool:
+        environment = _shared_references(stack, pool, {"c"}, {}, 300, factory=None, memory_limit=None, threads=1)
+        assert json.loads(environment[MANIFEST_ENV])  # the solution's checks left references to share

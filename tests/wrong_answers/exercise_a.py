@@ -360,7 +360,7 @@ WRONG_A = [
 
 WRONG_A += [
     # cases the text now decides (a fresh student's round 4): each passed the checks before
-    WrongAnswer("a", "one forward pass per class", r"ran the network 3 times for 3 classes: the text asks for one forward pass",
+    WrongAnswer("a", "one forward pass per class", r"ran the network (3 times for 3|5 times for 5) classes: the text asks for one forward pass",
                 lambda m, s: {"cams_for_classes": _forward_per_class}),
     WrongAnswer("a", "gradient x activation (HiResCAM) instead of mean-gradient weights",
                 r"whose head takes the maximum over the cells.*gradient x activation summed over the channels \(HiResCAM\)",
@@ -638,16 +638,18 @@ def _cached_by_shape(model, image, class_names):
     return _KEPT_BY_SHAPE[key].clone()
 
 
-_KEPT_BY_ID: dict = {}
-
-
-def _cached_by_id(model, image, class_names):
+def _cached_by_id():
     """Maps kept by id(image) and the class names: the same array changed in place (or a new one given a freed
-    array's id) gets stale maps."""
-    key = (id(image), tuple(class_names))
-    if key not in _KEPT_BY_ID:
-        _KEPT_BY_ID[key] = hand_cams(model, image, class_names)
-    return _KEPT_BY_ID[key].clone()
+    array's id) gets stale maps (a fresh cache for each test)."""
+    kept = {}
+
+    def cams_for_classes(model, image, class_names):
+        key = (id(image), tuple(class_names))
+        if key not in kept:
+            kept[key] = hand_cams(model, image, class_names)
+        return kept[key].clone()
+
+    return cams_for_classes
 
 
 def _fails_after_first_call():
@@ -682,8 +684,10 @@ WRONG_A += [
                 lambda m, s: {"cams_for_classes": _fails_after_first_call()}),
     # round 15 (its w30): passed the check before
     WrongAnswer("a", "maps kept by id(image) and class names (stale for the same array changed in place)",
-                r"though a new array of the same pixels gets the right maps: .*a cache keyed by id\(image\)",
-                lambda m, s: {"cams_for_classes": _cached_by_id}),
+                # Its stale maps show on the same array changed in place, or sooner, where a new array takes the id of
+                # one freed earlier in the check (of another size).
+                r"(though a new array of the same pixels gets the right maps|maps of another image's size).*a cache keyed by id\(image\)",
+                lambda m, s: {"cams_for_classes": _cached_by_id()}),
     WrongAnswer("a", "maps with a range below 1e-2 set to zero", r"its map is all zero: a guard for 'no range' that is too wide",
                 lambda m, s: {"cams_for_classes": _wide_guard}),
 ]
@@ -773,4 +777,42 @@ WRONG_A += [
     WrongAnswer("a", "maps kept by the model's name, the image and the class names (another network of that name)",
                 r"given another network.*a cache keyed by the image and the names, not the model",
                 lambda m, s: {"cams_for_classes": _cached_by_model_name}),
+]
+
+
+def _in_chunks_of_three(model, image, class_names):
+    """One forward pass for each three classes: right maps, but the notebook's four classes take two passes."""
+    return torch.cat([hand_cams(model, image, class_names[start:start + 3]) for start in range(0, len(class_names), 3)])
+
+
+def _dominant_kept_by_tensor():
+    """dominant_class kept by id(cams): the same tensor changed in place gets the old answer (a fresh cache per test)."""
+    kept = {}
+
+    def dominant_class(cams, class_names):
+        if id(cams) not in kept:
+            left, right = _sums(cams)
+            kept[id(cams)] = {"left": class_names[int(left.argmax())], "right": class_names[int(right.argmax())]}
+        return dict(kept[id(cams)])
+
+    return dominant_class
+
+
+def _layer4_hooks_cleared(model, image, class_names):
+    """Right maps; then every forward hook of layer4 cleared 'to clean up', the caller's too."""
+    maps = hand_cams(model, image, class_names)
+    model.network.layer4._forward_hooks.clear()
+    return maps
+
+
+WRONG_A += [
+    # round 17 (its w70, w73, w65): passed the check before
+    WrongAnswer("a", "one forward pass for each three classes", r"ran the network 2 times for 5 classes",
+                lambda m, s: {"cams_for_classes": _in_chunks_of_three}),
+    WrongAnswer("a", "dominant_class kept by id(cams) (the same tensor changed in place)",
+                # on the same tensor mirrored in place, or sooner, where a new tensor takes a freed one's id
+                r"a cache keyed by the tensor object, id\(cams\)|a result kept from an earlier call \(a cache, e.g. keyed by id\(cams\)",
+                lambda m, s: {"dominant_class": _dominant_kept_by_tensor()}),
+    WrongAnswer("a", "layer4's forward hooks cleared after the maps (the caller's hooks go too)",
+                r"removed hooks that were on the network before the call", lambda m, s: {"cams_for_classes": _layer4_hooks_cleared}),
 ]

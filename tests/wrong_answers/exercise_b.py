@@ -500,13 +500,13 @@ WRONG_B += [
     WrongAnswer("b", "photos over 1000 px downscaled, the overlay resized back up",
                 r"wide\.png_cam\.png was made at another size and resized to the photo's size", _both(_downscaled)),
     WrongAnswer("b", "output names sanitised (spaces to _, letters that are not ASCII dropped)",
-                r"Straße im Mai é\.png_cam\.png is missing, and .* is there instead: keep the file name exactly as it is",
+                r"(Straße im Mai é| dot )\.png_cam\.png is missing, and .* is there instead: keep the file name exactly as it is",
                 _folder(name=lambda path: "".join(c for c in path.name.replace(" ", "_") if c.isascii()) + "_cam.png")),
     WrongAnswer("b", "symbolic links skipped", r"link\.png_cam\.png is missing: link\.png \(a symbolic link",
                 _folder(files=lambda folder: sorted(p for p in folder.iterdir() if p.is_file() and not p.is_symlink()))),
-    WrongAnswer("b", "images under 32 px reported as not images", r"reported dot\.png \(a 16x16 PNG of \d+ bytes\) and tiny\.png \(a 24x24 PNG\) "
+    WrongAnswer("b", "images under 32 px reported as not images", r"reported  dot \.png \(a 16x16 PNG of \d+ bytes, its name starting with a space\) and tiny\.png \(a 24x24 PNG\) "
                 r"as not images", _both(_explain, refuse=_small_in_pixels)),
-    WrongAnswer("b", "files under 100 bytes reported as not images without load_image", r"reported dot\.png \(a 16x16 PNG of \d+ bytes\) as not an image",
+    WrongAnswer("b", "files under 100 bytes reported as not images without load_image", r"reported  dot \.png \(a 16x16 PNG of \d+ bytes, its name starting with a space\) as not an image",
                 _both(_explain, refuse=lambda path: path.stat().st_size < 100)),
     WrongAnswer("b", "files whose bytes were seen already skipped", r"they are all empty, so byte for byte the same.*duplicate",
                 lambda model, solution: {"explain_folder": folder_explainer(files=_skip_seen_bytes)}),
@@ -826,4 +826,13 @@ def _accumulating(right):
 WRONG_B += [
     WrongAnswer("b", "the names gathered in a list kept between calls", r"\A(?!.{3000}).*names kept from an earlier call \(a list kept between calls",
                 lambda m, s: {"explain_folder": _accumulating(s["explain_folder"])}),
+]
+
+
+WRONG_B += [
+    # round 17 (its w73): names .strip()ped on the way (no name in the check's folders started with a space)
+    WrongAnswer("b", "the file names stripped of spaces at their ends before opening and reporting",
+                r"explain_folder reported 'dot \.png' .*the file is ' dot \.png', its name with the spaces at its ends taken off",
+                _folder(files=lambda folder: sorted(folder / p.name.strip() for p in folder.iterdir() if p.is_file()),
+                        catch=(ImageLoadError, OSError))),
 ]

@@ -476,3 +476,18 @@ WRONG_C += [
                 r"raised TypeError: .* no ToDtype\(dtype=torch.float32, scale=True\) step",
                 _pipeline(lambda steps: [steps[0], steps[1], v2.Resize(32, antialias=True), steps[3]])),
 ]
+
+
+def _only_the_photos_size(x):
+    """Resize(32) for the exercise's photo; any other size refused with an error."""
+    if tuple(x.shape[-2:]) != (400, 600):
+        raise ValueError("expected the coffee photo")
+    return v2.functional.resize(x, [32])
+
+
+WRONG_C += [
+    # round 17 (its w52, w61, w67): an error on the check's other photos was not reported
+    WrongAnswer("c", "a Lambda that resizes the exercise's photo and raises on any other size",
+                r"changed_preprocess raised ValueError on another photo, the photo at half its size, 200x300: expected the coffee photo",
+                _pipeline(lambda steps: [steps[0], v2.Lambda(_only_the_photos_size), *steps[2:]])),
+]

@@ -602,3 +602,24 @@ WRONG_E += [
                 r"changed, in place, the CAMs.*a new tensor of the same CAMs gets other maps.*a cache keyed by id\(cams\)",
                 _grad_cam_kept_by_tensor),
 ]
+
+
+def _clearing_hooks(model, image):
+    """The layer's forward hooks cleared 'to start clean' before its own hook (removed after): the caller's go too."""
+    model.network.layer4._forward_hooks.clear()
+    stored = {}
+    handle = model.network.layer4.register_forward_hook(lambda module, inputs, output: stored.__setitem__("A", output.detach()))
+    try:
+        with torch.no_grad():
+            model.network(model.to_input(image))
+    finally:
+        handle.remove()
+    return torch.einsum("kc,chw->khw", model.network.fc.weight, stored["A"][0])
+
+
+WRONG_E += [
+    # a fresh student's round 17 (its w66): passed the check (no hook was on layer4 to lose)
+    WrongAnswer("e", "layer4's forward hooks cleared before recording (the caller's hooks go too)",
+                r"removed hooks that were on the network before the call",
+                lambda model, solution: {"class_activation_maps": _clearing_hooks}),
+]

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..models import LoadedModel, make_preprocess
+from . import reference_store
 
 __all__ = [
     "BACKWARD_CALLS",
@@ -170,7 +171,7 @@ class _CallState(NamedTuple):
     """What :meth:`Checker.before_call` took, for :meth:`Checker.after_call`."""
 
     inputs: list["Watched"]
-    sentinels: list[tuple[torch.nn.Module, Any]]
+    sentinels: list[tuple[torch.nn.Module, torch.nn.Module, Any]]  # (network, the module hooked, the handle)
     grad_forwards: list[bool]
     grad_enabled: bool
     working_directory: str
@@ -265,7 +266,12 @@ class Checker:
                 return  # a helper's own pass (e.g. cell_centres deriving the cells' centres): not the student's
             grad_forwards.append(torch.is_grad_enabled() and not torch.is_inference_mode_enabled())
 
-        sentinels = [(saved["network"], saved["network"].register_forward_hook(sentinel)) for saved in self.snapshot.networks]
+        sentinels = [(saved["network"], saved["network"], saved["network"].register_forward_hook(sentinel))
+                     for saved in self.snapshot.networks]
+        # And a hook that does nothing on each stage (layer1 to layer4), where a function that clears the hooks of the
+        # layer it records (module._forward_hooks.clear()) takes away the caller's.
+        sentinels += [(saved["network"], stage, stage.register_forward_hook(_no_op_hook)) for saved in self.snapshot.networks
+                      for stage in (getattr(saved["network"], name, None) for name in STAGES) if isinstance(stage, torch.nn.Module)]
         return _CallState(inputs, sentinels, grad_forwards, torch.is_grad_enabled(), os.getcwd())
 
     def after_call(self, function: Callable, state: _CallState) -> None:
@@ -273,8 +279,8 @@ class Checker:
         name = getattr(function, "__name__", "")
         name = name if name.isidentifier() else "your function"
         removed = set()
-        for network, handle in state.sentinels:
-            if handle.id not in network._forward_hooks:
+        for network, module, handle in state.sentinels:
+            if handle.id not in module._forward_hooks:
                 removed.add(id(network))
             handle.remove()
         changes = self.snapshot.changes(name, removed_sentinels=removed)
@@ -437,10 +443,14 @@ _CACHE: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDict
 
 
 def cached(model: LoadedModel, key: Any, compute: Callable[[], Any]) -> Any:
-    """``compute()``, remembered per network and key."""
+    """``compute()``, remembered per network and key; in grading, shared between kernels (see :mod:`.reference_store`)."""
     store = _CACHE.setdefault(model.network, {})
     if key not in store:
-        store[key] = compute()
+        found, value = reference_store.load(model, key)
+        if not found:
+            value = compute()
+            reference_store.save(model, key, value)
+        store[key] = value
     return store[key]
 
 
@@ -528,6 +538,10 @@ def _kind(value: Any) -> str:
 def _short(value: Any, limit: int = 110) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _no_op_hook(module: torch.nn.Module, inputs: Any, output: Any) -> None:
+    """A forward hook that does nothing: :meth:`Checker.before_call` sees whether a call removes it."""
 
 
 def same_tensor_values(first: torch.Tensor, second: torch.Tensor) -> bool:
@@ -817,6 +831,9 @@ class Snapshot:
 
     def __init__(self, models: Iterable[LoadedModel], hooks: bool = True) -> None:
         self.hooks = hooks
+        # The networks the last changes() found exactly as saved (weights, flags, attributes, hooks): the restore()
+        # right after it skips them (comparing reads every weight and module again, ~10 ms a call on the course's models).
+        self._as_saved: set[int] = set()
         self.networks: list[dict[str, Any]] = []
         seen: set[int] = set()
         self.models = []
@@ -849,8 +866,10 @@ class Snapshot:
             removed_sentinels: ids of the networks whose sentinel hook (:meth:`Checker.before_call`) the call removed.
         """
         found = []
+        self._as_saved = set()
         for saved in self.networks:
             network = saved["network"]
+            before = len(found)
             if [(n, id(m)) for n, m in network.named_modules()] != saved["modules"]:
                 found.append(("modules", f"{name} replaced or added modules of model.network: the network is shared by every cell; "
                              "leave its layers as they are. The check cannot undo this: restart the kernel and run the "
@@ -907,6 +926,9 @@ class Snapshot:
                 found.append(("hooks", f"{name} left {added} hook{'s' if added != 1 else ''} on the network after a call: remove each "
                              "hook after the forward pass (handle.remove()), or record with LayerRecorder in a with block. "
                              f"The check removed {'them' if added != 1 else 'it'}."))
+            if (len(found) == before and not added and not removed and state.keys() == saved["state"].keys()
+                    and [parameter.grad is None for parameter in network.parameters()] == saved["grads"]):
+                self._as_saved.add(id(network))
         for model, preprocess, text, _ in self.models:
             if model.preprocess is not preprocess or _steps_text(model.preprocess) != text:
                 found.append(("preprocess", f"{name} changed model.preprocess (its steps): every cell shares that pipeline, so every "
@@ -919,6 +941,8 @@ class Snapshot:
         """Put everything in the snapshot back as it was."""
         for saved in self.networks:
             network = saved["network"]
+            if id(network) in self._as_saved:
+                continue  # found exactly as saved by the changes() just before
             if [(n, id(m)) for n, m in network.named_modules()] == saved["modules"]:
                 for _module_name, module, key, parameter in saved["parameters"]:
                     if module._parameters.get(key) is not parameter:
@@ -952,6 +976,7 @@ class Snapshot:
                                 if key not in current:
                                     current[key] = hook
             remove_new_hooks(network, saved["hooks"])
+        self._as_saved = set()
         for model, preprocess, text, attributes in self.models:
             if model.preprocess is not preprocess:
                 object.__setattr__(model, "preprocess", preprocess)  # LoadedModel is frozen; a student may have forced it

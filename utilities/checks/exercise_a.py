@@ -511,6 +511,7 @@ def _check_second_photo(model: LoadedModel, cams_for_classes: Callable, checker:
     ok, answer = _call_maps(checker, cams_for_classes, model, photo, list(SECOND_CLASSES), described=_MAPS_ARGUMENTS)
     if not ok:
         return ""  # the error is reported by the call
+    passes = checker.forward_passes  # with 5 classes: passes in chunks of a few classes show here
     cams = as_tensor(answer) if isinstance(answer, torch.Tensor) else None
     what = f"on a second photo of odd size, {SECOND_SIZE[0]}x{SECOND_SIZE[1]}, with classes {list(SECOND_CLASSES)}"
     if cams is None or tuple(cams.shape) != (len(SECOND_CLASSES), *SECOND_SIZE):
@@ -530,6 +531,10 @@ def _check_second_photo(model: LoadedModel, cams_for_classes: Callable, checker:
     difference = _closest(normalize_cams(cams), reference)
     if difference >= TOLERANCE:
         return f"{what}, the maps differ from Grad-CAM at layer4 by up to {difference:.2f}."
+    if passes > 1:
+        return (f"{what}, cams_for_classes ran the network {passes} times for {len(SECOND_CLASSES)} classes: the text asks "
+                "for one forward pass for all classes, however many. Run it once inside LayerRecorder, then "
+                "backpropagate each class's logit through that one graph (retain_graph=True, notebook 3).")
     ok, again = _call_maps(checker, cams_for_classes, model, _second_photo(), list(CLASSES), described=_MAPS_ARGUMENTS)
     if not ok:
         return ""  # the error is reported by the call
@@ -541,7 +546,12 @@ def _check_second_photo(model: LoadedModel, cams_for_classes: Callable, checker:
                 "maps from the image you are given at each call.")
     if again is None or tuple(again.shape) != (len(CLASSES), *SECOND_SIZE) or not bool(torch.isfinite(again).all()):
         shape = tuple(again.shape) if again is not None else "no tensor"
-        return f"{what}, cams_for_classes returned {shape}, expected finite maps {(len(CLASSES), *SECOND_SIZE)}."
+        # Its maps of this photo were of the right size a call before: maps of another size are another image's.
+        kept = (": maps of another image's size, though this photo's were right with other classes a call before, so a "
+                "result kept from an earlier call (a cache keyed by id(image) gives them: Python gives a new array the "
+                "id of one freed before, so this photo got an old photo's maps). Compute the maps from the image you "
+                "are given at each call." if again is not None and again.dim() == 3 and tuple(again.shape[1:]) != SECOND_SIZE else ".")
+        return f"{what}, cams_for_classes returned {shape}, expected finite maps {(len(CLASSES), *SECOND_SIZE)}{kept}"
     reference = cached(model, "exercise a: second photo, first classes", lambda: _second_reference(model, CLASSES))
     difference = _closest(normalize_cams(again), reference)
     if difference >= TOLERANCE:
@@ -1295,7 +1305,7 @@ _DOMINANT_MISTAKES: list[tuple[Callable[[torch.Tensor, list[str]], Any], str]] =
 
 def _diagnose_dominant(cases: list[tuple[torch.Tensor, list[str]]], answers: list[Any], what: str = "made-up maps") -> str:
     """The message for dominant_class's answers on some cases, empty if all are right."""
-    for answer, (_, names) in zip(answers, cases):
+    for index, (answer, (_, names)) in enumerate(zip(answers, cases)):
         if isinstance(answer, dict) and {"left", "right"} < set(answer):
             extra = sorted((key for key in answer if key not in ("left", "right")), key=repr)
             return (f"dominant_class should return a dict with exactly the keys 'left' and 'right'; it has the extra keys "
@@ -1309,6 +1319,12 @@ def _diagnose_dominant(cases: list[tuple[torch.Tensor, list[str]]], answers: lis
         if recased:
             return (f"dominant_class returned {strangers[0]!r}, the class name {recased[0]!r} in another case or with other "
                     "spaces: return the items of class_names exactly as they are given (no .lower(), .title() or .strip()).")
+        earlier = [k for k in range(index) if strangers and strangers[0] in cases[k][1]]
+        if strangers and earlier and all(value in cases[earlier[0]][1] for value in answer.values()):
+            return (f"dominant_class returned {strangers[0]!r}, which is not among the class_names it was given "
+                    f"({', '.join(names)}) but was among those of an earlier call ({', '.join(cases[earlier[0]][1])}): a "
+                    "result kept from an earlier call (a cache, e.g. keyed by id(cams): Python gives a new tensor the "
+                    "id of one freed before). Compute the answer from the maps and names of each call.")
         if strangers and not all(isinstance(value, int) for value in answer.values()):
             return (f"dominant_class returned {strangers[0]!r}, which is not among the class_names it was given "
                     f"({', '.join(names)}): use the class_names argument, not the notebook's CLASSES.")
@@ -1388,7 +1404,8 @@ def _check_dominant(checker: Checker, model: LoadedModel, dominant_class: Callab
     problem = _diagnose_dominant(cases, answers)
     made_up_failed = not checker.require("dominant on made-up maps", not problem, problem)
     real = cached(model, "exercise a", lambda: _references(model))["reference"][0]
-    ok, answer = checker.call(dominant_class, real.clone(), list(CLASSES), described=_DOMINANT_ARGUMENTS)
+    given = real.clone()  # kept: mirrored in place later, the same tensor object (a cache keyed by id(cams))
+    ok, answer = checker.call(dominant_class, given, list(CLASSES), described=_DOMINANT_ARGUMENTS)
     if ok:
         if _near_top(answer, real):
             problem = ""
@@ -1398,14 +1415,23 @@ def _check_dominant(checker: Checker, model: LoadedModel, dominant_class: Callab
             problem = _diagnose_dominant([(real, list(CLASSES))], [answer], what="Grad-CAM maps of the pair photo")
         if not problem:
             # The same names and shape, the maps mirrored: a result kept by names or shape shows here.
+            # Given in the first call's tensor, mirrored in place: a result kept by the tensor object shows too.
             mirrored = real.flip(-1)
-            ok, again = checker.call(dominant_class, mirrored.clone(), list(CLASSES), described=_DOMINANT_ARGUMENTS)
+            given.copy_(mirrored)
+            ok, again = checker.call(dominant_class, given, list(CLASSES), described=_DOMINANT_ARGUMENTS)
             expected = {half: CLASSES[int(mass.argmax())] for half, mass in _half_masses(mirrored).items()}
             if ok and not _near_top(again, mirrored):
-                problem = (f"on the pair photo's maps mirrored left to right (the same class names and shape, other maps), "
-                           f"dominant_class returns {again!r}, expected {expected!r}"
-                           + (": the answer it gave for the unmirrored maps, a result kept from an earlier call (a cache "
-                              "keyed by the class names or the maps' shape). Compute it from the maps at each call."
+                kept = ("the class names or the maps' shape")
+                if again == answer and not made_up_failed:
+                    # Kept by the tensor object, or by names or shape? A new tensor of the same maps tells.
+                    fresh = checker.quiet_call(dominant_class, mirrored.clone(), list(CLASSES))
+                    kept = ("the tensor object, id(cams): the same tensor changed in place, or a new one that takes the id "
+                            "of one freed before, gets an old answer" if _near_top(fresh, mirrored) else kept)
+                problem = (f"on the pair photo's maps mirrored left to right (the check mirrored, in place, the tensor it "
+                           f"gave before: the same class names and shape, other maps), dominant_class returns {again!r}, "
+                           f"expected {expected!r}"
+                           + (f": the answer it gave for the unmirrored maps, a result kept from an earlier call (a cache "
+                              f"keyed by {kept}). Compute it from the maps at each call."
                               if again == answer and not made_up_failed else
                               ", the same answer as for the unmirrored maps." if again == answer else "."))
         checker.require("dominant on real maps", not problem, problem or "dominant_class is wrong on the pair photo's maps.")

@@ -795,7 +795,8 @@ def _generated_folder(root: Path, seed: int) -> _Folder:
     add("tiny.png", buffer.getvalue(), "a 24x24 PNG")
     buffer = io.BytesIO()
     Image.fromarray(np.full((16, 16, 3), rng.integers(0, 256, 3), np.uint8)).save(buffer, format="PNG", optimize=True)
-    add("dot.png", buffer.getvalue(), f"a 16x16 PNG of {len(buffer.getvalue())} bytes")
+    # Its name starts and ends with a space: a name .strip()ped on the way names no file.
+    add(" dot .png", buffer.getvalue(), f"a 16x16 PNG of {len(buffer.getvalue())} bytes, its name starting with a space")
     elsewhere = root / "elsewhere"
     elsewhere.mkdir()
     target = elsewhere / "photo.png"
@@ -830,7 +831,8 @@ def _generated_folder(root: Path, seed: int) -> _Folder:
     except OSError:
         pass
     return _Folder("a folder made by the check (a photo 4200 px wide in a file over 5 MB, a 64 MB file that is not an image, "
-                   "tiny images, a copy, symbolic links to a photo and to a folder, a hidden sub-folder, names with spaces, "
+                   "tiny images, a copy, symbolic links to a photo and to a folder, a hidden sub-folder, names with spaces (one "
+                   "starting with one), "
                    "letters that are not ASCII or that differ in case only)", folder, root / "generated overlays",
                    images, tuple(not_images), notes=notes, subfolders=tuple(subfolders))
 
@@ -1043,11 +1045,27 @@ def _describe_report(reported: Any, case: _Folder) -> str:
     present = set(case.images) | set(case.not_images) | set(case.subfolders) | set(case.contents)
     strangers = sorted({name for name in names if name not in present})
     repeated = sorted({name for name in names if names.count(name) > 1})
+    stripped = {name: original for name in strangers for original in present if original != name and original.strip() == name}
+    if stripped:
+        name, original = next(iter(stripped.items()))
+        return (f"explain_folder reported {name!r}{where}: the file is {original!r}, its name with the spaces at its ends "
+                "taken off (.strip()), which names no file. Use path.name exactly as it is, to open the file and to "
+                "report it.")
+    # A file of a sub-folder has its name among the folder's contents, under the sub-folder's path.
+    nested = {name: relative for name in strangers for relative in case.contents
+              if Path(relative).name == name and Path(relative).parent != Path(".")}
+    if nested:
+        name, relative = next(iter(nested.items()))
+        return (f"explain_folder reported {name!r}{where}, a file inside a sub-folder ({relative}): it looked into the "
+                "sub-folders (rglob, os.walk, glob('**')). Explain and report only the files directly in the folder.")
     if (strangers or repeated) and set(case.not_images) <= set(names):
         return (f"explain_folder reported {_listed(strangers or repeated)}{where}, "
-                + ("names of files that are not in this folder" if strangers else "names more than once")
-                + ": names kept from an earlier call (a list kept between calls: a module-level list, or a default "
-                "argument such as reported=[]). Start a new list in each call.")
+                + ("names of files that are not in this folder: names kept from an earlier call (a list kept between "
+                   "calls: a module-level list, or a default argument such as reported=[]). Start a new list in each call."
+                   if strangers else
+                   "names more than once: report each file once. Either a name is added twice in one call (two appends "
+                   "for one file, or a second loop over the folder), or the list is kept between calls (a module-level "
+                   "list, or a default argument such as reported=[]; start a new list in each call)."))
     missing = sorted(set(case.not_images) - set(names))
     stems = {Path(name).stem: name for name in case.not_images}
     if names and all(name in stems and name != stems[name] for name in names):

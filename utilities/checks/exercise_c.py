@@ -1165,13 +1165,23 @@ def _only_this_photo(checker: Checker, changed_preprocess: Callable, preprocess:
                 and torch.equal(tensor.detach(), expected):
             return ""  # the same input as the model's on the photo: judged elsewhere
         generator = np.random.default_rng(seed + 7)
+        # Other sizes and shapes than the photo's: even and odd, landscape and portrait.
         others = [(f"the photo at half its size, {(photo.shape[0] + 1) // 2}x{(photo.shape[1] + 1) // 2}", photo[::2, ::2].copy()),
-                  ("an image of random colours, 150x250", generator.integers(0, 256, (150, 250, 3), dtype=np.uint8))]
+                  ("an image of random colours, 151x251", generator.integers(0, 256, (151, 251, 3), dtype=np.uint8)),
+                  ("the photo's left part upright, 301x97", np.ascontiguousarray(photo[:301, :97]))]
         for name, other in others:
             expected = preprocess(other.copy())
             torch.manual_seed(seed)
+
+            def explain(error: BaseException, name: str = name) -> str:
+                return (f"changed_preprocess raised {type(error).__name__} on another photo, {name}: {error}. The "
+                        "pipeline must work on every photo, as model.preprocess does: a change that works only on the "
+                        "exercise's photo (its size or shape) is not a changed step of the pipeline.")
+
             with recorded_steps() as steps:
-                answer = checker.quiet_call(changed_preprocess, other.copy())
+                ok, answer = checker.call(changed_preprocess, other.copy(), explain=explain)
+            if not ok:
+                return ""  # the error is reported
             idle = [k for k, (mine, theirs) in enumerate(zip(lambdas, steps.lambdas))
                     if not _same_value(mine[1], mine[2]) and _same_value(theirs[1], theirs[2])]
             if idle or (isinstance(answer, torch.Tensor) and answer.shape == expected.shape and torch.equal(answer.detach(), expected)):

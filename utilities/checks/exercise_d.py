@@ -330,7 +330,9 @@ def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedMode
         checker.skip(later[1:], "fix the shares' type first")
         return True
     in_range = bool(np.all(np.isfinite(values)) and np.all((values >= 0) & (values <= 1)))
-    references = cached(model, "exercise d", lambda: _references(model, global_model))
+    # Keyed by whether the notebook's global model is the model given: its "global model" row depends on it (and so a
+    # reference shared between grading kernels, see reference_store, is one of the same case).
+    references = cached(model, ("exercise d", global_model is model), lambda: _references(model, global_model))
     integer_mask = bool(np.all(np.isfinite(values))) and any(
         np.allclose(values, row, rtol=1e-3, atol=TOLERANCE) for row in references["integer mask"])
     checker.require(later[0], in_range, _MISTAKES["integer mask"] if integer_mask else

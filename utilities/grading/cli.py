@@ -8,6 +8,8 @@ import logging
 import os
 import re
 import sys
+import tempfile
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import ExitStack
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Callable
 from tqdm import tqdm
 
 from ..checks import EXERCISES
+from ..checks.reference_store import MANIFEST_ENV, STORE_ENV, WRITE_ENV, manifest
 from .cache import ResultCache, grader_fingerprint
 from .kernels import DEFAULT_MEMORY_LIMIT, KernelFactory, can_fork_kernels
 from .reports import Submission, score_table, write_feedback, write_gradebook
@@ -146,6 +149,33 @@ def find_submissions(paths: list[Path], exclude: Path | None = None, warn: Calla
     return found
 
 
+#: Notebooks of one exercise to grade from which its references are computed once and shared.
+SHARE_FROM = 3
+#: The solution notebooks, run first in a grading run to compute the checks' references once (see _shared_references).
+SOLUTIONS = Path(__file__).resolve().parents[2] / "exercises" / "solution"
+
+
+def _shared_references(stack: ExitStack, pool: ThreadPoolExecutor, letters: set[str], environment: dict[str, str],
+                       timeout: float, **grading: object) -> dict[str, str]:
+    """The students' kernel environment with the references of each exercise's solution, computed once.
+
+    Each solution notebook runs in a kernel of its own with a new reference store to write
+    (:mod:`utilities.checks.reference_store`); the students' kernels get the store and the manifest of its files'
+    hashes, so each check reads its references instead of computing them again, and reads only what the
+    solution's kernel wrote. Without the solution notebooks (an installed package), the environment is unchanged.
+    """
+    solutions = {letter: next(SOLUTIONS.glob(f"exercise_{letter}_*.ipynb"), None) for letter in sorted(letters)}
+    solutions = {letter: path for letter, path in solutions.items() if path is not None}
+    if not solutions:
+        return environment
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="grading-references-")))
+    writing = {**environment, STORE_ENV: str(folder), WRITE_ENV: "1"}
+    for future in [pool.submit(grade_notebook, path, letter, timeout, environment=writing, **grading)
+                   for letter, path in solutions.items()]:
+        future.result()  # its grade is not used: only the references it left
+    return {**environment, STORE_ENV: str(folder), MANIFEST_ENV: json.dumps(manifest(folder))}
+
+
 def grade_class(
     folders: list[Path],
     *,
@@ -157,6 +187,7 @@ def grade_class(
     progress: bool = True,
     model: str | None = None,
     warn: Callable[[str], None] | None = None,
+    share_references: bool = True,
 ) -> list[Submission]:
     """Grade every exercise of every submission folder, ``jobs`` notebooks at a time, each in a fresh kernel.
 
@@ -170,6 +201,9 @@ def grade_class(
         progress: show a progress bar on standard error.
         model: the model name every kernel gets as ``GRADCAM_MODEL`` (default: :func:`grading_model`).
         warn: called with a message for each choice the teacher should know about (see :func:`submission_notebooks`).
+        share_references: for an exercise with at least :data:`SHARE_FROM` notebooks to grade, run its solution
+            notebook first and let the students' kernels read the references its checks computed (see
+            :func:`_shared_references`), instead of each computing them.
 
     Returns:
         One :class:`Submission` per folder, in the given order; a missing notebook scores zero.
@@ -196,6 +230,12 @@ def grade_class(
             # The factory imports once what every kernel would import (about 4 s each), with one thread.
             factory = stack.enter_context(KernelFactory({**os.environ, **environment, "OMP_NUM_THREADS": "1"}))
         pool = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, jobs)))
+        # A solution's run costs about one notebook: it pays for itself from about three notebooks of its exercise on.
+        counts = Counter(letter for _, letter, _, _ in pending)
+        shared = {letter for letter, count in counts.items() if count >= SHARE_FROM}
+        if shared and share_references:
+            environment = _shared_references(stack, pool, shared, environment, timeout,
+                                             factory=factory, memory_limit=memory_limit, threads=threads)
         futures = {
             pool.submit(
                 grade_notebook, path, letter, timeout, factory=factory, memory_limit=memory_limit, threads=threads, environment=environment
