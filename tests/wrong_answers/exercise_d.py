@@ -572,7 +572,7 @@ def _running_mean(model, solution):
 
 
 WRONG_D += [
-    # a fresh student's round 17: passed the check (w23, w53), or a message that named another cause (w42)
+    # a fresh student's round 16: passed the check (w23, w53), or a message that named another cause (w42)
     WrongAnswer("d", "shares kept by id(image) (the same array changed in place)",
                 r"mirrored, in place.*new arrays of the same values get other shares.*a cache keyed by id\(image\)",
                 _kept_by_array),

@@ -559,7 +559,7 @@ RIGHT_E += [
     # a network in another dtype
     RightAnswer("e", "the maps cast to float32 with .float() at the end", lambda model, solution: {
         "class_activation_maps": lambda model, image: solution["class_activation_maps"](model, image).double().float()}),
-    # round 17: the text asks for "a plain torch tensor of the same shape, like grad_cam(...).raw", no dtype: float32
+    # round 16: the text asks for "a plain torch tensor of the same shape, like grad_cam(...).raw", no dtype: float32
     # for float64 CAMs is right too (through NumPy, as a student wrote it)
     RightAnswer("e", "Grad-CAM through NumPy, always returned in float32", _grad(lambda cams: torch.from_numpy(
         (np.maximum(cams.detach().cpu().numpy(), 0) / np.float32(cams.shape[-2] * cams.shape[-1])).astype(np.float32)))),
@@ -594,7 +594,7 @@ def _grad_cam_kept_by_tensor(model, solution):
 
 
 WRONG_E += [
-    # a fresh student's round 17 (its w15): passed the check (the maps cached by id(image))
+    # a fresh student's round 16 (its w15): passed the check (the maps cached by id(image))
     WrongAnswer("e", "maps cached by id(model) and id(image) (the same array changed in place)",
                 r"flipped upside down in place.*a new array of the flipped pixels gets other maps.*a cache keyed by id\(image\)",
                 _cams_kept_by_array),

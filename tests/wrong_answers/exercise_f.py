@@ -408,7 +408,7 @@ def _kept_with_image(model, solution):
 
 
 WRONG_F += [
-    # a fresh student's round 17 (its w28): passed the check (maps cached by id(model), id(image) and the class)
+    # a fresh student's round 16 (its w28): passed the check (maps cached by id(model), id(image) and the class)
     WrongAnswer("f", "maps cached by id(model), id(image) and the class (the same arrays changed in place)",
                 r"mirrored left to right in place.*new arrays of the same pixels get other shares.*a cache keyed by id\(image\)",
                 _kept_with_image),
