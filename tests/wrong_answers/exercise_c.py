@@ -491,3 +491,12 @@ WRONG_C += [
                 r"changed_preprocess raised ValueError on another photo, the photo at half its size, 200x300: expected the coffee photo",
                 _pipeline(lambda steps: [steps[0], v2.Lambda(_only_the_photos_size), *steps[2:]])),
 ]
+
+
+WRONG_C += [
+    # round 18 (its w57, w58): an average pooling whose window does not divide the size drops the input's last rows,
+    # fewer than one input pixel's share of the photo
+    WrongAnswer("c", "a Lambda avg_pool2d(x, 12) after ToDtype (224 rows: the last 8 dropped)",
+                r"the photo is cropped: inverting the colours of its last \d+ rows \(the bottom edge\) does not change the input at all",
+                _pipeline(lambda steps: [*steps[:3], v2.Lambda(lambda x: torch.nn.functional.avg_pool2d(x[None], 12)[0]), steps[3]])),
+]

@@ -961,6 +961,49 @@ def _geometry_problem(checker: Checker, changed_preprocess: Callable, size: tupl
     return ""
 
 
+def _thin_edge_problem(checker: Checker, changed_preprocess: Callable, photo: np.ndarray, tensor: torch.Tensor,
+                       seed: int) -> str:
+    """A few rows or columns lost at an edge of the photo, less than one input pixel's share: the problem, or "".
+
+    Differential: strips a third of one input pixel's share wide (at least one pixel), each with its colours
+    inverted, along each edge and across the middle. A step after the resize that drops the input's last rows (an
+    average pooling whose window does not divide the size, a crop of a pixel or two) loses an edge strip while the
+    strips as thin inside the photo all reach the input; a nearest-neighbour resize skips thin strips anywhere.
+    """
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    height, width = photo.shape[:2]
+    rows = max(1, height // (3 * int(tensor.shape[-2])))
+    columns = max(1, width // (3 * int(tensor.shape[-1])))
+    strips = {"bottom": (slice(height - rows, height), slice(None)), "top": (slice(0, rows), slice(None)),
+              "left": (slice(None), slice(0, columns)), "right": (slice(None), slice(width - columns, width))}
+    # Five seeded places along each side: a nearest-neighbour resize reads a thin strip at some places only, so at
+    # seeded places (not at round fractions of the side, where its samples fall) one of ten misses it.
+    generator = np.random.default_rng(seed + 11)
+    inside = [(slice(top, top + rows), slice(None)) for top in generator.integers(rows, height - 2 * rows, 5)]
+    inside += [(slice(None), slice(left, left + columns)) for left in generator.integers(columns, width - 2 * columns, 5)]
+
+    def reaches(region: tuple[slice, slice]) -> bool | None:
+        __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+        probe = photo.copy()
+        probe[region] = 255 - probe[region]
+        torch.manual_seed(seed)
+        with recorded_steps():
+            answer = checker.quiet_call(changed_preprocess, probe)
+        if not isinstance(answer, torch.Tensor) or answer.shape != tensor.shape:
+            return None
+        return not torch.equal(answer.detach(), tensor.detach())
+
+    lost = [edge for edge, region in strips.items() if reaches(region) is False]
+    if not lost or not all(reaches(region) for region in inside):
+        return ""
+    share = f"its last {rows} rows" if lost[0] == "bottom" else f"its first {rows} rows" if lost[0] == "top" else \
+        f"its {'first' if lost[0] == 'left' else 'last'} {columns} columns"
+    return (f"the photo is cropped: inverting the colours of {share} (the {lost[0]} edge) does not change the input at all, "
+            "while strips as thin inside the photo do: a step drops the input's edge (an average or max pooling whose "
+            "window does not divide the input's size, as avg_pool2d(x, 12) on 224 rows keeps 18 x 12 = 216 of them; "
+            "a crop of a pixel or two). Change a step so that every pixel of the photo reaches the network.")
+
+
 def _padding_steps(steps: Sequence[Any] | None) -> list[str]:
     """The names of the steps that pad the image: v2.Pad, or a functional pad called inside a v2.Lambda."""
     padding = []
@@ -1045,6 +1088,8 @@ def _check_whole_photo(checker: Checker, changed_preprocess: Callable, photo: np
             problem = (f"the model no longer sees the whole photo: inverting the colours in {unseen[0]} does not change "
                        "the input at all, so that part is hidden (blacked out or replaced). Change a step that treats "
                        "the whole photo alike.")
+    if not problem and not squashed:
+        problem = _thin_edge_problem(checker, changed_preprocess, photo, tensor, seed)
     problem = problem or squashed
     checker.require("the whole photo, unaltered", not problem, problem)
 
