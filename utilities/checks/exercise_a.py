@@ -986,8 +986,7 @@ def _check_maps(checker: Checker, model: LoadedModel, cams_for_classes: Callable
                    f"{height}x{width} (image.shape[:2]): images need not be the input's size.")
     elif shape[1:] == (width, height):
         problem = f"the maps are {shape[1]}x{shape[2]}, height and width swapped: image.shape[:2] is (H, W) = ({height}, {width})."
-    elif shape[1:] != CHECK_IMAGE_SIZE and _global_of_size(cams_for_classes, shape[1:]):
-        name = _global_of_size(cams_for_classes, shape[1:])
+    elif shape[1:] != CHECK_IMAGE_SIZE and (name := _global_of_size(cams_for_classes, shape[1:])):
         problem = (f"the maps are {shape[1]}x{shape[2]}, the size of the notebook's {name!r}, not of the image the check "
                    f"gave ({height}x{width}): cams_for_classes reads the notebook's variable {name!r} instead of its own "
                    "image argument. Inside the function use its own parameter, the image passed in.")
@@ -1043,8 +1042,8 @@ def _check_maps(checker: Checker, model: LoadedModel, cams_for_classes: Callable
         # Tight: with a minimum of 0, maps normalised before upsampling are the right maps scaled down a little,
         # as an epsilon in the denominator makes them; each has its own factor.
         problem = _MISTAKES["normalised first"]
-    elif _scale_slip(cams, references, low, high):
-        problem = _scale_slip(cams, references, low, high)
+    elif slip := _scale_slip(cams, references, low, high):
+        problem = slip
     else:
         # Name the first map that is not normalised, with its own range (the ranges of all maps together can be 0 to 1).
         k = int((((low.abs() < 1e-4) & (((high - 1).abs() < 1e-4) | (high == 0))) == 0).nonzero()[0])

@@ -1076,8 +1076,8 @@ def _check_whole_photo(checker: Checker, changed_preprocess: Callable, photo: np
                    "argument on every call.")
     elif geometry:
         problem = geometry
-    elif _spread_evenly(tensor, blocks, photo.shape[:2]):
-        problem = _spread_evenly(tensor, blocks, photo.shape[:2])
+    elif spread := _spread_evenly(tensor, blocks, photo.shape[:2]):
+        problem = spread
     elif unseen:
         edges = [name for name in unseen if "edge" in name]
         if edges:
