@@ -581,3 +581,13 @@ WRONG_D += [
     WrongAnswer("d", "a running mean of the shares over all calls",
                 r"other shares than it did then.*something kept between calls(?!.*notebook's model)", _running_mean),
 ]
+
+WRONG_D += [
+    # round 18 (w58) and a hole it showed: every call of the check asked for espresso, so class_name was never tried
+    WrongAnswer("d", "class_name lower-cased ('Cardigan', the dog, becomes 'cardigan', the sweater)",
+                r"class_name 'Cardigan'.*shares of 'cardigan', the sweater.*case was changed",
+                _shares(class_of=str.lower)),
+    WrongAnswer("d", "'espresso' hard-coded (the notebook's class)",
+                r"class_name 'Cardigan'.*exactly the shares it returned for 'espresso': class_name is not used",
+                _shares(class_of=lambda name: "espresso")),
+]

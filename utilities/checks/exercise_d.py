@@ -363,6 +363,8 @@ def _check_shares(checker: Checker, model: LoadedModel, global_model: LoadedMode
     # Another mask, the same mask array changed in place, on the same photo (neither columns nor a box, nor symmetric):
     # a result kept by image or class, or a mask read by its columns, its box or flipped, shows here.
     problem = problem or _other_mask_problem(checker, model, localisation_shares, image, mask, first_shares)
+    # Another class on the same photo and mask: a class fixed in the function, or a name whose case was changed.
+    problem = problem or _other_class_problem(checker, model, localisation_shares, image, mask, first_shares)
     # On the photo every stage's map has a minimum of 0, where normalising changes no share: a made-up network
     # whose maps are positive everywhere tells normalised maps from raw ones.
     problem = problem or _positive_maps_problem(checker, localisation_shares)
@@ -388,12 +390,13 @@ def _striped_mask(height: int, width: int) -> np.ndarray:
     return mask
 
 
-def _shares_per_placement(model: LoadedModel, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The reference shares of ``mask`` in the target's map at every stage: one row per placement of the cells."""
+def _shares_per_placement(model: LoadedModel, image: np.ndarray, mask: np.ndarray,
+                          class_name: str = TARGET) -> np.ndarray:
+    """The reference shares of ``mask`` in the class's map at every stage: one row per placement of the cells."""
     mask = torch.from_numpy(mask)
     rows: list[list[float]] = [[] for _ in PLACEMENTS]
     for stage in STAGES:
-        results = grad_cam(model, image, TARGET, layer=stage)
+        results = grad_cam(model, image, class_name, layer=stage)
         for row, placement in enumerate(PLACEMENTS):
             result = results if placement == "centres" else dataclasses.replace(results, centres=None)
             rows[row].append(share(result.maps[0], mask))
@@ -406,10 +409,12 @@ def _striped_references(model: LoadedModel) -> np.ndarray:
 
 
 def _returned_shares(checker: Checker, model: LoadedModel, localisation_shares: Callable, image: np.ndarray,
-                     mask: np.ndarray, what: str, failed: str, explain: Callable | None = None) -> tuple[np.ndarray | None, str]:
+                     mask: np.ndarray, what: str, failed: str, explain: Callable | None = None,
+                     class_name: str = TARGET) -> tuple[np.ndarray | None, str]:
     """localisation_shares on one more input: (its shares in STAGES' order, "") or (None, the message of its failure)."""
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
-    ok, shares = checker.call(localisation_shares, model, image, TARGET, mask, explain=explain, described=_SHARES_ARGUMENTS)
+    ok, shares = checker.call(localisation_shares, model, image, class_name, mask, explain=explain,
+                              described=_SHARES_ARGUMENTS)
     if not ok:
         # The error is recorded by the call; the check it belongs to fails with the same message.
         return None, checker.result.problems[-1] if checker.result.problems else failed
@@ -674,6 +679,39 @@ def _other_mask_problem(checker: Checker, model: LoadedModel, localisation_share
             fresh=lambda: (image.copy(), mask.copy()), by_object="with the first mask", first_model=model)
     finally:
         mask[...] = given
+
+
+#: The other class asked for: ImageNet also has 'cardigan' (the sweater), so a name whose case was changed
+#: (class_name.lower()) explains another class; on the photo its shares differ from espresso's and the sweater's.
+OTHER_CLASS = "Cardigan"
+
+
+def _other_class_problem(checker: Checker, model: LoadedModel, localisation_shares: Callable, image: np.ndarray,
+                         mask: np.ndarray, first_shares: Sequence[float] = ()) -> str:
+    """What is wrong with localisation_shares asked for another class on the first call's photo and mask, or ""."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    what = f"on the same photo and mask with class_name {OTHER_CLASS!r} (a dog breed)"
+    values, failure = _returned_shares(checker, model, localisation_shares, image, mask, what,
+                                       f"localisation_shares failed {what}.", class_name=OTHER_CLASS)
+    if values is None:
+        return failure
+    references = cached(model, "exercise d: other class", lambda: {
+        name: _shares_per_placement(model, image, mask, name) for name in (OTHER_CLASS, OTHER_CLASS.lower())})
+    if _matches(values, references[OTHER_CLASS], SHARE_TOLERANCE):
+        return ""
+    if len(first_shares) == len(values) and np.array_equal(values, np.array(first_shares)):
+        return (f"{what}, localisation_shares returns exactly the shares it returned for {TARGET!r}: class_name is not "
+                "used (a class fixed in the function, the notebook's?), or a result is kept from an earlier call by the "
+                "image and mask, not the class. Explain the class_name given: grad_cam(model, image, class_name, "
+                "layer=stage).")
+    if _matches(values, references[OTHER_CLASS.lower()], SHARE_TOLERANCE):
+        return (f"{what}, these are the shares of {OTHER_CLASS.lower()!r}, the sweater: the name's case was changed "
+                "(.lower()?). Class names are case-sensitive (ImageNet has both), so give class_name to grad_cam as it "
+                "is given.")
+    worst, reference = _largest_difference(values, references[OTHER_CLASS])
+    return (f"{what}, the shares differ: at {STAGES[worst]} yours is {values[worst]:.4f}, the share of the normalised "
+            f"Grad-CAM's mass inside the mask is {reference[worst]:.4f}. Right for {TARGET!r}, not for another class: "
+            "does the function explain the class_name it is given?")
 
 
 def _other_model_problem(checker: Checker, localisation_shares: Callable, name: str, first_shares: Sequence[float] = (),
