@@ -493,7 +493,7 @@ WRONG_B += [
                 r"ImageLoadError's base class", _folder(catch=(ImageLoadError, ValueError))),
     WrongAnswer("b", "PIL's verify() as a first filter, load_image for the rest",
                 r"reported comment\.png \(a PNG whose ancillary tEXt chunk has a wrong checksum.*as not an image", _both(_explain, refuse=_verify_first)),
-    WrongAnswer("b", "files over 5 MB skipped", r"wide\.png_cam\.png is missing: wide\.png \(a 112x4200 photo, 4200 px wide, in a file of \d+\.\d MB\)",
+    WrongAnswer("b", "files over 5 MB skipped", r"scan\.png_cam\.png is missing: scan\.png \(a 48x64 PNG in a file of 200 MB",
                 _folder(files=lambda folder: sorted(p for p in folder.iterdir() if p.is_file() and p.stat().st_size <= 5_000_000))),
     WrongAnswer("b", "only the first 500 files", r"reported 500 of the 510 files that are not images.*stop after a number of files",
                 _folder(files=lambda folder: sorted(p for p in folder.iterdir() if p.is_file())[:500])),
@@ -835,4 +835,19 @@ WRONG_B += [
                 r"explain_folder reported 'dot \.png' .*the file is ' dot \.png', its name with the spaces at its ends taken off",
                 _folder(files=lambda folder: sorted(folder / p.name.strip() for p in folder.iterdir() if p.is_file()),
                         catch=(ImageLoadError, OSError))),
+]
+
+WRONG_B += [
+    # found by freezing each argument to the notebook's value: explain_folder passes the notebook's model on
+    WrongAnswer("b", "explain_folder explains with the notebook's global model, not its model argument",
+                r"shows the Grad-CAM of the notebook's model, not of the model explain_folder is given",
+                lambda m, s: {"explain_folder": lambda model, folder, output_folder: s["explain_folder"](m, folder, output_folder)}),
+]
+
+
+WRONG_B += [
+    # round 19 (its w51): files over 32 MB reported as not images without trying to load them
+    WrongAnswer("b", "files over 32 MB reported as not images (a size limit instead of load_image)",
+                r"explain_folder reported scan\.png \(a 48x64 PNG in a file of 200 MB.*load_image reads it: it is an image",
+                lambda m, s: {"explain_folder": _folder_with(s["explain_file"], refuse=lambda path: path.stat().st_size > 32 * 2**20)}),
 ]

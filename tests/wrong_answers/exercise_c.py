@@ -500,3 +500,23 @@ WRONG_C += [
                 r"the photo is cropped: inverting the colours of its last \d+ rows \(the bottom edge\) does not change the input at all",
                 _pipeline(lambda steps: [*steps[:3], v2.Lambda(lambda x: torch.nn.functional.avg_pool2d(x[None], 12)[0]), steps[3]])),
 ]
+
+
+def _scaled_if(condition):
+    """ToDtype's scaling dropped for the images where ``condition(x)`` holds; the others get the pipeline unchanged."""
+    return v2.Lambda(lambda x: x.float() if condition(x) else x.float() / 255)
+
+
+WRONG_C += [
+    # round 19 (its w67, w70, w71): the changed step acts only on bright, textured or landscape images; and the other
+    # photos' tensors equal model.preprocess's only within float rounding (x.float() / 255 is ToDtype's scaling)
+    WrongAnswer("c", "ToDtype's scaling dropped for bright images only (mean above 90)",
+                r"exercise's photo only: on another photo \(.*\) changed_preprocess gives exactly what model.preprocess gives",
+                _pipeline(lambda steps: [steps[0], steps[1], _scaled_if(lambda x: x.float().mean() > 90), steps[3]])),
+    WrongAnswer("c", "ToDtype's scaling dropped for textured images only (standard deviation above 20)",
+                r"exercise's photo only: on another photo \(the photo with a sixth of its contrast",
+                _pipeline(lambda steps: [steps[0], steps[1], _scaled_if(lambda x: x.float().std() > 20), steps[3]])),
+    WrongAnswer("c", "ToDtype's scaling dropped for landscape images only",
+                r"exercise's photo only: on another photo \(the photo's left part upright, 301x97\)",
+                _pipeline(lambda steps: [steps[0], steps[1], _scaled_if(lambda x: x.shape[-1] > x.shape[-2]), steps[3]])),
+]

@@ -591,3 +591,18 @@ WRONG_D += [
                 r"class_name 'Cardigan'.*exactly the shares it returned for 'espresso': class_name is not used",
                 _shares(class_of=lambda name: "espresso")),
 ]
+
+
+def _threshold_named_t(shares, t=0.8):
+    for stage in STAGES:
+        if shares[stage] >= t:
+            return stage
+    return None
+
+
+WRONG_D += [
+    # round 19 (its w68): the threshold's parameter named otherwise; every call of the check gave it by position
+    WrongAnswer("d", "the threshold's parameter named t, not threshold",
+                r"cannot be called as first_localised_stage\(shares, threshold=0\.6\).*name its parameter threshold",
+                _first(_threshold_named_t)),
+]

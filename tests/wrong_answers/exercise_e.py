@@ -31,7 +31,7 @@ def cams_function(
 
     def class_activation_maps(model, image):
         activation, logits = _activation(model, model.to_input(image_of(image)), layer)
-        cams = torch.einsum(equation, weights_of(model.network.fc.weight), activation if batch else activation[0])
+        cams = torch.einsum(equation, weights_of(model.network.fc.weight.detach()), activation if batch else activation[0])
         return finish(cams, model, image, logits[0])
 
     return class_activation_maps
@@ -59,7 +59,7 @@ def _leaking_hook(model, image):
     model.network.layer4.register_forward_hook(lambda module, inputs, output: stored.__setitem__("A", output.detach()))
     with torch.no_grad():
         model.network(model.to_input(image))
-    return torch.einsum("kc,chw->khw", model.network.fc.weight, stored["A"][0])
+    return torch.einsum("kc,chw->khw", model.network.fc.weight.detach(), stored["A"][0])
 
 
 def _hard_coded_channels_of(channels):
@@ -68,7 +68,7 @@ def _hard_coded_channels_of(channels):
     def class_activation_maps(model, image):
         activation, _ = _activation(model, model.to_input(image))
         flat = activation[0].reshape(channels, -1)
-        return (model.network.fc.weight @ flat).reshape(-1, *activation.shape[-2:])
+        return (model.network.fc.weight.detach() @ flat).reshape(-1, *activation.shape[-2:])
 
     return class_activation_maps
 
@@ -159,7 +159,7 @@ def _hooked(model, image):
     finally:
         handle.remove()
     activation = stored[0][0]
-    return torch.einsum("kc,chw->khw", model.network.fc.weight, activation)
+    return torch.einsum("kc,chw->khw", model.network.fc.weight.detach(), activation)
 
 
 WRONG_E = [
@@ -268,20 +268,20 @@ def _two_forward_passes(model, image):
     with torch.no_grad():
         model.network(model.to_input(image))
     activation, _ = _activation(model, model.to_input(image))
-    return torch.einsum("kc,chw->khw", model.network.fc.weight, activation[0])
+    return torch.einsum("kc,chw->khw", model.network.fc.weight.detach(), activation[0])
 
 
 def _loop_over_classes(model, image):
     """Right maps, one einsum per class in a Python loop."""
     activation, _ = _activation(model, model.to_input(image))
-    weight = model.network.fc.weight
+    weight = model.network.fc.weight.detach()
     return torch.stack([torch.einsum("c,chw->hw", weight[k], activation[0]) for k in range(weight.shape[0])])
 
 
 def _squeezed(model, image):
     """activation.squeeze(): drops the batch dimension, and the height too where layer4 is one cell high."""
     activation, _ = _activation(model, model.to_input(image))
-    return torch.einsum("kc,chw->khw", model.network.fc.weight, activation.squeeze())
+    return torch.einsum("kc,chw->khw", model.network.fc.weight.detach(), activation.squeeze())
 
 
 def _replaces_fc_weight(model, image):
@@ -317,14 +317,14 @@ def _matrix_product(model, image):
     """Right: one matrix product instead of the einsum (the same sum over the channels)."""
     activation, _ = _activation(model, model.to_input(image))
     channels, height, width = activation[0].shape
-    return (model.network.fc.weight @ activation[0].reshape(channels, height * width)).reshape(-1, height, width)
+    return (model.network.fc.weight.detach() @ activation[0].reshape(channels, height * width)).reshape(-1, height, width)
 
 
 def _unresized(model, image):
     """The image into the network at its own size, scaled to [0, 1]: no resize, no normalisation."""
     pixels = torch.as_tensor(image).permute(2, 0, 1)[None].float().div(255).to(model.device)
     activation, _ = _activation(model, pixels)
-    return torch.einsum("kc,chw->khw", model.network.fc.weight, activation[0])
+    return torch.einsum("kc,chw->khw", model.network.fc.weight.detach(), activation[0])
 
 
 WRONG_E += [
@@ -364,27 +364,27 @@ def _thousand_classes(model, image):
     """The number of classes, 1000, written into the reshape: right for the course models only."""
     activation, _ = _activation(model, model.to_input(image))
     channels, height, width = activation.shape[1:]
-    return (model.network.fc.weight @ activation[0].reshape(channels, -1)).reshape(1000, height, width)
+    return (model.network.fc.weight.detach() @ activation[0].reshape(channels, -1)).reshape(1000, height, width)
 
 
 def _in_float64(model, image):
     """The network cast to float64 "for precision" (model.network.double()) and never cast back; float32 returned."""
     model.network.double()
     activation, _ = _activation(model, model.to_input(image).double())
-    return torch.einsum("kc,chw->khw", model.network.fc.weight, activation[0]).float()
+    return torch.einsum("kc,chw->khw", model.network.fc.weight.detach(), activation[0]).float()
 
 
 def _relu_of_activation(model, image):
     """A ReLU on layer4's activation before the weighted sum."""
     activation, _ = _activation(model, model.to_input(image))
-    return torch.einsum("kc,chw->khw", model.network.fc.weight, activation[0].clamp(min=0))
+    return torch.einsum("kc,chw->khw", model.network.fc.weight.detach(), activation[0].clamp(min=0))
 
 
 def _in_bfloat16(model, image):
     """The forward pass and the einsum under bfloat16 autocast; the maps cast back to float32."""
     with torch.autocast("cpu", dtype=torch.bfloat16):
         activation, _ = _activation(model, model.to_input(image))
-        cams = torch.einsum("kc,chw->khw", model.network.fc.weight, activation[0])
+        cams = torch.einsum("kc,chw->khw", model.network.fc.weight.detach(), activation[0])
     return cams.float()
 
 
@@ -419,7 +419,7 @@ def _linear_per_cell(model, image):
 def _one_by_one_convolution(model, image):
     """Right: fc.weight as the kernels of a 1x1 convolution over the activation (the same sum)."""
     activation, _ = _activation(model, model.to_input(image))
-    weight = model.network.fc.weight
+    weight = model.network.fc.weight.detach()
     with torch.no_grad():
         return torch.nn.functional.conv2d(activation, weight[:, :, None, None])[0]
 
@@ -470,7 +470,7 @@ WRONG_E += [
 def _loop_of_products(model, image):
     """Right maps, class by class in a Python loop: fc.weight[k] times the activation, summed over the channels."""
     activation, _ = _activation(model, model.to_input(image))
-    weight = model.network.fc.weight
+    weight = model.network.fc.weight.detach()
     with torch.no_grad():
         return torch.stack([(weight[k][:, None, None] * activation[0]).sum(0) for k in range(weight.shape[0])])
 
@@ -482,7 +482,7 @@ def _hook_removed_without_finally(model, image):
     with torch.no_grad():
         model.network(model.to_input(image))
     handle.remove()
-    return torch.einsum("kc,chw->khw", model.network.fc.weight, stored["A"][0])
+    return torch.einsum("kc,chw->khw", model.network.fc.weight.detach(), stored["A"][0])
 
 
 WRONG_E += [
@@ -614,7 +614,7 @@ def _clearing_hooks(model, image):
             model.network(model.to_input(image))
     finally:
         handle.remove()
-    return torch.einsum("kc,chw->khw", model.network.fc.weight, stored["A"][0])
+    return torch.einsum("kc,chw->khw", model.network.fc.weight.detach(), stored["A"][0])
 
 
 WRONG_E += [
@@ -622,4 +622,19 @@ WRONG_E += [
     WrongAnswer("e", "layer4's forward hooks cleared before recording (the caller's hooks go too)",
                 r"removed hooks that were on the network before the call",
                 lambda model, solution: {"class_activation_maps": _clearing_hooks}),
+]
+
+
+def _without_no_grad(model, image):
+    """CAM with no torch.no_grad() and no detach(): on a network whose weights train, the maps stay on the graph."""
+    with LayerRecorder(model.network, "layer4") as recorder:
+        model.network(model.to_input(image))
+    return torch.einsum("kc,chw->khw", model.network.fc.weight, recorder.activations["layer4"][0])
+
+
+WRONG_E += [
+    # round 19 (its w55): the notebook's model is frozen, so the maps happened not to require grad there
+    WrongAnswer("e", "no torch.no_grad() or detach() (maps on the graph for a model whose weights train)",
+                r"given a model whose weights train.*returns maps that require grad",
+                lambda m, s: {"class_activation_maps": _without_no_grad}),
 ]

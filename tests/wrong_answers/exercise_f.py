@@ -413,3 +413,11 @@ WRONG_F += [
                 r"mirrored left to right in place.*new arrays of the same pixels get other shares.*a cache keyed by id\(image\)",
                 _kept_with_image),
 ]
+
+
+WRONG_F += [
+    # round 19 (its w37): no layer=, so grad_cam explains the model's default layer (layer4 on the notebook's models)
+    WrongAnswer("f", "grad_cam without layer= (the model's default layer, not always layer4)",
+                r"default Grad-CAM layer \(its target_layer\) is 'layer3'.*layer='layer4'",
+                lambda m, s: {"box_reliance": reliance_function(map_of=_map(layer=None))}),
+]

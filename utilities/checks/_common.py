@@ -363,20 +363,24 @@ class Checker:
         finally:
             self.after_call(function, state)
 
-    def keeps_mode(self, function: Callable, *args: Any) -> None:
+    def keeps_mode(self, function: Callable, *args: Any) -> Any:
         """Call a function once on a model in training mode (:func:`training_copy`) only to see that it leaves the mode.
 
         A network that the check gave in eval mode shows a function that calls ``train()``; only one given in
         training mode shows a function that calls ``eval()`` and leaves it so. The model must be the first
-        argument; what the call returns or raises is not judged here (the other calls judge that).
+        argument; what the call raises is not judged here (the other calls judge that).
+
+        Returns:
+            What the call returned (None if it raised), for a check that judges results on trainable weights.
         """
         __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
         network = args[0].network
         before = [module.training for module in network.modules()]
         trainable = [parameter.requires_grad for parameter in network.parameters()]
         grad_enabled, working_directory = torch.is_grad_enabled(), os.getcwd()
+        returned = None
         try:
-            function(*args)
+            returned = function(*args)
         except Exception:  # noqa: BLE001 - a failure is reported by the calls that judge results
             pass
         finally:
@@ -389,6 +393,7 @@ class Checker:
                                   "requires_grad of the network's weights (requires_grad_(False)) and left it: given a "
                                   "model whose weights train, it must leave them trainable, or the next training step "
                                   "updates nothing. Grad-CAM needs no change of the weights' flags: leave them alone.")
+        return returned
 
     def mode_kept(self, function: Callable, network: torch.nn.Module, before: Sequence[bool]) -> bool:
         """Whether a call left a network's modules in the modes ``before``; if not, note it and put them back."""
@@ -444,7 +449,8 @@ _CACHE: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDict
 
 def cached(model: LoadedModel, key: Any, compute: Callable[[], Any]) -> Any:
     """``compute()``, remembered per network and key; in grading, shared between kernels (see :mod:`.reference_store`)."""
-    store = _CACHE.setdefault(model.network, {})
+    # Per network, and within it per preprocessing and fields: a smaller-input copy shares the network.
+    store = _CACHE.setdefault(model.network, {}).setdefault(reference_store.model_description(model), {})
     if key not in store:
         found, value = reference_store.load(model, key)
         if not found:

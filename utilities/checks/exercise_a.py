@@ -636,19 +636,27 @@ def _other_network(model: LoadedModel) -> LoadedModel:
 
 
 class _MaxPoolingHead(torch.nn.Module):
-    """The made-up network of exercise e with the maximum over the cells instead of their mean before ``fc``.
+    """The made-up network of exercise e with the maximum over the cells instead of their mean, then a batch norm
+    (eval mode: one scale per channel, as some heads have), before ``fc``.
 
     There the gradient at ``layer4`` differs from cell to cell, so Grad-CAM (one weight per channel, the mean of its
-    gradient) and gradient x activation (HiResCAM) differ; after global average pooling they give the same map.
+    gradient) and gradient x activation (HiResCAM) differ; after global average pooling they give the same map. And the
+    mean gradient is no longer fc's weight times one factor for all channels: the original CAM's weights (fc.weight[k])
+    give another map.
     """
 
     def __init__(self, body: torch.nn.Module) -> None:
         super().__init__()
         self.layer3, self.layer4, self.fc = body.layer3, body.layer4, body.fc
         self.maxpool = torch.nn.AdaptiveMaxPool2d(1)
+        channels = self.fc.in_features
+        self.norm = torch.nn.BatchNorm1d(channels).eval()
+        with torch.no_grad():
+            self.norm.weight.copy_(torch.linspace(0.25, 2.0, channels).roll(channels // 3))
+            self.norm.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.maxpool(self.layer4(self.layer3(x))), 1))
+        return self.fc(self.norm(torch.flatten(self.maxpool(self.layer4(self.layer3(x))), 1)))
 
 
 def max_pooling_model() -> LoadedModel:
@@ -769,7 +777,8 @@ def _check_max_pooling_head(cams_for_classes: Callable, checker: Checker) -> str
         return (f"given a class name twice, {names}, cams_for_classes returned {cams.shape[0]} maps for {len(names)} "
                 "names: it drops repeated names. Return one map per item of class_names, K = len(class_names), in their "
                 "order, a name given twice with its map twice: the caller pairs maps and names by position.")
-    what = "on a small network of the check's own whose head takes the maximum over the cells (not their mean)"
+    what = ("on a small network of the check's own whose head takes the maximum over the cells (not their mean), then "
+            "a batch norm (one scale per channel) before fc")
     if cams is None or tuple(cams.shape) != (len(names), *size) or not bool(torch.isfinite(cams).all()):
         shape = tuple(cams.shape) if cams is not None else type_name(answer)
         return f"{what}, with classes {names}, cams_for_classes returned {shape}, expected finite maps {(len(names), *size)}."
@@ -790,6 +799,13 @@ def _check_max_pooling_head(cams_for_classes: Callable, checker: Checker) -> str
                 "layer4 of the course's models the two agree only because global average pooling gives every cell the "
                 "same gradient. Grad-CAM weights each channel by its gradient averaged over the cells, "
                 "gradient.mean(dim=(1, 2)).")
+    weights = toy.network.fc.weight.detach()
+    original = _finish(torch.stack([torch.einsum("c,chw->hw", weights[toy.class_index(name)], a4) for name in names])
+                       .clamp(min=0), size, centres)
+    if _closest(comparable, original) < TOLERANCE:
+        return (f"{what}, your maps weight each channel by fc's weight for the class (the original CAM, Zhou et al.), not "
+                "by the gradient: the two agree up to one factor only where layer4 is followed by pooling and fc alone. "
+                "Grad-CAM weights each channel by the mean of its gradient over the cells, gradient.mean(dim=(1, 2)).")
     if _closest(comparable, maps_by(largest_gradient_from)) < TOLERANCE:
         return (f"{what}, your maps weight each channel by the largest value of its gradient: at layer4 of the course's "
                 "models every cell has the same gradient, so the largest value is the mean, but not on other heads. "

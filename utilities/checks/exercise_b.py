@@ -749,6 +749,9 @@ WIDE_SIZE = (112, 4200)
 BIG_FILE_BYTES = 5_300_000
 #: The size of the generated folder's large file that is not an image (sparse: it takes no disk space).
 SPARSE_BYTES = 64 * 2**20
+#: The size of the generated folder's large image file: a small PNG followed by zeros (sparse, no disk space), which
+#: PIL never reads (it stops at the PNG's end): above any limit on the file size a function might set for images.
+LARGE_IMAGE_BYTES = 200 * 2**20
 #: How many files the folder of many files holds: more than a limit such as "the first 500 files".
 MANY_FILES = 510
 
@@ -816,6 +819,13 @@ def _generated_folder(root: Path, seed: int) -> _Folder:
         notes["readme.txt"] = notes["README.txt"] = "two files whose names differ in upper and lower case only"
     else:  # a file system that ignores case: one file
         not_images.append("README.txt")
+    # A large file that is an image: a PNG, then zeros up to LARGE_IMAGE_BYTES (sparse), which load_image reads.
+    buffer = io.BytesIO()
+    Image.fromarray(_textured(rng, 48, 64)).save(buffer, format="PNG")
+    add("scan.png", buffer.getvalue(), f"a 48x64 PNG in a file of {LARGE_IMAGE_BYTES // 2**20} MB, zeros after the image "
+        "data that load_image never reads")
+    with open(folder / "scan.png", "r+b") as large:
+        large.truncate(LARGE_IMAGE_BYTES)
     # A large file that is not an image, sparse, so it costs no disk: it counts like any other file.
     with open(folder / "backup.bin", "wb") as sparse:
         sparse.truncate(SPARSE_BYTES)
@@ -830,7 +840,8 @@ def _generated_folder(root: Path, seed: int) -> _Folder:
         subfolders.append("album")
     except OSError:
         pass
-    return _Folder("a folder made by the check (a photo 4200 px wide in a file over 5 MB, a 64 MB file that is not an image, "
+    return _Folder("a folder made by the check (a photo 4200 px wide in a file over 5 MB, a 200 MB file that is an image, a "
+                   "64 MB file that is not, "
                    "tiny images, a copy, symbolic links to a photo and to a folder, a hidden sub-folder, names with spaces (one "
                    "starting with one), "
                    "letters that are not ASCII or that differ in case only)", folder, root / "generated overlays",
@@ -1216,11 +1227,14 @@ _MODES = {"P": "a palette PNG (mode 'P', at most 256 colours)", "L": "a grayscal
 
 
 def _describe_saved(model: LoadedModel, case: _Folder, own: Callable[[Path], Any] | None = None,
-                    skipped: Sequence[str] = (), overlay_wrong: bool = False) -> str:
+                    skipped: Sequence[str] = (), overlay_wrong: bool = False,
+                    notebook_model: LoadedModel | None = None) -> str:
     """What is wrong with the contents of the overlays explain_folder saved, or "".
 
     Args:
         own: the student's explain_file on a path, to compare a saved overlay with the overlay it was made from.
+        notebook_model: the notebook's model (the check gives explain_folder a smaller copy): saved overlays of its
+            Grad-CAM name a function that uses the notebook's global model instead of its argument.
     """
     for name, source in case.images.items():
         target = case.output / f"{name}_cam.png"
@@ -1260,6 +1274,10 @@ def _describe_saved(model: LoadedModel, case: _Folder, own: Callable[[Path], Any
         if saved.shape != image.shape:
             return f"{target.name} is {saved.shape[0]}x{saved.shape[1]}; save the overlay at its image's size, {image.shape[0]}x{image.shape[1]}."
         problem = describe_overlay(saved, image, heat, what=f"the saved {target.name}", alternatives=alternatives(model, source))
+        if problem and notebook_model is not None and notebook_model is not model and not describe_overlay(
+                saved, image, reference(notebook_model, source)[2]):
+            problem = (f"the saved {target.name} shows the Grad-CAM of the notebook's model, not of the model explain_folder "
+                       "is given (the check gives it another): use the model argument, and pass it on to explain_file.")
         # PNG is lossless: the saved file holds a right drawing of the overlay exactly, up to rounding and the colour
         # boundaries on which right drawings differ. Where it does not, it is compared with the student's own
         # explain_file overlay of the same file: a saved copy of a wrong overlay is a wrong heat map, named as such;
@@ -1367,7 +1385,8 @@ def _non_image_problem(checker: Checker, model: LoadedModel, explain_file: Calla
             "catches it and reports the file); a caller given a result for a non-image fails far from the cause.")
 
 
-def _check_folder(checker: Checker, model: LoadedModel, explain_folder: Callable, explain_file: Callable | None = None) -> None:
+def _check_folder(checker: Checker, model: LoadedModel, explain_folder: Callable, explain_file: Callable | None = None,
+                  notebook_model: LoadedModel | None = None) -> None:
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     later = ["reports the files that are not images", "one overlay per image, named after its file", "saved overlays show the CAM in RGB"]
     with tempfile.TemporaryDirectory() as temporary:
@@ -1417,7 +1436,7 @@ def _check_folder(checker: Checker, model: LoadedModel, explain_folder: Callable
         if checker.require(later[1], not problem, problem):
             own = (lambda path: checker.quiet_call(explain_file, model, path)) if explain_file is not None else None
             overlay_wrong = "overlay shows the CAM in RGB" not in checker.result.passed
-            problem = next((found for found in (_describe_saved(model, c, own, skipped, overlay_wrong) for c in cases) if found), "")
+            problem = next((found for found in (_describe_saved(model, c, own, skipped, overlay_wrong, notebook_model) for c in cases) if found), "")
             checker.require(later[2], not problem, problem)
         else:
             checker.skip(later[2:], "the saved overlays can be checked once they have the right names")
@@ -1439,10 +1458,10 @@ def check_b(model: LoadedModel, explain_file: Callable, explain_folder: Callable
     __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
     small = smaller_input(model)  # five CAMs per check; the functions work the same on smaller inputs
     checker = Checker("b", CHECK_COUNT, catch_not_implemented=_grading, models=[model, small])
-    model = small
+    notebook_model, model = model, small
     try:
         _check_file(checker, model, explain_file)
-        _check_folder(checker, model, explain_folder, explain_file)
+        _check_folder(checker, model, explain_folder, explain_file, notebook_model)
     except NotImplementedError:
         raise  # an unfinished function: the notebook shows its hint
     except Exception as error:  # noqa: BLE001 - the check reports, it never raises an error of its own

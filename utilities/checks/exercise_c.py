@@ -1210,10 +1210,21 @@ def _only_this_photo(checker: Checker, changed_preprocess: Callable, preprocess:
                 and torch.equal(tensor.detach(), expected):
             return ""  # the same input as the model's on the photo: judged elsewhere
         generator = np.random.default_rng(seed + 7)
-        # Other sizes and shapes than the photo's: even and odd, landscape and portrait.
+        # Other sizes and shapes than the photo's: even and odd, landscape and portrait; and the photo's own size with
+        # other values: darker, and flat (a sixth of its contrast). The last two keep a few black and white pixels, so
+        # that a step acting on some values only (a solarize above a threshold) still has pixels to act on.
+        darker = (255 * (photo / 255.0) ** 2).round().astype(np.uint8)
+        flat = (photo.mean() + (photo.astype(np.float64) - photo.mean()) / 6).round().astype(np.uint8)
+        for extreme in (darker, flat):
+            extreme[::23, ::29] = 255
+            extreme[11::23, 13::29] = 0
         others = [(f"the photo at half its size, {(photo.shape[0] + 1) // 2}x{(photo.shape[1] + 1) // 2}", photo[::2, ::2].copy()),
                   ("an image of random colours, 151x251", generator.integers(0, 256, (151, 251, 3), dtype=np.uint8)),
-                  ("the photo's left part upright, 301x97", np.ascontiguousarray(photo[:301, :97]))]
+                  ("the photo's left part upright, 301x97", np.ascontiguousarray(photo[:301, :97])),
+                  (f"the photo darker, each value v as 255 (v / 255)^2: mean {darker.mean():.0f} for the photo's "
+                   f"{photo.mean():.0f}", darker),
+                  (f"the photo with a sixth of its contrast: standard deviation {flat.std():.0f} for the photo's "
+                   f"{photo.std():.0f}", flat)]
         for name, other in others:
             expected = preprocess(other.copy())
             torch.manual_seed(seed)
@@ -1229,7 +1240,9 @@ def _only_this_photo(checker: Checker, changed_preprocess: Callable, preprocess:
                 return ""  # the error is reported
             idle = [k for k, (mine, theirs) in enumerate(zip(lambdas, steps.lambdas))
                     if not _same_value(mine[1], mine[2]) and _same_value(theirs[1], theirs[2])]
-            if idle or (isinstance(answer, torch.Tensor) and answer.shape == expected.shape and torch.equal(answer.detach(), expected)):
+            # Within float rounding: a Lambda's x.float() / 255 is ToDtype's scaling computed another way.
+            if idle or (isinstance(answer, torch.Tensor) and answer.shape == expected.shape and answer.is_floating_point()
+                        and torch.allclose(answer.detach().float(), expected.float(), rtol=1e-5, atol=1e-6)):
                 what = (f"your step {_step_name(steps.lambdas[idle[0]][0])} changes the photo but gives back that one "
                         "unchanged" if idle else "changed_preprocess gives exactly what model.preprocess gives")
                 return (f"your change happens on the exercise's photo only: on another photo ({name}) {what}. A step that acts only on some images (a condition on "

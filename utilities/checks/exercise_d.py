@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -1073,6 +1074,21 @@ def check_d(model: LoadedModel, localisation_shares: Callable, first_localised_s
         # One cause said once for the checks it fails: say how many, so the count above and the list agree.
         problems = [f"{problems[0]} (This one cause fails {len(problems)} checks: "
                     f"{', '.join(repr(name) for name, _, _ in judged)}.)"] * len(problems)
+    keyword = _keyword_problem(first_localised_stage)
     for (name, _, _), problem in zip(judged, problems):
-        checker.require(name, not problem, problem)
+        # The threshold by its name as the text's signature gives it: judged with the threshold's cases.
+        checker.require(name, not (problem or (keyword and name.startswith("threshold"))), problem or keyword)
     return checker.finish()
+
+
+def _keyword_problem(first_localised_stage: Callable) -> str:
+    """Whether first_localised_stage takes the threshold by its name, as ``first_localised_stage(shares, threshold=0.6)``."""
+    try:
+        inspect.signature(first_localised_stage).bind({}, threshold=0.6)
+    except TypeError:
+        return ("first_localised_stage cannot be called as first_localised_stage(shares, threshold=0.6), with the threshold "
+                "by name as the text's signature allows: name its parameter threshold, def first_localised_stage(shares, "
+                "threshold=0.8).")
+    except ValueError:  # no signature to read (a builtin): the calls above judge it
+        pass
+    return ""

@@ -634,7 +634,7 @@ def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, cl
         return
     # A network in training mode, to see that the function leaves its mode as the text asks (the made-up network, which
     # has no batch norm or dropout: the mode changes nothing it computes).
-    checker.keeps_mode(class_activation_maps, training_copy(made_up_model()), made_up_image())
+    trainable_answer = checker.keeps_mode(class_activation_maps, training_copy(made_up_model()), made_up_image())
     mistake, problem = _problem(answer, references)
     shape_mistake = mistake and tuple(getattr(as_tensor(answer), "shape", ())) != tuple(references["reference"].shape)
     checker.require(_CHECKS[0], not shape_mistake, problem)
@@ -679,6 +679,14 @@ def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, cl
             mistake, problem = _per_class(checker, class_activation_maps)
         if not mistake:
             mistake, problem = _stale_cams(checker, model, image, class_activation_maps, references["reference"])
+        if not mistake and isinstance(trainable_answer, torch.Tensor) and trainable_answer.requires_grad:
+            # The notebook's model is frozen (requires_grad False), so its maps need no graph; a network being trained
+            # is not, and there a forward pass with gradients on builds one.
+            mistake, problem = "graph", (
+                "given a model whose weights train (requires_grad True, as during training), class_activation_maps "
+                "returns maps that require grad (attached to the autograd graph of the forward pass, which they keep "
+                "alive): the text asks for a plain tensor for any model; compute them under torch.no_grad(), or return "
+                ".detach(). (The notebook's model is frozen, so there they happen not to.)")
         checker.require(_CHECKS[1], not mistake, problem)
 
     # The same function on a made-up network and image: nothing may be hard-coded for one model.

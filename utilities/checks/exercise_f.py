@@ -84,9 +84,13 @@ def made_up_model(scale: float = 1.0) -> LoadedModel:
 @functools.cache
 def other_model() -> LoadedModel:
     """:func:`made_up_model` with fc's rows swapped: its class "dark" map is the image's brightness, class "light"'s its
-    darkness. The same images and class names as the made-up network, other maps: a result kept per image is caught."""
+    darkness. The same images and class names as the made-up network, other maps: a result kept per image is caught.
+
+    Its default Grad-CAM layer (``target_layer``) is layer3, as a model's can be: grad_cam without ``layer=`` explains
+    that one, not the contract's layer4."""
     return LoadedModel.wrap(_BrightnessNetwork(swapped=True), [LIGHT, DARK], mean=(0.5,) * 3, std=(0.25,) * 3,
-                            input_size=32, name="a made-up network", pretrained=False)  # the same name: only the model tells them apart
+                            input_size=32, name="a made-up network", pretrained=False,  # the same name: only the model tells them apart
+                            target_layer="layer3")
 
 
 #: The case of :func:`made_up_cases` whose first images are run again on :func:`other_model` (two: a quick call).
@@ -1002,6 +1006,14 @@ def _other_model_problem(checker: Checker, box_reliance: Callable) -> tuple[str,
                          "returned the first model's shares: a result kept from an earlier call, cached by the images and "
                          "the class (and the model's name?) but not the model itself? The notebook measures a second model on the same images: compute "
                          "the maps with the model each call is given, with no cache.")
+    default = right["variant"]("layer3")
+    if any(_close(parsed["shares"], np.array([_mass_share(cam, box) for cam, box in zip(default[placement], right["boxes"])]))
+           for placement in PLACEMENTS):
+        return "default layer", (f"on the first {OTHER_MODEL_IMAGES} of {case['what']} again, but with another model whose "
+                                 "default Grad-CAM layer (its target_layer) is 'layer3', the shares are those of layer3's "
+                                 "maps: grad_cam without layer= explains the model's default layer, which is layer4 only "
+                                 "on some models. The contract asks for layer4: grad_cam(model, image, class_name, "
+                                 "layer='layer4').")
     i = int(np.argmax(np.abs(parsed["shares"] - np.array([_mass_share(cam, box) for cam, box in zip(right["placed"]["centres"], right["boxes"])]))))
     yours, its = _digits(float(parsed["shares"][i]), _mass_share(right["placed"]["centres"][i], right["boxes"][i]))
     return "other model", (f"on the first {OTHER_MODEL_IMAGES} of {case['what']} again, but with another model (a made-up network whose class 'dark' map is "

@@ -5,7 +5,8 @@
 Each mutant is the reference solution with one small change inside one solution region
 (``### BEGIN SOLUTION`` .. ``### END SOLUTION`` of ``exercises/source``): an operator, a constant, a
 dimension, a slice bound, a comparison, a removed or swapped statement, a flipped boolean, a keyword
-argument flipped or dropped (:data:`KINDS`). The exercise's cells run with the mutant in place of the
+argument flipped or dropped, a parameter whose first call's value is kept for every later call (a function
+that ignores that argument: the notebook's class or photo written in, or a cache) (:data:`KINDS`). The exercise's cells run with the mutant in place of the
 solution (a fresh copy of the setup cell's globals, the one model shared), then its check. A mutant is
 
 - **killed** when a check fails, or the cells or the check raise, or it runs past the timeout;
@@ -38,6 +39,7 @@ import json
 import math
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import sys
@@ -78,7 +80,7 @@ __all__ = [
 ]
 
 #: The kinds of mutation, in the order the report lists them.
-KINDS = ("operator", "constant", "dim", "slice", "comparison", "statement", "reorder", "boolean", "keyword")
+KINDS = ("operator", "constant", "dim", "slice", "comparison", "statement", "reorder", "boolean", "keyword", "argument")
 DEFAULT_TIMEOUT = 30.0  # seconds per mutant; the solutions' checks take well under 2 s here
 DIM_KEYWORDS = {"dim", "axis", "dims", "axes", "start_dim", "end_dim"}
 #: Methods and functions whose first positional int argument is a dimension.
@@ -229,6 +231,13 @@ def _sites_of(node: ast.AST, path: _NodePath) -> Iterator[tuple[str, _NodePath, 
                 for op in (ast.Add, ast.Sub):
                     yield "slice", here, lambda n, b=bound, op=op: _set(b, _plus(getattr(n, b), op))(n), touched
                 yield "slice", here, _set(bound, None), touched
+    if isinstance(node, ast.FunctionDef) and node.body:
+        start = 1 if _is_docstring(node.body[0]) and len(node.body) > 1 else 0
+        parameters = [argument.arg for argument in (*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs)]
+        used = {name.id for name in ast.walk(node) if isinstance(name, ast.Name) and isinstance(name.ctx, ast.Load)}
+        for parameter in parameters:
+            if parameter in used:
+                yield "argument", here, lambda n, p=parameter, i=start: _kept_argument(n, p, i), [node.body[start]]
     if isinstance(node, (ast.If, ast.While, ast.IfExp)):
         yield "boolean", here, lambda n: _set("test", _negated(n.test))(n), [node.test]
     if isinstance(node, ast.With) and len(node.items) > 1:
@@ -242,6 +251,17 @@ def _sites_of(node: ast.AST, path: _NodePath) -> Iterator[tuple[str, _NodePath, 
                 yield "statement", here, lambda n, f=name, i=index: _removed(n, f, i), [statement]
                 if index + 1 < len(value):
                     yield "reorder", here, lambda n, f=name, i=index: _swapped(n, f, i), [statement, value[index + 1]]
+
+
+def _is_docstring(statement: ast.stmt) -> bool:
+    return isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant) and isinstance(statement.value.value, str)
+
+
+def _kept_argument(node: ast.FunctionDef, parameter: str, index: int) -> ast.FunctionDef:
+    """The function with ``parameter`` rebound, first thing, to the value it had on the first call (kept on the function)."""
+    statement = ast.parse(f"{parameter} = {node.name}.__dict__.setdefault({'_first_' + parameter!r}, {parameter})").body[0]
+    node.body.insert(index, statement)
+    return node
 
 
 def _plus(bound: ast.expr, op: type) -> ast.expr:
@@ -357,6 +377,10 @@ def _describe(kind: str, touched: list[ast.AST], original: str, mutated: str) ->
     first = [ast.unparse(node).splitlines()[0] for node in touched]
     if kind == "reorder":
         return f"line {line}: swapped {_short(first[0], 60)!r} and {_short(first[1], 60)!r}"
+    if kind == "argument":
+        match = re.search(r"^\s*(\w+) = (\w+)\.__dict__\.setdefault", mutated, re.MULTILINE)
+        if match:
+            return f"line {line}: {match.group(1)!r} of {match.group(2)}() kept from the first call (the argument ignored after it)"
     if kind == "statement" and isinstance(touched[0], ast.stmt):
         return f"line {line}: removed {_short(first[0])!r}"
     old_lines, new_lines = original.splitlines(), mutated.splitlines()
