@@ -98,7 +98,7 @@ def test_check_e_removes_the_hooks_a_student_leaves(lite_model, solutions):
         model.network.layer4.register_forward_hook(lambda module, inputs, output: stored.__setitem__("A", output))
         with torch.no_grad():
             model.network(model.to_input(image))
-        return torch.einsum("kc,chw->khw", model.network.fc.weight, stored["A"][0])
+        return torch.einsum("kc,chw->khw", model.network.fc.weight.detach(), stored["A"][0])
 
     before = count_hooks(lite_model.network), count_hooks(made_up_model().network)
     result = check_e(lite_model, class_activation_maps, solutions["e"]["grad_cam_from_cams"])

@@ -816,3 +816,24 @@ WRONG_A += [
     WrongAnswer("a", "layer4's forward hooks cleared after the maps (the caller's hooks go too)",
                 r"removed hooks that were on the network before the call", lambda m, s: {"cams_for_classes": _layer4_hooks_cleared}),
 ]
+
+
+class _CaseBlindModel:
+    """The model with class_index looking names up without their case (the last of two such names wins)."""
+
+    def __init__(self, model):
+        self._model = model
+        self._lower = {name.lower(): index for index, name in enumerate(model.class_names)}
+
+    def class_index(self, name):
+        return self._lower[name.lower()]
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+WRONG_A += [
+    # round 20 (its w56): classes looked up by lower-cased name; 'Cardigan' (the dog) then gets 'cardigan' (the sweater)
+    WrongAnswer("a", "classes looked up without their case", r"given the classes \['Cardigan', 'cardigan'\].*name\.lower\(\)",
+                lambda m, s: {"cams_for_classes": lambda model, image, class_names: hand_cams(_CaseBlindModel(model), image, class_names)}),
+]

@@ -851,3 +851,43 @@ WRONG_B += [
                 r"explain_folder reported scan\.png \(a 48x64 PNG in a file of 200 MB.*load_image reads it: it is an image",
                 lambda m, s: {"explain_folder": _folder_with(s["explain_file"], refuse=lambda path: path.stat().st_size > 32 * 2**20)}),
 ]
+
+
+def _path_cached(explain):
+    """explain_file with functools.cache on (model, path): a file whose contents change keeps its first answer."""
+    import functools
+    return functools.cache(lambda model, path: explain(model, path))
+
+
+_BY_NAME: dict = {}
+
+
+def _name_keyed_folder(explain):
+    """explain_folder keeping each file's overlay by its name in a dict shared by every call."""
+
+    def explain_folder(model, folder, output_folder):
+        output = Path(output_folder)
+        output.mkdir(parents=True, exist_ok=True)
+        not_images = []
+        for path in sorted(p for p in Path(folder).iterdir() if p.is_file()):
+            try:
+                if path.name not in _BY_NAME:
+                    _BY_NAME[path.name] = explain(model, path)[1]
+            except ImageLoadError:
+                not_images.append(path.name)
+                continue
+            Image.fromarray(_BY_NAME[path.name]).save(output / f"{path.name}_cam.png", format="PNG")
+        return not_images
+
+    return explain_folder
+
+
+WRONG_B += [
+    # round 20 (its w42, w55): results kept by the file's path, or by its name across folders and calls
+    WrongAnswer("b", "explain_file cached by (model, path) with functools.cache",
+                r"again for coffee\.jpg after its contents were replaced.*functools\.cache or lru_cache",
+                lambda m, s: {"explain_file": _path_cached(s["explain_file"])}),
+    WrongAnswer("b", "explain_folder keeping overlays by file name in a dict shared by every call",
+                r"cat\.jpg_cam\.png is 300x451.*is an overlay kept by the file's name from an earlier call",
+                lambda m, s: (_BY_NAME.clear(), {"explain_folder": _name_keyed_folder(s["explain_file"])})[1]),
+]

@@ -502,6 +502,21 @@ WRONG_C += [
 ]
 
 
+def _unscaled_where(condition):
+    """changed_preprocess that drops ToDtype's scaling where ``condition(image)`` holds on the NumPy photo (no tensor)."""
+
+    def make(model, solution):
+        def changed_preprocess(image):
+            steps = list(model.preprocess.transforms)
+            if condition(image):
+                steps[2] = v2.Lambda(lambda x: x.float())
+            return v2.Compose(steps)(image)
+
+        return changed_preprocess
+
+    return make
+
+
 def _scaled_if(condition):
     """ToDtype's scaling dropped for the images where ``condition(x)`` holds; the others get the pipeline unchanged."""
     return v2.Lambda(lambda x: x.float() if condition(x) else x.float() / 255)
@@ -510,13 +525,27 @@ def _scaled_if(condition):
 WRONG_C += [
     # round 19 (its w67, w70, w71): the changed step acts only on bright, textured or landscape images; and the other
     # photos' tensors equal model.preprocess's only within float rounding (x.float() / 255 is ToDtype's scaling)
-    WrongAnswer("c", "ToDtype's scaling dropped for bright images only (mean above 90)",
+    WrongAnswer("c", "ToDtype's scaling dropped for bright images only (a NumPy mean above 90)",
                 r"exercise's photo only: on another photo \(.*\) changed_preprocess gives exactly what model.preprocess gives",
-                _pipeline(lambda steps: [steps[0], steps[1], _scaled_if(lambda x: x.float().mean() > 90), steps[3]])),
-    WrongAnswer("c", "ToDtype's scaling dropped for textured images only (standard deviation above 20)",
+                _function(_unscaled_where(lambda image: image.mean() > 90))),
+    WrongAnswer("c", "ToDtype's scaling dropped for textured images only (a NumPy standard deviation above 20)",
                 r"exercise's photo only: on another photo \(the photo with a sixth of its contrast",
-                _pipeline(lambda steps: [steps[0], steps[1], _scaled_if(lambda x: x.float().std() > 20), steps[3]])),
+                _function(_unscaled_where(lambda image: image.std() > 20))),
+    WrongAnswer("c", "ToDtype's scaling dropped for bright images only (a Lambda's if on x.mean())",
+                r"your code decides by the photo's values what to do \(line \d+",
+                _pipeline(lambda steps: [steps[0], steps[1], _scaled_if(lambda x: x.float().mean() > 90), steps[3]])),
     WrongAnswer("c", "ToDtype's scaling dropped for landscape images only",
                 r"exercise's photo only: on another photo \(the photo's left part upright, 301x97\)",
                 _pipeline(lambda steps: [steps[0], steps[1], _scaled_if(lambda x: x.shape[-1] > x.shape[-2]), steps[3]])),
+]
+
+
+WRONG_C += [
+    # round 20 (its w50, w61): a condition on the image's values (any threshold), and a crop that keeps this photo whole
+    WrongAnswer("c", "ToDtype's scaling dropped only where the image is not flat (x.std() > 0)",
+                r"your code decides by the photo's values what to do \(line \d+.*x\.std\(\) > 0\)",
+                _pipeline(lambda steps: [steps[0], steps[1], _scaled_if(lambda x: x.float().std() > 0), steps[3]])),
+    WrongAnswer("c", "RandomResizedCrop((32, 48)) with the photo's ratio and scale 1 in place of Resize",
+                r"a cropping step \(RandomResizedCrop\(size=\(32, 48\)",
+                _pipeline(lambda steps: [steps[0], v2.RandomResizedCrop((32, 48), scale=(1.0, 1.0), ratio=(1.5, 1.5)), *steps[2:]])),
 ]

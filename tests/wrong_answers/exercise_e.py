@@ -638,3 +638,26 @@ WRONG_E += [
                 r"given a model whose weights train.*returns maps that require grad",
                 lambda m, s: {"class_activation_maps": _without_no_grad}),
 ]
+
+
+_BUFFER: dict = {}
+
+
+def _into_one_buffer(model, image):
+    """Right maps, written into one module-level buffer (matmul's out=) that every call fills anew and returns."""
+    activation, _ = _activation(model, model.to_input(image))
+    channels, height, width = activation[0].shape
+    weight = model.network.fc.weight.detach()
+    key = (weight.shape[0], height, width)
+    if _BUFFER.get("key") != key:
+        _BUFFER["key"], _BUFFER["out"] = key, torch.empty(weight.shape[0], height * width)
+    torch.matmul(weight, activation[0].reshape(channels, -1), out=_BUFFER["out"])
+    return _BUFFER["out"].view(-1, height, width)
+
+
+WRONG_E += [
+    # round 20 (its w53): a later call overwrites the maps an earlier call returned
+    WrongAnswer("e", "maps written into one buffer that every call reuses and returns",
+                r"returned results that its later calls changed: what it returned for an earlier call holds other values",
+                lambda m, s: (_BUFFER.clear(), {"class_activation_maps": _into_one_buffer})[1]),
+]

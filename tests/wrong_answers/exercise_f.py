@@ -421,3 +421,21 @@ WRONG_F += [
                 r"default Grad-CAM layer \(its target_layer\) is 'layer3'.*layer='layer4'",
                 lambda m, s: {"box_reliance": reliance_function(map_of=_map(layer=None))}),
 ]
+
+
+def _one_dict(solution):
+    """The right numbers, written into one dict that every call updates and returns."""
+    kept: dict = {}
+
+    def box_reliance(model, images, boxes, class_name):
+        kept.update(solution["box_reliance"](model, images, boxes, class_name))
+        return kept
+
+    return box_reliance
+
+
+WRONG_F += [
+    # round 20 (its w63): the same dict returned by every call, so an earlier result changes with the next call
+    WrongAnswer("f", "one dict updated and returned by every call", r"box_reliance returned results that its later calls changed",
+                lambda m, s: {"box_reliance": _one_dict(s)}),
+]

@@ -203,6 +203,25 @@ class Checker:
         #: How many forward passes of the watched networks the last call ran (their sentinels fired), not counting
         #: those a course helper made for its own purpose (see :func:`_made_by_course_helper`).
         self.forward_passes = 0
+        # What each call returned, with a copy taken then: a result a later call changes (a buffer or dict reused and
+        # returned every call) shows at the end.
+        self._kept_results: list[tuple[str, Any, Any]] = []
+
+    def _keep_result(self, function: Callable, value: Any) -> None:
+        copied = _result_copy(value)
+        if copied is not _UNWATCHED:
+            self._kept_results.append((getattr(function, "__name__", "your function"), value, copied))
+
+    def _changed_result(self) -> str:
+        """The message for a result that a later call changed, or ""."""
+        for name, value, copied in self._kept_results:
+            if not _same_result(value, copied):
+                name = name if name.isidentifier() else "your function"
+                return (f"{name} returned results that its later calls changed: what it returned for an earlier call holds "
+                        "other values now, because the same buffer, array or dict is filled anew and returned on every "
+                        "call (out=..., a module-level array, a dict kept between calls). A caller that keeps two results "
+                        "sees only the last. Return a new object from each call.")
+        return ""
 
     def _problem(self, message: str) -> None:
         # One mistake can fail several checks; its message is said once.
@@ -335,7 +354,9 @@ class Checker:
         __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
         state = self.before_call(function, args, watch_inputs, described)
         try:
-            return True, function(*args)
+            returned = function(*args)
+            self._keep_result(function, returned)
+            return True, returned
         except NotImplementedError as error:
             if not self.catch_not_implemented:
                 raise  # the notebook shows the hint; the model is put back below all the same
@@ -357,7 +378,9 @@ class Checker:
         __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
         state = self.before_call(function, args, watch_inputs)
         try:
-            return function(*args)
+            returned = function(*args)
+            self._keep_result(function, returned)
+            return returned
         except Exception:  # noqa: BLE001 - the calls that judge results report errors
             return None
         finally:
@@ -412,6 +435,11 @@ class Checker:
         So does an error of a later call whose check passed on the earlier calls' results (a function that fails on
         its second call): a result with a problem recorded is never "correct".
         """
+        changed = self._changed_result()
+        if changed and not self._side_effect:
+            self._side_effect = changed
+        elif changed:
+            self._problem(changed)
         if self._side_effect:
             if self.result.passed:
                 self.result.passed.pop()
@@ -424,6 +452,50 @@ class Checker:
     def skip(self, names: Sequence[str], reason: str) -> None:
         """Count checks that cannot run as failed, once, with the reason."""
         self._problem(reason + f" ({len(names)} check{'s' if len(names) > 1 else ''} skipped)")
+
+
+_UNWATCHED = object()
+#: Results larger than this (bytes of their arrays) are not kept: a copy of each would cost more than it tells.
+_KEPT_BYTES = 16 * 2**20
+
+
+def _result_copy(value: Any, depth: int = 0) -> Any:
+    """A copy of a returned value to compare it with later: arrays, tensors, and the dicts, lists and tuples holding
+    them; ``_UNWATCHED`` for anything else (or too large)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone() if value.numel() * value.element_size() <= _KEPT_BYTES else _UNWATCHED
+    if isinstance(value, np.ndarray):
+        return value.copy() if value.nbytes <= _KEPT_BYTES and value.dtype != object else _UNWATCHED
+    if value is None or isinstance(value, (str, bytes, int, float, bool, np.generic)):
+        return value
+    if depth < 3 and isinstance(value, dict):
+        copied = {key: _result_copy(item, depth + 1) for key, item in value.items()}
+        return copied if not any(item is _UNWATCHED for item in copied.values()) else _UNWATCHED
+    if depth < 3 and isinstance(value, (list, tuple)) and len(value) <= 1000:
+        items = [_result_copy(item, depth + 1) for item in value]
+        return items if not any(item is _UNWATCHED for item in items) else _UNWATCHED
+    return _UNWATCHED
+
+
+def _same_result(value: Any, copied: Any) -> bool:
+    """Whether a returned value still equals the copy taken when it was returned (NaN equal to NaN)."""
+    if isinstance(value, torch.Tensor):
+        if not isinstance(copied, torch.Tensor) or value.shape != copied.shape or value.dtype != copied.dtype:
+            return False
+        now = value.detach()
+        return bool(torch.equal(now, copied)) or (now.is_floating_point() and bool(
+            ((now == copied) | (now.isnan() & copied.isnan())).all()))
+    if isinstance(value, np.ndarray):
+        return (isinstance(copied, np.ndarray) and value.shape == copied.shape and value.dtype == copied.dtype
+                and bool(np.array_equal(value, copied, equal_nan=value.dtype.kind in "fc")))
+    if isinstance(value, dict):
+        return isinstance(copied, dict) and value.keys() == copied.keys() and all(
+            _same_result(value[key], copied[key]) for key in value)
+    if isinstance(value, (list, tuple)):
+        return len(value) == len(copied) and all(_same_result(a, b) for a, b in zip(value, copied))
+    if isinstance(value, float) and isinstance(copied, float) and value != value:
+        return copied != copied
+    return value == copied if not isinstance(value, np.generic) else bool(value == copied or value != value)
 
 
 def as_tensor(value: Any) -> torch.Tensor | None:

@@ -760,6 +760,38 @@ def _check_weak_class(cams_for_classes: Callable, checker: Checker) -> str:
             "map with max = min a case of its own (normalize_cams does).")
 
 
+#: Two ImageNet classes whose names differ only in case (a dog breed and a sweater): a lookup that ignores case mixes them.
+CASE_PAIR = ("Cardigan", "cardigan")
+
+
+def _case_pair_problem(cams_for_classes: Callable, checker: Checker) -> str:
+    """The problem of cams_for_classes given two class names that differ only in case, or ""."""
+    __tracebackhide__ = True  # IPython leaves this frame out of a student's traceback
+    toy, image = made_up_model(), made_up_image()
+    # fc's two rows made positive, so that neither class's map is all zero (one that is could not tell the mistake).
+    network = copy.deepcopy(toy.network)
+    with torch.no_grad():
+        for name in CASE_PAIR:
+            network.fc.weight[toy.class_index(name)].abs_()
+    toy = replace(toy, network=network)
+    ok, answer = _call_maps(checker, cams_for_classes, toy, image, list(CASE_PAIR), described=_MAPS_ARGUMENTS)
+    cams = as_tensor(answer) if ok and isinstance(answer, torch.Tensor) else None
+    size = tuple(image.shape[:2])
+    if cams is None or tuple(cams.shape) != (len(CASE_PAIR), *size) or not bool(torch.isfinite(cams).all()):
+        return ""  # an error or another form: the other calls judge those
+    right = _finish(_raw_gradcams(toy, image, CASE_PAIR).clamp(min=0), size, _centres(toy, image))
+    comparable = normalize_cams(cams)
+    if _closest(comparable, right) < TOLERANCE:
+        return ""
+    # Case-blind lookups: both names give the same class (either one), or the two are swapped.
+    mixed = [maps[list(order)] for maps in right for order in ((0, 0), (1, 1), (1, 0))]
+    if _closest(comparable, mixed) >= TOLERANCE:
+        return ""  # another mistake: the other calls name it
+    return (f"given the classes {list(CASE_PAIR)} (a dog breed and a sweater: two ImageNet classes whose names differ only "
+            "in case), on the check's made-up network, the maps are not those two classes' Grad-CAMs: is the class looked "
+            "up without its case (name.lower())? Look each name up exactly as written, model.class_index(name).")
+
+
 def _check_max_pooling_head(cams_for_classes: Callable, checker: Checker) -> str:
     """The problem of cams_for_classes on a network whose head takes the maximum over the cells, or "".
 
@@ -1082,6 +1114,8 @@ def _check_maps(checker: Checker, model: LoadedModel, cams_for_classes: Callable
                        "compute in float32 all the way, with the steps of the text only.")
     if matches and not problem:
         problem = _check_max_pooling_head(cams_for_classes, checker)
+    if matches and not problem:
+        problem = _case_pair_problem(cams_for_classes, checker)
     if matches and not problem and forward_passes > 1:
         problem = (f"cams_for_classes ran the network {forward_passes} times for {len(CLASSES)} classes: the text asks "
                    "for one forward pass for all classes. Run it once inside LayerRecorder, then backpropagate each "

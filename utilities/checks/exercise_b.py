@@ -426,6 +426,16 @@ def _check_file(checker: Checker, model: LoadedModel, explain_file: Callable) ->
                             f"top class is {twin_top!r}: it gave the first file's answer again (a cache keyed by the file's "
                             "name?). Two files of the same name in different folders are different images: explain each "
                             "file from its contents.")
+        if twin_ok and not twin_problem and not _form_problem(twin_answer):
+            # The same path once more, its contents replaced by the first photo's: a result kept by the path shows.
+            _copy(path, twin)
+            again = checker.quiet_call(explain_file, model, twin)
+            first_top = reference(model, path)[0]
+            if isinstance(again, tuple) and not _form_problem(again) and again[0] == twin_answer[0] != first_top:
+                twin_problem = (f"explain_file says {again[0]!r} again for {twin.name} after its contents were replaced by "
+                                f"another photo's (whose top class is {first_top!r}): a result kept by the file's path from "
+                                "an earlier call (functools.cache or lru_cache on explain_file?). A file can change between "
+                                "calls: read and explain it on every call.")
     failed: set[str] = set()
 
     @functools.cache
@@ -678,8 +688,10 @@ def _make_folders(root: Path) -> list[_Folder]:
     third = root / "only images"
     third.mkdir()
     Image.open(DATA_DIR / "coffee.jpg").save(third / "icon.ico", sizes=[(128, 128)])  # a format load_image reads, imghdr does not
+    # A file named like one of the first folder's, other contents: a result kept by file name between calls shows.
     folders.append(_Folder("a folder of images only", third, root / "third overlays",
-                           {"one.jpg": _copy("chelsea.jpg", third / "one.jpg"), "icon.ico": third / "icon.ico"}, ()))
+                           {"cat.jpg": _copy("coffee.jpg", third / "cat.jpg"), "icon.ico": third / "icon.ico"}, (),
+                           notes={"cat.jpg": "the coffee photo, named like the cat photo of the check's first folder"}))
     fourth = root / "empty"
     fourth.mkdir()
     folders.append(_Folder("an empty folder", fourth, root / "fourth overlays", {}, ()))
@@ -1272,7 +1284,10 @@ def _describe_saved(model: LoadedModel, case: _Folder, own: Callable[[Path], Any
                     "it is, Image.fromarray(overlay).save(path): an RGB PNG (an RGBA one opaque everywhere, as plt.imsave "
                     "writes, holds the same colours and is accepted too).")
         if saved.shape != image.shape:
-            return f"{target.name} is {saved.shape[0]}x{saved.shape[1]}; save the overlay at its image's size, {image.shape[0]}x{image.shape[1]}."
+            kept = (f" For {case.about(name)}, in {case.what}: is an overlay kept by the file's name from an earlier call? "
+                    "Explain each file of each call anew." if name in case.notes else "")
+            return (f"{target.name} is {saved.shape[0]}x{saved.shape[1]}; save the overlay at its image's size, "
+                    f"{image.shape[0]}x{image.shape[1]}.{kept}")
         problem = describe_overlay(saved, image, heat, what=f"the saved {target.name}", alternatives=alternatives(model, source))
         if problem and notebook_model is not None and notebook_model is not model and not describe_overlay(
                 saved, image, reference(notebook_model, source)[2]):
@@ -1437,9 +1452,33 @@ def _check_folder(checker: Checker, model: LoadedModel, explain_folder: Callable
             own = (lambda path: checker.quiet_call(explain_file, model, path)) if explain_file is not None else None
             overlay_wrong = "overlay shows the CAM in RGB" not in checker.result.passed
             problem = next((found for found in (_describe_saved(model, c, own, skipped, overlay_wrong, notebook_model) for c in cases) if found), "")
+            problem = problem or _toy_overlay_problem(Path(temporary) / "toy overlays", toy / "toy.png")
             checker.require(later[2], not problem, problem)
         else:
             checker.skip(later[2:], "the saved overlays can be checked once they have the right names")
+
+
+def _toy_overlay_problem(output: Path, source: Path) -> str:
+    """What is wrong with the overlay explain_folder saved for the made-up network's folder, or "".
+
+    That call was given a made-up network (in training mode, which changes nothing it computes): its overlay must show
+    that network's Grad-CAM, not another model's.
+    """
+    saved = output / f"{source.name}_cam.png"
+    if not saved.is_file():
+        return ""  # a missing or misnamed overlay is judged on the check's own folders
+    toy = made_up_model()
+    _, image, heat = reference(toy, source)
+    try:
+        with Image.open(saved) as opened:
+            pixels = np.asarray(opened.convert("RGB"))
+    except Exception:  # noqa: BLE001 - an unreadable file is judged on the check's own folders
+        return ""
+    if pixels.shape != image.shape or not describe_overlay(pixels, image, heat):
+        return ""
+    return (f"given a made-up network (a model of the check's own) and a folder with one image, explain_folder saved "
+            f"{saved.name} with a heat map that is not that network's Grad-CAM: does it explain with another model than "
+            "the one it is given (the notebook's, or one kept from an earlier call)? Use the model argument for every file.")
 
 
 def check_b(model: LoadedModel, explain_file: Callable, explain_folder: Callable, *, _grading: bool = False) -> CheckResult:

@@ -6,10 +6,13 @@ import contextlib
 import copy
 import difflib
 import sys
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
+import torchvision
+from PIL import Image
 from torchvision.transforms import v2
 
 from ..classes import UnknownClassError
@@ -1013,6 +1016,38 @@ def _padding_steps(steps: Sequence[Any] | None) -> list[str]:
     return padding
 
 
+@contextlib.contextmanager
+def _value_branches(found: list[str]) -> Iterator[None]:
+    """Record where code outside torch, torchvision, NumPy, PIL and the course turns a one-value tensor into a bool:
+    an ``if`` (or ``and``, ``or``, ``not``) on the image's values, such as ``if x.mean() > 0.2``."""
+    original = torch.Tensor.__bool__
+    libraries = tuple(str(Path(module.__file__).parent) for module in (torch, torchvision, np, Image)) + (
+        str(Path(__file__).resolve().parents[1]),)
+
+    def recording(tensor: torch.Tensor) -> bool:
+        frame = sys._getframe(1)
+        where = frame.f_code.co_filename
+        if not where.startswith(libraries) and not where.startswith("<frozen"):
+            found.append(f"line {frame.f_lineno} of {Path(where).name}" if not where.startswith("<") else f"line {frame.f_lineno}")
+        return original(tensor)
+
+    torch.Tensor.__bool__ = recording  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        torch.Tensor.__bool__ = original  # type: ignore[method-assign]
+
+
+#: torchvision's transforms that crop (whatever they do to the coffee photo, they cut photos of other shapes).
+CROPPING = (v2.RandomResizedCrop, v2.CenterCrop, v2.RandomCrop, v2.FiveCrop, v2.TenCrop, v2.RandomIoUCrop)
+
+
+def _cropping_steps(steps: Sequence[Any] | None) -> list[str]:
+    """The names of the steps that crop: a crop transform, or a functional crop called inside a v2.Lambda."""
+    return [_step_name(step) for step in steps or [] if isinstance(step, CROPPING) or (
+        isinstance(step, FunctionalCall) and "crop" in step.name.rsplit(".", 1)[-1])]
+
+
 def _check_whole_photo(checker: Checker, changed_preprocess: Callable, photo: np.ndarray, tensor: Any, seed: int,
                        steps: Sequence[Any] | None = None) -> None:
     """The whole photo as it is: not cropped, padded, squashed or partly hidden; every region of it changes the input.
@@ -1031,6 +1066,7 @@ def _check_whole_photo(checker: Checker, changed_preprocess: Callable, photo: np
     expected_height = width * photo.shape[0] / photo.shape[1]
     problem = ""
     padding = _padding_steps(steps)
+    cropping = _cropping_steps(steps)
     geometry = _geometry_problem(checker, changed_preprocess, (int(height), int(width)), photo.shape[1] / photo.shape[0], seed)
     if padding:
         problem = (f"your pipeline pads the photo ({padding[0]}): the input is {height}x{width}, the photo "
@@ -1090,6 +1126,11 @@ def _check_whole_photo(checker: Checker, changed_preprocess: Callable, photo: np
                        "the whole photo alike.")
     if not problem and not squashed:
         problem = _thin_edge_problem(checker, changed_preprocess, photo, tensor, seed)
+    if not problem and not squashed and cropping:
+        # A crop that keeps this photo whole (its size and ratio chosen for it) still cuts photos of other shapes.
+        problem = (f"your pipeline has a cropping step ({cropping[0]}): whatever it does to the coffee photo, it cuts photos "
+                   "of other shapes or sizes, and the text allows no cropping (not even one that keeps the aspect ratio). "
+                   "Change another step, or resize with v2.Resize.")
     problem = problem or squashed
     checker.require("the whole photo, unaltered", not problem, problem)
 
@@ -1303,7 +1344,8 @@ def _check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: An
     given = coffee.copy()
     seed = 0
     torch.manual_seed(seed)
-    with recorded_steps() as steps:
+    branches: list[str] = []
+    with recorded_steps() as steps, _value_branches(branches):
         ok, tensor = checker.call(changed_preprocess, given, explain=lambda error: _missing_step(error, reference, steps))
     end_state = torch.random.get_rng_state()
     predicted: list[str] = []
@@ -1347,6 +1389,11 @@ def _check_c(model: LoadedModel, changed_preprocess: Callable, new_top_class: An
                     outside = _outside_steps(tensor, _replayed(steps.top, coffee, seed)) if np.array_equal(given, coffee) else ""
             if state:
                 checker.require("one step changed", False, state)
+            elif branches:
+                checker.require("one step changed", False, (
+                    f"your code decides by the photo's values what to do ({branches[0]}: an if on a tensor computed from "
+                    "the image, such as x.mean() > 0.2 or x.std() > 0): a step that acts only on some images is not a "
+                    "changed step of the pipeline. Change a step the same way for every photo, with no condition on it."))
             elif steps is not None:
                 steps = with_second_changes(steps)
                 only_here = "" if outside else _only_this_photo(checker, changed_preprocess, model.preprocess, coffee, tensor, seed,

@@ -33,6 +33,7 @@ import ast
 import contextlib
 import copy
 import difflib
+import functools
 import hashlib
 import io
 import json
@@ -897,12 +898,13 @@ def _observe_solution(exercise: _Exercise, model: LoadedModel) -> None:
 
 
 def _recording(function: Callable, calls: list[Input | None], store: Path) -> Callable:
+    # functools.wraps: the check reads the answer's signature (its parameters' names) through __wrapped__.
+    @functools.wraps(function)
     def recording(*args: Any) -> Any:
         snapshot = _snapshot(args, store)
         calls.append(Input(f"check input #{len(calls) + 1}: ({', '.join(_describe_value(a) for a in snapshot)})", snapshot))
         return function(*args)
 
-    recording.__name__ = getattr(function, "__name__", "answer")
     return recording
 
 
