@@ -891,3 +891,10 @@ WRONG_B += [
                 r"cat\.jpg_cam\.png is 300x451.*is an overlay kept by the file's name from an earlier call",
                 lambda m, s: (_BY_NAME.clear(), {"explain_folder": _name_keyed_folder(s["explain_file"])})[1]),
 ]
+
+
+WRONG_B += [
+    # round 21 (its w37): the class name as a numpy.str_ (a NumPy array of the names): exercise a rejects it too
+    WrongAnswer("b", "the class name as a numpy.str_", r"returns the class name as a numpy\.str_",
+                lambda m, s: {"explain_file": lambda model, path: (np.str_(s["explain_file"](model, path)[0]), s["explain_file"](model, path)[1])}),
+]

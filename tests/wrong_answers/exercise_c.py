@@ -549,3 +549,11 @@ WRONG_C += [
                 r"a cropping step \(RandomResizedCrop\(size=\(32, 48\)",
                 _pipeline(lambda steps: [steps[0], v2.RandomResizedCrop((32, 48), scale=(1.0, 1.0), ratio=(1.5, 1.5)), *steps[2:]])),
 ]
+
+
+WRONG_C += [
+    # round 21 (its w44, w56): one Lambda that resizes and also clamps: the mid colour of the colour test is untouched
+    WrongAnswer("c", "one Lambda that resizes to 64 and clamps the values to at least 60 (two changes)",
+                r"both resizes the image and changes its colours",
+                _pipeline(lambda steps: [steps[0], v2.Lambda(lambda x: v2.functional.resize(x, [64]).clamp(min=60)), *steps[2:]])),
+]

@@ -439,3 +439,18 @@ WRONG_F += [
     WrongAnswer("f", "one dict updated and returned by every call", r"box_reliance returned results that its later calls changed",
                 lambda m, s: {"box_reliance": _one_dict(s)}),
 ]
+
+
+def _zero_grad_first(solution):
+    def box_reliance(model, images, boxes, class_name):
+        model.network.zero_grad(set_to_none=True)  # "clean up" first
+        return solution["box_reliance"](model, images, boxes, class_name)
+
+    return box_reliance
+
+
+WRONG_F += [
+    # round 21 (its w69): zero_grad() on the model, which clears a training loop's gradients
+    WrongAnswer("f", "model.network.zero_grad() before the maps", r"cleared the gradients stored in the network's weights \(\.grad\)",
+                lambda m, s: {"box_reliance": _zero_grad_first(s)}),
+]

@@ -386,12 +386,16 @@ class Checker:
         finally:
             self.after_call(function, state)
 
-    def keeps_mode(self, function: Callable, *args: Any) -> Any:
+    def keeps_mode(self, function: Callable, *args: Any, gradients: bool = False) -> Any:
         """Call a function once on a model in training mode (:func:`training_copy`) only to see that it leaves the mode.
 
         A network that the check gave in eval mode shows a function that calls ``train()``; only one given in
         training mode shows a function that calls ``eval()`` and leaves it so. The model must be the first
         argument; what the call raises is not judged here (the other calls judge that).
+
+        ``gradients``: also give the weights gradients of their own (``.grad``, as a training loop has them between
+        its backward pass and its step) and see that the call leaves them as they were: no backward pass into them,
+        no ``zero_grad()``.
 
         Returns:
             What the call returned (None if it raised), for a check that judges results on trainable weights.
@@ -401,6 +405,9 @@ class Checker:
         before = [module.training for module in network.modules()]
         trainable = [parameter.requires_grad for parameter in network.parameters()]
         grad_enabled, working_directory = torch.is_grad_enabled(), os.getcwd()
+        if gradients:
+            for parameter in network.parameters():
+                parameter.grad = torch.full_like(parameter, 0.5)
         returned = None
         try:
             returned = function(*args)
@@ -416,6 +423,18 @@ class Checker:
                                   "requires_grad of the network's weights (requires_grad_(False)) and left it: given a "
                                   "model whose weights train, it must leave them trainable, or the next training step "
                                   "updates nothing. Grad-CAM needs no change of the weights' flags: leave them alone.")
+        if gradients:
+            found = [parameter.grad for parameter in network.parameters()]
+            if any(grad is None or not bool((grad == 0.5).all()) for grad in found):
+                name = getattr(function, "__name__", "")
+                cleared = any(grad is None or not bool(grad.any()) for grad in found)
+                self.note_side_effect("gradients", (
+                    f"{name if name.isidentifier() else 'your function'} "
+                    + ("cleared the gradients stored in the network's weights (.grad): zero_grad() (or .grad = None). "
+                       if cleared else "changed the gradients stored in the network's weights (.grad): a backward pass "
+                       "adds to them. ")
+                    + "Given a model being trained, between its backward pass and its step, that changes the step. "
+                    "Leave .grad alone: grad_cam does, and torch.autograd.grad computes gradients without storing them."))
         return returned
 
     def mode_kept(self, function: Callable, network: torch.nn.Module, before: Sequence[bool]) -> bool:

@@ -359,6 +359,10 @@ def _form_problem(answer: Any) -> str:
     if not isinstance(answer[0], str):
         return (f"the class should be given by its name (a str, e.g. from grad_cam's result.class_names), "
                 f"not {type_name(answer[0])}.")
+    if isinstance(answer[0], np.str_):
+        # As in exercise a: a plain str, the name itself (json.dumps and every str method agree on it).
+        return (f"explain_file returns the class name as a numpy.str_ ({answer[0]!r}), which a NumPy array of the names "
+                "gives: return a plain str, the name as grad_cam's result.class_names[0] or model.class_names holds it.")
     if not isinstance(answer[1], np.ndarray):
         hint = ": convert with .numpy()" if hasattr(answer[1], "numpy") else ""
         return f"the overlay should be a NumPy array (H, W, 3), as overlay_cam returns; it is {type_name(answer[1])}{hint}."

@@ -485,6 +485,27 @@ def _lambda_changes(lambda_step: Any, given: Any, result: Any, seed: int = 5) ->
     # A posterize or a gamma changes the mean too: with the colours changed, only a large factor (x.float(): 255) is a scale.
     if float(seen.abs().sum()) > 0 and abs(float((seen.mean() / wanted.mean()).log())) > (2.3 if _COLOUR in changes else 0.05):
         changes.append(_SCALE)
+    # Dark and bright colours too: a clamp or a threshold changes only values near the ends (clamp(min=60), clamp(0, 200)).
+    # Each must come out as the mid colour did: in the output's convention, times the same factor (a scale, if any).
+    factor = float(seen.mean() / wanted.mean()) if float(wanted.mean()) > 0 else 0.0
+    for extreme in ([12.0, 24.0, 6.0], [252.0, 214.0, 236.0]):
+        if _COLOUR in changes or factor <= 0:
+            break
+        colour = torch.tensor(extreme)
+        uniform = colour[:, None, None].expand(given.shape).clone()
+        uniform = uniform.to(given.dtype) if integer else (uniform / 255).to(given.dtype)
+        out = run(uniform)
+        if not isinstance(out, torch.Tensor) or out.ndim != 3 or out.shape[0] != 3:
+            changes.append(_COLOUR)
+            break
+        here = out.detach().double().flatten(1).median(dim=1).values
+        expected = colour.double() if not out.dtype.is_floating_point else colour.double() / 255
+        if not integer and not out.dtype.is_floating_point:
+            expected = colour.double()
+        expected = factor * expected
+        rounding = 0.0 if out.dtype.is_floating_point else 1.0
+        if float((here - expected).abs().max()) > 0.02 * float(expected.abs().max()) + rounding:
+            changes.append(_COLOUR)
     return changes
 
 

@@ -634,7 +634,7 @@ def _check_cams(checker: Checker, model: LoadedModel, full_size: LoadedModel, cl
         return
     # A network in training mode, to see that the function leaves its mode as the text asks (the made-up network, which
     # has no batch norm or dropout: the mode changes nothing it computes).
-    trainable_answer = checker.keeps_mode(class_activation_maps, training_copy(made_up_model()), made_up_image())
+    trainable_answer = checker.keeps_mode(class_activation_maps, training_copy(made_up_model()), made_up_image(), gradients=True)
     mistake, problem = _problem(answer, references)
     shape_mistake = mistake and tuple(getattr(as_tensor(answer), "shape", ())) != tuple(references["reference"].shape)
     checker.require(_CHECKS[0], not shape_mistake, problem)

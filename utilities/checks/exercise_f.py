@@ -959,7 +959,8 @@ def check_f(model: LoadedModel, box_reliance: Callable, *, _grading: bool = Fals
         results.append((case, maps, parsed))
     # The same function on a network in training mode: it must leave the mode as it found it.
     first = made_up_cases()[0]
-    checker.keeps_mode(box_reliance, training_copy(toy), first["images"][:2], first["boxes"][:2], first["class"])
+    checker.keeps_mode(box_reliance, training_copy(toy), first["images"][:2], first["boxes"][:2], first["class"],
+                       gradients=True)
     checker.require(CHECK_NAMES[0], True, "")
     mistake, problem, used = _shares_problem(results)
     if not mistake:
