@@ -432,7 +432,8 @@ class Checker:
                     f"{name if name.isidentifier() else 'your function'} "
                     + ("cleared the gradients stored in the network's weights (.grad): zero_grad() (or .grad = None). "
                        if cleared else "changed the gradients stored in the network's weights (.grad): a backward pass "
-                       "adds to them. ")
+                       "adds to them (a Grad-CAM written by hand with .backward(): torch.autograd.grad(score, activation) gives the "
+                       "gradient without storing any). ")
                     + "Given a model being trained, between its backward pass and its step, that changes the step. "
                     "Leave .grad alone: grad_cam does, and torch.autograd.grad computes gradients without storing them."))
         return returned
