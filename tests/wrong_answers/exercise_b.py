@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from pathlib import Path
@@ -855,31 +856,21 @@ WRONG_B += [
 
 def _path_cached(explain):
     """explain_file with functools.cache on (model, path): a file whose contents change keeps its first answer."""
-    import functools
     return functools.cache(lambda model, path: explain(model, path))
 
 
 _BY_NAME: dict = {}
 
 
-def _name_keyed_folder(explain):
-    """explain_folder keeping each file's overlay by its name in a dict shared by every call."""
+def _kept_by_name(explain):
+    """explain_file keeping each file's answer by its name in a dict shared by every call (and every folder)."""
 
-    def explain_folder(model, folder, output_folder):
-        output = Path(output_folder)
-        output.mkdir(parents=True, exist_ok=True)
-        not_images = []
-        for path in sorted(p for p in Path(folder).iterdir() if p.is_file()):
-            try:
-                if path.name not in _BY_NAME:
-                    _BY_NAME[path.name] = explain(model, path)[1]
-            except ImageLoadError:
-                not_images.append(path.name)
-                continue
-            Image.fromarray(_BY_NAME[path.name]).save(output / f"{path.name}_cam.png", format="PNG")
-        return not_images
+    def explain_file(model, path):
+        if path.name not in _BY_NAME:
+            _BY_NAME[path.name] = explain(model, path)
+        return _BY_NAME[path.name]
 
-    return explain_folder
+    return explain_file
 
 
 WRONG_B += [
@@ -889,7 +880,7 @@ WRONG_B += [
                 lambda m, s: {"explain_file": _path_cached(s["explain_file"])}),
     WrongAnswer("b", "explain_folder keeping overlays by file name in a dict shared by every call",
                 r"cat\.jpg_cam\.png is 300x451.*is an overlay kept by the file's name from an earlier call",
-                lambda m, s: (_BY_NAME.clear(), {"explain_folder": _name_keyed_folder(s["explain_file"])})[1]),
+                lambda m, s: (_BY_NAME.clear(), {"explain_folder": _folder_with(_kept_by_name(s["explain_file"]))})[1]),
 ]
 
 

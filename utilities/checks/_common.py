@@ -37,6 +37,7 @@ __all__ = [
     "remove_new_hooks",
     "smaller_input",
     "training_copy",
+    "shown_name",
     "type_name",
     "watched_inputs",
 ]
@@ -210,13 +211,12 @@ class Checker:
     def _keep_result(self, function: Callable, value: Any) -> None:
         copied = _result_copy(value)
         if copied is not _UNWATCHED:
-            self._kept_results.append((getattr(function, "__name__", "your function"), value, copied))
+            self._kept_results.append((shown_name(function), value, copied))
 
     def _changed_result(self) -> str:
         """The message for a result that a later call changed, or ""."""
         for name, value, copied in self._kept_results:
             if not _same_result(value, copied):
-                name = name if name.isidentifier() else "your function"
                 return (f"{name} returned results that its later calls changed: what it returned for an earlier call holds "
                         "other values now, because the same buffer, array or dict is filled anew and returned on every "
                         "call (out=..., a module-level array, a dict kept between calls). A caller that keeps two results "
@@ -295,8 +295,7 @@ class Checker:
 
     def after_call(self, function: Callable, state: _CallState) -> None:
         """Compare the model and the inputs with their state before the call; restore them; remember the first change."""
-        name = getattr(function, "__name__", "")
-        name = name if name.isidentifier() else "your function"
+        name = shown_name(function)
         removed = set()
         for network, module, handle in state.sentinels:
             if handle.id not in module._forward_hooks:
@@ -418,18 +417,16 @@ class Checker:
             os.chdir(working_directory)
         if self.mode_kept(function, network, before) and any(
                 then and not parameter.requires_grad for then, parameter in zip(trainable, network.parameters())):
-            name = getattr(function, "__name__", "")
-            self.note_side_effect("requires_grad off", f"{name if name.isidentifier() else 'your function'} switched off "
+            self.note_side_effect("requires_grad off", f"{shown_name(function)} switched off "
                                   "requires_grad of the network's weights (requires_grad_(False)) and left it: given a "
                                   "model whose weights train, it must leave them trainable, or the next training step "
                                   "updates nothing. Grad-CAM needs no change of the weights' flags: leave them alone.")
         if gradients:
             found = [parameter.grad for parameter in network.parameters()]
             if any(grad is None or not bool((grad == 0.5).all()) for grad in found):
-                name = getattr(function, "__name__", "")
                 cleared = any(grad is None or not bool(grad.any()) for grad in found)
                 self.note_side_effect("gradients", (
-                    f"{name if name.isidentifier() else 'your function'} "
+                    f"{shown_name(function)} "
                     + ("cleared the gradients stored in the network's weights (.grad): zero_grad() (or .grad = None). "
                        if cleared else "changed the gradients stored in the network's weights (.grad): a backward pass "
                        "adds to them (a Grad-CAM written by hand with .backward(): torch.autograd.grad(score, activation) gives the "
@@ -443,8 +440,7 @@ class Checker:
         after = [module.training for module in network.modules()]
         if after == list(before):
             return True
-        name = getattr(function, "__name__", "")
-        self.note_side_effect("mode", _mode_message(name if name.isidentifier() else "your function", list(before), after))
+        self.note_side_effect("mode", _mode_message(shown_name(function), list(before), after))
         for module, flag in zip(network.modules(), before):
             module.training = flag
         return False
@@ -512,10 +508,9 @@ def _same_result(value: Any, copied: Any) -> bool:
         return isinstance(copied, dict) and value.keys() == copied.keys() and all(
             _same_result(value[key], copied[key]) for key in value)
     if isinstance(value, (list, tuple)):
-        return len(value) == len(copied) and all(_same_result(a, b) for a, b in zip(value, copied))
-    if isinstance(value, float) and isinstance(copied, float) and value != value:
-        return copied != copied
-    return value == copied if not isinstance(value, np.generic) else bool(value == copied or value != value)
+        return isinstance(copied, list) and len(value) == len(copied) and all(_same_result(a, b) for a, b in zip(value, copied))
+    # A scalar (a dict's item may have been replaced): equal, or NaN then and now.
+    return bool(value == copied or (value != value and copied != copied))
 
 
 def as_tensor(value: Any) -> torch.Tensor | None:
@@ -612,6 +607,13 @@ def largest_gradient_from(activation: torch.Tensor, gradient: torch.Tensor) -> t
 def smaller_input(model: LoadedModel, short_side: int = 112) -> LoadedModel:
     """The same network fed smaller inputs: checks that run many CAMs stay fast, and nothing else changes for them."""
     return replace(model, preprocess=make_preprocess(model.mean, model.std, short_side))
+
+
+def shown_name(function: Any, missing: str = "") -> str:
+    """A function's name as a message gives it: its ``__name__`` if that is a plain identifier, else "your function"
+    (a lambda, a functools.partial; ``missing``: the name to assume where there is no ``__name__`` at all)."""
+    name = getattr(function, "__name__", missing)
+    return name if name.isidentifier() else "your function"
 
 
 def type_name(value: Any) -> str:

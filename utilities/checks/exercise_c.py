@@ -470,16 +470,23 @@ def _lambda_changes(lambda_step: Any, given: Any, result: Any, seed: int = 5) ->
         image = noise.to(given.dtype) if integer else (noise / 255).to(given.dtype)
         if _against_shuffle(run, image, generator) in ("moved", "other size"):
             changes.append(_GEOMETRIC)
-    colour = torch.tensor([96.0, 144.0, 200.0])
-    uniform = colour[:, None, None].expand(given.shape).clone()
-    uniform = uniform.to(given.dtype) if integer else (uniform / 255).to(given.dtype)
-    out = run(uniform)
-    if not isinstance(out, torch.Tensor) or out.ndim != 3 or out.shape[0] != 3:
+    def on_colour(values: list[float]) -> tuple[torch.Tensor, torch.Tensor, float] | None:
+        """The function on an image of one colour (0..255 values): the output's median per channel, the colour in the
+        output's convention (0..255 for an integer output, 0..1 for a float one), and the output's rounding (1 level for
+        an integer output); None where it gives no image (3, H, W)."""
+        colour = torch.tensor(values)
+        uniform = colour[:, None, None].expand(given.shape).clone()
+        out = run(uniform.to(given.dtype) if integer else (uniform / 255).to(given.dtype))
+        if not isinstance(out, torch.Tensor) or out.ndim != 3 or out.shape[0] != 3:
+            return None
+        if out.dtype.is_floating_point:
+            return out.detach().double().flatten(1).median(dim=1).values, colour.double() / 255, 0.0
+        return out.detach().double().flatten(1).median(dim=1).values, colour.double(), 1.0
+
+    mid = on_colour([96.0, 144.0, 200.0])
+    if mid is None:
         return changes + [_COLOUR]
-    seen = out.detach().double().flatten(1).median(dim=1).values
-    wanted = colour.double() if not out.dtype.is_floating_point else colour.double() / 255
-    if not integer and not out.dtype.is_floating_point:
-        wanted = colour.double()  # float 0..1 back to uint8
+    seen, wanted, _ = mid
     if float(seen.abs().sum()) == 0 or float((seen / seen.mean() - wanted / wanted.mean()).abs().max()) > 0.02:
         changes.append(_COLOUR)
     # A posterize or a gamma changes the mean too: with the colours changed, only a large factor (x.float(): 255) is a scale.
@@ -491,20 +498,12 @@ def _lambda_changes(lambda_step: Any, given: Any, result: Any, seed: int = 5) ->
     for extreme in ([12.0, 24.0, 6.0], [252.0, 214.0, 236.0]):
         if _COLOUR in changes or factor <= 0:
             break
-        colour = torch.tensor(extreme)
-        uniform = colour[:, None, None].expand(given.shape).clone()
-        uniform = uniform.to(given.dtype) if integer else (uniform / 255).to(given.dtype)
-        out = run(uniform)
-        if not isinstance(out, torch.Tensor) or out.ndim != 3 or out.shape[0] != 3:
+        found = on_colour(extreme)
+        if found is None:
             changes.append(_COLOUR)
             break
-        here = out.detach().double().flatten(1).median(dim=1).values
-        expected = colour.double() if not out.dtype.is_floating_point else colour.double() / 255
-        if not integer and not out.dtype.is_floating_point:
-            expected = colour.double()
-        expected = factor * expected
-        rounding = 0.0 if out.dtype.is_floating_point else 1.0
-        if float((here - expected).abs().max()) > 0.02 * float(expected.abs().max()) + rounding:
+        here, expected, rounding = found
+        if float((here - factor * expected).abs().max()) > 0.02 * float((factor * expected).abs().max()) + rounding:
             changes.append(_COLOUR)
     return changes
 

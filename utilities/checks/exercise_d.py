@@ -14,7 +14,8 @@ from torch import nn
 from ..cam import grad_cam, normalize_cams, upsample_cams
 from ..images import DATA_DIR, load_image
 from ..models import LoadedModel, make_preprocess
-from ._common import STAGES, Checker, CheckResult, cached, gradcam_from, layer_gradients, smaller_input, type_name
+from ._common import (STAGES, Checker, CheckResult, cached, gradcam_from, layer_gradients, shown_name, smaller_input,
+                      type_name)
 
 __all__ = ["CHECK_COUNT", "CHECK_NAMES", "check_d", "share"]
 
@@ -850,8 +851,7 @@ def _check_zero_maps(checker: Checker, localisation_shares: Callable, first_shar
     ok, shares = checker.call(localisation_shares, zero, image, TARGET, mask, explain=explain, described=_SHARES_ARGUMENTS)
     if checker.mode_kept(localisation_shares, zero.network, before) and not all(
             parameter.requires_grad for parameter in zero.network.parameters()):
-        function = getattr(localisation_shares, "__name__", "")
-        checker.note_side_effect("requires_grad off", f"{function if function.isidentifier() else 'your function'} "
+        checker.note_side_effect("requires_grad off", f"{shown_name(localisation_shares)} "
                                  "switched off requires_grad of the network's weights (requires_grad_(False)) and left it "
                                  "off: given a network whose weights train (a made-up one in training mode), it must "
                                  "leave them trainable, or the next training step updates nothing. Grad-CAM needs no "

@@ -24,7 +24,7 @@ from torch import nn
 from ..cam import grad_cam, normalize_cams, upsample_cams
 from ..models import LoadedModel
 from ..planted import CLASSES, SCENE_SIZE, STAMP_SIZE, make_scenes
-from ._common import Checker, CheckResult, cached, smaller_input, training_copy, type_name, watched_inputs
+from ._common import Checker, CheckResult, cached, shown_name, smaller_input, training_copy, type_name, watched_inputs
 
 __all__ = ["CHECK_COUNT", "CHECK_NAMES", "KEYS", "box_reliance_reference", "check_f", "made_up_model"]
 
@@ -915,8 +915,7 @@ def check_f(model: LoadedModel, box_reliance: Callable, *, _grading: bool = Fals
                                      "remove_all_hooks does it): it belongs to whoever registered it, whose recording stops "
                                      "working. Remove only the hooks your function registers, by their handles "
                                      "(handle.remove()).")
-        name = getattr(box_reliance, "__name__", "box_reliance")
-        name = name if name.isidentifier() else "your function"
+        name = shown_name(box_reliance, missing="box_reliance")
         for item in watched:
             change = item.change()
             if not change:
